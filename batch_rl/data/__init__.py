@@ -1,0 +1,1 @@
+"""Data layer: replay formats on disk and tf.data pipelines of transitions."""

@@ -1,0 +1,277 @@
+"""Dopamine replay checkpoints: the on-disk layout of the DQN Replay Dataset.
+
+A checkpoint N of one run is a set of gzip files in one directory, each an
+`np.save` array (or, for `episode_end_indices`, a pickled set of ints):
+
+  $store$_observation_ckpt.N.gz  [capacity, *observation_shape]
+  $store$_action_ckpt.N.gz       [capacity]
+  $store$_reward_ckpt.N.gz       [capacity]
+  $store$_terminal_ckpt.N.gz     [capacity]
+  add_count_ckpt.N.gz            scalar: transitions ever added (with padding)
+  invalid_range_ckpt.N.gz        indices straddling the write cursor
+  episode_end_indices_ckpt.N.gz  (newer Dopamine only)
+
+`load_checkpoint` returns a `ReplayCheckpoint` whose `is_valid_transition`
+and `sample_transition_batch` return exactly what dopamine-rl's
+`OutOfGraphReplayBuffer` returns for the same files and indices.
+"""
+
+import dataclasses
+import gzip
+import io
+import os
+import pickle
+import re
+import zlib
+from typing import Optional, Sequence
+
+import numpy as np
+
+from batch_rl.data import transitions
+from batch_rl.data.errors import ReplayDataError
+
+STORE_PREFIX = '$store$_'
+STORE_ELEMENTS = ('observation', 'action', 'reward', 'terminal')
+_CHECKPOINT_RE = re.compile(r'^\$store\$_observation_ckpt\.(\d+)\.gz$')
+
+
+def checkpoint_filename(replay_dir: str, name: str, suffix: int) -> str:
+  """Path of one element of checkpoint `suffix`, named as Dopamine names it."""
+  return os.path.join(replay_dir, f'{name}_ckpt.{suffix}.gz')
+
+
+def list_checkpoints(replay_dir: str) -> list[int]:
+  """Sorted checkpoint suffixes found in `replay_dir`; raises if there are none."""
+  if not os.path.isdir(replay_dir):
+    raise ReplayDataError(f'{replay_dir}: replay directory does not exist.')
+  suffixes = sorted(
+      int(m.group(1))
+      for m in map(_CHECKPOINT_RE.match, os.listdir(replay_dir)) if m)
+  if not suffixes:
+    raise ReplayDataError(
+        f'{replay_dir}: no Dopamine replay checkpoints found (expected files '
+        f'like {STORE_PREFIX}observation_ckpt.0.gz).')
+  return suffixes
+
+
+class _SetUnpickler(pickle.Unpickler):
+  """Unpickles Dopamine's `episode_end_indices` (a set of integers) only."""
+
+  _ALLOWED = {
+      ('builtins', 'set'): set,
+      ('builtins', 'frozenset'): frozenset,
+      ('numpy', 'dtype'): np.dtype,
+      # Dopamine stores numpy integer scalars (its cursor) in the set.
+      ('numpy.core.multiarray', 'scalar'): np.core.multiarray.scalar,
+      ('numpy._core.multiarray', 'scalar'): np.core.multiarray.scalar,
+  }
+
+  def find_class(self, module, name):
+    if (module, name) not in self._ALLOWED:
+      raise pickle.UnpicklingError(f'refusing to unpickle {module}.{name}')
+    return self._ALLOWED[module, name]
+
+
+def _read_gzip_payload(path: str, reader):
+  if not os.path.exists(path):
+    raise ReplayDataError(f'{path}: file is missing.')
+  try:
+    with gzip.open(path, 'rb') as f:
+      return reader(f)
+  except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as e:
+    raise ReplayDataError(
+        f'{path}: truncated or corrupt gzip file ({e}).') from None
+  except (ValueError, pickle.UnpicklingError) as e:
+    raise ReplayDataError(f'{path}: not a valid array file ({e}).') from None
+
+
+def read_array(path: str) -> np.ndarray:
+  """Reads one `np.save` array from a gzip file, with errors naming the file."""
+  return _read_gzip_payload(path, lambda f: np.load(f, allow_pickle=False))
+
+
+def _read_index_set(path: str) -> np.ndarray:
+  indices = _read_gzip_payload(path, lambda f: _SetUnpickler(f).load())
+  if not isinstance(indices, (set, frozenset)):
+    raise ReplayDataError(f'{path}: expected a pickled set of indices.')
+  return np.array(sorted(indices), dtype=np.int64)
+
+
+@dataclasses.dataclass
+class ReplayArrays:
+  """The stored content of one replay checkpoint (a circular buffer)."""
+  observation: np.ndarray
+  action: np.ndarray
+  reward: np.ndarray
+  terminal: np.ndarray
+  add_count: int
+  invalid_range: np.ndarray
+  episode_end_indices: Optional[np.ndarray] = None
+
+  @property
+  def capacity(self) -> int:
+    return len(self.terminal)
+
+  @property
+  def cursor(self) -> int:
+    return self.add_count % self.capacity
+
+  @property
+  def is_full(self) -> bool:
+    return self.add_count >= self.capacity
+
+  @property
+  def num_stored(self) -> int:
+    """Slots holding data (padding included)."""
+    return min(self.add_count, self.capacity)
+
+  def chronological_slots(self) -> np.ndarray:
+    """Slot indices from the oldest stored transition to the newest."""
+    start = self.cursor if self.is_full else 0
+    return (start + np.arange(self.num_stored)) % self.capacity
+
+  def validate(self, source: str) -> None:
+    """Raises ReplayDataError naming `source` if the arrays are inconsistent."""
+    lengths = {name: len(getattr(self, name)) for name in STORE_ELEMENTS}
+    if len(set(lengths.values())) != 1:
+      raise ReplayDataError(
+          f'{source}: stored arrays have mismatched lengths {lengths}; all '
+          'must equal the replay capacity.')
+    for name, kinds in (('action', 'iuf'), ('reward', 'f'),
+                        ('terminal', 'iub'), ('observation', 'iufb')):
+      dtype = getattr(self, name).dtype
+      if dtype.kind not in kinds:
+        raise ReplayDataError(
+            f'{source}: {STORE_PREFIX}{name} has unexpected dtype {dtype}.')
+    for name in ('reward', 'terminal'):
+      if getattr(self, name).ndim != 1:
+        raise ReplayDataError(
+            f'{source}: {STORE_PREFIX}{name} has shape '
+            f'{getattr(self, name).shape}, expected ({self.capacity},).')
+    if self.observation.ndim < 2:
+      raise ReplayDataError(
+          f'{source}: {STORE_PREFIX}observation has shape '
+          f'{self.observation.shape}, expected (capacity, *frame_shape).')
+    if self.add_count < 0:
+      raise ReplayDataError(f'{source}: add_count is negative.')
+    bad = (self.invalid_range < 0) | (self.invalid_range >= self.capacity)
+    if self.invalid_range.ndim != 1 or bad.any():
+      raise ReplayDataError(
+          f'{source}: invalid_range must be indices in [0, {self.capacity}).')
+
+
+def read_arrays(replay_dir: str, suffix: int,
+                observation_shape: Optional[Sequence[int]] = None,
+                observation_dtype=None) -> ReplayArrays:
+  """Reads and validates checkpoint `suffix` of `replay_dir` (never writes)."""
+  store = {
+      name: read_array(
+          checkpoint_filename(replay_dir, STORE_PREFIX + name, suffix))
+      for name in STORE_ELEMENTS
+  }
+  add_count_file = checkpoint_filename(replay_dir, 'add_count', suffix)
+  add_count = read_array(add_count_file)
+  if add_count.shape != () or add_count.dtype.kind not in 'iu':
+    raise ReplayDataError(
+        f'{add_count_file}: expected an integer scalar, got {add_count.dtype} '
+        f'of shape {add_count.shape}.')
+  invalid_range = read_array(
+      checkpoint_filename(replay_dir, 'invalid_range', suffix))
+  episode_end_file = checkpoint_filename(replay_dir, 'episode_end_indices',
+                                         suffix)
+  episode_end_indices = (
+      _read_index_set(episode_end_file)
+      if os.path.exists(episode_end_file) else None)
+  arrays = ReplayArrays(
+      add_count=int(add_count),
+      invalid_range=np.asarray(invalid_range).astype(np.int64),
+      episode_end_indices=episode_end_indices,
+      **store)
+  source = checkpoint_filename(replay_dir, STORE_PREFIX + '*', suffix)
+  arrays.validate(source)
+  frame_shape = tuple(arrays.observation.shape[1:])
+  if observation_shape is not None and frame_shape != tuple(observation_shape):
+    raise ReplayDataError(
+        f'{checkpoint_filename(replay_dir, STORE_PREFIX + "observation", suffix)}'
+        f': frames have shape {frame_shape}, expected '
+        f'{tuple(observation_shape)}.')
+  if (observation_dtype is not None and
+      arrays.observation.dtype != np.dtype(observation_dtype)):
+    raise ReplayDataError(
+        f'{checkpoint_filename(replay_dir, STORE_PREFIX + "observation", suffix)}'
+        f': frames have dtype {arrays.observation.dtype}, expected '
+        f'{np.dtype(observation_dtype)}.')
+  return arrays
+
+
+def _write_gzip(path: str, write) -> None:
+  tmp = path + '.tmp'
+  with open(tmp, 'wb') as raw, gzip.GzipFile(fileobj=raw, mode='wb') as f:
+    write(f)
+  os.replace(tmp, path)
+
+
+def write_checkpoint(replay_dir: str, suffix: int, arrays: ReplayArrays) -> None:
+  """Writes `arrays` as checkpoint `suffix`, file for file as Dopamine does."""
+  arrays.validate(replay_dir)
+  os.makedirs(replay_dir, exist_ok=True)
+  for name in STORE_ELEMENTS:
+    _write_gzip(
+        checkpoint_filename(replay_dir, STORE_PREFIX + name, suffix),
+        lambda f, a=getattr(arrays, name): np.save(f, a, allow_pickle=False))
+  _write_gzip(
+      checkpoint_filename(replay_dir, 'add_count', suffix),
+      lambda f: np.save(f, np.array(arrays.add_count), allow_pickle=False))
+  _write_gzip(
+      checkpoint_filename(replay_dir, 'invalid_range', suffix),
+      lambda f: np.save(f, arrays.invalid_range, allow_pickle=False))
+  if arrays.episode_end_indices is not None:
+    indices = {int(i) for i in arrays.episode_end_indices}
+    _write_gzip(
+        checkpoint_filename(replay_dir, 'episode_end_indices', suffix),
+        lambda f: pickle.dump(indices, f))
+
+
+class ReplayCheckpoint:
+  """One checkpoint with Dopamine's sampling semantics (numpy in, numpy out)."""
+
+  def __init__(self, arrays: ReplayArrays, stack_size: int = 4,
+               update_horizon: int = 1, gamma: float = 0.99):
+    self.arrays = arrays
+    self.stack_size = stack_size
+    self.update_horizon = update_horizon
+    self.gamma = gamma
+    self.valid_mask = transitions.valid_mask(arrays, stack_size, update_horizon)
+    self.valid_indices = np.flatnonzero(self.valid_mask)
+
+  def is_valid_transition(self, index: int) -> bool:
+    return bool(0 <= index < self.arrays.capacity and self.valid_mask[index])
+
+  def get_transition_elements(self) -> tuple[str, ...]:
+    return transitions.TRANSITION_ELEMENTS
+
+  def sample_transition_batch(self, batch_size: int, indices=None,
+                              rng: Optional[np.random.Generator] = None):
+    """Dopamine's tuple (state, action, reward, next_state, next_action,
+    next_reward, terminal, indices) for `indices`, or for uniformly sampled
+    valid indices when `indices` is None."""
+    if indices is None:
+      if not len(self.valid_indices):
+        raise ReplayDataError('checkpoint has no valid transition to sample.')
+      rng = rng or np.random.default_rng()
+      indices = rng.choice(self.valid_indices, size=batch_size)
+    indices = np.asarray(indices, dtype=np.int64)
+    if len(indices) != batch_size:
+      raise ValueError(f'got {len(indices)} indices for batch_size {batch_size}')
+    batch = transitions.gather_from_arrays(
+        self.arrays, indices, self.stack_size, self.update_horizon, self.gamma)
+    return tuple(batch[name] for name in transitions.TRANSITION_ELEMENTS)
+
+
+def load_checkpoint(replay_dir: str, suffix: int, stack_size: int = 4,
+                    update_horizon: int = 1, gamma: float = 0.99,
+                    **read_kwargs) -> ReplayCheckpoint:
+  """Reads checkpoint `suffix` of `replay_dir` for Dopamine-style sampling."""
+  return ReplayCheckpoint(
+      read_arrays(replay_dir, suffix, **read_kwargs), stack_size,
+      update_horizon, gamma)
