@@ -8,4 +8,4 @@ import os
 
 # TensorFlow's C++ start-up chatter (CUDA plugin registration) hides our own
 # output; users who want it can set the variable themselves.
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')

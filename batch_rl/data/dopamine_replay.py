@@ -90,6 +90,19 @@ def read_array(path: str) -> np.ndarray:
   return _read_gzip_payload(path, lambda f: np.load(f, allow_pickle=False))
 
 
+def read_array_header(path: str) -> tuple[tuple[int, ...], np.dtype]:
+  """(shape, dtype) of the `np.save` array in a gzip file, without its data."""
+
+  def header(f):
+    version = np.lib.format.read_magic(f)
+    read = (np.lib.format.read_array_header_1_0 if version == (1, 0) else
+            np.lib.format.read_array_header_2_0)
+    shape, _, dtype = read(f)
+    return tuple(shape), dtype
+
+  return _read_gzip_payload(path, header)
+
+
 def _read_index_set(path: str) -> np.ndarray:
   indices = _read_gzip_payload(path, lambda f: _SetUnpickler(f).load())
   if not isinstance(indices, (set, frozenset)):
@@ -160,15 +173,8 @@ class ReplayArrays:
           f'{source}: invalid_range must be indices in [0, {self.capacity}).')
 
 
-def read_arrays(replay_dir: str, suffix: int,
-                observation_shape: Optional[Sequence[int]] = None,
-                observation_dtype=None) -> ReplayArrays:
-  """Reads and validates checkpoint `suffix` of `replay_dir` (never writes)."""
-  store = {
-      name: read_array(
-          checkpoint_filename(replay_dir, STORE_PREFIX + name, suffix))
-      for name in STORE_ELEMENTS
-  }
+def read_small_elements(replay_dir: str, suffix: int) -> dict:
+  """add_count, invalid_range and episode_end_indices (None when absent)."""
   add_count_file = checkpoint_filename(replay_dir, 'add_count', suffix)
   add_count = read_array(add_count_file)
   if add_count.shape != () or add_count.dtype.kind not in 'iu':
@@ -179,14 +185,25 @@ def read_arrays(replay_dir: str, suffix: int,
       checkpoint_filename(replay_dir, 'invalid_range', suffix))
   episode_end_file = checkpoint_filename(replay_dir, 'episode_end_indices',
                                          suffix)
-  episode_end_indices = (
-      _read_index_set(episode_end_file)
-      if os.path.exists(episode_end_file) else None)
-  arrays = ReplayArrays(
-      add_count=int(add_count),
-      invalid_range=np.asarray(invalid_range).astype(np.int64),
-      episode_end_indices=episode_end_indices,
-      **store)
+  return {
+      'add_count': int(add_count),
+      'invalid_range': np.asarray(invalid_range).astype(np.int64),
+      'episode_end_indices': (_read_index_set(episode_end_file)
+                              if os.path.exists(episode_end_file) else None),
+  }
+
+
+def read_arrays(replay_dir: str, suffix: int,
+                observation_shape: Optional[Sequence[int]] = None,
+                observation_dtype=None) -> ReplayArrays:
+  """Reads and validates checkpoint `suffix` of `replay_dir` (never writes)."""
+  store = {
+      name: read_array(
+          checkpoint_filename(replay_dir, STORE_PREFIX + name, suffix))
+      for name in STORE_ELEMENTS
+  }
+  small = read_small_elements(replay_dir, suffix)
+  arrays = ReplayArrays(**small, **store)
   source = checkpoint_filename(replay_dir, STORE_PREFIX + '*', suffix)
   arrays.validate(source)
   frame_shape = tuple(arrays.observation.shape[1:])

@@ -1,0 +1,209 @@
+"""Run logs written by the runner: discovery and loading.
+
+Each run's directory holds `run_info.json` (agent_name, environment like
+'atari:Pong', seed, data_selection, ...) and `metrics.csv` with one row per
+finished iteration.
+"""
+
+import dataclasses
+import json
+import os
+import re
+from typing import Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from batch_rl.analysis.errors import AnalysisError
+
+RUN_INFO = 'run_info.json'
+METRICS = 'metrics.csv'
+METRIC_COLUMNS = ('iteration', 'gradient_steps', 'eval_episodes',
+                  'eval_return_mean', 'eval_return_std', 'train_loss',
+                  'wall_time_s')
+_REQUIRED_INFO = ('agent_name', 'environment', 'seed')
+# `DataSelection.describe()` parts, for logs that store the description.
+_DESCRIPTION_PARTS = {
+    'first_k': re.compile(r'first_(\d+)_checkpoints'),
+    'last_k': re.compile(r'last_(\d+)_checkpoints'),
+    'fraction': re.compile(r'random_([0-9.eE+-]+)_of_transitions'),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSelectionInfo:
+  """What part of the dataset a run trained on (see data.DataSelection)."""
+  fraction: float = 1.0
+  first_k: Optional[int] = None
+  last_k: Optional[int] = None
+  checkpoints: Optional[tuple[int, ...]] = None
+
+  @property
+  def is_full(self) -> bool:
+    return (self.fraction >= 1.0 and self.first_k is None and
+            self.last_k is None and self.checkpoints is None)
+
+  @property
+  def label(self) -> str:
+    """Short human-readable name, e.g. 'all', '10%', 'first 5 ckpts, 1%'."""
+    parts = []
+    if self.checkpoints is not None:
+      parts.append(f'ckpts {",".join(map(str, self.checkpoints))}')
+    if self.first_k is not None:
+      parts.append(f'first {self.first_k} ckpts')
+    if self.last_k is not None:
+      parts.append(f'last {self.last_k} ckpts')
+    if self.fraction < 1.0:
+      parts.append(f'{100 * self.fraction:g}%')
+    return ', '.join(parts) or 'all'
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """One run: identity from run_info.json, per-iteration rows of metrics.csv."""
+  run_dir: str
+  agent_name: str
+  environment: str
+  seed: int
+  data_selection: DataSelectionInfo
+  metrics: pd.DataFrame
+
+  @property
+  def game(self) -> str:
+    return self.environment.partition(':')[2]
+
+  @property
+  def variant(self) -> str:
+    """The agent name, qualified by the data selection unless it is all data."""
+    if self.data_selection.is_full:
+      return self.agent_name
+    return f'{self.agent_name} [{self.data_selection.label}]'
+
+
+def find_run_dirs(base_dirs: Sequence[str]) -> list[str]:
+  """Sorted directories under `base_dirs` (recursively) holding run_info.json."""
+  found = set()
+  for base_dir in base_dirs:
+    if not os.path.isdir(base_dir):
+      raise AnalysisError(f'--base_dirs {base_dir}: no such directory.')
+    for root, _, files in os.walk(base_dir):
+      if RUN_INFO in files:
+        found.add(os.path.normpath(root))
+  if not found:
+    raise AnalysisError(
+        f'No runs under {", ".join(base_dirs)}: no {RUN_INFO} found in any '
+        'subdirectory (each run directory needs run_info.json and '
+        'metrics.csv).')
+  return sorted(found)
+
+
+def parse_data_selection(value, path: str) -> DataSelectionInfo:
+  """Reads run_info's data_selection: a DataSelection dict, its describe()
+  string, or absent (all data)."""
+  if value is None or value == 'all':
+    return DataSelectionInfo()
+  if isinstance(value, str):
+    fields = {}
+    for name, pattern in _DESCRIPTION_PARTS.items():
+      match = pattern.search(value)
+      if match:
+        fields[name] = (float if name == 'fraction' else int)(match.group(1))
+    match = re.search(r'checkpoints=\[([0-9, ]*)\]', value)
+    if match:
+      fields['checkpoints'] = tuple(int(c) for c in match.group(1).split(','))
+    if not fields:
+      raise AnalysisError(
+          f'{path}: data_selection {value!r} is not a DataSelection '
+          'description (expected e.g. "all", "first_5_checkpoints" or '
+          '"random_0.1_of_transitions(seed=0)") nor a dict.')
+    return DataSelectionInfo(**fields)
+  if isinstance(value, dict):
+    try:
+      checkpoints = value.get('checkpoints')
+      return DataSelectionInfo(
+          fraction=float(value.get('fraction', 1.0)),
+          first_k=None if value.get('first_k') is None else int(
+              value['first_k']),
+          last_k=None if value.get('last_k') is None else int(value['last_k']),
+          checkpoints=None if checkpoints is None else tuple(
+              int(c) for c in checkpoints))
+    except (TypeError, ValueError) as e:
+      raise AnalysisError(
+          f'{path}: data_selection {value!r} has a non-numeric field '
+          f'({e}); expected fraction, first_k, last_k, checkpoints.') from e
+  raise AnalysisError(
+      f'{path}: data_selection must be a dict or a string, got '
+      f'{type(value).__name__}.')
+
+
+def read_run_info(run_dir: str) -> dict:
+  path = os.path.join(run_dir, RUN_INFO)
+  try:
+    with open(path) as f:
+      info = json.load(f)
+  except json.JSONDecodeError as e:
+    raise AnalysisError(f'{path}: not valid JSON ({e}).') from e
+  if not isinstance(info, dict):
+    raise AnalysisError(f'{path}: expected a JSON object.')
+  missing = [key for key in _REQUIRED_INFO if key not in info]
+  if missing:
+    raise AnalysisError(
+        f'{path}: missing keys {missing}; run_info.json needs '
+        f'{list(_REQUIRED_INFO)}.')
+  return info
+
+
+def read_metrics(run_dir: str) -> pd.DataFrame:
+  """metrics.csv sorted by iteration; raises naming the file if malformed."""
+  path = os.path.join(run_dir, METRICS)
+  if not os.path.isfile(path):
+    raise AnalysisError(f'{path}: missing (every run directory with '
+                        f'{RUN_INFO} needs {METRICS}).')
+  try:
+    metrics = pd.read_csv(path)
+  except (pd.errors.ParserError, pd.errors.EmptyDataError,
+          UnicodeDecodeError) as e:
+    raise AnalysisError(f'{path}: not a readable CSV ({e}).') from e
+  missing = [c for c in METRIC_COLUMNS if c not in metrics.columns]
+  if missing:
+    raise AnalysisError(
+        f'{path}: missing columns {missing}; expected '
+        f'{", ".join(METRIC_COLUMNS)}.')
+  if metrics.empty:
+    raise AnalysisError(f'{path}: no rows (no finished iteration).')
+  numeric = metrics[list(METRIC_COLUMNS)].apply(pd.to_numeric, errors='coerce')
+  bad = numeric.isna() & metrics[list(METRIC_COLUMNS)].notna()
+  if bad.to_numpy().any():
+    row, column = np.argwhere(bad.to_numpy())[0]
+    raise AnalysisError(
+        f'{path}: non-numeric value {metrics.iloc[row][METRIC_COLUMNS[column]]!r}'
+        f' in column {METRIC_COLUMNS[column]} (data row {row + 1}).')
+  if numeric['eval_return_mean'].isna().any():
+    raise AnalysisError(f'{path}: empty eval_return_mean in some rows.')
+  return numeric.sort_values('iteration', ignore_index=True)
+
+
+def load_run(run_dir: str) -> Run:
+  info = read_run_info(run_dir)
+  path = os.path.join(run_dir, RUN_INFO)
+  environment = str(info['environment'])
+  if ':' not in environment:
+    raise AnalysisError(f'{path}: environment {environment!r} must be '
+                        '<family>:<game>, e.g. atari:Pong or minatar:breakout.')
+  try:
+    seed = int(info['seed'])
+  except (TypeError, ValueError) as e:
+    raise AnalysisError(
+        f'{path}: seed {info["seed"]!r} is not an integer.') from e
+  return Run(
+      run_dir=run_dir,
+      agent_name=str(info['agent_name']),
+      environment=environment,
+      seed=seed,
+      data_selection=parse_data_selection(info.get('data_selection'), path),
+      metrics=read_metrics(run_dir))
+
+
+def load_runs(base_dirs: Sequence[str]) -> list[Run]:
+  """Every run found under `base_dirs`."""
+  return [load_run(run_dir) for run_dir in find_run_dirs(base_dirs)]

@@ -1,0 +1,77 @@
+"""tf.data pipelines of uniformly sampled transitions.
+
+Sampling is uniform over the valid transitions of all selected checkpoints
+(what Dopamine's rejection sampler converges to), deterministic for a seed,
+batched and prefetched; everything but the memory-mapped frame read is
+TensorFlow ops.
+"""
+
+from typing import Optional
+
+import gin
+import numpy as np
+import tensorflow as tf
+
+from batch_rl.data import sources
+from batch_rl.data import transitions
+from batch_rl.data.errors import ReplayDataError
+from batch_rl.data.replay_store import ReplayStore
+from batch_rl.data.selection import DataSelection
+
+
+def transition_dataset(store: ReplayStore, batch_size: int,
+                       stack_size: int = 4, update_horizon: int = 1,
+                       gamma: float = 0.99, seed: int = 0,
+                       indices: Optional[np.ndarray] = None,
+                       num_parallel_calls: int = tf.data.AUTOTUNE
+                       ) -> tf.data.Dataset:
+  """An endless dataset of transition batches (dicts, see docs/DESIGN.md).
+
+  Args:
+    store: the replay data.
+    batch_size: transitions per batch.
+    stack_size, update_horizon, gamma: Dopamine's transition parameters.
+    seed: fixes the sequence of batches.
+    indices: global slot indices to sample from (default: every valid one).
+    num_parallel_calls: parallel batch assembly; order stays deterministic.
+  """
+  if indices is None:
+    indices = store.valid_indices(stack_size, update_horizon)
+  if not len(indices):
+    raise ReplayDataError(
+        f'{store.names[0]}...: no valid transition for stack_size='
+        f'{stack_size}, update_horizon={update_horizon}.')
+  table = tf.constant(indices)
+  read_windows = store.window_reader(stack_size, update_horizon)
+
+  def sample(random_bits):
+    picks = tf.math.floormod(random_bits, tf.size(table, out_type=tf.int64))
+    global_index = tf.cast(tf.gather(table, picks), tf.int64)
+    windows, local = read_windows(global_index)
+    return transitions.transitions_from_windows(windows, local, stack_size,
+                                                update_horizon, gamma)
+
+  return (tf.data.Dataset.random(seed=seed)
+          .batch(batch_size, drop_remainder=True)
+          .map(sample, num_parallel_calls=num_parallel_calls,
+               deterministic=True)
+          .prefetch(tf.data.AUTOTUNE))
+
+
+@gin.configurable
+def replay_dataset(replay_dir: str, batch_size: int = 32,
+                   stack_size: int = 4, update_horizon: int = 1,
+                   gamma: float = 0.99, seed: int = 0,
+                   selection: Optional[DataSelection] = None):
+  """Opens `replay_dir` (any supported layout) as a transition dataset.
+
+  Returns:
+    (dataset, store, indices): the dataset and what it samples from.
+  """
+  selection = selection or DataSelection()
+  store = sources.open_store(replay_dir, selection)
+  indices = selection.subsample(
+      store.valid_indices(stack_size, update_horizon))
+  dataset = transition_dataset(store, batch_size, stack_size, update_horizon,
+                               gamma, seed, indices)
+  return dataset, store, indices

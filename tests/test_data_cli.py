@@ -1,0 +1,80 @@
+"""`python -m batch_rl.data`: JSON summaries and clean errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from batch_rl.data import __main__ as cli
+from batch_rl.data import dopamine_replay
+from batch_rl.data import summary
+from conftest import fill_dopamine_buffer
+
+
+def test_info_summarizes_checkpoints(tmp_path, capsys):
+  buffer = fill_dopamine_buffer(200, 60, seed=1)  # Not wrapped.
+  buffer.save(str(tmp_path), 0)
+  fill_dopamine_buffer(40, 130, seed=2).save(str(tmp_path), 1)  # Wrapped.
+  assert cli.main(['info', str(tmp_path)]) == 0
+  info = json.loads(capsys.readouterr().out)
+  assert info['checkpoints'] == ['0', '1']
+  assert info['observation_shape'] == [5, 4]
+  assert info['observation_dtype'] == 'uint8'
+  assert info['per_checkpoint']['0']['stored_slots'] == buffer.add_count
+  # Returns of complete episodes, recomputed the slow way from the buffer.
+  rewards, terminals = buffer._store['reward'], buffer._store['terminal']
+  returns, total = [], 0.0
+  for i in range(int(buffer.add_count)):
+    total += rewards[i]
+    if terminals[i]:
+      returns.append(total)
+      total = 0.0
+  first = info['per_checkpoint']['0']
+  assert first['complete_episodes'] == len(returns)
+  assert first['episode_return']['mean'] == pytest.approx(np.mean(returns))
+  assert first['episode_return']['max'] == pytest.approx(np.max(returns))
+
+
+def test_episode_returns_skip_the_overwritten_first_episode():
+  arrays = dopamine_replay.ReplayArrays(
+      observation=np.zeros((6, 1, 1), np.uint8),
+      action=np.zeros(6, np.int32),
+      reward=np.array([1., 2., 4., 8., 16., 32.], np.float32),
+      terminal=np.array([0, 1, 0, 0, 1, 0], np.uint8),
+      add_count=8, invalid_range=np.array([2]))
+  # Chronological order from the cursor (2): slots 2,3,4 | 5,0,1 ; the part
+  # before the end at slot 4 lost its start, so only slots 5,0,1 count.
+  np.testing.assert_allclose(summary.episode_returns(arrays), [32 + 1 + 2])
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['info', '{missing}'], 'does not exist'),
+    (['info', '{empty}'], 'no Dopamine replay checkpoints'),
+    (['convert', '{run}', '{run}/inside'], 'outside the replay directory'),
+])
+def test_cli_errors_are_one_line_and_nonzero(tmp_path, argv, message):
+  run = tmp_path / 'run'
+  os.makedirs(run)
+  fill_dopamine_buffer(40, 50).save(str(run), 0)
+  os.makedirs(tmp_path / 'empty')
+  paths = {'missing': tmp_path / 'nope', 'empty': tmp_path / 'empty',
+           'run': run}
+  argv = [a.format(**paths) for a in argv]
+  result = subprocess.run([sys.executable, '-m', 'batch_rl.data', *argv],
+                          capture_output=True, text=True, check=False)
+  assert result.returncode == 2
+  assert message in result.stderr
+  assert 'Traceback' not in result.stderr
+
+
+def test_cli_reports_truncated_file(tmp_path, capsys):
+  fill_dopamine_buffer(40, 50).save(str(tmp_path), 0)
+  path = dopamine_replay.checkpoint_filename(str(tmp_path), '$store$_terminal',
+                                             0)
+  data = open(path, 'rb').read()
+  open(path, 'wb').write(data[:20])
+  assert cli.main(['info', str(tmp_path)]) == 2
+  assert 'terminal_ckpt.0.gz: truncated or corrupt' in capsys.readouterr().err

@@ -1,0 +1,159 @@
+"""The tf.data pipeline: Dopamine's transitions, uniform, seeded, subsampled."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from batch_rl.data import converted
+from batch_rl.data import dopamine_replay
+from batch_rl.data import pipeline
+from batch_rl.data import sources
+from batch_rl.data import transitions
+from batch_rl.data.errors import ReplayDataError
+from batch_rl.data.selection import DataSelection
+from conftest import fill_dopamine_buffer
+
+GAMMA = 0.9
+
+
+@pytest.fixture(scope='module')
+def run_dir(tmp_path_factory):
+  """Three checkpoints of different sizes, wrapped and not, n-step data."""
+  path = tmp_path_factory.mktemp('run')
+  buffers = {}
+  for suffix, (capacity, adds) in enumerate([(60, 40), (64, 150), (48, 200)]):
+    buffers[suffix] = fill_dopamine_buffer(
+        capacity, adds, update_horizon=3, gamma=GAMMA, seed=suffix,
+        short_episodes=True, episode_end_prob=0.03)
+    buffers[suffix].save(str(path), suffix)
+  return str(path), buffers
+
+
+@pytest.fixture(scope='module')
+def converted_dir(run_dir, tmp_path_factory):
+  out = str(tmp_path_factory.mktemp('converted') / 'memmap')
+  converted.convert(run_dir[0], out, progress=False)
+  return out
+
+
+def _expected(buffers, suffix, local):
+  buffer = buffers[suffix]
+  batch = buffer.sample_transition_batch(1, indices=[local])
+  names = [e.name for e in buffer.get_transition_elements(1)]
+  return {n: v[0] for n, v in zip(names, batch)}
+
+
+@pytest.mark.parametrize('layout', ['gz', 'memmap'])
+def test_every_global_index_gives_dopamines_transition(run_dir, converted_dir,
+                                                       layout):
+  replay_dir, buffers = run_dir
+  store = sources.open_store(
+      replay_dir if layout == 'gz' else converted_dir, DataSelection())
+  assert store.memory_mapped == (layout == 'memmap')
+  indices = store.valid_indices(4, 3)
+  read = store.window_reader(4, 3)
+  windows, local = read(tf.constant(indices, tf.int64))
+  batch = transitions.transitions_from_windows(windows, local, 4, 3, GAMMA)
+  suffixes = np.searchsorted(store.starts, indices, side='right') - 1
+  expected_count = sum(
+      sum(b.is_valid_transition(i) for i in range(b._replay_capacity))
+      for b in buffers.values())
+  assert len(indices) == expected_count
+  for row, (suffix, index) in enumerate(zip(suffixes, indices)):
+    want = _expected(buffers, suffix, index - store.starts[suffix])
+    for name, value in want.items():
+      got = batch[name][row].numpy()
+      assert got.dtype == value.dtype, name
+      np.testing.assert_array_equal(got, value, err_msg=f'{name} @ {row}')
+
+
+@pytest.mark.parametrize('layout', ['gz', 'memmap'])
+def test_dataset_batches_are_seeded_and_uniform(run_dir, converted_dir, layout):
+  source = run_dir[0] if layout == 'gz' else converted_dir
+  dataset, store, indices = pipeline.replay_dataset(
+      source, batch_size=32, update_horizon=3, gamma=GAMMA, seed=7)
+  first = [b['indices'].numpy() for b in dataset.take(5)]
+  again = [b['indices'].numpy() for b in pipeline.replay_dataset(
+      source, batch_size=32, update_horizon=3, gamma=GAMMA, seed=7)[0].take(5)]
+  other = [b['indices'].numpy() for b in pipeline.replay_dataset(
+      source, batch_size=32, update_horizon=3, gamma=GAMMA, seed=8)[0].take(5)]
+  np.testing.assert_array_equal(np.stack(first), np.stack(again))
+  assert not np.array_equal(np.stack(first), np.stack(other))
+  batch = next(iter(dataset))
+  assert batch['state'].shape == (32, 5, 4, 4)
+  assert batch['state'].dtype == tf.uint8
+  # Uniform over valid transitions: with 150 batches every one shows up,
+  # and no count is far from the mean.
+  locals_seen = np.concatenate(
+      [b['indices'].numpy() for b in dataset.take(150)])
+  valid_locals = indices - store.starts[
+      np.searchsorted(store.starts, indices, side='right') - 1]
+  assert set(locals_seen) <= set(valid_locals)
+  assert set(locals_seen) == set(valid_locals)
+
+
+def test_selection_first_last_and_fraction(run_dir):
+  replay_dir, _ = run_dir
+  full = sources.open_store(replay_dir, DataSelection())
+  first = sources.open_store(replay_dir, DataSelection(first_k=1))
+  last = sources.open_store(replay_dir, DataSelection(last_k=2))
+  assert first.num_slots == 60
+  assert last.num_slots == 64 + 48
+  valid = full.valid_indices(4, 1)
+  tenth = DataSelection(fraction=0.1, seed=3).subsample(valid)
+  assert len(tenth) == round(0.1 * len(valid))
+  assert set(tenth) <= set(valid)
+  np.testing.assert_array_equal(
+      tenth, DataSelection(fraction=0.1, seed=3).subsample(valid))
+  assert not np.array_equal(
+      tenth, DataSelection(fraction=0.1, seed=4).subsample(valid))
+  _, _, sampled_from = pipeline.replay_dataset(
+      replay_dir, batch_size=4, selection=DataSelection(fraction=0.1, seed=3))
+  np.testing.assert_array_equal(sampled_from, tenth)
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    ({'first_k': 1, 'last_k': 1}, 'not both'),
+    ({'fraction': 0.0}, 'fraction'),
+    ({'first_k': 0}, 'first_k'),
+])
+def test_selection_rejects_bad_values(kwargs, message):
+  with pytest.raises(ValueError, match=message):
+    DataSelection(**kwargs)
+
+
+def test_selection_of_missing_checkpoint(run_dir):
+  with pytest.raises(ValueError, match=r'\[9\] not found'):
+    sources.open_store(run_dir[0], DataSelection(checkpoints=[0, 9]))
+
+
+def test_convert_resumes_and_never_writes_into_source(run_dir, tmp_path):
+  replay_dir, _ = run_dir
+  before = sorted(os.listdir(replay_dir))
+  out = str(tmp_path / 'out')
+  assert converted.convert(replay_dir, out, suffixes=[0], progress=False) == [0]
+  mtime = os.stat(os.path.join(out, 'ckpt_0', 'observation.npy')).st_mtime_ns
+  converted.convert(replay_dir, out, progress=False)
+  assert os.stat(os.path.join(out, 'ckpt_0',
+                              'observation.npy')).st_mtime_ns == mtime
+  assert sorted(d for d in os.listdir(out) if d.startswith('ckpt_')) == [
+      'ckpt_0', 'ckpt_1', 'ckpt_2']
+  assert sorted(os.listdir(replay_dir)) == before
+  with pytest.raises(ReplayDataError, match='outside the replay directory'):
+    converted.convert(replay_dir, os.path.join(replay_dir, 'x'))
+
+
+def test_convert_reports_truncated_source(run_dir, tmp_path):
+  replay_dir, buffers = run_dir
+  broken = tmp_path / 'broken'
+  os.makedirs(broken)
+  buffers[1].save(str(broken), 0)
+  path = dopamine_replay.checkpoint_filename(
+      str(broken), '$store$_observation', 0)
+  data = open(path, 'rb').read()
+  open(path, 'wb').write(data[:len(data) // 2])
+  with pytest.raises(ReplayDataError, match='observation_ckpt.0.gz'):
+    converted.convert(str(broken), str(tmp_path / 'out'), progress=False)
+  assert not os.path.exists(tmp_path / 'out' / 'ckpt_0')
