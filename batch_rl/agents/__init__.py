@@ -1,1 +1,13 @@
-"""TODO"""
+"""Discrete offline agents: networks, losses, one shared train step.
+
+Importing the package registers DQN, C51, QR-DQN, multi-head (Ensemble-DQN,
+REM) and multi-network DQN with `registry.create_agent`.
+"""
+
+# Imported for their registration with the registry.
+from batch_rl.agents import c51_agent
+from batch_rl.agents import dqn_agent
+from batch_rl.agents import multi_head_dqn_agent
+from batch_rl.agents import multi_network_dqn_agent
+from batch_rl.agents import quantile_agent
+from batch_rl.agents.registry import create_agent

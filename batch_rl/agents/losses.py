@@ -7,7 +7,7 @@ import tensorflow as tf
 
 
 def huber_loss(targets, predictions, delta: float = 1.0):
-  """0.5 x^2 if |x| <= delta else delta (|x| - 0.5 delta), x = targets - predictions."""
+  """0.5 x^2 if |x| <= delta else delta (|x| - delta / 2); x = t - p."""
   error = tf.abs(targets - predictions)
   quadratic = tf.minimum(error, delta)
   return 0.5 * quadratic**2 + delta * (error - quadratic)
@@ -20,11 +20,11 @@ def mse_loss(targets, predictions):
 
 def quantile_huber_loss(target_quantiles, predicted_quantiles,
                         kappa: float = 1.0):
-  """sum_i mean_j |tau_i - 1{u_ij < 0}| L_kappa(u_ij), u_ij = T theta_j - theta_i.
+  """sum_i mean_j |tau_i - 1{u_ij < 0}| L_kappa(u_ij), u_ij = y_j - theta_i.
 
   QR-DQN's Eq. 10 as Dopamine and the batch_rl release compute it (without the
-  paper's 1/kappa, which is 1 at kappa = 1); tau_i = (2i + 1) / 2N are the
-  quantile midpoints.
+  paper's 1/kappa, which is 1 at kappa = 1); y_j are the target quantiles and
+  tau_i = (2i + 1) / 2N the quantile midpoints.
 
   Args:
     target_quantiles: [B, M] samples of the target distribution.
@@ -88,7 +88,7 @@ def select_actions(values, actions):
 
 
 def bellman_target(rewards, discounts, next_values):
-  """r + discount * v(s'), with [B] rewards/discounts broadcast over v's extra axes."""
+  """r + discount v(s'); [B] r and discount broadcast over v's extra axes."""
   extra_axes = len(next_values.shape) - 1
   expand = lambda x: tf.reshape(x, [-1] + [1] * extra_axes)
   return expand(rewards) + expand(discounts) * next_values

@@ -30,69 +30,73 @@ def _conv(filters, kernel_size, strides, padding):
       activation='relu', kernel_initializer=_kernel_initializer())
 
 
+class _Torso(tf.keras.layers.Layer):
+  """Preprocesses a stacked state, then applies its blocks in order."""
+
+  def __init__(self, blocks, name: str):
+    super().__init__(name=name)
+    self._blocks = blocks
+
+  def preprocess(self, state):
+    return tf.cast(state, tf.float32)
+
+  def call(self, state):
+    net = self.preprocess(state)
+    for block in self._blocks:
+      net = block(net)
+    return net
+
+
 @gin.configurable
-class NatureDQNTorso(tf.keras.layers.Layer):
+class NatureDQNTorso(_Torso):
   """Nature DQN torso on [B, 84, 84, stack] uint8 frames scaled by 1/255.
 
   Padding is 'same', as in Dopamine's and the batch_rl release's networks.
   """
 
   def __init__(self, hidden_units: int = 512, name: str = 'nature_dqn_torso'):
-    super().__init__(name=name)
-    self._layers = [
+    super().__init__([
         _conv(32, 8, 4, 'same'),
         _conv(64, 4, 2, 'same'),
         _conv(64, 3, 1, 'same'),
         tf.keras.layers.Flatten(),
         _dense(hidden_units),
-    ]
+    ], name=name)
 
-  def call(self, state):
-    net = tf.cast(state, tf.float32) / 255.
-    for layer in self._layers:
-      net = layer(net)
-    return net
+  def preprocess(self, state):
+    return tf.cast(state, tf.float32) / 255.
 
 
 @gin.configurable
-class MinAtarTorso(tf.keras.layers.Layer):
+class MinAtarTorso(_Torso):
   """MinAtar torso (Young & Tian, 2019) on [B, 10, 10, C, stack] 0/1 states.
 
-  The channel and stack axes are merged into C * stack input channels.
+  Convolution without padding, as in MinAtar's reference network; the channel
+  and stack axes are merged into C * stack input channels.
   """
 
   def __init__(self, filters: int = 16, hidden_units: int = 128,
                name: str = 'minatar_torso'):
-    super().__init__(name=name)
-    self._layers = [
+    super().__init__([
         _conv(filters, 3, 1, 'valid'),
         tf.keras.layers.Flatten(),
         _dense(hidden_units),
-    ]
+    ], name=name)
 
-  def call(self, state):
+  def preprocess(self, state):
     height, width = state.shape[1], state.shape[2]
     channels = math.prod(state.shape[3:])
-    net = tf.reshape(tf.cast(state, tf.float32), [-1, height, width, channels])
-    for layer in self._layers:
-      net = layer(net)
-    return net
+    return tf.reshape(tf.cast(state, tf.float32),
+                      [-1, height, width, channels])
 
 
 @gin.configurable
-class MLPTorso(tf.keras.layers.Layer):
+class MLPTorso(_Torso):
   """Fully connected torso on [B, obs_dim, stack] float vectors (flattened)."""
 
   def __init__(self, hidden_units=(512, 512), name: str = 'mlp_torso'):
-    super().__init__(name=name)
-    self._layers = [tf.keras.layers.Flatten()]
-    self._layers += [_dense(units) for units in hidden_units]
-
-  def call(self, state):
-    net = tf.cast(state, tf.float32)
-    for layer in self._layers:
-      net = layer(net)
-    return net
+    super().__init__([tf.keras.layers.Flatten()] +
+                     [_dense(units) for units in hidden_units], name=name)
 
 
 @gin.configurable

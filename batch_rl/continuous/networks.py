@@ -68,6 +68,7 @@ class CriticEnsemble(tf.keras.Model):
   def __init__(self, num_critics: int, hidden_sizes: Sequence[int],
                seeds: SeedStream):
     super().__init__()
+    self.num_critics = num_critics
     self.critics = [mlp(hidden_sizes, 1, seeds) for _ in range(num_critics)]
 
   def call(self, state, action):

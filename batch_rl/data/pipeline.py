@@ -58,6 +58,16 @@ def transition_dataset(store: ReplayStore, batch_size: int,
           .prefetch(tf.data.AUTOTUNE))
 
 
+def open_replay(replay_dir: str, stack_size: int, update_horizon: int,
+                selection: Optional[DataSelection] = None):
+  """(store, indices): the selected data of `replay_dir` and its transitions."""
+  selection = selection or DataSelection()
+  store = sources.open_store(replay_dir, selection)
+  indices = selection.subsample(
+      store.valid_indices(stack_size, update_horizon))
+  return store, indices
+
+
 @gin.configurable
 def replay_dataset(replay_dir: str, batch_size: int = 32,
                    stack_size: int = 4, update_horizon: int = 1,
@@ -68,10 +78,8 @@ def replay_dataset(replay_dir: str, batch_size: int = 32,
   Returns:
     (dataset, store, indices): the dataset and what it samples from.
   """
-  selection = selection or DataSelection()
-  store = sources.open_store(replay_dir, selection)
-  indices = selection.subsample(
-      store.valid_indices(stack_size, update_horizon))
+  store, indices = open_replay(replay_dir, stack_size, update_horizon,
+                               selection)
   dataset = transition_dataset(store, batch_size, stack_size, update_horizon,
                                gamma, seed, indices)
   return dataset, store, indices

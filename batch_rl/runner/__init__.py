@@ -1,1 +1,1 @@
-"""TODO"""
+"""Runner layer: the offline train/evaluate loop, checkpoints and logs."""

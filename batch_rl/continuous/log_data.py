@@ -1,0 +1,124 @@
+r"""Trains an online DDPG or TD3 agent and logs its full replay.
+
+Every transition the agent sees is written as Dopamine replay checkpoints
+(`<base_dir>/replay_logs/$store$_*_ckpt.N.gz`, checkpoint N each time
+`replay_capacity` slots have filled, the remainder at the end), the data
+layout of the paper's MuJoCo experiments. Episode returns of the logging
+agent go to `<base_dir>/episode_returns.csv`.
+
+  python -m batch_rl.continuous.log_data --env=Hopper-v5 --agent=ddpg \
+      --base_dir=/tmp/hopper_ddpg --num_steps=1000000 \
+      --gin_files=gin/mujoco/ddpg.gin
+"""
+
+import csv
+import os
+from typing import Sequence
+
+from absl import app
+from absl import flags
+from absl import logging
+import gin
+import numpy as np
+
+from batch_rl.continuous import CONTINUOUS_AGENTS
+from batch_rl.continuous import create_continuous_agent
+from batch_rl.continuous.actor_critic import DDPGAgent
+from batch_rl.continuous.environments import make_continuous_environment
+from batch_rl.continuous.replay_writer import EpisodeReplayWriter
+from batch_rl.data.dopamine_replay import write_checkpoint
+
+REPLAY_SUBDIR = 'replay_logs'
+RETURNS_FILE = 'episode_returns.csv'
+
+
+@gin.configurable
+def log_online_replay(base_dir: str, env_name: str = 'Hopper-v5',
+                      agent_name: str = 'ddpg', num_steps: int = 1_000_000,
+                      replay_capacity: int = 1_000_000,
+                      random_steps: int = 25_000, batch_size: int = 256,
+                      seed: int = 0) -> list[float]:
+  """Runs the online agent for `num_steps` environment steps, logging all.
+
+  As in the TD3 reference loop: `random_steps` uniform random actions first,
+  then (once a batch of data is in) one gradient step per environment step
+  on a batch from the replay, and exploration noise on the agent's actions. Time-limit ends are not
+  terminals.
+
+  Returns:
+    The undiscounted return of every finished episode.
+  """
+  if not issubclass(CONTINUOUS_AGENTS.get(agent_name, DDPGAgent), DDPGAgent):
+    raise ValueError(f'--agent={agent_name}: the logger trains deterministic '
+                     'actor-critic agents (ddpg, td3 and their ensembles).')
+  env, spec = make_continuous_environment(env_name)
+  agent = create_continuous_agent(agent_name, spec, seed=seed)
+  replay_dir = os.path.join(base_dir, REPLAY_SUBDIR)
+  writer = EpisodeReplayWriter(
+      replay_capacity, spec.observation_dim, spec.action_dim,
+      lambda suffix, arrays: write_checkpoint(replay_dir, suffix, arrays))
+  rng = np.random.default_rng(seed)
+  os.makedirs(base_dir, exist_ok=True)
+  train_start = max(random_steps, batch_size)
+  returns = []
+  with open(os.path.join(base_dir, RETURNS_FILE), 'w', newline='') as f:
+    log = csv.writer(f)
+    log.writerow(['step', 'episode_return', 'episode_length'])
+    observation, _ = env.reset(seed=seed)
+    episode_return, episode_length = 0.0, 0
+    for step in range(num_steps):
+      if step < random_steps:
+        action = rng.uniform(-1.0, 1.0, spec.action_dim).astype(np.float32)
+      elif episode_length == 0:
+        action = agent.begin_episode(observation)
+      else:
+        action = agent.step(reward, observation)
+      next_observation, reward, terminated, truncated, _ = env.step(action)
+      writer.add_transition(observation, action, reward, terminated)
+      episode_return += reward
+      episode_length += 1
+      if step >= train_start:
+        agent.train_step(writer.sample_batch(batch_size, rng))
+      if terminated or truncated:
+        writer.truncate_episode(next_observation)
+        agent.end_episode(reward, terminated)
+        returns.append(episode_return)
+        log.writerow([step + 1, episode_return, episode_length])
+        logging.info('step %d: episode return %.1f over %d steps', step + 1,
+                     episode_return, episode_length)
+        observation, _ = env.reset()
+        episode_return, episode_length = 0.0, 0
+      else:
+        observation = next_observation
+  writer.truncate_episode(observation)
+  writer.close()
+  return returns
+
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('base_dir', None, 'Where replay_logs/ and logs go.')
+flags.DEFINE_string('env', 'Hopper-v5', 'Task, e.g. HalfCheetah-v5.')
+flags.DEFINE_string('agent', 'ddpg', 'Online agent: ddpg or td3.')
+flags.DEFINE_integer('num_steps', 1_000_000, 'Environment steps to log.')
+flags.DEFINE_integer('replay_capacity', 1_000_000, 'Slots per checkpoint.')
+flags.DEFINE_integer('seed', 0, 'Seed of agent, environment and sampling.')
+flags.DEFINE_multi_string('gin_files', [], 'Gin files, e.g. gin/mujoco/ddpg.gin.')
+flags.DEFINE_multi_string('gin_bindings', [], 'Extra gin bindings.')
+
+
+def main(argv: Sequence[str]) -> None:
+  del argv
+  # Agent gin files also configure the offline pipeline, unused here.
+  gin.parse_config_files_and_bindings(FLAGS.gin_files, FLAGS.gin_bindings,
+                                      skip_unknown=['replay_dataset'])
+  returns = log_online_replay(
+      FLAGS.base_dir, env_name=FLAGS.env, agent_name=FLAGS.agent,
+      num_steps=FLAGS.num_steps, replay_capacity=FLAGS.replay_capacity,
+      seed=FLAGS.seed)
+  logging.info('logged %d episodes to %s', len(returns),
+               os.path.join(FLAGS.base_dir, REPLAY_SUBDIR))
+
+
+if __name__ == '__main__':
+  flags.mark_flag_as_required('base_dir')
+  app.run(main)

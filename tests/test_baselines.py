@@ -1,0 +1,243 @@
+"""Online logging baselines: replay checkpoints, the online loop, the CLI."""
+
+import csv
+import os
+
+import gin
+import numpy as np
+import pytest
+from dopamine.replay_memory import circular_replay_buffer
+
+from batch_rl.baselines import train
+from batch_rl.baselines.logged_replay_buffer import LoggedReplayBuffer
+from batch_rl.baselines.online_agent import OnlineAgent
+from batch_rl.data import dopamine_replay
+from batch_rl.data import transitions
+from batch_rl.runner import run_state
+
+FRAME_SHAPE = (5, 4)
+GIN_FILE = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'gin',
+                        'baselines', 'cartpole_dqn.gin')
+
+
+def frozen_copy(buffer):
+  """A plain dopamine-rl buffer holding `buffer`'s current content."""
+  copy = circular_replay_buffer.OutOfGraphReplayBuffer(
+      FRAME_SHAPE, buffer._stack_size, buffer.replay_capacity, batch_size=1,
+      update_horizon=buffer._update_horizon, gamma=buffer._gamma)
+  copy._store = {name: array.copy() for name, array in buffer._store.items()}
+  copy.add_count = np.array(buffer.add_count)
+  copy.invalid_range = np.array(buffer.invalid_range)
+  copy.episode_end_indices = set(buffer.episode_end_indices)
+  return copy
+
+
+class SnapshottingBuffer(LoggedReplayBuffer):
+  """Keeps a copy of the live buffer at each moment it logs a checkpoint."""
+
+  def __init__(self, *args, **kwargs):
+    super().__init__(*args, **kwargs)
+    self.snapshots = {}
+
+  def _write_log(self, suffix, add_count):
+    super()._write_log(suffix, add_count)
+    self.snapshots[suffix] = frozen_copy(self)
+
+
+def fill(buffer, num_adds, seed=0):
+  """Adds random episodes (terminals and time-limit cuts); returns the slots
+  Dopamine's padding rule puts in the buffer, in order, as frames."""
+  rng = np.random.default_rng(seed)
+  stream, episode_start = [], True
+  for _ in range(num_adds):
+    if episode_start:
+      stream += [np.zeros(FRAME_SHAPE, np.uint8)] * (buffer._stack_size - 1)
+    frame = rng.integers(1, 256, FRAME_SHAPE, dtype=np.uint8)
+    terminal = rng.random() < 0.1
+    cut = not terminal and rng.random() < 0.05
+    buffer.add(frame, rng.integers(6), rng.normal(), terminal, episode_end=cut)
+    stream.append(frame)
+    episode_start = terminal or cut
+  return np.stack(stream)
+
+
+def assert_same_transitions(logged, live, indices):
+  batch = logged.sample_transition_batch(len(indices), indices)
+  expected = live.sample_transition_batch(len(indices), indices)
+  for name, got, want in zip(transitions.TRANSITION_ELEMENTS, batch, expected):
+    np.testing.assert_allclose(got, want, rtol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize('stack_size, update_horizon', [(4, 1), (1, 1),
+                                                        (4, 3)])
+def test_logged_checkpoints_hold_the_live_buffer(tmp_path, stack_size,
+                                                 update_horizon):
+  capacity = 40
+  buffer = SnapshottingBuffer(
+      str(tmp_path), FRAME_SHAPE, stack_size, replay_capacity=capacity,
+      update_horizon=update_horizon)
+  fill(buffer, 150)
+  full = sorted(buffer.snapshots)
+  assert full == list(range(int(buffer.add_count) // capacity))
+  for suffix in full:
+    live = buffer.snapshots[suffix]
+    assert live.add_count == (suffix + 1) * capacity
+    logged = dopamine_replay.load_checkpoint(str(tmp_path), suffix, stack_size,
+                                             update_horizon)
+    valid = [i for i in range(capacity) if live.is_valid_transition(i)]
+    assert list(logged.valid_indices) == valid
+    assert_same_transitions(logged, live, valid)
+
+  # The partial last buffer: only the slots added since the last wrap.
+  live = frozen_copy(buffer)
+  last = buffer.log_final_buffer()
+  assert last == full[-1] + 1
+  logged = dopamine_replay.load_checkpoint(str(tmp_path), last, stack_size,
+                                           update_horizon)
+  cursor = int(buffer.add_count) % capacity
+  assert logged.arrays.add_count == cursor
+  valid = [i for i in range(stack_size - 1, cursor - update_horizon)
+           if live.is_valid_transition(i)]
+  assert list(logged.valid_indices) == valid
+  assert_same_transitions(logged, live, valid)
+
+
+@pytest.mark.parametrize('num_adds', [57, 60])
+def test_every_slot_is_logged_once_in_order(tmp_path, num_adds):
+  capacity = 10
+  buffer = LoggedReplayBuffer(str(tmp_path), FRAME_SHAPE, 4,
+                              replay_capacity=capacity)
+  stream = fill(buffer, num_adds)
+  assert len(stream) == buffer.add_count
+  num_full = len(stream) // capacity
+  assert dopamine_replay.list_checkpoints(str(tmp_path)) == list(
+      range(num_full))
+  last = buffer.log_final_buffer()
+  assert last == (num_full if len(stream) % capacity else None)
+  logged = []
+  for suffix in dopamine_replay.list_checkpoints(str(tmp_path)):
+    arrays = dopamine_replay.read_arrays(str(tmp_path), suffix)
+    assert arrays.add_count == min((suffix + 1) * capacity, len(stream)) - (
+        0 if suffix < num_full else suffix * capacity)
+    logged.append(arrays.observation[arrays.chronological_slots()])
+  np.testing.assert_array_equal(np.concatenate(logged), stream)
+
+
+class FakeAgent:
+  """Acts 0, 1, 2, ...; records the batches it is trained on."""
+
+  def __init__(self):
+    self.eval_mode = False
+    self.actions = 0
+    self.batches = []
+
+  def _act(self):
+    self.actions += 1
+    return self.actions % 3
+
+  def begin_episode(self, observation):
+    return self._act()
+
+  def step(self, reward, observation):
+    return self._act()
+
+  def end_episode(self, reward, terminal=True):
+    pass
+
+  def train_step(self, batch):
+    self.batches.append(batch)
+    return {'loss': float(len(self.batches))}
+
+
+def test_online_agent_stores_and_trains_as_dopamine(tmp_path):
+  fake = FakeAgent()
+  replay = LoggedReplayBuffer(str(tmp_path), (2,), 1, np.float32,
+                              replay_capacity=100, batch_size=3)
+  agent = OnlineAgent(fake, replay, update_period=2, min_replay_history=5)
+  frames = iter(np.arange(100, dtype=np.float32)[:, None].repeat(2, 1))
+  train_points = []
+  actions = []
+
+  def record():
+    if len(fake.batches) > len(train_points):
+      train_points.append(agent.training_steps - 1)
+
+  for episode_length, terminal in ((4, True), (3, False), (5, True)):
+    actions.append(agent.begin_episode(next(frames)))
+    record()
+    for t in range(1, episode_length):
+      actions.append(agent.step(float(t), next(frames)))
+      record()
+    agent.end_episode(10., terminal=terminal)
+
+  # Dopamine trains in begin_episode and step, at agent steps divisible by
+  # update_period, once more than min_replay_history slots are stored (the
+  # sixth slot is stored at agent step 6).
+  assert train_points == [6, 8, 10]
+  assert agent.gradient_steps == 3
+  np.testing.assert_array_equal(agent.pop_losses(), [1., 2., 3.])
+  assert list(fake.batches[0]) == list(transitions.TRANSITION_ELEMENTS)
+  assert fake.batches[0]['state'].shape == (3, 2, 1)
+  np.testing.assert_array_equal(replay._store['observation'][:12, 0],
+                                np.arange(12))
+  np.testing.assert_array_equal(replay._store['action'][:12], actions)
+  np.testing.assert_array_equal(replay._store['reward'][:12],
+                                [1, 2, 3, 10, 1, 2, 10, 1, 2, 3, 4, 10])
+  np.testing.assert_array_equal(replay._store['terminal'][:12],
+                                [0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1])
+  assert replay.episode_end_indices == {3, 6, 11}
+
+  agent.eval_mode = True  # Acting only: nothing stored, no training.
+  assert fake.eval_mode
+  agent.begin_episode(next(frames))
+  agent.step(1., next(frames))
+  agent.end_episode(0.)
+  assert replay.add_count == 12 and agent.gradient_steps == 3
+
+
+def read_metrics(base_dir):
+  with open(os.path.join(base_dir, 'metrics.csv')) as f:
+    return list(csv.DictReader(f))
+
+
+def test_cartpole_dqn_run_logs_replay_and_resumes(tmp_path):
+  base_dir = str(tmp_path / 'run')
+  bindings = [
+      'LoggedReplayBuffer.replay_capacity = 1000',
+      'OnlineRunner.training_steps = 1200',
+      'OnlineRunner.evaluation_steps = 100',
+      'MIN_REPLAY_HISTORY = 200',
+  ]
+  try:
+    rows = train.train('dqn', base_dir, [GIN_FILE],
+                       bindings + ['OnlineRunner.num_iterations = 2'])
+    first_log = read_metrics(base_dir)
+    gin.clear_config()
+    # Resuming with more iterations continues after the last checkpoint.
+    train.train('dqn', base_dir, [GIN_FILE],
+                bindings + ['OnlineRunner.num_iterations = 3'])
+  finally:
+    gin.clear_config()
+  assert [int(r['iteration']) for r in first_log] == [0, 1]
+  assert list(first_log[0]) == list(run_state.METRIC_COLUMNS)
+  assert [r['gradient_steps'] for r in rows] == [
+      int(r['gradient_steps']) for r in first_log]
+  # One gradient step per 4 agent steps after the first 200 slots.
+  assert 2400 // 4 - 200 // 4 - 5 <= rows[-1]['gradient_steps'] <= 3000 // 4
+  metrics = read_metrics(base_dir)
+  assert [int(r['iteration']) for r in metrics] == [0, 1, 2]
+  assert metrics[:2] == first_log
+  assert int(metrics[2]['gradient_steps']) > rows[-1]['gradient_steps']
+
+  replay_dir = os.path.join(base_dir, 'replay_logs')
+  suffixes = dopamine_replay.list_checkpoints(replay_dir)
+  total = 0
+  for suffix in suffixes:
+    logged = dopamine_replay.load_checkpoint(
+        replay_dir, suffix, stack_size=1, observation_shape=(4,),
+        observation_dtype=np.float32)
+    total += logged.arrays.num_stored
+    assert suffix == suffixes[-1] or logged.arrays.add_count == (
+        suffix + 1) * 1000
+  # Every agent step of the three iterations is in the logs, once.
+  assert len(suffixes) == 4 and 3600 <= total < 3600 + 500

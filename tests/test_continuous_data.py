@@ -1,0 +1,332 @@
+"""Continuous replay data: writer layout, logger, D4RL/Minari import, envs."""
+
+import collections
+import csv
+import os
+
+import gin
+import gymnasium as gym
+import h5py
+import numpy as np
+import pytest
+
+from batch_rl.continuous import d4rl_import
+from batch_rl.continuous import environments
+from batch_rl.continuous import log_data
+from batch_rl.continuous.replay_writer import EpisodeReplayWriter
+from batch_rl.data import dopamine_replay
+from batch_rl.data import pipeline
+from batch_rl.data import transitions
+from batch_rl.data.errors import ReplayDataError
+from batch_rl.data.replay_store import ReplayStore
+
+OBS_DIM, ACTION_DIM = 3, 2
+
+
+def make_episodes(lengths_and_terminal, seed=0):
+  """Episodes as dicts: observations [T + 1], actions, rewards, terminal."""
+  rng = np.random.default_rng(seed)
+  return [{
+      'observations': rng.normal(size=(t + 1, OBS_DIM)).astype(np.float32),
+      'actions': rng.uniform(-1, 1, (t, ACTION_DIM)).astype(np.float32),
+      'rewards': rng.normal(size=t).astype(np.float32),
+      'terminal': terminal,
+  } for t, terminal in lengths_and_terminal]
+
+
+EPISODES = make_episodes([(5, True), (4, False), (1, True), (6, False),
+                          (3, False), (7, True), (2, False)])
+
+
+def transition_key(state, action, reward, next_state, terminal):
+  """Hashable transition; a terminal one's next state does not matter."""
+  return (state.tobytes(), action.tobytes(), float(reward),
+          None if terminal else next_state.tobytes(), bool(terminal))
+
+
+def expected_transitions(episodes, drop_last_of_truncated=False):
+  keys = []
+  for e in episodes:
+    length = len(e['rewards'])
+    if drop_last_of_truncated and not e['terminal']:
+      length -= 1
+    for t in range(length):
+      terminal = e['terminal'] and t == length - 1
+      keys.append(transition_key(e['observations'][t], e['actions'][t],
+                                 e['rewards'][t], e['observations'][t + 1],
+                                 terminal))
+  return collections.Counter(keys)
+
+
+def sampleable_transitions(checkpoints):
+  """Every transition Dopamine's sampler can return, counted."""
+  keys = []
+  for arrays in checkpoints:
+    indices = np.flatnonzero(transitions.valid_mask(arrays, 1, 1))
+    b = transitions.gather_from_arrays(arrays, indices, 1, 1, 0.99)
+    for i in range(len(indices)):
+      keys.append(transition_key(b['state'][i, :, 0], b['action'][i],
+                                 b['reward'][i], b['next_state'][i, :, 0],
+                                 b['terminal'][i]))
+  return collections.Counter(keys)
+
+
+def write_episodes(episodes, capacity):
+  checkpoints = []
+  writer = EpisodeReplayWriter(capacity, OBS_DIM, ACTION_DIM,
+                               lambda _, arrays: checkpoints.append(arrays))
+  for e in episodes:
+    length = len(e['rewards'])
+    for t in range(length):
+      writer.add_transition(e['observations'][t], e['actions'][t],
+                            e['rewards'][t], e['terminal'] and t == length - 1)
+    if not e['terminal']:
+      writer.truncate_episode(e['observations'][-1])
+  writer.close()
+  return writer, checkpoints
+
+
+@pytest.mark.parametrize('capacity', [2, 3, 7, 1000])
+def test_writer_makes_every_transition_sampleable_exactly_once(capacity):
+  writer, checkpoints = write_episodes(EPISODES, capacity)
+  assert sampleable_transitions(checkpoints) == expected_transitions(EPISODES)
+  assert writer.num_transitions == sum(len(e['rewards']) for e in EPISODES)
+  # Full checkpoints are complete buffers; only the last is partly filled.
+  assert all(a.add_count == capacity for a in checkpoints[:-1])
+  assert all(a.capacity == capacity for a in checkpoints)
+
+
+def test_writer_checkpoints_round_trip_through_dopamine_files(tmp_path):
+  _, checkpoints = write_episodes(EPISODES, 7)
+  for suffix, arrays in enumerate(checkpoints):
+    dopamine_replay.write_checkpoint(str(tmp_path), suffix, arrays)
+  assert dopamine_replay.list_checkpoints(str(tmp_path)) == list(
+      range(len(checkpoints)))
+  read = [dopamine_replay.read_arrays(str(tmp_path), s)
+          for s in range(len(checkpoints))]
+  assert sampleable_transitions(read) == expected_transitions(EPISODES)
+  assert read[0].observation.dtype == np.float32
+  assert read[0].action.shape == (7, ACTION_DIM)
+
+
+def test_pipeline_batches_of_written_replay_are_logged_transitions():
+  _, checkpoints = write_episodes(EPISODES, 7)
+  store = ReplayStore.from_arrays(checkpoints)
+  expected = expected_transitions(EPISODES)
+  assert len(store.valid_indices(1, 1)) == sum(expected.values())
+  batch = next(iter(pipeline.transition_dataset(
+      store, batch_size=64, stack_size=1, update_horizon=1, seed=3)))
+  assert batch['state'].shape == (64, OBS_DIM, 1)
+  assert batch['action'].shape == (64, ACTION_DIM)
+  assert batch['terminal'].dtype == np.uint8
+  for i in range(64):
+    assert transition_key(
+        batch['state'][i, :, 0].numpy(), batch['action'][i].numpy(),
+        batch['reward'][i].numpy(), batch['next_state'][i, :, 0].numpy(),
+        batch['terminal'][i].numpy()) in expected
+
+
+def test_online_samples_are_complete_transitions():
+  writer = EpisodeReplayWriter(5, OBS_DIM, ACTION_DIM, lambda *_: None)
+  e = EPISODES[3]  # 6 steps, truncated: wraps the 5-slot buffer mid-episode.
+  for t in range(6):
+    writer.add_transition(e['observations'][t], e['actions'][t],
+                          e['rewards'][t], False)
+  batch = writer.sample_batch(200, np.random.default_rng(0))
+  expected = expected_transitions([e])
+  # The newest step has no next state yet, so it is never sampled.
+  newest = e['observations'][5].tobytes()
+  for i in range(200):
+    key = transition_key(batch['state'][i, :, 0], batch['action'][i],
+                         batch['reward'][i], batch['next_state'][i, :, 0],
+                         batch['terminal'][i])
+    assert key in expected and key[0] != newest
+
+
+def test_writer_close_refuses_a_running_episode():
+  writer = EpisodeReplayWriter(5, OBS_DIM, ACTION_DIM, lambda *_: None)
+  writer.add_transition(np.zeros(OBS_DIM), np.zeros(ACTION_DIM), 0., False)
+  with pytest.raises(ValueError, match='truncate_episode'):
+    writer.close()
+
+
+# D4RL and Minari import.
+
+
+def write_d4rl(path, episodes, next_observations=True, flag_timeouts=True):
+  steps = lambda key: np.concatenate([e[key] for e in episodes])
+  ends = [np.arange(len(e['rewards'])) == len(e['rewards']) - 1
+          for e in episodes]
+  with h5py.File(path, 'w') as f:
+    f['observations'] = np.concatenate(
+        [e['observations'][:-1] for e in episodes])
+    f['actions'] = steps('actions')
+    f['rewards'] = steps('rewards')
+    f['terminals'] = np.concatenate(
+        [end & e['terminal'] for end, e in zip(ends, episodes)])
+    f['timeouts'] = np.concatenate(
+        [end & (not e['terminal']) & flag_timeouts
+         for end, e in zip(ends, episodes)])
+    if next_observations:
+      f['next_observations'] = np.concatenate(
+          [e['observations'][1:] for e in episodes])
+
+
+def write_minari(path, episodes):
+  with h5py.File(path, 'w') as f:
+    for i, e in enumerate(episodes):
+      g = f.create_group(f'episode_{i}')
+      g['observations'] = e['observations']
+      g['actions'] = e['actions']
+      g['rewards'] = e['rewards']
+      last = np.arange(len(e['rewards'])) == len(e['rewards']) - 1
+      g['terminations'] = last & e['terminal']
+      g['truncations'] = last & (not e['terminal'])
+
+
+@pytest.mark.parametrize('flag_timeouts', [True, False])
+def test_d4rl_import_with_next_observations_keeps_every_step(
+    tmp_path, flag_timeouts):
+  # Unflagged cuts are found where next_observations breaks continuity.
+  path = str(tmp_path / 'data.hdf5')
+  write_d4rl(path, EPISODES, flag_timeouts=flag_timeouts)
+  checkpoints = d4rl_import.import_hdf5(path, capacity=8)
+  assert sampleable_transitions(checkpoints) == expected_transitions(EPISODES)
+
+
+def test_d4rl_import_without_next_observations_drops_cut_last_steps(tmp_path):
+  path = str(tmp_path / 'data.hdf5')
+  write_d4rl(path, EPISODES, next_observations=False)
+  checkpoints = d4rl_import.import_hdf5(path, capacity=1000)
+  assert sampleable_transitions(checkpoints) == expected_transitions(
+      EPISODES, drop_last_of_truncated=True)
+
+
+def test_minari_import_keeps_every_step(tmp_path):
+  path = str(tmp_path / 'minari.hdf5')
+  write_minari(path, EPISODES)
+  checkpoints = d4rl_import.import_hdf5(path, capacity=6)
+  assert sampleable_transitions(checkpoints) == expected_transitions(EPISODES)
+
+
+def test_import_to_replay_dir_writes_readable_checkpoints(tmp_path):
+  path = str(tmp_path / 'data.hdf5')
+  write_d4rl(path, EPISODES)
+  replay_dir = str(tmp_path / 'replay')
+  suffixes = d4rl_import.import_to_replay_dir(path, replay_dir, capacity=10)
+  assert dopamine_replay.list_checkpoints(replay_dir) == suffixes
+  read = [dopamine_replay.read_arrays(replay_dir, s) for s in suffixes]
+  assert sampleable_transitions(read) == expected_transitions(EPISODES)
+
+
+def test_import_rescales_actions_to_unit_box(tmp_path):
+  episodes = make_episodes([(4, True)])
+  scaled = [dict(episodes[0], actions=episodes[0]['actions'] * 2 + 1)]
+  path = str(tmp_path / 'data.hdf5')
+  write_d4rl(path, scaled)
+  with pytest.raises(ReplayDataError, match=r'data\.hdf5: actions range.*'
+                     'action_bounds'):
+    d4rl_import.import_hdf5(path)
+  checkpoints = d4rl_import.import_hdf5(path, capacity=10,
+                                        action_bounds=([-1, -1], [3, 3]))
+  np.testing.assert_allclose(checkpoints[0].action[:4],
+                             episodes[0]['actions'], atol=1e-6)
+
+
+def test_import_errors_name_file_and_key(tmp_path):
+  path = str(tmp_path / 'data.hdf5')
+  write_d4rl(path, EPISODES)
+  with h5py.File(path, 'a') as f:
+    del f['timeouts']
+  with pytest.raises(ReplayDataError, match=r'data\.hdf5: missing key '
+                     '/timeouts'):
+    d4rl_import.import_hdf5(path)
+
+  write_d4rl(path, EPISODES)
+  with h5py.File(path, 'a') as f:
+    rewards = f['rewards'][:-1]
+    del f['rewards']
+    f['rewards'] = rewards
+  n = sum(len(e['rewards']) for e in EPISODES)
+  with pytest.raises(ReplayDataError, match=rf'data\.hdf5: rewards has '
+                     rf'{n - 1} rows, expected {n}'):
+    d4rl_import.import_hdf5(path)
+
+  minari = str(tmp_path / 'minari.hdf5')
+  write_minari(minari, EPISODES[:2])
+  with h5py.File(minari, 'a') as f:
+    del f['episode_1/truncations']
+  with pytest.raises(ReplayDataError, match=r'minari\.hdf5: missing key '
+                     '/episode_1/truncations'):
+    d4rl_import.import_hdf5(minari)
+
+  garbage = tmp_path / 'garbage.hdf5'
+  garbage.write_bytes(b'not hdf5')
+  with pytest.raises(ReplayDataError, match=r'garbage\.hdf5: not a readable '
+                     'HDF5 file'):
+    d4rl_import.import_hdf5(str(garbage))
+
+
+# Environments and the online logger.
+
+
+def test_environment_maps_unit_actions_onto_task_bounds():
+  env, spec = environments.make_continuous_environment('Pendulum-v1')
+  assert (spec.observation_dim, spec.action_dim) == (3, 1)
+  np.testing.assert_array_equal(spec.action_low, [-2.0])
+  assert spec.max_episode_steps == 200
+  raw = gym.make('Pendulum-v1')
+  observation, _ = env.reset(seed=7)
+  raw_observation, _ = raw.reset(seed=7)
+  np.testing.assert_allclose(observation, raw_observation, rtol=1e-6)
+  for unit, task in ((0.5, 1.0), (-1.0, -2.0), (3.0, 2.0)):
+    observation, reward, *_ = env.step(np.array([unit], np.float32))
+    raw_observation, raw_reward, *_ = raw.step(np.array([task], np.float32))
+    assert observation.dtype == np.float32
+    np.testing.assert_allclose(observation, raw_observation, rtol=1e-6)
+    assert reward == pytest.approx(raw_reward)
+  with pytest.raises(ValueError, match="'Hopper-v4'.*Hopper-v5"):
+    environments.make_continuous_environment('Hopper-v4')
+
+
+def test_mujoco_tasks_have_unit_action_boxes():
+  for name in environments.MUJOCO_TASKS:
+    env, spec = environments.make_continuous_environment(name)
+    assert env.action_space.low.min() == -1 and spec.max_episode_steps == 1000
+    observation, _ = env.reset(seed=0)
+    assert observation.shape == (spec.observation_dim,)
+
+
+@pytest.fixture
+def tiny_networks():
+  gin.bind_parameter('DDPGAgent.hidden_sizes', (16,))
+  yield
+  gin.clear_config()
+
+
+def test_logger_writes_every_transition_of_its_run(tmp_path, tiny_networks):
+  del tiny_networks
+  returns = log_data.log_online_replay(
+      str(tmp_path), env_name='Pendulum-v1', agent_name='ddpg',
+      num_steps=650, replay_capacity=256, random_steps=100, batch_size=32)
+  assert len(returns) == 3  # 200-step episodes; the last 50 steps are cut.
+  replay_dir = os.path.join(tmp_path, log_data.REPLAY_SUBDIR)
+  suffixes = dopamine_replay.list_checkpoints(replay_dir)
+  checkpoints = [dopamine_replay.read_arrays(replay_dir, s) for s in suffixes]
+  assert len(suffixes) == 3  # 650 transitions and 4 cut slots in 256-slot files
+  assert sum(sampleable_transitions(checkpoints).values()) == 650
+  assert all(np.abs(a.action).max() <= 1.0 for a in checkpoints)
+  with open(os.path.join(tmp_path, log_data.RETURNS_FILE)) as f:
+    rows = list(csv.DictReader(f))
+  assert [int(r['episode_length']) for r in rows] == [200, 200, 200]
+  np.testing.assert_allclose([float(r['episode_return']) for r in rows],
+                             returns, rtol=1e-5)
+  # Rewards in the replay are the environment's: an episode's sum matches.
+  first = checkpoints[0]
+  assert first.reward[:200].sum() == pytest.approx(returns[0], rel=1e-4)
+
+
+def test_logger_refuses_offline_only_agents(tmp_path):
+  with pytest.raises(ValueError, match='--agent=bcq'):
+    log_data.log_online_replay(str(tmp_path), env_name='Pendulum-v1',
+                               agent_name='bcq', num_steps=10)

@@ -1,0 +1,128 @@
+"""FixedReplayRunner and `python -m batch_rl.train`: logs, resume, errors."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from dopamine.replay_memory import circular_replay_buffer
+
+from batch_rl.environments import factory
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAST_RUN = [
+    "create_runner.environment_name='classic:CartPole-v1'",
+    'create_runner.batch_size=16',
+    'MLPTorso.hidden_units=(16,)',
+    'FixedReplayRunner.training_steps=50',
+    'FixedReplayRunner.evaluation_steps=50',
+    'FixedReplayRunner.max_steps_per_episode=50',
+    'FixedReplayRunner.progress=False',
+]
+
+
+@pytest.fixture(scope='module')
+def cartpole_replay(tmp_path_factory):
+  """Random-policy CartPole replay, two checkpoints, written by dopamine-rl."""
+  path = str(tmp_path_factory.mktemp('cartpole_replay'))
+  env, spec = factory.create_environment('classic:CartPole-v1')
+  rng = np.random.default_rng(0)
+  for suffix in range(2):
+    buffer = circular_replay_buffer.OutOfGraphReplayBuffer(
+        spec.observation_shape, spec.stack_size, 2000, 32,
+        observation_dtype=spec.observation_dtype)
+    observation, _ = env.reset(seed=suffix)
+    while buffer.add_count < 2000:
+      action = int(rng.integers(spec.num_actions))
+      next_observation, reward, terminated, truncated, _ = env.step(action)
+      buffer.add(observation, action, reward, terminated,
+                 episode_end=truncated)
+      observation = (env.reset()[0] if terminated or truncated
+                     else next_observation)
+    buffer.save(path, suffix)
+  return path
+
+
+def _train(replay_dir, base_dir, *bindings, agent='dqn', gin_file='dqn.gin'):
+  return subprocess.Popen(
+      [sys.executable, '-m', 'batch_rl.train', f'--agent_name={agent}',
+       f'--replay_dir={replay_dir}', f'--base_dir={base_dir}',
+       f'--gin_files=gin/classic/{gin_file}']
+      + [f'--gin_bindings={b}' for b in FAST_RUN + list(bindings)],
+      cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _rows(base_dir):
+  with open(os.path.join(base_dir, 'metrics.csv')) as f:
+    return list(csv.DictReader(f))
+
+
+def test_killed_run_resumes_without_lost_rows(cartpole_replay, tmp_path):
+  base_dir = str(tmp_path / 'run')
+  checkpoint_1 = os.path.join(base_dir, 'checkpoints', 'iteration_1')
+  first = _train(cartpole_replay, base_dir,
+                 'FixedReplayRunner.num_iterations=100')
+  deadline = time.time() + 240
+  while not os.path.isdir(checkpoint_1) and time.time() < deadline:
+    time.sleep(0.2)
+  assert os.path.isdir(checkpoint_1), first.communicate()[0]
+  first.send_signal(signal.SIGKILL)
+  first.wait()
+  done = [int(r['iteration']) for r in _rows(base_dir)]
+  assert done == list(range(len(done))) and len(done) >= 2
+
+  second = _train(cartpole_replay, base_dir,
+                  f'FixedReplayRunner.num_iterations={len(done) + 2}')
+  output = second.communicate(timeout=240)[0]
+  assert second.returncode == 0, output
+  assert f'Resuming {base_dir} after iteration {len(done) - 1}' in output
+  rows = _rows(base_dir)
+  assert [int(r['iteration']) for r in rows] == list(range(len(done) + 2))
+  assert [int(r['gradient_steps']) for r in rows] == [
+      50 * (i + 1) for i in range(len(done) + 2)]
+  assert all(float(r['eval_return_mean']) > 0 for r in rows)
+  kept = sorted(os.listdir(os.path.join(base_dir, 'checkpoints')))
+  assert kept == [f'iteration_{i}' for i in range(len(done) - 1, len(done) + 2)]
+  assert os.listdir(os.path.join(base_dir, 'tensorboard'))
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--agent_name=nope'], "Unknown agent_name 'nope'; valid names:"),
+    (['--gin_bindings=FixedReplayRunner.no_such_parameter=1'],
+     'bad gin configuration'),
+    (['--gin_bindings=NoSuchThing.x=1'], 'bad gin configuration'),
+    (['--replay_dir={empty}'], 'no Dopamine replay checkpoints'),
+    (['--gin_files=gin/classic/missing.gin'], 'bad gin configuration'),
+])
+def test_cli_errors_are_clear(cartpole_replay, tmp_path, args, message):
+  os.makedirs(tmp_path / 'empty')
+  argv = {'--agent_name': '--agent_name=dqn',
+          '--replay_dir': f'--replay_dir={cartpole_replay}',
+          '--gin_files': '--gin_files=gin/classic/dqn.gin'}
+  for arg in args:
+    argv[arg.split('=')[0]] = arg.format(empty=tmp_path / 'empty')
+  result = subprocess.run(
+      [sys.executable, '-m', 'batch_rl.train', *argv.values(),
+       f'--base_dir={tmp_path / "run"}',
+       f'--gin_bindings={FAST_RUN[0]}'] + (
+           [a for a in args if a.startswith('--gin_bindings')]),
+      cwd=REPO, capture_output=True, text=True, check=False)
+  assert result.returncode == 2, result.stdout + result.stderr
+  assert message in result.stderr
+  assert 'Traceback' not in result.stderr
+
+
+def test_replay_of_another_environment_is_rejected(cartpole_replay, tmp_path):
+  result = subprocess.run(
+      [sys.executable, '-m', 'batch_rl.train', '--agent_name=dqn',
+       f'--replay_dir={cartpole_replay}', f'--base_dir={tmp_path}',
+       '--gin_files=gin/classic/dqn.gin',
+       "--gin_bindings=create_runner.environment_name='classic:Acrobot-v1'"],
+      cwd=REPO, capture_output=True, text=True, check=False)
+  assert result.returncode == 2
+  assert 'frames have shape (4,), but classic:Acrobot-v1 emits (6,)' in (
+      result.stderr)
