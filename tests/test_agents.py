@@ -39,7 +39,7 @@ AGENT_CONFIGS = {
 
 @pytest.fixture(autouse=True)
 def clean_gin_and_seed():
-  tf.random.set_seed(0)
+  tf.keras.utils.set_random_seed(0)
   yield
   gin.clear_config()
 
@@ -359,11 +359,11 @@ def test_agent_trains_learns_chain_q_values_and_acts_greedily(config):
   assert isinstance(loss, float) and np.isfinite(loss)
 
   chain_batch = _chain_batch()
-  for _ in range(300):
+  for _ in range(200):
     agent.train_step(chain_batch)
-  assert agent.gradient_steps == 301
+  assert agent.gradient_steps == 201
   np.testing.assert_allclose(agent.q_values(CHAIN_STATES).numpy(), CHAIN_Q,
-                             atol=0.05)
+                             atol=0.02)
   agent.eval_mode = True
   assert agent.begin_episode(CHAIN_STATES[0, :, 0]) == 1
   assert agent.step(0., CHAIN_STATES[1, :, 0]) == 0

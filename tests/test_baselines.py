@@ -117,8 +117,9 @@ def test_every_slot_is_logged_once_in_order(tmp_path, num_adds):
   logged = []
   for suffix in dopamine_replay.list_checkpoints(str(tmp_path)):
     arrays = dopamine_replay.read_arrays(str(tmp_path), suffix)
-    assert arrays.add_count == min((suffix + 1) * capacity, len(stream)) - (
-        0 if suffix < num_full else suffix * capacity)
+    expected_add_count = ((suffix + 1) * capacity if suffix < num_full else
+                          len(stream) % capacity)
+    assert arrays.add_count == expected_add_count
     logged.append(arrays.observation[arrays.chronological_slots()])
   np.testing.assert_array_equal(np.concatenate(logged), stream)
 
@@ -200,8 +201,16 @@ def read_metrics(base_dir):
     return list(csv.DictReader(f))
 
 
+def logged_slots(replay_dir, capacity):
+  """Slots logged so far: full checkpoints plus the partial last one."""
+  last = dopamine_replay.list_checkpoints(replay_dir)[-1]
+  return last * capacity + int(dopamine_replay.read_array(
+      dopamine_replay.checkpoint_filename(replay_dir, 'add_count', last)))
+
+
 def test_cartpole_dqn_run_logs_replay_and_resumes(tmp_path):
   base_dir = str(tmp_path / 'run')
+  replay_dir = os.path.join(base_dir, 'replay_logs')
   bindings = [
       'LoggedReplayBuffer.replay_capacity = 1000',
       'OnlineRunner.training_steps = 1200',
@@ -209,35 +218,39 @@ def test_cartpole_dqn_run_logs_replay_and_resumes(tmp_path):
       'MIN_REPLAY_HISTORY = 200',
   ]
   try:
-    rows = train.train('dqn', base_dir, [GIN_FILE],
-                       bindings + ['OnlineRunner.num_iterations = 2'])
+    train.train('dqn', base_dir, [GIN_FILE],
+                bindings + ['OnlineRunner.num_iterations = 2'])
     first_log = read_metrics(base_dir)
+    first_slots = logged_slots(replay_dir, 1000)
     gin.clear_config()
     # Resuming with more iterations continues after the last checkpoint.
     train.train('dqn', base_dir, [GIN_FILE],
                 bindings + ['OnlineRunner.num_iterations = 3'])
   finally:
     gin.clear_config()
-  assert [int(r['iteration']) for r in first_log] == [0, 1]
   assert list(first_log[0]) == list(run_state.METRIC_COLUMNS)
-  assert [r['gradient_steps'] for r in rows] == [
-      int(r['gradient_steps']) for r in first_log]
-  # One gradient step per 4 agent steps after the first 200 slots.
-  assert 2400 // 4 - 200 // 4 - 5 <= rows[-1]['gradient_steps'] <= 3000 // 4
+  assert [int(r['iteration']) for r in first_log] == [0, 1]
   metrics = read_metrics(base_dir)
   assert [int(r['iteration']) for r in metrics] == [0, 1, 2]
   assert metrics[:2] == first_log
-  assert int(metrics[2]['gradient_steps']) > rows[-1]['gradient_steps']
 
-  replay_dir = os.path.join(base_dir, 'replay_logs')
+  # CartPole frames are not stacked, so agent steps T = slots stored, and
+  # agent step t trains when t % 4 == 0 and t > 200 slots are stored.
+  slots = logged_slots(replay_dir, 1000)
+  assert 2400 <= first_slots and 3600 <= slots - first_slots + 2400
+  for row, steps in ((first_log[-1], first_slots), (metrics[-1], slots)):
+    assert int(row['gradient_steps']) == (steps - 1) // 4 - 200 // 4
+
   suffixes = dopamine_replay.list_checkpoints(replay_dir)
-  total = 0
+  assert suffixes == list(range(slots // 1000 + 1))
+  frames = []
   for suffix in suffixes:
     logged = dopamine_replay.load_checkpoint(
         replay_dir, suffix, stack_size=1, observation_shape=(4,),
         observation_dtype=np.float32)
-    total += logged.arrays.num_stored
-    assert suffix == suffixes[-1] or logged.arrays.add_count == (
-        suffix + 1) * 1000
-  # Every agent step of the three iterations is in the logs, once.
-  assert len(suffixes) == 4 and 3600 <= total < 3600 + 500
+    arrays = logged.arrays
+    frames.append(arrays.observation[arrays.chronological_slots()])
+  frames = np.concatenate(frames)
+  assert len(frames) == slots
+  # Each CartPole state is logged once: no checkpoint repeats another's.
+  assert len(np.unique(frames, axis=0)) == slots

@@ -138,7 +138,7 @@ def _rem_reference_loss(online_heads, target_heads, batch, online_alpha,
 def test_rem_draws_one_alpha_per_step_for_online_and_target(mlp_torso):
   """Replays the agent's alpha stream from the same seed, step by step."""
   del mlp_torso
-  tf.random.set_seed(0)
+  tf.keras.utils.set_random_seed(0)
   num_heads, seed, gamma = 5, 11, 0.9
   agent = multi_head_dqn_agent.MultiHeadDQNAgent(
       num_actions=3, observation_shape=(4,), observation_dtype=np.float32,

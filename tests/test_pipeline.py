@@ -157,3 +157,31 @@ def test_convert_reports_truncated_source(run_dir, tmp_path):
   with pytest.raises(ReplayDataError, match='observation_ckpt.0.gz'):
     converted.convert(str(broken), str(tmp_path / 'out'), progress=False)
   assert not os.path.exists(tmp_path / 'out' / 'ckpt_0')
+
+
+def test_rlds_export_feeds_the_same_transitions(tmp_path):
+  """Dopamine gz -> RLDS -> pipeline gives the source's transitions."""
+  from batch_rl.data import rlds_io  # pylint: disable=g-import-not-at-top
+  source = fill_dopamine_buffer(400, 150, update_horizon=3, gamma=GAMMA,
+                                short_episodes=True, episode_end_prob=0.03)
+  assert not source.is_full()  # So every stored episode is exported.
+  os.makedirs(tmp_path / 'replay')
+  source.save(str(tmp_path / 'replay'), 0)
+  path = rlds_io.export_to_rlds(str(tmp_path / 'replay'), str(tmp_path / 'rlds'),
+                                stack_size=4, progress=False)
+  assert sources.is_rlds(path)
+  store, indices = pipeline.open_replay(path, 4, 3)
+  windows, local = store.window_reader(4, 3)(tf.constant(indices, tf.int64))
+  batch = transitions.transitions_from_windows(windows, local, 4, 3, GAMMA)
+  valid = [i for i in range(source._replay_capacity)
+           if source.is_valid_transition(i)]
+  want = source.sample_transition_batch(len(valid), indices=valid)
+
+  def rows(state, action, reward, next_state, terminal):
+    return sorted(
+        (s.tobytes(), int(a), round(float(r), 5), n.tobytes(), int(t))
+        for s, a, r, n, t in zip(state, action, reward, next_state, terminal))
+
+  assert rows(*(batch[k].numpy() for k in (
+      'state', 'action', 'reward', 'next_state', 'terminal'))) == rows(
+          want[0], want[1], want[2], want[3], want[6])

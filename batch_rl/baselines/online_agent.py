@@ -28,7 +28,7 @@ class OnlineAgent:
     # Agent steps in training mode (Dopamine's `training_steps`).
     self.training_steps = 0
     self.gradient_steps = 0
-    self.losses = []  # Since the last `pop_losses`.
+    self._losses = []  # Since the last `pop_losses`.
     self._observation = None
     self._action = None
 
@@ -44,7 +44,7 @@ class OnlineAgent:
     if (self.replay.add_count > self.min_replay_history and
         self.training_steps % self.update_period == 0):
       metrics = self.agent.train_step(self.replay.sample_batch())
-      self.losses.append(metrics['loss'])
+      self._losses.append(metrics['loss'])
       self.gradient_steps += 1
     self.training_steps += 1
 
@@ -73,7 +73,7 @@ class OnlineAgent:
 
   def pop_losses(self) -> np.ndarray:
     """The losses of the gradient steps since the last call."""
-    losses, self.losses = np.array(self.losses, dtype=np.float64), []
+    losses, self._losses = np.array(self._losses, dtype=np.float64), []
     return losses
 
   def bundle_and_checkpoint(self, checkpoint_dir: str, iteration: int) -> dict:

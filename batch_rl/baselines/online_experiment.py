@@ -3,7 +3,6 @@
 import os
 
 import gin
-import numpy as np
 import tensorflow as tf
 
 from batch_rl.agents import registry
@@ -26,13 +25,11 @@ def create_online_runner(agent_name: str, base_dir: str,
     base_dir: run directory.
     environment_name: e.g. 'atari:Pong', 'minatar:breakout',
       'classic:CartPole-v1'.
-    seed: seeds TensorFlow, numpy (Dopamine's replay sampler), the agent and
-      the environment.
+    seed: seeds TensorFlow, the agent, the environment and Dopamine's replay
+      sampler (see `OnlineRunner`).
   """
   tf.random.set_seed(seed)
-  np.random.seed(seed)
   env, spec = factory.create_environment(environment_name)
-  env.reset(seed=seed)
   agent = registry.create_agent(agent_name, spec.num_actions,
                                 spec.observation_shape,
                                 spec.observation_dtype, spec.stack_size,
@@ -47,4 +44,4 @@ def create_online_runner(agent_name: str, base_dir: str,
       'replay_logs': os.path.join(base_dir, REPLAY_LOG_DIR),
   }
   return OnlineRunner(base_dir=base_dir, agent=OnlineAgent(agent, replay),
-                      environment=env, run_info=run_info)
+                      environment=env, run_info=run_info, seed=seed)

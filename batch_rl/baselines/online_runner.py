@@ -13,17 +13,19 @@ import numpy as np
 import tensorflow as tf
 import tqdm
 
+from batch_rl import experiment
 from batch_rl.runner import evaluation
 from batch_rl.runner.fixed_replay_runner import FixedReplayRunner
 
 
-@gin.configurable(denylist=['base_dir', 'agent', 'environment', 'run_info'])
+@gin.configurable(
+    denylist=['base_dir', 'agent', 'environment', 'run_info', 'seed'])
 class OnlineRunner(FixedReplayRunner):
   """Online iterations of an `OnlineAgent` with a `LoggedReplayBuffer`."""
 
   def __init__(self, base_dir: str, agent, environment, run_info: dict,
-               num_iterations: int = 200, training_steps: int = 250_000,
-               evaluation_steps: int = 125_000,
+               seed: int, num_iterations: int = 200,
+               training_steps: int = 250_000, evaluation_steps: int = 125_000,
                max_steps_per_episode: int = 27_000,
                checkpoints_kept: int = 3, progress: bool = True):
     """Args:
@@ -31,6 +33,8 @@ class OnlineRunner(FixedReplayRunner):
       agent: an `OnlineAgent`.
       environment: a gymnasium environment for training and evaluation.
       run_info: facts about the run written to run_info.json.
+      seed: seeds the environment and Dopamine's replay sampler (numpy's
+        global RNG), differently for each iteration the run starts from.
       num_iterations: iterations in the whole run.
       training_steps: minimum agent steps of training per iteration (whole
         episodes; 250k agent steps = 1M Atari frames).
@@ -46,12 +50,16 @@ class OnlineRunner(FixedReplayRunner):
         training_steps=training_steps, evaluation_steps=evaluation_steps,
         max_steps_per_episode=max_steps_per_episode,
         checkpoints_kept=checkpoints_kept, progress=progress)
+    # A resumed run must not replay the episodes and batches it started with.
+    start_seed = experiment.iteration_seed(seed, self.start_iteration)
+    environment.reset(seed=start_seed)
+    np.random.seed(start_seed)
 
   def _train(self, iteration: int) -> float:
     self.agent.eval_mode = False
     returns, steps = [], 0
-    bar = tqdm.tqdm(total=self.training_steps, disable=not self.progress,
-                    desc=f'iteration {iteration} train', leave=False,
+    bar = tqdm.tqdm(total=self.training_steps, 
+                    disable=None if self.progress else True, desc=f'iteration {iteration} train', leave=False,
                     unit='step')
     while steps < self.training_steps:
       episode_return, episode_steps = evaluation.run_episode(

@@ -13,11 +13,11 @@ import sys
 
 from absl import app
 
+from batch_rl import command_line
 from batch_rl import experiment
-from batch_rl import train as offline_train
 from batch_rl.baselines import online_experiment
 
-FLAGS = offline_train.FLAGS
+FLAGS = command_line.FLAGS
 
 
 def train(agent_name: str, base_dir: str, gin_files=(),
@@ -28,7 +28,7 @@ def train(agent_name: str, base_dir: str, gin_files=(),
     The metrics rows of every finished iteration.
   """
   experiment.register_all_agents()
-  offline_train.load_gin_configs(list(gin_files), list(gin_bindings))
+  command_line.load_gin_configs(list(gin_files), list(gin_bindings))
   return online_experiment.create_online_runner(agent_name,
                                                 base_dir).run_experiment()
 
@@ -39,10 +39,7 @@ def main(argv) -> int:
     if FLAGS.replay_dir is not None:
       raise ValueError('--replay_dir is for offline training '
                        '(python -m batch_rl.train); online runs log their own.')
-    missing = [name for name in ('agent_name', 'base_dir')
-               if getattr(FLAGS, name) is None]
-    if missing:
-      raise ValueError(f'missing flags: --{", --".join(missing)}.')
+    command_line.require_flags('agent_name', 'base_dir')
     train(FLAGS.agent_name, FLAGS.base_dir, FLAGS.gin_files, FLAGS.gin_bindings)
   except ValueError as e:
     print(f'error: {e}', file=sys.stderr)

@@ -62,7 +62,8 @@ def open_replay(replay_dir: str, stack_size: int, update_horizon: int,
                 selection: Optional[DataSelection] = None):
   """(store, indices): the selected data of `replay_dir` and its transitions."""
   selection = selection or DataSelection()
-  store = sources.open_store(replay_dir, selection)
+  store = sources.open_store(replay_dir, selection, stack_size,
+                             update_horizon)
   indices = selection.subsample(
       store.valid_indices(stack_size, update_horizon))
   return store, indices

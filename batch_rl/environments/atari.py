@@ -45,8 +45,8 @@ def make_atari_environment(game: str,
   """
   env_id = f'ALE/{game}-v5'
   if env_id not in gym.registry:
-    raise ValueError(
-        f'Unknown Atari game {game!r}; valid games: {", ".join(atari_games())}.')
+    raise ValueError(f'Unknown Atari game {game!r}; valid games: '
+                     f'{", ".join(atari_games())}.')
   env = gym.make(
       env_id,
       frameskip=1,  # AtariPreprocessing skips frames and max-pools.

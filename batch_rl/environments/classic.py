@@ -13,7 +13,7 @@ STACK_SIZE = 1
 def make_classic_environment(name: str,
                              max_episode_steps: Optional[int] = None
                              ) -> gym.Env:
-  """CartPole-v1 or Acrobot-v1; `max_episode_steps=None` keeps gymnasium's 500."""
+  """CartPole-v1 or Acrobot-v1; `max_episode_steps=None` keeps the 500 limit."""
   if name not in GAMES:
     raise ValueError(
         f'Unknown classic-control task {name!r}; valid: {", ".join(GAMES)}.')

@@ -1,1 +1,1 @@
-"""TODO"""
+"""Complete experiments built from the layers: the embedded default, replication."""

@@ -90,8 +90,8 @@ class FixedReplayRunner:
     self.agent.eval_mode = False
     batches = iter(self.make_dataset(iteration))
     losses = []
-    bar = tqdm.tqdm(total=self.training_steps, disable=not self.progress,
-                    desc=f'iteration {iteration} train', leave=False,
+    bar = tqdm.tqdm(total=self.training_steps, 
+                    disable=None if self.progress else True, desc=f'iteration {iteration} train', leave=False,
                     unit='step')
     for step in range(self.training_steps):
       result = self.agent.train_step(next(batches))
@@ -103,8 +103,8 @@ class FixedReplayRunner:
     return float(np.mean(losses)) if losses else float('nan')
 
   def _evaluate(self, iteration: int) -> np.ndarray:
-    bar = tqdm.tqdm(total=self.evaluation_steps, disable=not self.progress,
-                    desc=f'iteration {iteration} eval', leave=False,
+    bar = tqdm.tqdm(total=self.evaluation_steps, 
+                    disable=None if self.progress else True, desc=f'iteration {iteration} eval', leave=False,
                     unit='step')
     returns = evaluation.evaluate(
         self.agent, self.environment, self.evaluation_steps,
