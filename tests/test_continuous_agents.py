@@ -1,9 +1,14 @@
 """Continuous agents: interface, targets, update schedules, checkpoints."""
 
+import glob
+import os
+
+import gin
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from batch_rl.agents import registry
 from batch_rl.continuous import CONTINUOUS_AGENTS
 from batch_rl.continuous import losses
 from batch_rl.continuous import networks
@@ -18,7 +23,7 @@ SMALL = {
 
 def make_agent(name, seed=0, **kwargs):
   return CONTINUOUS_AGENTS[name](
-      OBS_DIM, ACTION_DIM, seed=seed,
+      num_actions=ACTION_DIM, observation_shape=(OBS_DIM,), seed=seed,
       **{**SMALL.get(name, dict(hidden_sizes=(16,))), **kwargs})
 
 
@@ -48,8 +53,17 @@ def assert_weights_equal(a, b, equal=True):
   assert same == equal
 
 
+@pytest.fixture
+def eager():
+  """Skips tracing where a test checks Python-level behaviour only."""
+  tf.config.run_functions_eagerly(True)
+  yield
+  tf.config.run_functions_eagerly(False)
+
+
 @pytest.mark.parametrize('name', sorted(CONTINUOUS_AGENTS))
-def test_agent_trains_and_acts(name):
+def test_agent_trains_and_acts(name, eager):
+  del eager
   agent = make_agent(name)
   for step in range(3):
     report = agent.train_step(make_batch(step))
@@ -65,6 +79,7 @@ def test_agent_trains_and_acts(name):
 
 
 # One agent per set of checkpointed objects (the DDPG family shares one).
+# Graph mode, as in training.
 @pytest.mark.parametrize('name', ['td3', 'bcq', 'bc', 'cql'])
 def test_agent_resumes_exactly_from_checkpoint(name, tmp_path):
   agent = make_agent(name, seed=0)
@@ -88,6 +103,52 @@ def test_agent_resumes_exactly_from_checkpoint(name, tmp_path):
   agent.eval_mode = restored.eval_mode = False
   np.testing.assert_array_equal(agent.begin_episode(states[0]),
                                 restored.begin_episode(states[0]))
+
+
+GIN_DIR = os.path.join(os.path.dirname(__file__), '..', 'gin', 'mujoco')
+
+
+def test_every_agent_has_a_gin_file_that_builds_it():
+  """Gin files bind real parameters with the published values; the shared
+  registry builds every agent from the fields of an environment spec."""
+  files = {os.path.basename(p)[:-4]: p
+           for p in glob.glob(os.path.join(GIN_DIR, '*.gin'))}
+  assert set(files) == set(CONTINUOUS_AGENTS) | {'offline'}
+  del files['offline']  # The runner's protocol, not an agent.
+  try:
+    for name, path in files.items():
+      gin.clear_config()
+      with gin.config.unlock_config():
+        gin.add_config_file_search_path(os.path.join(GIN_DIR, '..', '..'))
+        gin.parse_config_file(path)
+      assert gin.query_parameter('create_agent.agent_name') == name
+      agent = registry.create_agent(name, 3, (11,), np.float32, 1)
+      assert isinstance(agent, CONTINUOUS_AGENTS[name])
+      batch_size = gin.query_parameter('create_runner.batch_size')
+      assert batch_size == (100 if name == 'bcq' else 256)
+      if name in ('td3', 'td3_bc', 'rem_td3', 'ensemble_td3'):
+        assert (agent.policy_noise, agent.noise_clip, agent.policy_delay,
+                agent.tau) == (0.2, 0.5, 2, 0.005)
+      expected_critics = dict(ddpg=1, td3=2, td3_bc=2, ensemble_ddpg=4,
+                              rem_ddpg=4, ensemble_td3=4, rem_td3=4)
+      if name in expected_critics:
+        assert agent.num_critics == expected_critics[name]
+        assert agent.actor.net.layers[0].units == 256
+        assert float(agent.actor_optimizer.learning_rate) == pytest.approx(3e-4)
+      if name == 'bcq':
+        assert (agent.lam, agent.phi, agent.latent_dim) == (0.75, 0.05, 6)
+      if name == 'td3_bc':
+        assert agent.alpha == 2.5
+  finally:
+    gin.clear_config()
+
+
+def test_agents_refuse_stacked_or_integer_observations():
+  with pytest.raises(ValueError, match=r'observation_shape=\(84, 84\), '
+                     'stack_size=4; expected'):
+    registry.create_agent('td3', 3, (84, 84), np.uint8, 4)
+  with pytest.raises(ValueError, match='observation_dtype=uint8'):
+    registry.create_agent('bc', 3, (11,), np.uint8, 1)
 
 
 def test_td3_target_is_clipped_double_q_of_the_target_actor():
@@ -179,7 +240,7 @@ def deterministic_behaviour_data(num_batches, seed=0, size=64):
   return w, batches
 
 
-@pytest.mark.parametrize('name,tolerance', [('bc', 0.1), ('bcq', 0.2)])
+@pytest.mark.parametrize('name,tolerance', [('bc', 0.1), ('bcq', 0.15)])
 def test_behaviour_constrained_policies_stay_on_the_data_actions(
     name, tolerance):
   # The reward favours a = 1 everywhere; BCQ may still only move phi = 0.05
@@ -187,18 +248,18 @@ def test_behaviour_constrained_policies_stay_on_the_data_actions(
   agent = make_agent(name, learning_rate=3e-3) if name == 'bc' else make_agent(
       name, actor_hidden_sizes=(32,), critic_hidden_sizes=(32,),
       vae_hidden_sizes=(64, 64))
-  w, batches = deterministic_behaviour_data(400)
+  w, batches = deterministic_behaviour_data(200)
   for batch in batches:
     agent.train_step(batch)
   states = make_batch(99, 256)['state'][:, :, 0]
   error = np.abs(agent.policy(states).numpy() - np.tanh(states @ w))
-  assert error.mean() < tolerance
+  assert error.mean() < tolerance  # Untrained, the error is about 0.6.
 
 
 def test_cql_values_data_actions_above_unseen_actions():
   agent = make_agent('cql', hidden_sizes=(32, 32), critic_learning_rate=1e-3)
   rng = np.random.default_rng(0)
-  for step in range(300):
+  for step in range(150):
     batch = make_batch(step, 64)
     batch['action'] = np.full_like(batch['action'], 0.5)
     batch['reward'] = np.ones_like(batch['reward'])

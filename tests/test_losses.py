@@ -151,7 +151,8 @@ def test_rem_draws_one_alpha_per_step_for_online_and_target(mlp_torso):
       'state': rng.normal(size=(8, 4, 1)).astype(np.float32),
       'next_state': rng.normal(size=(8, 4, 1)).astype(np.float32),
       'action': rng.integers(0, 3, size=8).astype(np.int32),
-      'reward': rng.normal(size=8).astype(np.float32),
+      # Within [-1, 1], so Dopamine's reward clipping leaves them as they are.
+      'reward': rng.uniform(-1, 1, size=8).astype(np.float32),
       'terminal': np.array([0, 1] * 4, dtype=np.uint8),
   }
   reference_generator = tf.random.Generator.from_seed(seed)
@@ -165,7 +166,7 @@ def test_rem_draws_one_alpha_per_step_for_online_and_target(mlp_torso):
     # A target mixed with any other alpha gives a different loss.
     other_target = _rem_reference_loss(
         online, target, batch, alpha, np.roll(alpha, 1), gamma)
-    loss = agent.train_step(batch)['loss']
+    loss = float(agent.train_step(batch)['loss'])
     np.testing.assert_allclose(loss, expected, rtol=1e-5)
     assert abs(loss - other_target) > 1e-4
     alphas.append(alpha)

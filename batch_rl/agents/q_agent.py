@@ -57,6 +57,7 @@ class QAgent(abc.ABC):
                epsilon_eval: float = 0.001,
                epsilon_decay_period: int = 250000,
                min_replay_history: int = 20000,
+               reward_clip=1.0,
                eval_mode: bool = False,
                strategy=None,
                jit_compile: bool = False,
@@ -83,6 +84,8 @@ class QAgent(abc.ABC):
       epsilon_eval: epsilon in eval mode.
       epsilon_decay_period: agent steps over which epsilon decays.
       min_replay_history: agent steps at epsilon 1 before the decay starts.
+      reward_clip: train on rewards clipped to [-reward_clip, reward_clip]
+        (Dopamine clips the n-step return to [-1, 1]); None to keep them.
       eval_mode: whether the agent acts with `epsilon_eval`.
       strategy: `tf.distribute.Strategy` for the train step; the current
         (by default the default) strategy if None.
@@ -104,6 +107,7 @@ class QAgent(abc.ABC):
     self.epsilon_eval = epsilon_eval
     self.epsilon_decay_period = epsilon_decay_period
     self.min_replay_history = min_replay_history
+    self.reward_clip = reward_clip
     self.eval_mode = eval_mode
     # Agent steps taken in training mode, as Dopamine counts them for epsilon.
     self.training_steps = 0
@@ -234,6 +238,9 @@ class QAgent(abc.ABC):
     return loss, tape.gradient(loss, variables)
 
   def _replica_train_step(self, batch, step_inputs):
+    if self.reward_clip is not None:
+      batch = dict(batch, reward=tf.clip_by_value(
+          batch['reward'], -self.reward_clip, self.reward_clip))
     loss, gradients = self._loss_and_gradients(batch, step_inputs)
     self.optimizer.apply_gradients(
         zip(gradients, self.online_network.trainable_variables))
@@ -277,11 +284,11 @@ class QAgent(abc.ABC):
     `strategy.experimental_distribute_dataset`.
 
     Returns:
-      {'loss': float}, the loss averaged over the global batch.
+      {'loss': scalar tensor}, the loss averaged over the global batch; not
+      converted to a float here, so the caller decides when to wait for it.
     """
     self._check_batch(batch)
-    metrics = self._train_step({key: batch[key] for key in TRAIN_BATCH_KEYS})
-    return {name: float(value) for name, value in metrics.items()}
+    return self._train_step({key: batch[key] for key in TRAIN_BATCH_KEYS})
 
   @property
   def gradient_steps(self) -> int:

@@ -81,7 +81,7 @@ class Run:
 
 
 def find_run_dirs(base_dirs: Sequence[str]) -> list[str]:
-  """Sorted directories under `base_dirs` (recursively) holding run_info.json."""
+  """Sorted directories under `base_dirs` (at any depth) with run_info.json."""
   found = set()
   for base_dir in base_dirs:
     if not os.path.isdir(base_dir):
@@ -110,7 +110,8 @@ def parse_data_selection(value, path: str) -> DataSelectionInfo:
         fields[name] = (float if name == 'fraction' else int)(match.group(1))
     match = re.search(r'checkpoints=\[([0-9, ]*)\]', value)
     if match:
-      fields['checkpoints'] = tuple(int(c) for c in match.group(1).split(','))
+      fields['checkpoints'] = tuple(
+          int(c) for c in match.group(1).split(',') if c.strip())
     if not fields:
       raise AnalysisError(
           f'{path}: data_selection {value!r} is not a DataSelection '
@@ -118,15 +119,14 @@ def parse_data_selection(value, path: str) -> DataSelectionInfo:
           '"random_0.1_of_transitions(seed=0)") nor a dict.')
     return DataSelectionInfo(**fields)
   if isinstance(value, dict):
+    def optional(key, convert):
+      return None if value.get(key) is None else convert(value[key])
     try:
-      checkpoints = value.get('checkpoints')
       return DataSelectionInfo(
           fraction=float(value.get('fraction', 1.0)),
-          first_k=None if value.get('first_k') is None else int(
-              value['first_k']),
-          last_k=None if value.get('last_k') is None else int(value['last_k']),
-          checkpoints=None if checkpoints is None else tuple(
-              int(c) for c in checkpoints))
+          first_k=optional('first_k', int),
+          last_k=optional('last_k', int),
+          checkpoints=optional('checkpoints', lambda c: tuple(map(int, c))))
     except (TypeError, ValueError) as e:
       raise AnalysisError(
           f'{path}: data_selection {value!r} has a non-numeric field '
@@ -175,8 +175,9 @@ def read_metrics(run_dir: str) -> pd.DataFrame:
   bad = numeric.isna() & metrics[list(METRIC_COLUMNS)].notna()
   if bad.to_numpy().any():
     row, column = np.argwhere(bad.to_numpy())[0]
+    value = metrics.iloc[row][METRIC_COLUMNS[column]]
     raise AnalysisError(
-        f'{path}: non-numeric value {metrics.iloc[row][METRIC_COLUMNS[column]]!r}'
+        f'{path}: non-numeric value {value!r}'
         f' in column {METRIC_COLUMNS[column]} (data row {row + 1}).')
   if numeric['eval_return_mean'].isna().any():
     raise AnalysisError(f'{path}: empty eval_return_mean in some rows.')

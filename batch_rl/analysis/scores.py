@@ -114,7 +114,7 @@ def load_reference(spec: str) -> ReferenceTable:
 
 
 def run_score(metrics: pd.DataFrame, protocol: str = 'best') -> float:
-  """A run's raw score: its best iteration (the paper's protocol) or its last."""
+  """A run's raw score: its best iteration (the paper's protocol) or last."""
   if protocol == 'best':
     return float(metrics['eval_return_mean'].max())
   if protocol == 'final':
@@ -124,7 +124,7 @@ def run_score(metrics: pd.DataFrame, protocol: str = 'best') -> float:
 
 def score_table(runs: Sequence[Run], reference: ReferenceTable,
                 protocol: str = 'best') -> pd.DataFrame:
-  """One row per run: variant, environment, game, seed, raw and normalized score.
+  """One row per run: variant, environment, game, seed, raw and normalized.
 
   `normalized` is NaN for environments the reference does not cover.
   """

@@ -11,7 +11,6 @@ buffer is logged too.
 import gin
 import numpy as np
 import tensorflow as tf
-import tqdm
 
 from batch_rl import experiment
 from batch_rl.runner import evaluation
@@ -58,9 +57,8 @@ class OnlineRunner(FixedReplayRunner):
   def _train(self, iteration: int) -> float:
     self.agent.eval_mode = False
     returns, steps = [], 0
-    bar = tqdm.tqdm(total=self.training_steps, 
-                    disable=None if self.progress else True, desc=f'iteration {iteration} train', leave=False,
-                    unit='step')
+    bar = self._progress_bar(self.training_steps,
+                             f'iteration {iteration} train')
     while steps < self.training_steps:
       episode_return, episode_steps = evaluation.run_episode(
           self.agent, self.environment, self.max_steps_per_episode)

@@ -1,10 +1,13 @@
 """Continuous control: MuJoCo tasks, a replay logger, D4RL import, agents.
 
-`CONTINUOUS_AGENTS` maps agent names to gin-configurable classes built as
-`cls(observation_dim, action_dim, seed=...)`; `make_continuous_environment`
-gives a task taking [-1, 1] actions and its spec.
+`CONTINUOUS_AGENTS` maps agent names to gin-configurable classes; importing
+the package registers them with `batch_rl.agents.registry`, whose
+`create_agent` builds them from a `ContinuousEnvironmentSpec` like any other
+agent. `make_continuous_environment` gives a task taking [-1, 1] actions
+and its spec.
 """
 
+from batch_rl.agents import registry
 from batch_rl.continuous.actor_critic import DDPGAgent
 from batch_rl.continuous.actor_critic import EnsembleDDPGAgent
 from batch_rl.continuous.actor_critic import EnsembleTD3Agent
@@ -31,6 +34,8 @@ CONTINUOUS_AGENTS = {
     'bc': BCAgent,
     'cql': CQLAgent,
 }
+for _name, _agent_class in CONTINUOUS_AGENTS.items():
+  registry.register_agent(_name)(_agent_class)
 
 
 def create_continuous_agent(agent_name: str,
@@ -40,5 +45,7 @@ def create_continuous_agent(agent_name: str,
   if agent_name not in CONTINUOUS_AGENTS:
     raise ValueError(f'Unknown continuous agent {agent_name!r}; valid: '
                      f'{", ".join(CONTINUOUS_AGENTS)}.')
-  return CONTINUOUS_AGENTS[agent_name](spec.observation_dim, spec.action_dim,
-                                       seed=seed, **kwargs)
+  return CONTINUOUS_AGENTS[agent_name](
+      num_actions=spec.num_actions, observation_shape=spec.observation_shape,
+      observation_dtype=spec.observation_dtype, stack_size=spec.stack_size,
+      seed=seed, **kwargs)

@@ -32,7 +32,7 @@ class DDPGAgent(ContinuousAgent):
   Adam 3e-4 for actor and critic, tau 0.005, actor update every step.
 
   Args:
-    observation_dim, action_dim: as in ContinuousAgent.
+    num_actions, observation_shape: as in ContinuousAgent.
     hidden_sizes: hidden layers of the actor and of each critic.
     actor_learning_rate, critic_learning_rate: Adam learning rates.
     tau: target networks track theta' <- tau theta + (1 - tau) theta'.
@@ -45,7 +45,7 @@ class DDPGAgent(ContinuousAgent):
     **kwargs: ContinuousAgent's arguments (gamma, seed, ...).
   """
 
-  def __init__(self, observation_dim: int, action_dim: int,
+  def __init__(self, num_actions: int, observation_shape: Sequence[int],
                hidden_sizes: Sequence[int] = (256, 256),
                actor_learning_rate: float = 3e-4,
                critic_learning_rate: float = 3e-4,
@@ -57,7 +57,7 @@ class DDPGAgent(ContinuousAgent):
                noise_clip: float = 0.0,
                policy_delay: int = 1,
                **kwargs):
-    super().__init__(observation_dim, action_dim, **kwargs)
+    super().__init__(num_actions, observation_shape, **kwargs)
     if target_combination not in losses.TARGET_COMBINATIONS:
       raise ValueError(
           f'target_combination={target_combination!r}; valid: '
@@ -77,18 +77,16 @@ class DDPGAgent(ContinuousAgent):
     self.policy_delay = policy_delay
 
     def make_actor():
-      return networks.DeterministicActor(action_dim, hidden_sizes,
+      return networks.DeterministicActor(self.action_dim, hidden_sizes,
                                          self._seeds)
 
     def make_critics():
       return networks.CriticEnsemble(num_critics, hidden_sizes, self._seeds)
 
-    self.actor = networks.built(make_actor(), observation_dim)
-    self.critics = networks.built(make_critics(), observation_dim, action_dim)
-    self.target_actor = networks.copy_of(self.actor, make_actor,
-                                         observation_dim)
-    self.target_critics = networks.copy_of(self.critics, make_critics,
-                                           observation_dim, action_dim)
+    self.actor, self.target_actor = networks.online_and_target(
+        make_actor, self.observation_dim)
+    self.critics, self.target_critics = networks.online_and_target(
+        make_critics, self.observation_dim, self.action_dim)
     self.actor_optimizer = adam(actor_learning_rate,
                                 self.actor.trainable_variables)
     self.critic_optimizer = adam(critic_learning_rate,
@@ -171,14 +169,14 @@ class DDPGAgent(ContinuousAgent):
 class TD3Agent(DDPGAgent):
   """TD3 (Fujimoto et al., 2018): clipped double Q, smoothing, delayed actor."""
 
-  def __init__(self, observation_dim: int, action_dim: int,
+  def __init__(self, num_actions: int, observation_shape: Sequence[int],
                num_critics: int = 2,
                target_combination: str = losses.MINIMUM,
                policy_noise: float = 0.2,
                noise_clip: float = 0.5,
                policy_delay: int = 2,
                **kwargs):
-    super().__init__(observation_dim, action_dim, num_critics=num_critics,
+    super().__init__(num_actions, observation_shape, num_critics=num_critics,
                      target_combination=target_combination,
                      policy_noise=policy_noise, noise_clip=noise_clip,
                      policy_delay=policy_delay, **kwargs)
@@ -188,10 +186,10 @@ class TD3Agent(DDPGAgent):
 class EnsembleDDPGAgent(DDPGAgent):
   """DDPG with K critics, each regressing on its own target (Ensemble-DQN)."""
 
-  def __init__(self, observation_dim: int, action_dim: int,
+  def __init__(self, num_actions: int, observation_shape: Sequence[int],
                num_critics: int = 4,
                actor_objective: str = MEAN_OF_CRITICS, **kwargs):
-    super().__init__(observation_dim, action_dim, num_critics=num_critics,
+    super().__init__(num_actions, observation_shape, num_critics=num_critics,
                      actor_objective=actor_objective, **kwargs)
 
 
@@ -199,11 +197,11 @@ class EnsembleDDPGAgent(DDPGAgent):
 class REMDDPGAgent(DDPGAgent):
   """DDPG whose K critics share a target from a random convex combination."""
 
-  def __init__(self, observation_dim: int, action_dim: int,
+  def __init__(self, num_actions: int, observation_shape: Sequence[int],
                num_critics: int = 4,
                target_combination: str = losses.REM,
                actor_objective: str = MEAN_OF_CRITICS, **kwargs):
-    super().__init__(observation_dim, action_dim, num_critics=num_critics,
+    super().__init__(num_actions, observation_shape, num_critics=num_critics,
                      target_combination=target_combination,
                      actor_objective=actor_objective, **kwargs)
 
@@ -212,22 +210,22 @@ class REMDDPGAgent(DDPGAgent):
 class EnsembleTD3Agent(TD3Agent):
   """TD3 with K critics; the target is the minimum over all K."""
 
-  def __init__(self, observation_dim: int, action_dim: int,
+  def __init__(self, num_actions: int, observation_shape: Sequence[int],
                num_critics: int = 4,
                actor_objective: str = MEAN_OF_CRITICS, **kwargs):
-    super().__init__(observation_dim, action_dim, num_critics=num_critics,
+    super().__init__(num_actions, observation_shape, num_critics=num_critics,
                      actor_objective=actor_objective, **kwargs)
 
 
 @gin.configurable
 class REMTD3Agent(TD3Agent):
-  """TD3 whose clipped double Q is replaced by REM's random convex combination."""
+  """TD3 with REM's random convex combination in place of clipped double Q."""
 
-  def __init__(self, observation_dim: int, action_dim: int,
+  def __init__(self, num_actions: int, observation_shape: Sequence[int],
                num_critics: int = 4,
                target_combination: str = losses.REM,
                actor_objective: str = MEAN_OF_CRITICS, **kwargs):
-    super().__init__(observation_dim, action_dim, num_critics=num_critics,
+    super().__init__(num_actions, observation_shape, num_critics=num_critics,
                      target_combination=target_combination,
                      actor_objective=actor_objective, **kwargs)
 
@@ -240,9 +238,9 @@ class TD3BCAgent(TD3Agent):
   the data (it reports a small effect); alpha = 2.5 weighs Q against BC.
   """
 
-  def __init__(self, observation_dim: int, action_dim: int,
+  def __init__(self, num_actions: int, observation_shape: Sequence[int],
                alpha: float = 2.5, **kwargs):
-    super().__init__(observation_dim, action_dim, **kwargs)
+    super().__init__(num_actions, observation_shape, **kwargs)
     self.alpha = alpha
 
   def _actor_loss(self, q_values, policy_actions, data_actions):

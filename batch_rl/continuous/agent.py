@@ -8,7 +8,7 @@ online agent logs data) actions get N(0, exploration_noise^2) noise.
 
 import collections
 import os
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -40,22 +40,37 @@ def soft_update(target: tf.keras.Model, source: tf.keras.Model,
 class ContinuousAgent:
   """Dopamine's agent interface for vector observations and [-1, 1] actions.
 
+  The constructor takes the arguments `registry.create_agent` passes to
+  every agent; for continuous control `num_actions` is the action dimension.
+
   Args:
-    observation_dim: length of an observation vector.
-    action_dim: length of an action vector.
+    num_actions: action dimension, A.
+    observation_shape: (observation_dim,), one stored observation.
+    observation_dtype: dtype of the stored observations (a float type).
+    stack_size: must be 1: states are single observations.
     gamma: discount factor.
     update_horizon: n of the n-step returns in the batches; the bootstrap
       discount is gamma^n.
     exploration_noise: std of the Gaussian noise added to actions outside
       eval mode.
-    seed: fixes network initialisation, training noise and exploration.
+    seed: fixes network initialisation, training noise and exploration
+      (None: nondeterministic).
   """
 
-  def __init__(self, observation_dim: int, action_dim: int,
+  def __init__(self, num_actions: int, observation_shape: Sequence[int],
+               observation_dtype=np.float32, stack_size: int = 1,
                gamma: float = 0.99, update_horizon: int = 1,
-               exploration_noise: float = 0.1, seed: int = 0):
-    self.observation_dim = observation_dim
-    self.action_dim = action_dim
+               exploration_noise: float = 0.1, seed: Optional[int] = None):
+    if stack_size != 1 or len(observation_shape) != 1:
+      raise ValueError(
+          f'{type(self).__name__} takes vector observations: got '
+          f'observation_shape={tuple(observation_shape)}, stack_size='
+          f'{stack_size}; expected (observation_dim,) and 1.')
+    if not np.issubdtype(np.dtype(observation_dtype), np.floating):
+      raise ValueError(f'{type(self).__name__}: observation_dtype='
+                       f'{np.dtype(observation_dtype)}, expected a float type.')
+    self.observation_dim = int(observation_shape[0])
+    self.action_dim = int(num_actions)
     self.gamma = gamma
     self.update_horizon = update_horizon
     self.cumulative_gamma = gamma**update_horizon

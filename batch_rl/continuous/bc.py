@@ -18,19 +18,19 @@ class BCAgent(ContinuousAgent):
   """min_pi mean (pi(s) - a)^2, the BC baseline of the TD3+BC paper.
 
   Args:
-    observation_dim, action_dim: as in ContinuousAgent.
+    num_actions, observation_shape: as in ContinuousAgent.
     hidden_sizes: the policy's hidden layers.
     learning_rate: Adam learning rate.
     **kwargs: ContinuousAgent's arguments.
   """
 
-  def __init__(self, observation_dim: int, action_dim: int,
+  def __init__(self, num_actions: int, observation_shape: Sequence[int],
                hidden_sizes: Sequence[int] = (256, 256),
                learning_rate: float = 3e-4, **kwargs):
-    super().__init__(observation_dim, action_dim, **kwargs)
+    super().__init__(num_actions, observation_shape, **kwargs)
     self.actor = networks.built(
-        networks.DeterministicActor(action_dim, hidden_sizes, self._seeds),
-        observation_dim)
+        networks.DeterministicActor(self.action_dim, hidden_sizes,
+                                    self._seeds), self.observation_dim)
     self.optimizer = adam(learning_rate, self.actor.trainable_variables)
     self._train_graph = tf.function(self._train)
 

@@ -27,7 +27,7 @@ class BCQAgent(ContinuousAgent):
   """Batch-Constrained deep Q-learning, as in the authors' reference code.
 
   Args:
-    observation_dim, action_dim: as in ContinuousAgent.
+    num_actions, observation_shape: as in ContinuousAgent.
     actor_hidden_sizes, critic_hidden_sizes, vae_hidden_sizes: MLP layers.
     latent_dim: VAE latent size; None means 2 * action_dim.
     actor_learning_rate, critic_learning_rate, vae_learning_rate: Adam.
@@ -40,7 +40,7 @@ class BCQAgent(ContinuousAgent):
     **kwargs: ContinuousAgent's arguments.
   """
 
-  def __init__(self, observation_dim: int, action_dim: int,
+  def __init__(self, num_actions: int, observation_shape: Sequence[int],
                actor_hidden_sizes: Sequence[int] = (400, 300),
                critic_hidden_sizes: Sequence[int] = (400, 300),
                vae_hidden_sizes: Sequence[int] = (750, 750),
@@ -55,30 +55,28 @@ class BCQAgent(ContinuousAgent):
                num_target_samples: int = 10,
                num_policy_samples: int = 100,
                **kwargs):
-    super().__init__(observation_dim, action_dim, **kwargs)
-    self.latent_dim = latent_dim or 2 * action_dim
+    super().__init__(num_actions, observation_shape, **kwargs)
+    self.latent_dim = latent_dim or 2 * self.action_dim
     self.tau, self.lam, self.phi = tau, lam, phi
     self.kl_weight = kl_weight
     self.num_target_samples = num_target_samples
     self.num_policy_samples = num_policy_samples
 
     def make_actor():
-      return networks.PerturbationActor(action_dim, actor_hidden_sizes,
+      return networks.PerturbationActor(self.action_dim, actor_hidden_sizes,
                                         self._seeds)
 
     def make_critics():
       return networks.CriticEnsemble(2, critic_hidden_sizes, self._seeds)
 
-    self.vae = networks.BehaviourVAE(action_dim, self.latent_dim,
+    self.vae = networks.BehaviourVAE(self.action_dim, self.latent_dim,
                                      vae_hidden_sizes, self._seeds)
-    self.vae(tf.zeros([1, observation_dim]), tf.zeros([1, action_dim]),
-             tf.zeros([1, self.latent_dim]))
-    self.actor = networks.built(make_actor(), observation_dim, action_dim)
-    self.critics = networks.built(make_critics(), observation_dim, action_dim)
-    self.target_actor = networks.copy_of(self.actor, make_actor,
-                                         observation_dim, action_dim)
-    self.target_critics = networks.copy_of(self.critics, make_critics,
-                                           observation_dim, action_dim)
+    networks.built(self.vae, self.observation_dim, self.action_dim,
+                   self.latent_dim)
+    self.actor, self.target_actor = networks.online_and_target(
+        make_actor, self.observation_dim, self.action_dim)
+    self.critics, self.target_critics = networks.online_and_target(
+        make_critics, self.observation_dim, self.action_dim)
     self.actor_optimizer = adam(actor_learning_rate,
                                 self.actor.trainable_variables)
     self.critic_optimizer = adam(critic_learning_rate,

@@ -27,7 +27,7 @@ class CQLAgent(ContinuousAgent):
   """Conservative Q-learning with a SAC actor.
 
   Args:
-    observation_dim, action_dim: as in ContinuousAgent.
+    num_actions, observation_shape: as in ContinuousAgent.
     hidden_sizes: hidden layers of the policy and of each critic.
     policy_learning_rate: Adam rate of the policy and the temperature.
     critic_learning_rate: Adam rate of the critics.
@@ -39,7 +39,7 @@ class CQLAgent(ContinuousAgent):
     **kwargs: ContinuousAgent's arguments.
   """
 
-  def __init__(self, observation_dim: int, action_dim: int,
+  def __init__(self, num_actions: int, observation_shape: Sequence[int],
                hidden_sizes: Sequence[int] = (256, 256, 256),
                policy_learning_rate: float = 1e-4,
                critic_learning_rate: float = 3e-4,
@@ -49,23 +49,22 @@ class CQLAgent(ContinuousAgent):
                temperature: float = 1.0,
                target_entropy: Optional[float] = None,
                **kwargs):
-    super().__init__(observation_dim, action_dim, **kwargs)
+    super().__init__(num_actions, observation_shape, **kwargs)
     self.tau = tau
     self.cql_weight = cql_weight
     self.num_sampled_actions = num_sampled_actions
     self.temperature = temperature
-    self.target_entropy = (-float(action_dim) if target_entropy is None
+    self.target_entropy = (-float(self.action_dim) if target_entropy is None
                            else target_entropy)
 
     def make_critics():
       return networks.CriticEnsemble(2, hidden_sizes, self._seeds)
 
     self.actor = networks.built(
-        networks.TanhGaussianActor(action_dim, hidden_sizes, self._seeds),
-        observation_dim)
-    self.critics = networks.built(make_critics(), observation_dim, action_dim)
-    self.target_critics = networks.copy_of(self.critics, make_critics,
-                                           observation_dim, action_dim)
+        networks.TanhGaussianActor(self.action_dim, hidden_sizes, self._seeds),
+        self.observation_dim)
+    self.critics, self.target_critics = networks.online_and_target(
+        make_critics, self.observation_dim, self.action_dim)
     self.log_alpha = tf.Variable(0.0, name='log_alpha')
     self.actor_optimizer = adam(policy_learning_rate,
                                 self.actor.trainable_variables)

@@ -23,7 +23,9 @@ class ContinuousEnvironmentSpec:
   """What a continuous-control agent is built for.
 
   `action_low`/`action_high` are the task's own bounds, which the
-  environment's [-1, 1] actions are mapped onto.
+  environment's [-1, 1] actions are mapped onto. `num_actions`,
+  `observation_shape`, `observation_dtype` and `stack_size` are the fields
+  `registry.create_agent` reads from every environment spec.
   """
   name: str
   observation_dim: int
@@ -32,6 +34,15 @@ class ContinuousEnvironmentSpec:
   action_high: np.ndarray
   max_episode_steps: int
   stack_size: int = STACK_SIZE
+  observation_dtype: np.dtype = np.dtype(np.float32)
+
+  @property
+  def num_actions(self) -> int:
+    return self.action_dim
+
+  @property
+  def observation_shape(self) -> tuple[int]:
+    return (self.observation_dim,)
 
 
 def scale_to_bounds(action: np.ndarray, low: np.ndarray,

@@ -42,8 +42,8 @@ def log_online_replay(base_dir: str, env_name: str = 'Hopper-v5',
 
   As in the TD3 reference loop: `random_steps` uniform random actions first,
   then (once a batch of data is in) one gradient step per environment step
-  on a batch from the replay, and exploration noise on the agent's actions. Time-limit ends are not
-  terminals.
+  on a batch from the replay, and exploration noise on the agent's actions.
+  Time-limit ends are not terminals.
 
   Returns:
     The undiscounted return of every finished episode.
@@ -102,15 +102,14 @@ flags.DEFINE_string('agent', 'ddpg', 'Online agent: ddpg or td3.')
 flags.DEFINE_integer('num_steps', 1_000_000, 'Environment steps to log.')
 flags.DEFINE_integer('replay_capacity', 1_000_000, 'Slots per checkpoint.')
 flags.DEFINE_integer('seed', 0, 'Seed of agent, environment and sampling.')
-flags.DEFINE_multi_string('gin_files', [], 'Gin files, e.g. gin/mujoco/ddpg.gin.')
+flags.DEFINE_multi_string('gin_files', [],
+                          'Gin files, e.g. gin/mujoco/ddpg.gin.')
 flags.DEFINE_multi_string('gin_bindings', [], 'Extra gin bindings.')
 
 
 def main(argv: Sequence[str]) -> None:
   del argv
-  # Agent gin files also configure the offline pipeline, unused here.
-  gin.parse_config_files_and_bindings(FLAGS.gin_files, FLAGS.gin_bindings,
-                                      skip_unknown=['replay_dataset'])
+  gin.parse_config_files_and_bindings(FLAGS.gin_files, FLAGS.gin_bindings)
   returns = log_online_replay(
       FLAGS.base_dir, env_name=FLAGS.env, agent_name=FLAGS.agent,
       num_steps=FLAGS.num_steps, replay_capacity=FLAGS.replay_capacity,

@@ -5,6 +5,11 @@ Critic values come as [K, B] tensors: K critics, B transitions.
 
 import tensorflow as tf
 
+from batch_rl.agents import losses as discrete_losses
+
+# REM's mixing weights, as the discrete agents draw them.
+random_convex_combination = discrete_losses.random_convex_combination
+
 # How the K target critics are turned into TD targets.
 INDEPENDENT = 'independent'  # y_k from Q'_k: each critic its own target.
 MINIMUM = 'min'              # y from min_k Q'_k: TD3's clipped double Q.
@@ -20,7 +25,7 @@ def td_target(reward, terminal, next_q, cumulative_gamma):
 
 def mse_loss(targets, predictions):
   """mean((predictions - targets)^2)."""
-  return tf.reduce_mean(tf.square(predictions - targets))
+  return tf.reduce_mean(discrete_losses.mse_loss(targets, predictions))
 
 
 def critic_loss(q_values, targets):
@@ -29,14 +34,8 @@ def critic_loss(q_values, targets):
   return tf.reduce_sum(tf.reduce_mean(tf.square(q_values - targets), axis=1))
 
 
-def random_convex_combination(num_critics: int, generator: tf.random.Generator):
-  """alpha_k = u_k / sum_j u_j with u_k ~ U(0, 1): REM's mixing weights [K]."""
-  weights = generator.uniform([num_critics])
-  return weights / tf.reduce_sum(weights)
-
-
 def soft_clipped_double_q(q_values, lam: float = 1.0):
-  """lam * min_k Q_k + (1 - lam) * max_k Q_k; lam = 1 is TD3's clipped double Q."""
+  """lam min_k Q_k + (1 - lam) max_k Q_k; lam = 1 is TD3's clipped double Q."""
   return (lam * tf.reduce_min(q_values, axis=0) +
           (1.0 - lam) * tf.reduce_max(q_values, axis=0))
 
@@ -79,7 +78,7 @@ def vae_loss(actions, reconstructions, mean, std, kl_weight: float = 0.5):
 
 def td3_bc_actor_loss(q_values, policy_actions, data_actions,
                       alpha: float = 2.5):
-  """-lambda * mean Q(s, pi(s)) + mean (pi(s) - a)^2, lambda = alpha / mean|Q|."""
+  """-lambda mean Q(s, pi(s)) + mean (pi(s) - a)^2, lambda = alpha / mean|Q|."""
   lam = tf.stop_gradient(alpha / tf.reduce_mean(tf.abs(q_values)))
   return -lam * tf.reduce_mean(q_values) + mse_loss(data_actions,
                                                     policy_actions)
@@ -87,7 +86,7 @@ def td3_bc_actor_loss(q_values, policy_actions, data_actions,
 
 def cql_penalty(data_q_values, sampled_q_values, sample_log_densities,
                 temperature: float = 1.0):
-  """T * mean_b logsumexp_j((Q(s_b, a_j) - log mu(a_j)) / T) - mean_b Q(s_b, a_b).
+  """T mean_b logsumexp_j((Q(s_b, a_j) - log mu(a_j)) / T) - mean_b Q(s_b, a_b).
 
   Args:
     data_q_values: [B] one critic at the data actions.

@@ -50,6 +50,12 @@ def copy_of(model: tf.keras.Model, factory, *input_sizes: int):
   return target
 
 
+def online_and_target(factory, *input_sizes: int):
+  """A network from `factory()` and its target network, equal at the start."""
+  online = built(factory(), *input_sizes)
+  return online, copy_of(online, factory, *input_sizes)
+
+
 class DeterministicActor(tf.keras.Model):
   """pi(s) in [-1, 1]^action_dim."""
 
@@ -111,7 +117,7 @@ class BehaviourVAE(tf.keras.Model):
     return self.decoder(tf.concat([state, latent], axis=-1))
 
   def call(self, state, action, noise):
-    """Reconstruction, mean and std for `noise` ~ N(0, I) of shape [B, latent]."""
+    """Reconstruction, mean and std for `noise` ~ N(0, I) [B, latent]."""
     mean, std = self.encode(state, action)
     return self.decode(state, mean + std * noise), mean, std
 

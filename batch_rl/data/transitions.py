@@ -81,13 +81,17 @@ def transitions_from_windows(windows, indices, stack_size: int,
   for j in range(n):  # Left to right, in numpy's summation order.
     discounted_return += tf.where(j < length, discounts[j] * rewards[:, j], 0.)
 
+  # One transpose of the whole window puts the stack axis last; state and
+  # next state are then slices of it (static ones when N = 1).
   frames = windows['observation']
   frame_axes = list(range(2, len(frames.shape)))
-  to_channels_last = [0] + frame_axes + [1]
-  state = tf.transpose(frames[:, :k], to_channels_last)
-  next_positions = length[:, None] + tf.range(k)[None, :]
-  next_state = tf.transpose(
-      tf.gather(frames, next_positions, batch_dims=1), to_channels_last)
+  frames = tf.transpose(frames, [0] + frame_axes + [1])
+  state = frames[..., :k]
+  if n == 1:
+    next_state = frames[..., 1:]
+  else:
+    positions = length[:, None] + tf.range(k)[None, :]
+    next_state = tf.gather(frames, positions, axis=-1, batch_dims=1)
   next_slot = (k - 1 + length)[:, None]
   return {
       'state': state,

@@ -86,13 +86,17 @@ class FixedReplayRunner:
     print(f'Resuming {self.base_dir} after iteration {latest}.')
     return latest + 1
 
+  def _progress_bar(self, total: int, desc: str) -> tqdm.tqdm:
+    """A step counter on terminals (tqdm stays silent when not a TTY)."""
+    return tqdm.tqdm(total=total, desc=desc, unit='step', leave=False,
+                     disable=None if self.progress else True)
+
   def _train(self, iteration: int) -> float:
     self.agent.eval_mode = False
     batches = iter(self.make_dataset(iteration))
     losses = []
-    bar = tqdm.tqdm(total=self.training_steps, 
-                    disable=None if self.progress else True, desc=f'iteration {iteration} train', leave=False,
-                    unit='step')
+    bar = self._progress_bar(self.training_steps,
+                             f'iteration {iteration} train')
     for step in range(self.training_steps):
       result = self.agent.train_step(next(batches))
       if (step + 1) % self.log_every == 0 or step + 1 == self.training_steps:
@@ -103,9 +107,8 @@ class FixedReplayRunner:
     return float(np.mean(losses)) if losses else float('nan')
 
   def _evaluate(self, iteration: int) -> np.ndarray:
-    bar = tqdm.tqdm(total=self.evaluation_steps, 
-                    disable=None if self.progress else True, desc=f'iteration {iteration} eval', leave=False,
-                    unit='step')
+    bar = self._progress_bar(self.evaluation_steps,
+                             f'iteration {iteration} eval')
     returns = evaluation.evaluate(
         self.agent, self.environment, self.evaluation_steps,
         self.max_steps_per_episode,

@@ -1,0 +1,72 @@
+"""Command line for run logs: normalized scores, aggregates with CIs, plots.
+
+  python -m batch_rl.analysis [report] --base_dirs DIR [DIR ...] --out OUT
+      [--reference human|FILE.csv] [--protocol best|final]
+      [--bootstrap_reps 2000] [--confidence 0.95] [--seed 0]
+
+`report` is the default command, so it may be left out.
+"""
+
+import argparse
+import sys
+
+from batch_rl.analysis import report
+from batch_rl.analysis import scores
+from batch_rl.analysis.errors import AnalysisError
+
+_DEFAULT_COMMAND = 'report'
+
+
+def _report(args):
+  options = report.ReportOptions(
+      reference=args.reference, protocol=args.protocol,
+      bootstrap_reps=args.bootstrap_reps, confidence=args.confidence,
+      seed=args.seed)
+  path = report.write_report(args.base_dirs, args.out, options)
+  print(f'wrote {path}')
+
+
+def _parser() -> tuple[argparse.ArgumentParser, dict]:
+  """The parser and its subcommand parsers by name (add new commands here)."""
+  parser = argparse.ArgumentParser(prog='python -m batch_rl.analysis',
+                                   description=__doc__.split('\n')[0])
+  commands = parser.add_subparsers(dest='command', required=True)
+  report_parser = commands.add_parser(
+      'report', help='report.md with tables and PNG plots (default command)')
+  report_parser.set_defaults(run=_report)
+  report_parser.add_argument('--base_dirs', nargs='+', required=True,
+                             help='directories searched recursively for runs '
+                             '(run_info.json + metrics.csv)')
+  report_parser.add_argument('--out', required=True,
+                             help='output directory for report.md and PNGs')
+  report_parser.add_argument(
+      '--reference', default='human',
+      help='"human" (bundled Atari-57 random/human table) or a CSV with '
+      'columns environment,random,<reference>, e.g. online DQN scores for '
+      'the paper\'s normalization')
+  report_parser.add_argument('--protocol', choices=scores.PROTOCOLS,
+                             default='best',
+                             help='run score: best iteration (paper) or final')
+  report_parser.add_argument('--bootstrap_reps', type=int, default=2000)
+  report_parser.add_argument('--confidence', type=float, default=0.95)
+  report_parser.add_argument('--seed', type=int, default=0,
+                             help='bootstrap seed')
+  return parser, commands.choices
+
+
+def main(argv=None) -> int:
+  argv = list(sys.argv[1:] if argv is None else argv)
+  parser, commands = _parser()
+  if not argv or (argv[0] not in commands and argv[0] not in ('-h', '--help')):
+    argv.insert(0, _DEFAULT_COMMAND)
+  args = parser.parse_args(argv)
+  try:
+    args.run(args)
+  except (AnalysisError, ValueError, OSError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

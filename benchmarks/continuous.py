@@ -1,0 +1,113 @@
+r"""Gradient steps per second of the continuous agents, and pipeline overhead.
+
+For each agent, built with its published settings (gin/mujoco/<agent>.gin),
+on Hopper-sized synthetic data (observation 11, action 3, 200k transitions
+in one in-memory replay checkpoint) at batch 256:
+  * isolated: `train_step` on one fixed batch already in memory;
+  * pipeline: `train_step(next(batches))` from `pipeline.transition_dataset`;
+  * overhead: pipeline time per step / isolated time per step (target <= 1.05).
+Both are timed in alternating blocks and the median block counts, so load
+from other processes hits both alike. The pipeline's own rate, without
+training, is printed first.
+
+  python benchmarks/continuous.py                      # every agent
+  python benchmarks/continuous.py --agents=td3,bcq --steps=200
+"""
+
+import os
+import time
+
+from absl import app
+from absl import flags
+import gin
+import numpy as np
+import tensorflow as tf
+
+from batch_rl.continuous import CONTINUOUS_AGENTS
+from batch_rl.data import pipeline
+from batch_rl.data.dopamine_replay import ReplayArrays
+from batch_rl.data.replay_store import ReplayStore
+
+GIN_DIR = os.path.join(os.path.dirname(__file__), '..', 'gin', 'mujoco')
+
+flags.DEFINE_list('agents', sorted(CONTINUOUS_AGENTS), 'Agents to time.')
+flags.DEFINE_integer('steps', 50, 'Gradient steps per timed block.')
+flags.DEFINE_integer('rounds', 3, 'Alternating blocks of each kind.')
+flags.DEFINE_integer('batch_size', 256, 'Transitions per batch.')
+flags.DEFINE_integer('num_transitions', 200_000, 'Synthetic replay size.')
+flags.DEFINE_integer('observation_dim', 11, 'Hopper: 11.')
+flags.DEFINE_integer('action_dim', 3, 'Hopper: 3.')
+FLAGS = flags.FLAGS
+
+
+def synthetic_replay(num: int, observation_dim: int, action_dim: int,
+                     episode_length: int = 1000) -> ReplayStore:
+  """A full replay checkpoint of random transitions in 1000-step episodes."""
+  rng = np.random.default_rng(0)
+  terminal = np.zeros(num, np.uint8)
+  terminal[episode_length - 1::episode_length] = 1
+  return ReplayStore.from_arrays([ReplayArrays(
+      observation=rng.normal(size=(num, observation_dim)).astype(np.float32),
+      action=rng.uniform(-1, 1, (num, action_dim)).astype(np.float32),
+      reward=rng.normal(size=num).astype(np.float32),
+      terminal=terminal,
+      add_count=num,
+      invalid_range=np.zeros(0, np.int64))])
+
+
+def seconds_per_step(step_fn, steps: int) -> float:
+  start = time.perf_counter()
+  for _ in range(steps):
+    step_fn()
+  return (time.perf_counter() - start) / steps
+
+
+def time_agent(name: str, store: ReplayStore) -> tuple[float, float]:
+  """(isolated, pipeline) seconds per gradient step of agent `name`."""
+  gin.clear_config()
+  with gin.config.unlock_config():
+    gin.add_config_file_search_path(os.path.join(GIN_DIR, '..', '..'))
+    gin.parse_config_file(os.path.join(GIN_DIR, f'{name}.gin'))
+  agent = CONTINUOUS_AGENTS[name](num_actions=FLAGS.action_dim,
+                                  observation_shape=(FLAGS.observation_dim,))
+  batches = iter(pipeline.transition_dataset(
+      store, batch_size=FLAGS.batch_size, stack_size=1, update_horizon=1))
+  fixed = next(batches)
+  for _ in range(5):  # Traces every branch (e.g. TD3's delayed actor).
+    agent.train_step(fixed)
+    agent.train_step(next(batches))
+  isolated, full = [], []
+  for _ in range(FLAGS.rounds):
+    isolated.append(seconds_per_step(lambda: agent.train_step(fixed),
+                                     FLAGS.steps))
+    full.append(seconds_per_step(lambda: agent.train_step(next(batches)),
+                                 FLAGS.steps))
+  return float(np.median(isolated)), float(np.median(full))
+
+
+def main(argv) -> None:
+  del argv
+  unknown = set(FLAGS.agents) - set(CONTINUOUS_AGENTS)
+  if unknown:
+    raise app.UsageError(f'--agents: unknown {sorted(unknown)}; valid: '
+                         f'{", ".join(CONTINUOUS_AGENTS)}.')
+  store = synthetic_replay(FLAGS.num_transitions, FLAGS.observation_dim,
+                           FLAGS.action_dim)
+  batches = iter(pipeline.transition_dataset(
+      store, batch_size=FLAGS.batch_size, stack_size=1, update_horizon=1))
+  next(batches)
+  per_batch = seconds_per_step(lambda: next(batches), 500)
+  print(f'{tf.config.list_logical_devices()[-1].name}, batch '
+        f'{FLAGS.batch_size}, {FLAGS.num_transitions} transitions '
+        f'(obs {FLAGS.observation_dim}, action {FLAGS.action_dim})')
+  print(f'pipeline alone: {1 / per_batch:,.0f} batches/s\n')
+  print(f'{"agent":<14}{"isolated steps/s":>18}{"pipeline steps/s":>18}'
+        f'{"overhead":>10}')
+  for name in FLAGS.agents:
+    isolated, full = time_agent(name, store)
+    print(f'{name:<14}{1 / isolated:>18.1f}{1 / full:>18.1f}'
+          f'{full / isolated:>10.3f}', flush=True)
+
+
+if __name__ == '__main__':
+  app.run(main)
