@@ -20,6 +20,16 @@ def register_all_agents() -> None:
   import batch_rl.continuous  # pylint: disable=g-import-not-at-top,unused-import
 
 
+def make_strategy(distribution: str) -> tf.distribute.Strategy:
+  """'default': one device; 'mirrored': data-parallel over local GPUs."""
+  if distribution == 'default':
+    return tf.distribute.get_strategy()
+  if distribution == 'mirrored':
+    return tf.distribute.MirroredStrategy()
+  raise ValueError(f"create_runner.distribution must be 'default' or "
+                   f"'mirrored', got {distribution!r}.")
+
+
 def iteration_seed(seed: int, iteration: int) -> int:
   """Seed of iteration `iteration`'s batches: fixed, distinct per iteration."""
   return zlib.crc32(f'{seed}/{iteration}'.encode())
@@ -30,6 +40,7 @@ def create_runner(agent_name: str, replay_dir: str, base_dir: str,
                   environment_name: str = gin.REQUIRED, seed: int = 0,
                   batch_size: int = 32,
                   selection: DataSelection = DataSelection(),
+                  distribution: str = 'default',
                   runner_fn=FixedReplayRunner) -> FixedReplayRunner:
   """An offline run of `agent_name` on `replay_dir`, evaluated online.
 
@@ -42,6 +53,9 @@ def create_runner(agent_name: str, replay_dir: str, base_dir: str,
     seed: seeds TensorFlow, numpy, the environment and the batches.
     batch_size: transitions per gradient step.
     selection: which checkpoints / fraction of the data to train on.
+    distribution: 'default' (one device) or 'mirrored' (MirroredStrategy:
+      the global batch is split over the local GPUs, each replica fed by
+      its own seeded input pipeline).
     runner_fn: the runner class.
   """
   tf.random.set_seed(seed)
@@ -49,10 +63,11 @@ def create_runner(agent_name: str, replay_dir: str, base_dir: str,
   env, spec = factory.create_environment(environment_name)
   env.reset(seed=seed)
   env.action_space.seed(seed)
+  strategy = make_strategy(distribution)
   agent = registry.create_agent(agent_name, spec.num_actions,
                                 spec.observation_shape,
                                 spec.observation_dtype, spec.stack_size,
-                                seed=seed)
+                                seed=seed, strategy=strategy)
   store, indices = pipeline.open_replay(replay_dir, spec.stack_size,
                                         agent.update_horizon, selection)
   if store.frame_shape != tuple(spec.observation_shape):
@@ -62,15 +77,23 @@ def create_runner(agent_name: str, replay_dir: str, base_dir: str,
         'the replay of that environment?')
 
   def make_dataset(iteration):
-    return pipeline.transition_dataset(
-        store, batch_size, spec.stack_size, agent.update_horizon, agent.gamma,
-        iteration_seed(seed, iteration), indices)
+    if strategy.num_replicas_in_sync == 1:
+      return pipeline.transition_dataset(
+          store, batch_size, spec.stack_size, agent.update_horizon,
+          agent.gamma, iteration_seed(seed, iteration), indices)
+    return strategy.distribute_datasets_from_function(
+        lambda context: pipeline.transition_dataset(
+            store, context.get_per_replica_batch_size(batch_size),
+            spec.stack_size, agent.update_horizon, agent.gamma,
+            iteration_seed(seed, iteration) + context.input_pipeline_id,
+            indices))
 
   run_info = {
       'agent_name': agent_name, 'environment': environment_name,
       'seed': seed, 'replay_dir': replay_dir,
       'data_selection': selection.describe(),
       'transitions': int(len(indices)), 'batch_size': batch_size,
+      'replicas': strategy.num_replicas_in_sync,
   }
   return runner_fn(base_dir=base_dir, agent=agent, environment=env,
                    make_dataset=make_dataset, run_info=run_info)

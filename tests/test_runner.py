@@ -126,3 +126,31 @@ def test_replay_of_another_environment_is_rejected(cartpole_replay, tmp_path):
   assert result.returncode == 2
   assert 'frames have shape (4,), but classic:Acrobot-v1 emits (6,)' in (
       result.stderr)
+
+
+MIRRORED_SCRIPT = '''
+import sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices('CPU')[0]
+tf.config.set_logical_device_configuration(
+    cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from batch_rl import command_line, experiment
+experiment.make_strategy = lambda _: tf.distribute.MirroredStrategy(
+    ['/cpu:0', '/cpu:1'])
+experiment.register_all_agents()
+command_line.load_gin_configs(['classic/rem.gin'], sys.argv[3:])
+runner = experiment.create_runner('multi_head_dqn', sys.argv[1], sys.argv[2])
+rows = runner.run_experiment()
+print('replicas', runner.agent._strategy.num_replicas_in_sync,
+      'gradient_steps', runner.agent.gradient_steps, 'rows', len(rows))
+'''
+
+
+def test_mirrored_strategy_trains_on_two_replicas(cartpole_replay, tmp_path):
+  result = subprocess.run(
+      [sys.executable, '-c', MIRRORED_SCRIPT, cartpole_replay,
+       str(tmp_path), *FAST_RUN, 'FixedReplayRunner.num_iterations=1',
+       "create_runner.distribution='mirrored'"],
+      cwd=REPO, capture_output=True, text=True, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'replicas 2 gradient_steps 50 rows 1' in result.stdout

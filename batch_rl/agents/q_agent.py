@@ -293,7 +293,7 @@ class QAgent(abc.ABC):
   @property
   def gradient_steps(self) -> int:
     """Gradient steps taken so far (restored from checkpoints)."""
-    return int(self.optimizer.iterations)
+    return int(self.optimizer.iterations.numpy())
 
   # ---- Checkpoints. ----
 

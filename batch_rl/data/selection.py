@@ -6,11 +6,14 @@ from typing import Optional, Sequence
 import gin
 import numpy as np
 
+# Seeds the held-out draw apart from the `fraction` draw of the same seed.
+_HOLDOUT_STREAM = 1
+
 
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
 class DataSelection:
-  """Selects checkpoints, then a random fraction of their transitions.
+  """Selects checkpoints, holds out a random set, subsamples the rest.
 
   Attributes:
     checkpoints: explicit checkpoint suffixes (None: all found).
@@ -19,13 +22,18 @@ class DataSelection:
     last_k: keep only the last k checkpoints.
     fraction: keep this random fraction of all valid transitions (0.01 for the
       paper's 1% ablation); fixed for a run by `seed`.
-    seed: seed of the random subset.
+    seed: seed of the random subset and of the held-out set.
+    holdout_fraction: hold out this random fraction of the valid transitions
+      (before `fraction` applies) for offline model selection: training never
+      sees them and `python -m batch_rl.analysis select` measures TD errors
+      on them.
   """
   checkpoints: Optional[Sequence[int]] = None
   first_k: Optional[int] = None
   last_k: Optional[int] = None
   fraction: float = 1.0
   seed: int = 0
+  holdout_fraction: float = 0.0
 
   def __post_init__(self):
     if self.first_k is not None and self.last_k is not None:
@@ -37,6 +45,9 @@ class DataSelection:
     if not 0.0 < self.fraction <= 1.0:
       raise ValueError(
           f'DataSelection.fraction must be in (0, 1], got {self.fraction}.')
+    if not 0.0 <= self.holdout_fraction < 1.0:
+      raise ValueError('DataSelection.holdout_fraction must be in [0, 1), '
+                       f'got {self.holdout_fraction}.')
 
   def select_checkpoints(self, available: Sequence[int]) -> list[int]:
     """The chosen suffixes among `available` (sorted), with clear errors."""
@@ -54,8 +65,24 @@ class DataSelection:
       chosen = chosen[-self.last_k:]
     return chosen
 
+  def split_holdout(self, indices: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held_out): a seeded `holdout_fraction` of `indices` held out.
+
+    Both keep the order of `indices`; held_out is empty at fraction 0.
+    """
+    if self.holdout_fraction == 0.0:
+      return indices, indices[:0]
+    size = max(1, int(round(self.holdout_fraction * len(indices))))
+    rng = np.random.default_rng([self.seed, _HOLDOUT_STREAM])
+    held_out = np.zeros(len(indices), dtype=bool)
+    held_out[rng.choice(len(indices), size=size, replace=False)] = True
+    return indices[~held_out], indices[held_out]
+
   def subsample(self, indices: np.ndarray) -> np.ndarray:
-    """A seeded random `fraction` of `indices` (at least one), sorted."""
+    """The training transitions: `indices` less the held-out set, then a
+    seeded random `fraction` of the rest (at least one), sorted."""
+    indices = self.split_holdout(indices)[0]
     if self.fraction >= 1.0:
       return indices
     keep = max(1, int(round(self.fraction * len(indices))))
@@ -72,4 +99,6 @@ class DataSelection:
       parts.append(f'last_{self.last_k}_checkpoints')
     if self.fraction < 1.0:
       parts.append(f'random_{self.fraction:g}_of_transitions(seed={self.seed})')
+    if self.holdout_fraction > 0.0:
+      parts.append(f'holdout_{self.holdout_fraction:g}(seed={self.seed})')
     return ','.join(parts) or 'all'
