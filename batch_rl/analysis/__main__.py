@@ -4,10 +4,15 @@
       [--reference human|FILE.csv] [--protocol best|final]
       [--bootstrap_reps 2000] [--confidence 0.95] [--seed 0]
 
-`report` is the default command, so it may be left out.
+  python -m batch_rl.analysis select --base_dirs RUN [RUN ...] --out OUT
+      [--fqe_steps 5000] [--holdout_fraction F] [--seed S] [--replay_dir D]
+
+`report` is the default command, so it may be left out. `select` scores every
+saved checkpoint offline (held-out TD error, FQE); it alone loads TensorFlow.
 """
 
 import argparse
+import dataclasses
 import sys
 
 from batch_rl.analysis import report
@@ -24,6 +29,53 @@ def _report(args):
       seed=args.seed)
   path = report.write_report(args.base_dirs, args.out, options)
   print(f'wrote {path}')
+
+
+def _select(args):
+  # TensorFlow loads here only, so that `report` starts in about a second.
+  from batch_rl.analysis import model_selection  # pylint: disable=g-import-not-at-top
+  given = {field.name: getattr(args, field.name)
+           for field in dataclasses.fields(model_selection.SelectionOptions)
+           if getattr(args, field.name) is not None}
+  path, rows = model_selection.write_selection(
+      args.base_dirs, args.out, model_selection.SelectionOptions(**given))
+  print(model_selection.summary(rows))
+  print(f'wrote {path}')
+
+
+def _add_select_parser(commands) -> None:
+  """`select`; options left out take SelectionOptions' defaults (the
+  parser does not import TensorFlow to read them)."""
+  select = commands.add_parser(
+      'select', help='offline model selection: held-out TD error and FQE '
+      'per saved checkpoint, ranked against the online returns')
+  select.set_defaults(run=_select)
+  select.add_argument('--base_dirs', nargs='+', required=True,
+                      help='run directories (searched recursively) with '
+                      'run_info.json, metrics.csv and checkpoints/iteration_N')
+  select.add_argument('--out', required=True,
+                      help='output directory for selection.csv')
+  select.add_argument('--holdout_fraction', type=float,
+                      help="held-out fraction of the valid transitions "
+                      "(default: the run's DataSelection.holdout_fraction, "
+                      'else 0.1)')
+  select.add_argument('--seed', type=int,
+                      help="seed of the held-out set and of FQE (default: the "
+                      "run's DataSelection.seed)")
+  select.add_argument('--max_heldout', type=int,
+                      help='score at most this many held-out transitions '
+                      '(default 10000)')
+  select.add_argument('--td_loss', choices=('huber', 'mse'),
+                      help='per-transition TD error (default huber)')
+  select.add_argument('--fqe_steps', type=int,
+                      help='FQE gradient steps per checkpoint (default 5000)')
+  select.add_argument('--fqe_batch_size', type=int, help='default 64')
+  select.add_argument('--fqe_learning_rate', type=float, help='default 3e-4')
+  select.add_argument('--fqe_target_update_period', type=int,
+                      help='default 100')
+  select.add_argument('--replay_dir',
+                      help="the runs' data, if it moved since training "
+                      '(default: replay_dir of run_info.json)')
 
 
 def _parser() -> tuple[argparse.ArgumentParser, dict]:
@@ -51,6 +103,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
   report_parser.add_argument('--confidence', type=float, default=0.95)
   report_parser.add_argument('--seed', type=int, default=0,
                              help='bootstrap seed')
+  _add_select_parser(commands)
   return parser, commands.choices
 
 

@@ -143,6 +143,20 @@ class ReplayArrays:
     start = self.cursor if self.is_full else 0
     return (start + np.arange(self.num_stored)) % self.capacity
 
+  def chronological_episode_ends(self) -> np.ndarray:
+    """Per `chronological_slots()` entry: does an episode end there?
+
+    Episodes end at a terminal or, in newer Dopamine, at an
+    `episode_end_indices` slot (a time-limit cut without terminal).
+    """
+    slots = self.chronological_slots()
+    ends = np.asarray(self.terminal)[slots].astype(bool)
+    if self.episode_end_indices is not None:
+      is_end = np.zeros(self.capacity, dtype=bool)
+      is_end[self.episode_end_indices] = True
+      ends |= is_end[slots]
+    return ends
+
   def validate(self, source: str) -> None:
     """Raises ReplayDataError naming `source` if the arrays are inconsistent."""
     lengths = {name: len(getattr(self, name)) for name in STORE_ELEMENTS}

@@ -81,11 +81,7 @@ def stored_episodes(arrays: ReplayArrays, stack_size: int,
   order = arrays.chronological_slots()
   if not len(order):
     return []
-  ends = np.asarray(arrays.terminal)[order].astype(bool)
-  if arrays.episode_end_indices is not None:
-    is_end = np.zeros(arrays.capacity, dtype=bool)
-    is_end[arrays.episode_end_indices] = True
-    ends |= is_end[order]
+  ends = arrays.chronological_episode_ends()
   end_positions = list(np.flatnonzero(ends))
   if arrays.is_full:
     if not end_positions:

@@ -14,17 +14,11 @@ from batch_rl.data.selection import DataSelection
 def episode_returns(arrays: ReplayArrays) -> np.ndarray:
   """Undiscounted returns of the complete episodes stored in a checkpoint.
 
-  Episodes end at a terminal or an `episode_end_indices` slot. The oldest
-  episode of a wrapped buffer was partly overwritten and the newest may be
-  unfinished: neither is complete, so neither counts.
+  The oldest episode of a wrapped buffer was partly overwritten and the
+  newest may be unfinished: neither is complete, so neither counts.
   """
   slots = arrays.chronological_slots()
-  ends = np.asarray(arrays.terminal)[slots].astype(bool)
-  if arrays.episode_end_indices is not None:
-    is_end = np.zeros(arrays.capacity, dtype=bool)
-    is_end[arrays.episode_end_indices] = True
-    ends |= is_end[slots]
-  end_positions = np.flatnonzero(ends)
+  end_positions = np.flatnonzero(arrays.chronological_episode_ends())
   if not len(end_positions):
     return np.zeros(0, dtype=np.float64)
   cumulative = np.concatenate(

@@ -1,0 +1,427 @@
+"""Offline model selection: estimates per saved checkpoint, no environment.
+
+For every checkpoint `base_dir/checkpoints/iteration_N` of a run:
+- held-out TD error: mean L(y - Q(s, a)) over held-out transitions with
+  y = clip(r) + gamma^n (1 - terminal) max_a' Q_target(s', a'), from the
+  checkpoint's own online and target networks;
+- Fitted Q Evaluation (FQE) of the checkpoint's greedy policy pi: a fresh
+  Q-network trained on the logged one-step transitions towards
+  y = r + gamma (1 - terminal) Q_fqe_target(s', pi(s')); the estimate is the
+  mean of Q_fqe(s0, pi(s0)) over the first states of the stored episodes, a
+  discounted return in the data's reward scale.
+
+The agent is rebuilt from the run's operative gin config (run_info.json).
+Unlike the rest of `batch_rl.analysis` this module imports TensorFlow, so
+the command line imports it only for `select`.
+"""
+
+import csv
+import dataclasses
+import inspect
+import math
+import os
+from typing import Callable, Optional, Sequence
+
+import gin
+import numpy as np
+from scipy import stats
+import tensorflow as tf
+
+from batch_rl import experiment
+from batch_rl.agents import dqn_agent
+from batch_rl.agents import losses
+from batch_rl.agents import networks
+from batch_rl.agents import q_agent
+from batch_rl.agents import registry
+from batch_rl.analysis import runs
+from batch_rl.analysis.errors import AnalysisError
+from batch_rl.data import pipeline
+from batch_rl.data import rlds_io
+from batch_rl.data import sources
+from batch_rl.data import transitions
+from batch_rl.data.replay_store import ReplayStore
+from batch_rl.data.selection import DataSelection
+from batch_rl.environments import factory
+from batch_rl.runner import run_state
+
+SELECTION_CSV = 'selection.csv'
+COLUMNS = ('run', 'iteration', 'heldout_td_error', 'fqe_estimate',
+           'eval_return_mean', 'heldout_disjoint')
+# Held out when the run itself held nothing out (then not disjoint).
+DEFAULT_HOLDOUT_FRACTION = 0.1
+_EVAL_BATCH_SIZE = 512
+
+
+@dataclasses.dataclass(frozen=True)
+class SelectionOptions:
+  """Settings of `select`.
+
+  Attributes:
+    holdout_fraction: fraction of the valid transitions held out; None: the
+      run's own `DataSelection.holdout_fraction`, or 0.1 if it held none out.
+    seed: seed of the held-out set and of FQE; None: the run's
+      `DataSelection.seed`.
+    max_heldout: evaluate the TD error on at most this many held-out
+      transitions (a seeded subset).
+    td_loss: 'huber' or 'mse', the per-transition TD error.
+    fqe_steps: gradient steps of FQE per checkpoint.
+    fqe_batch_size: transitions per FQE step.
+    fqe_learning_rate: Adam's step size for FQE.
+    fqe_target_update_period: FQE steps between target-network copies.
+    replay_dir: the data, when it moved since training (default: the
+      replay_dir in run_info.json).
+  """
+  holdout_fraction: Optional[float] = None
+  seed: Optional[int] = None
+  max_heldout: int = 10_000
+  td_loss: str = 'huber'
+  fqe_steps: int = 5_000
+  fqe_batch_size: int = 64
+  fqe_learning_rate: float = 3e-4
+  fqe_target_update_period: int = 100
+  replay_dir: Optional[str] = None
+
+
+# ---- Estimates, independent of run directories. ----
+
+
+def ordered_transitions(store: ReplayStore, indices: np.ndarray,
+                        stack_size: int, update_horizon: int, gamma: float,
+                        batch_size: int = _EVAL_BATCH_SIZE
+                        ) -> tf.data.Dataset:
+  """One pass over the transitions at global `indices`, in order, batched."""
+  read_windows = store.window_reader(stack_size, update_horizon)
+
+  def gather(index):
+    windows, local = read_windows(tf.cast(index, tf.int64))
+    return transitions.transitions_from_windows(windows, local, stack_size,
+                                                update_horizon, gamma)
+
+  return (tf.data.Dataset.from_tensor_slices(indices).batch(batch_size)
+          .map(gather).prefetch(tf.data.AUTOTUNE))
+
+
+def td_errors(agent: q_agent.QAgent, batch, td_loss=losses.huber_loss):
+  """[B] L(y - Q(s, a)), y = clip(r) + gamma^n (1 - t) max_a' Q_target(s', a').
+
+  Q is the agent's `_q_values` (the mean over heads or the expectation of a
+  distribution), so every discrete agent is scored on the same scale.
+  """
+  reward = batch['reward']
+  if agent.reward_clip is not None:
+    reward = tf.clip_by_value(reward, -agent.reward_clip, agent.reward_clip)
+  next_q = agent._q_values(agent.target_network(batch['next_state']))  # pylint: disable=protected-access
+  discount = agent.cumulative_gamma * (
+      1. - tf.cast(batch['terminal'], tf.float32))
+  target = losses.bellman_target(reward, discount,
+                                 tf.reduce_max(next_q, axis=1))
+  chosen = losses.select_actions(agent.q_values(batch['state']),
+                                 batch['action'])
+  return td_loss(target, chosen)
+
+
+def mean_td_error(agent: q_agent.QAgent, dataset: tf.data.Dataset,
+                  td_loss=losses.huber_loss) -> float:
+  """Mean of `td_errors` over one pass of `dataset`."""
+  errors = tf.function(lambda batch: td_errors(agent, batch, td_loss))
+  total, count = 0.0, 0
+  for batch in dataset:
+    batch_errors = errors(batch).numpy().astype(np.float64)
+    total += batch_errors.sum()
+    count += len(batch_errors)
+  return total / count
+
+
+def greedy_policy(agent: q_agent.QAgent) -> Callable:
+  """states [B, ...] -> [B] int32 actions of highest online Q-value."""
+  return lambda states: tf.argmax(agent.q_values(states), axis=1,
+                                  output_type=tf.int32)
+
+
+def fitted_q_evaluation(policy: Callable, make_network: Callable,
+                        dataset: tf.data.Dataset, initial_states: np.ndarray,
+                        gamma: float, steps: int,
+                        learning_rate: float = 3e-4,
+                        target_update_period: int = 100) -> float:
+  """FQE: mean over s0 of Q(s0, pi(s0)) after `steps` TD steps towards pi.
+
+  Q is trained with the Huber loss on L(y - Q(s, a)),
+  y = r + gamma (1 - terminal) Q_target(s', pi(s')).
+
+  Args:
+    policy: states [B, ...] -> [B] int32 actions, the policy evaluated.
+    make_network: name -> network mapping states to [B, A, 1].
+    dataset: endless one-step transition batches (docs/DESIGN.md), rewards
+      unclipped.
+    initial_states: [N, ...] states whose values are averaged.
+    gamma: discount of the estimate.
+    steps: gradient steps.
+    learning_rate: Adam's step size.
+    target_update_period: steps between copies of Q into Q_target.
+  """
+  q_network = make_network('fqe_online')
+  target_network = make_network('fqe_target')
+  probe = tf.constant(initial_states[:1])
+  q_network(probe)
+  target_network(probe)
+  optimizer = tf.keras.optimizers.Adam(learning_rate=learning_rate)
+
+  def values(network, states, actions):
+    return losses.select_actions(network(states)[..., 0], actions)
+
+  def sync_target():
+    for target, online in zip(target_network.variables, q_network.variables):
+      target.assign(online)
+
+  @tf.function
+  def train_step(batch):
+    next_value = values(target_network, batch['next_state'],
+                        policy(batch['next_state']))
+    discount = gamma * (1. - tf.cast(batch['terminal'], tf.float32))
+    target = losses.bellman_target(batch['reward'], discount, next_value)
+    with tf.GradientTape() as tape:
+      loss = tf.reduce_mean(losses.huber_loss(
+          target, values(q_network, batch['state'], batch['action'])))
+    variables = q_network.trainable_variables
+    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+
+  @tf.function
+  def initial_values(states):
+    return values(q_network, states, policy(states))
+
+  batches = iter(dataset)
+  for step in range(steps):
+    if step % target_update_period == 0:
+      sync_target()
+    train_step(next(batches))
+  estimates = [
+      initial_values(tf.constant(chunk)).numpy()
+      for chunk in np.array_split(
+          initial_states, math.ceil(len(initial_states) / _EVAL_BATCH_SIZE))
+  ]
+  return float(np.concatenate(estimates).astype(np.float64).mean())
+
+
+def episode_start_indices(store: ReplayStore, stack_size: int,
+                          update_horizon: int = 1) -> np.ndarray:
+  """Global indices of the first real slot of every stored episode.
+
+  Starts that are no valid transition (at the write cursor) are left out.
+  """
+  starts = [
+      start + episode.slots[0]
+      for arrays, name, start in zip(store.checkpoints, store.names,
+                                     store.starts)
+      for episode in rlds_io.stored_episodes(arrays, stack_size, name)
+  ]
+  valid = store.valid_indices(stack_size, update_horizon)
+  return np.intersect1d(np.asarray(starts, dtype=valid.dtype), valid)
+
+
+# ---- Run directories. ----
+
+
+@dataclasses.dataclass
+class _RunData:
+  """A run's agent (rebuilt from gin) and the data it trained on."""
+  run_dir: str
+  agent: q_agent.QAgent
+  store: ReplayStore
+  stack_size: int
+  selection: DataSelection
+
+
+def _run_selection() -> DataSelection:
+  """The DataSelection `create_runner` got under the parsed gin config."""
+  default = inspect.signature(
+      experiment.create_runner).parameters['selection'].default
+  return gin.get_bindings(experiment.create_runner).get('selection', default)
+
+
+def _load_run(run_dir: str, replay_dir: Optional[str]) -> _RunData:
+  """Rebuilds the run's agent and opens its data; replaces the gin config."""
+  info_path = os.path.join(run_dir, runs.RUN_INFO)
+  info = runs.read_run_info(run_dir)
+  missing = [key for key in ('gin_config', 'replay_dir') if key not in info]
+  if missing:
+    raise AnalysisError(
+        f'{info_path}: missing keys {missing}; select rebuilds the agent from '
+        'gin_config and reads replay_dir (logs of batch_rl.train have both).')
+  replay_dir = replay_dir or info['replay_dir']
+  if not os.path.exists(replay_dir):
+    raise AnalysisError(
+        f'{info_path}: replay_dir {replay_dir!r} does not exist here (a '
+        'relative path is relative to where training ran); pass --replay_dir.')
+  experiment.register_all_agents()
+  gin.clear_config()
+  try:
+    gin.parse_config(info['gin_config'])
+  except (ValueError, SyntaxError, ImportError) as e:
+    message = str(e).strip().splitlines()[0]
+    raise AnalysisError(f'{info_path}: gin_config does not parse: '
+                        f'{message}') from e
+  env, spec = factory.create_environment(info['environment'])
+  env.close()
+  agent = registry.create_agent(info['agent_name'], spec.num_actions,
+                                spec.observation_shape,
+                                spec.observation_dtype, spec.stack_size,
+                                seed=int(info['seed']))
+  if not isinstance(agent, q_agent.QAgent):
+    raise AnalysisError(
+        f'{info_path}: agent {info["agent_name"]!r} is not a discrete Q agent; '
+        'select scores the Q-values of dqn, c51, quantile, multi_head_dqn and '
+        'multi_network_dqn runs.')
+  selection = _run_selection()
+  store = sources.open_store(replay_dir, selection, spec.stack_size,
+                             agent.update_horizon)
+  if store.frame_shape != tuple(spec.observation_shape):
+    raise AnalysisError(
+        f'{replay_dir}: frames have shape {store.frame_shape}, but '
+        f'{info["environment"]} emits {tuple(spec.observation_shape)} '
+        f'({info_path}); pass the run\'s data with --replay_dir.')
+  return _RunData(run_dir, agent, store, spec.stack_size, selection)
+
+
+def _checkpoints(run_dir: str) -> run_state.CheckpointDirectory:
+  """The run's checkpoint folders; raises if there is none."""
+  root = os.path.join(run_dir, 'checkpoints')
+  # CheckpointDirectory creates its root: look before building one.
+  checkpoints = (run_state.CheckpointDirectory(root)
+                 if os.path.isdir(root) else None)
+  if checkpoints is None or not checkpoints.iterations():
+    raise AnalysisError(
+        f'{root}: no iteration_N checkpoint. Runs keep only the latest '
+        'FixedReplayRunner.checkpoints_kept (default 3); train with e.g. '
+        '--gin_bindings=FixedReplayRunner.checkpoints_kept=1000 to select '
+        'among all iterations.')
+  return checkpoints
+
+
+def _heldout_indices(data: _RunData, options: SelectionOptions
+                     ) -> tuple[np.ndarray, bool, int]:
+  """(held-out indices to score, disjoint from training?, seed)."""
+  run = data.selection
+  fraction = options.holdout_fraction
+  if fraction is None:
+    fraction = run.holdout_fraction or DEFAULT_HOLDOUT_FRACTION
+  seed = run.seed if options.seed is None else options.seed
+  probe = dataclasses.replace(run, holdout_fraction=fraction, seed=seed)
+  held_out = probe.split_holdout(data.store.valid_indices(
+      data.stack_size, data.agent.update_horizon))[1]
+  if len(held_out) > options.max_heldout:
+    held_out = np.sort(np.random.default_rng(seed).choice(
+        held_out, size=options.max_heldout, replace=False))
+  disjoint = run.holdout_fraction == fraction and run.seed == seed
+  return held_out, disjoint, seed
+
+
+def evaluate_run(run_dir: str, options: SelectionOptions) -> list[dict]:
+  """One row of COLUMNS per checkpoint of `run_dir`."""
+  if options.td_loss not in dqn_agent.TD_LOSSES:
+    raise AnalysisError(f'--td_loss {options.td_loss!r} is not one of '
+                        f'{list(dqn_agent.TD_LOSSES)}.')
+  checkpoints = _checkpoints(run_dir)
+  eval_returns = runs.read_metrics(run_dir).set_index('iteration')[
+      'eval_return_mean']
+  data = _load_run(run_dir, options.replay_dir)
+  agent = data.agent
+  held_out, disjoint, seed = _heldout_indices(data, options)
+  if not disjoint:
+    print(f'warning: {run_dir} trained on the held-out transitions; bind '
+          'create_runner.selection=@DataSelection() and '
+          'DataSelection.holdout_fraction when training for an honest '
+          'held-out TD error.')
+  heldout_dataset = ordered_transitions(
+      data.store, held_out, data.stack_size, agent.update_horizon,
+      agent.gamma)
+  starts = episode_start_indices(data.store, data.stack_size)
+  initial_states = np.concatenate([
+      batch['state'].numpy() for batch in ordered_transitions(
+          data.store, starts, data.stack_size, 1, agent.gamma)])
+  fqe_dataset = pipeline.transition_dataset(
+      data.store, options.fqe_batch_size, data.stack_size, 1, agent.gamma,
+      seed, data.selection.subsample(
+          data.store.valid_indices(data.stack_size, 1)))
+  rows = []
+  for iteration in checkpoints.iterations():
+    path = checkpoints.path(iteration)
+    if not agent.unbundle(path, iteration, None):
+      raise AnalysisError(f'{path}: no {q_agent.CHECKPOINT_PREFIX}-{iteration}'
+                          '.index; the checkpoint is incomplete.')
+    # The same FQE initialization and batches for every checkpoint.
+    tf.random.set_seed(seed)
+    fqe = fitted_q_evaluation(
+        greedy_policy(agent),
+        lambda name: networks.QHeadsNetwork(agent.num_actions, 1, name=name),
+        fqe_dataset, initial_states, agent.gamma, options.fqe_steps,
+        options.fqe_learning_rate, options.fqe_target_update_period)
+    rows.append({
+        'run': run_dir, 'iteration': iteration,
+        'heldout_td_error': mean_td_error(
+            agent, heldout_dataset, dqn_agent.TD_LOSSES[options.td_loss]),
+        'fqe_estimate': fqe,
+        'eval_return_mean': float(eval_returns.get(iteration, float('nan'))),
+        'heldout_disjoint': disjoint,
+    })
+    print(f'{run_dir} iteration {iteration}: held-out TD error '
+          f'{rows[-1]["heldout_td_error"]:.4g}, FQE {fqe:.4g}, online '
+          f'return {rows[-1]["eval_return_mean"]:.4g}', flush=True)
+  return rows
+
+
+def spearman(rows: Sequence[dict], column: str) -> float:
+  """Spearman rank correlation of `column` with eval_return_mean (nan if
+  undefined: fewer than 3 checkpoints, or a constant column)."""
+  pairs = np.array([(r[column], r['eval_return_mean']) for r in rows],
+                   dtype=np.float64)
+  pairs = pairs[np.isfinite(pairs).all(axis=1)]
+  if len(pairs) < 3 or (pairs.std(axis=0) == 0).any():
+    return float('nan')
+  return float(stats.spearmanr(pairs[:, 0], pairs[:, 1]).statistic)
+
+
+def summary(rows: Sequence[dict]) -> str:
+  """Per run: checkpoints ranked by FQE, and the rank correlations."""
+  lines = []
+  groups = {}
+  for row in rows:
+    groups.setdefault(row['run'], []).append(row)
+  if len(groups) > 1:
+    groups['all runs'] = list(rows)
+  for run, run_rows in groups.items():
+    lines.append(f'{run}: checkpoints ranked by FQE estimate')
+    lines.append('  rank  iteration  fqe_estimate  heldout_td_error  '
+                 'eval_return_mean')
+    ranked = sorted(run_rows, key=lambda r: -r['fqe_estimate'])
+    for rank, r in enumerate(ranked, 1):
+      lines.append(f'  {rank:4d}  {r["iteration"]:9d}  '
+                   f'{r["fqe_estimate"]:12.4g}  {r["heldout_td_error"]:16.4g}'
+                   f'  {r["eval_return_mean"]:16.4g}')
+    lines.append(
+        '  Spearman with eval_return_mean: FQE '
+        f'{spearman(run_rows, "fqe_estimate"):.3f}, held-out TD error '
+        f'{spearman(run_rows, "heldout_td_error"):.3f} (a useful TD error '
+        'correlates negatively)')
+  return '\n'.join(lines)
+
+
+def write_selection(base_dirs: Sequence[str], out_dir: str,
+                    options: SelectionOptions = SelectionOptions()
+                    ) -> tuple[str, list[dict]]:
+  """Scores every checkpoint of every run under `base_dirs`.
+
+  Replaces the process's gin config (each run's is parsed in turn).
+
+  Returns:
+    (path of selection.csv in `out_dir`, its rows).
+  """
+  rows = []
+  for run_dir in runs.find_run_dirs(base_dirs):
+    rows.extend(evaluate_run(run_dir, options))
+  os.makedirs(out_dir, exist_ok=True)
+  path = os.path.join(out_dir, SELECTION_CSV)
+  with open(path, 'w', newline='') as f:
+    writer = csv.DictWriter(f, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+  return path, rows
