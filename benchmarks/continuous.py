@@ -6,8 +6,9 @@ in one in-memory replay checkpoint) at batch 256:
   * isolated: `train_step` on one fixed batch already in memory;
   * pipeline: `train_step(next(batches))` from `pipeline.transition_dataset`;
   * overhead: pipeline time per step / isolated time per step (target <= 1.05).
-Both are timed in alternating blocks and the median block counts, so load
-from other processes hits both alike. The pipeline's own rate, without
+Both are timed in alternating blocks; rates are medians over blocks and the
+overhead is the median of the ratios of neighbouring blocks, so load from
+other processes hits both alike. The pipeline's own cost per batch, without
 training, is printed first.
 
   python benchmarks/continuous.py                      # every agent
@@ -31,8 +32,8 @@ from batch_rl.data.replay_store import ReplayStore
 GIN_DIR = os.path.join(os.path.dirname(__file__), '..', 'gin', 'mujoco')
 
 flags.DEFINE_list('agents', sorted(CONTINUOUS_AGENTS), 'Agents to time.')
-flags.DEFINE_integer('steps', 50, 'Gradient steps per timed block.')
-flags.DEFINE_integer('rounds', 3, 'Alternating blocks of each kind.')
+flags.DEFINE_integer('steps', 30, 'Gradient steps per timed block.')
+flags.DEFINE_integer('rounds', 5, 'Alternating blocks of each kind.')
 flags.DEFINE_integer('batch_size', 256, 'Transitions per batch.')
 flags.DEFINE_integer('num_transitions', 200_000, 'Synthetic replay size.')
 flags.DEFINE_integer('observation_dim', 11, 'Hopper: 11.')
@@ -58,12 +59,14 @@ def synthetic_replay(num: int, observation_dim: int, action_dim: int,
 def seconds_per_step(step_fn, steps: int) -> float:
   start = time.perf_counter()
   for _ in range(steps):
-    step_fn()
+    result = step_fn()
+  tf.nest.map_structure(np.asarray, result)  # Waits for asynchronous devices.
   return (time.perf_counter() - start) / steps
 
 
-def time_agent(name: str, store: ReplayStore) -> tuple[float, float]:
-  """(isolated, pipeline) seconds per gradient step of agent `name`."""
+def time_agent(name: str, store: ReplayStore) -> tuple[float, float, float]:
+  """Seconds per gradient step of agent `name`, isolated and with the
+  pipeline, and the overhead ratio."""
   gin.clear_config()
   with gin.config.unlock_config():
     gin.add_config_file_search_path(os.path.join(GIN_DIR, '..', '..'))
@@ -82,7 +85,8 @@ def time_agent(name: str, store: ReplayStore) -> tuple[float, float]:
                                      FLAGS.steps))
     full.append(seconds_per_step(lambda: agent.train_step(next(batches)),
                                  FLAGS.steps))
-  return float(np.median(isolated)), float(np.median(full))
+  return (float(np.median(isolated)), float(np.median(full)),
+          float(np.median(np.array(full) / np.array(isolated))))
 
 
 def main(argv) -> None:
@@ -100,13 +104,14 @@ def main(argv) -> None:
   print(f'{tf.config.list_logical_devices()[-1].name}, batch '
         f'{FLAGS.batch_size}, {FLAGS.num_transitions} transitions '
         f'(obs {FLAGS.observation_dim}, action {FLAGS.action_dim})')
-  print(f'pipeline alone: {1 / per_batch:,.0f} batches/s\n')
+  print(f'pipeline alone: {1 / per_batch:,.0f} batches/s '
+        f'({per_batch * 1e6:.0f} us per batch)\n')
   print(f'{"agent":<14}{"isolated steps/s":>18}{"pipeline steps/s":>18}'
         f'{"overhead":>10}')
   for name in FLAGS.agents:
-    isolated, full = time_agent(name, store)
+    isolated, full, overhead = time_agent(name, store)
     print(f'{name:<14}{1 / isolated:>18.1f}{1 / full:>18.1f}'
-          f'{full / isolated:>10.3f}', flush=True)
+          f'{overhead:>10.3f}', flush=True)
 
 
 if __name__ == '__main__':

@@ -89,15 +89,11 @@ def test_shared_runner_trains_evaluates_and_resumes_a_continuous_agent(
   env, spec = make_continuous_environment('Pendulum-v1')
 
   def runner(num_iterations):
-    agent = create_continuous_agent('bcq', spec, seed=0,
-                                    actor_hidden_sizes=(16,),
-                                    critic_hidden_sizes=(16,),
-                                    vae_hidden_sizes=(16,),
-                                    num_policy_samples=10)
+    agent = create_continuous_agent('bc', spec, seed=0, hidden_sizes=(16,))
     return FixedReplayRunner(
         str(tmp_path), agent, env,
         lambda i: pipeline.transition_dataset(store, 32, 1, 1, 0.99, seed=i),
-        run_info={'agent_name': 'bcq'}, num_iterations=num_iterations,
+        run_info={'agent_name': 'bc'}, num_iterations=num_iterations,
         training_steps=10, evaluation_steps=200, max_steps_per_episode=200,
         progress=False)
 

@@ -47,12 +47,12 @@ def test_target_combinations():
 def test_random_convex_combination_is_redrawn_and_convex():
   generator = tf.random.Generator.from_seed(0)
   draws = np.stack([losses.random_convex_combination(4, generator)
-                    for _ in range(2000)])
+                    for _ in range(400)])
   np.testing.assert_allclose(draws.sum(axis=1), 1.0, rtol=1e-5)
   assert (draws >= 0).all()
-  assert len(np.unique(draws[:, 0])) == 2000
-  # Symmetric in the critics: each weighs 1/K on average.
-  np.testing.assert_allclose(draws.mean(axis=0), 0.25, atol=0.01)
+  assert len(np.unique(draws[:, 0])) == 400
+  # Symmetric in the critics: each weighs 1/K on average (3 sigma: 0.03).
+  np.testing.assert_allclose(draws.mean(axis=0), 0.25, atol=0.03)
 
 
 def test_perturbation_stays_within_phi_of_the_action_and_in_bounds():

@@ -185,3 +185,18 @@ def test_rlds_export_feeds_the_same_transitions(tmp_path):
   assert rows(*(batch[k].numpy() for k in (
       'state', 'action', 'reward', 'next_state', 'terminal'))) == rows(
           want[0], want[1], want[2], want[3], want[6])
+
+
+@pytest.mark.parametrize('jit_compile', [True, False])
+def test_dataset_batches_equal_dopamines_transitions(run_dir, jit_compile):
+  replay_dir, buffers = run_dir
+  store, indices = pipeline.open_replay(replay_dir, 4, 3,
+                                        DataSelection(checkpoints=[1]))
+  dataset = pipeline.transition_dataset(store, 16, 4, 3, GAMMA, seed=3,
+                                        indices=indices,
+                                        jit_compile=jit_compile)
+  for batch in dataset.take(4):
+    for row, local in enumerate(batch['indices'].numpy()):
+      for name, value in _expected(buffers, 1, local).items():
+        np.testing.assert_array_equal(batch[name][row].numpy(), value,
+                                      err_msg=name)

@@ -120,16 +120,24 @@ def td_errors(agent: q_agent.QAgent, batch, td_loss=losses.huber_loss):
   return td_loss(target, chosen)
 
 
-def mean_td_error(agent: q_agent.QAgent, dataset: tf.data.Dataset,
-                  td_loss=losses.huber_loss) -> float:
-  """Mean of `td_errors` over one pass of `dataset`."""
-  errors = tf.function(lambda batch: td_errors(agent, batch, td_loss))
-  total, count = 0.0, 0
-  for batch in dataset:
-    batch_errors = errors(batch).numpy().astype(np.float64)
-    total += batch_errors.sum()
-    count += len(batch_errors)
-  return total / count
+def mean_td_error_fn(agent: q_agent.QAgent, td_loss=losses.huber_loss
+                     ) -> Callable[[tf.data.Dataset], float]:
+  """dataset -> mean of `td_errors` over one pass of it.
+
+  Traced once, so it scores every checkpoint restored into `agent`.
+  """
+  errors = tf.function(lambda batch: td_errors(agent, batch, td_loss),
+                       reduce_retracing=True)
+
+  def mean_td_error(dataset):
+    total, count = 0.0, 0
+    for batch in dataset:
+      batch_errors = errors(batch).numpy().astype(np.float64)
+      total += batch_errors.sum()
+      count += len(batch_errors)
+    return total / count
+
+  return mean_td_error
 
 
 def greedy_policy(agent: q_agent.QAgent) -> Callable:
@@ -185,20 +193,15 @@ def fitted_q_evaluation(policy: Callable, make_network: Callable,
     variables = q_network.trainable_variables
     optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
 
-  @tf.function
-  def initial_values(states):
-    return values(q_network, states, policy(states))
-
   batches = iter(dataset)
   for step in range(steps):
     if step % target_update_period == 0:
       sync_target()
     train_step(next(batches))
-  estimates = [
-      initial_values(tf.constant(chunk)).numpy()
-      for chunk in np.array_split(
-          initial_states, math.ceil(len(initial_states) / _EVAL_BATCH_SIZE))
-  ]
+  chunks = np.array_split(initial_states,
+                          math.ceil(len(initial_states) / _EVAL_BATCH_SIZE))
+  estimates = [values(q_network, states, policy(states)).numpy()
+               for states in map(tf.constant, chunks)]
   return float(np.concatenate(estimates).astype(np.float64).mean())
 
 
@@ -331,6 +334,8 @@ def evaluate_run(run_dir: str, options: SelectionOptions) -> list[dict]:
           'create_runner.selection=@DataSelection() and '
           'DataSelection.holdout_fraction when training for an honest '
           'held-out TD error.')
+  mean_td_error = mean_td_error_fn(agent,
+                                   dqn_agent.TD_LOSSES[options.td_loss])
   heldout_dataset = ordered_transitions(
       data.store, held_out, data.stack_size, agent.update_horizon,
       agent.gamma)
@@ -357,8 +362,7 @@ def evaluate_run(run_dir: str, options: SelectionOptions) -> list[dict]:
         options.fqe_learning_rate, options.fqe_target_update_period)
     rows.append({
         'run': run_dir, 'iteration': iteration,
-        'heldout_td_error': mean_td_error(
-            agent, heldout_dataset, dqn_agent.TD_LOSSES[options.td_loss]),
+        'heldout_td_error': mean_td_error(heldout_dataset),
         'fqe_estimate': fqe,
         'eval_return_mean': float(eval_returns.get(iteration, float('nan'))),
         'heldout_disjoint': disjoint,

@@ -55,12 +55,20 @@ class ContinuousAgent:
       eval mode.
     seed: fixes network initialisation, training noise and exploration
       (None: nondeterministic).
+    strategy: a `tf.distribute.Strategy` with one replica, or None; these
+      small networks train on one device.
   """
 
   def __init__(self, num_actions: int, observation_shape: Sequence[int],
                observation_dtype=np.float32, stack_size: int = 1,
                gamma: float = 0.99, update_horizon: int = 1,
-               exploration_noise: float = 0.1, seed: Optional[int] = None):
+               exploration_noise: float = 0.1, seed: Optional[int] = None,
+               strategy: Optional[tf.distribute.Strategy] = None):
+    if strategy is not None and strategy.num_replicas_in_sync != 1:
+      raise ValueError(
+          f'{type(self).__name__} trains on one device; got a strategy with '
+          f'{strategy.num_replicas_in_sync} replicas (use '
+          "create_runner.distribution='default').")
     if stack_size != 1 or len(observation_shape) != 1:
       raise ValueError(
           f'{type(self).__name__} takes vector observations: got '
@@ -120,11 +128,16 @@ class ContinuousAgent:
   # Training.
 
   def train_step(self, batch) -> dict:
-    """One gradient step on a batch dict (docs/DESIGN.md); losses as floats."""
+    """One gradient step on a batch dict (docs/DESIGN.md).
+
+    Returns:
+      Scalar tensors by name, including 'loss'; `float()` them when needed
+      (not here, so that an accelerator need not wait every step).
+    """
     transitions = Transitions(*(batch[name] for name in Transitions._fields))
     losses = self._train_batch(transitions)
     self.training_steps += 1
-    return {name: float(value) for name, value in losses.items()}
+    return losses
 
   def _as_vectors(self, transitions: Transitions) -> Transitions:
     """Flattens stacked [B, obs, 1] states and casts everything to float32."""

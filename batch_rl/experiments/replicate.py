@@ -1,0 +1,543 @@
+r"""Small-scale replication of Agarwal et al. (2020) on MinAtar, one command.
+
+  python -m batch_rl.experiments.replicate --out runs/replication \
+      [--scale full|smoke] [--games breakout freeway ...] [--seeds 3] \
+      [--agents dqn qr_dqn ensemble_dqn rem] [--only logging|offline|report] \
+      [--dry_run]
+
+Stages (all three unless --only names one):
+1. logging: online DQN logs its replay, per game and seed
+   (`python -m batch_rl.baselines.train`, gin/replication/logging.gin).
+2. offline: DQN, QR-DQN, Ensemble-DQN and REM, per game and seed, on that
+   seed's logged replay: all of it, a random 10% of its transitions and its
+   first 10% of checkpoints (`python -m batch_rl.train`,
+   gin/replication/offline.gin).
+3. report: a seeded uniformly random policy's score per game (measured here)
+   and the online DQN's score go to `reference.csv`, then
+   `python -m batch_rl.analysis` writes `report/report.md` with scores
+   normalized to them.
+
+Runs execute one after another as subprocesses whose commands are printed, so
+any run can be reproduced by hand. Finished runs (metrics.csv holds every
+iteration) are skipped and unfinished ones resume from their checkpoints:
+interrupt the command at any time and rerun it.
+
+Layout under --out:
+  logging/<game>/seed_<s>/                      replay in replay_logs/
+  offline/<game>/<agent>/<selection>/seed_<s>/
+  logs/                                         each run's output
+  random_scores.csv, reference.csv
+  labelled_runs/    copies of the offline run logs named by agent: REM and
+                    Ensemble-DQN are both `multi_head_dqn` in run_info.json,
+                    which is what the analysis groups runs by
+  report/report.md
+"""
+
+import argparse
+import csv
+import dataclasses
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from typing import Optional, Sequence
+
+import gin
+from gin import config_parser
+import numpy as np
+
+from batch_rl import command_line
+from batch_rl.analysis import runs as run_logs
+from batch_rl.analysis import scores
+from batch_rl.environments import factory
+from batch_rl.environments import minatar
+from batch_rl.runner import evaluation
+
+STAGES = ('logging', 'offline', 'report')
+# The subsets of the paper's ablations: a random 10% of the transitions, and
+# the first 10% of the checkpoints (the "first 10% of frames").
+SUBSET_FRACTION = 0.1
+PROTOCOL = 'best'  # A run's score is its best iteration, as in the paper.
+RANDOM_POLICY_SEED = 0
+# batch_rl.baselines.online_experiment.REPLAY_LOG_DIR (importing it would
+# load TensorFlow into this process, which only launches runs).
+REPLAY_LOG_DIR = 'replay_logs'
+
+# Time model, measured on the 2-core development machine (docs/RESULTS.md);
+# the progress lines rescale it by the time the finished runs took.
+STARTUP_S = 15.0             # interpreter, TensorFlow, tracing, data loading
+ONLINE_STEP_S = 0.0016       # agent step of the logging DQN, with its updates
+EVALUATION_STEP_S = 0.0007   # greedy agent step
+
+
+@dataclasses.dataclass(frozen=True)
+class OfflineAgent:
+  """An offline agent of the replication.
+
+  Attributes:
+    label: its name in the report and in run directories.
+    agent_name: the registry name `python -m batch_rl.train` builds.
+    gin_file: its hyperparameters, under gin/.
+    gradient_step_s: seconds per gradient step, for the time estimates.
+  """
+  label: str
+  agent_name: str
+  gin_file: str
+  gradient_step_s: float
+
+
+AGENTS = {agent.label: agent for agent in (
+    OfflineAgent('dqn', 'dqn', 'minatar/dqn.gin', 0.0023),
+    OfflineAgent('qr_dqn', 'quantile', 'minatar/quantile.gin', 0.0049),
+    OfflineAgent('ensemble_dqn', 'multi_head_dqn', 'minatar/ensemble_dqn.gin',
+                 0.0021),
+    OfflineAgent('rem', 'multi_head_dqn', 'minatar/rem.gin', 0.0023),
+)}
+LOGGING_AGENT = 'dqn'
+
+
+@dataclasses.dataclass(frozen=True)
+class Scale:
+  """Gin files (under gin/) and defaults of one replication scale."""
+  logging_gin_files: tuple[str, ...]
+  offline_gin_files: tuple[str, ...]  # After the agent's own file.
+  random_policy_episodes: int
+  games: tuple[str, ...]
+  seeds: int
+
+
+_LOGGING_GIN = ('minatar/dqn.gin', 'replication/logging.gin')
+_OFFLINE_GIN = ('minatar/offline.gin', 'replication/offline.gin')
+SCALES = {
+    'full': Scale(_LOGGING_GIN, _OFFLINE_GIN, random_policy_episodes=1000,
+                  games=minatar.GAMES, seeds=3),
+    'smoke': Scale(_LOGGING_GIN + ('replication/smoke_logging.gin',),
+                   _OFFLINE_GIN + ('replication/smoke_offline.gin',),
+                   random_policy_episodes=20, games=('breakout',), seeds=1),
+}
+
+
+class ReplicationError(Exception):
+  """A run failed or cannot start; the message says which and why."""
+
+
+def gin_literals(gin_files: Sequence[str]) -> dict:
+  """'Configurable.parameter' -> value of the bindings in `gin_files`.
+
+  Later files override earlier ones, as when gin parses them; read without
+  importing the configurables, which would load TensorFlow.
+  """
+  values = {}
+  delegate = gin.config.ParserDelegate(skip_unknown=True)
+  for name in gin_files:
+    with open(os.path.join(command_line.GIN_DIR, name)) as f:
+      for statement in config_parser.ConfigParser(f, delegate):
+        if isinstance(statement, config_parser.BindingStatement):
+          values[f'{statement.selector}.{statement.arg_name}'] = statement.value
+  return values
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+  """What one run of a runner does, from its gin files."""
+  num_iterations: int
+  training_steps: int
+  evaluation_steps: int
+  max_steps_per_episode: int
+
+  @classmethod
+  def from_gin(cls, gin_files: Sequence[str], runner: str) -> 'Budget':
+    values = gin_literals(gin_files)
+    fields = [f.name for f in dataclasses.fields(cls)]
+    missing = [f'{runner}.{f}' for f in fields if f'{runner}.{f}' not in values]
+    if missing:
+      raise ReplicationError(
+          f'{", ".join(gin_files)}: no binding of {", ".join(missing)}; the '
+          'replication reads each run\'s budget from its gin files.')
+    return cls(*(int(values[f'{runner}.{f}']) for f in fields))
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """One subprocess of the plan.
+
+  Attributes:
+    stage: 'logging' or 'offline'.
+    game: the MinAtar game.
+    seed: the run's seed (offline runs train on that seed's logged replay).
+    name: its directory relative to --out, e.g. 'logging/breakout/seed_0'.
+    base_dir: its run directory.
+    agent_label: the agent's name in the report.
+    command: the command line that runs (or resumes) it.
+    num_iterations: the iterations of a finished run.
+    estimated_s: its expected duration when started from scratch.
+    requires: the run whose replay it trains on (offline runs).
+  """
+  stage: str
+  game: str
+  seed: int
+  name: str
+  base_dir: str
+  agent_label: str
+  command: tuple[str, ...]
+  num_iterations: int
+  estimated_s: float
+  requires: Optional['Run'] = None
+
+  def finished_iterations(self) -> int:
+    path = os.path.join(self.base_dir, run_logs.METRICS)
+    if not os.path.isfile(path):
+      return 0
+    with open(path, newline='') as f:
+      return sum(1 for _ in csv.DictReader(f))
+
+  @property
+  def finished(self) -> bool:
+    return self.finished_iterations() >= self.num_iterations
+
+  def remaining_s(self) -> float:
+    done = min(self.finished_iterations(), self.num_iterations)
+    return self.estimated_s * (1 - done / self.num_iterations)
+
+
+def _gin_flags(gin_files: Sequence[str], bindings: Sequence[str]) -> list[str]:
+  return ([f'--gin_files={f}' for f in gin_files] +
+          [f'--gin_bindings={b}' for b in bindings])
+
+
+def _run_time(budget: Budget, training_step_s: float) -> float:
+  return STARTUP_S + budget.num_iterations * (
+      budget.training_steps * training_step_s +
+      budget.evaluation_steps * EVALUATION_STEP_S)
+
+
+def data_selections(logged_checkpoints: int) -> dict[str, tuple[str, ...]]:
+  """Directory name -> DataSelection bindings: all, random 10%, first 10%."""
+  first_k = max(1, round(SUBSET_FRACTION * logged_checkpoints))
+  return {
+      'all': (),
+      f'fraction_{SUBSET_FRACTION:g}': (
+          f'DataSelection.fraction={SUBSET_FRACTION}',),
+      f'first_{first_k}': (f'DataSelection.first_k={first_k}',),
+  }
+
+
+def plan(out: str, scale: Scale, games: Sequence[str], seeds: int,
+         agents: Sequence[str]) -> list[Run]:
+  """Every run, logging runs first, each stage seed by seed.
+
+  Seed-major order gives a complete first seed of every game and agent
+  early, so an interrupted replication already has something to report.
+  """
+  logging_budget = Budget.from_gin(scale.logging_gin_files, 'OnlineRunner')
+  offline_budget = Budget.from_gin(scale.offline_gin_files,
+                                   'FixedReplayRunner')
+  python = sys.executable
+  logging_runs = {}
+  for seed in range(seeds):
+    for game in games:
+      name = os.path.join('logging', game, f'seed_{seed}')
+      base_dir = os.path.join(out, name)
+      command = [python, '-m', 'batch_rl.baselines.train',
+                 f'--agent_name={LOGGING_AGENT}', f'--base_dir={base_dir}']
+      command += _gin_flags(scale.logging_gin_files, [
+          f'create_online_runner.environment_name="minatar:{game}"',
+          f'create_online_runner.seed={seed}'])
+      logging_runs[game, seed] = Run(
+          'logging', game, seed, name, base_dir, LOGGING_AGENT, tuple(command),
+          logging_budget.num_iterations,
+          _run_time(logging_budget, ONLINE_STEP_S))
+  # One replay checkpoint per logging iteration (gin/replication/logging.gin).
+  selections = data_selections(logging_budget.num_iterations)
+  offline_runs = []
+  for seed in range(seeds):
+    for game in games:
+      source = logging_runs[game, seed]
+      for label in agents:
+        agent = AGENTS[label]
+        for selection, selection_bindings in selections.items():
+          name = os.path.join('offline', game, label, selection,
+                              f'seed_{seed}')
+          base_dir = os.path.join(out, name)
+          command = [
+              python, '-m', 'batch_rl.train',
+              f'--agent_name={agent.agent_name}',
+              f'--replay_dir={os.path.join(source.base_dir, REPLAY_LOG_DIR)}',
+              f'--base_dir={base_dir}']
+          command += _gin_flags((agent.gin_file,) + scale.offline_gin_files, [
+              f'create_runner.environment_name="minatar:{game}"',
+              f'create_runner.seed={seed}',
+              'create_runner.selection=@DataSelection()',
+              f'DataSelection.seed={seed}', *selection_bindings])
+          offline_runs.append(Run(
+              'offline', game, seed, name, base_dir, label, tuple(command),
+              offline_budget.num_iterations,
+              _run_time(offline_budget, agent.gradient_step_s), source))
+  return list(logging_runs.values()) + offline_runs
+
+
+def format_duration(seconds: float) -> str:
+  """'45s', '12m05s', '3h07m'."""
+  seconds = int(round(seconds))
+  if seconds < 60:
+    return f'{seconds}s'
+  if seconds < 3600:
+    return f'{seconds // 60}m{seconds % 60:02d}s'
+  return f'{seconds // 3600}h{seconds % 3600 // 60:02d}m'
+
+
+def _status(run: Run) -> str:
+  done = run.finished_iterations()
+  if done >= run.num_iterations:
+    return 'finished'
+  if done:
+    return f'resumes after iteration {done - 1}'
+  return 'new'
+
+
+def print_plan(runs: Sequence[Run]) -> None:
+  """Every run with its status, estimate and command (--dry_run)."""
+  for i, run in enumerate(runs, 1):
+    print(f'[{i}/{len(runs)}] {run.name}: {_status(run)}, '
+          f'~{format_duration(run.remaining_s())}')
+    print(f'  {shlex.join(run.command)}')
+  pending = [run for run in runs if not run.finished]
+  print(f'{len(pending)} of {len(runs)} runs to do, estimated '
+        f'{format_duration(sum(run.remaining_s() for run in pending))} '
+        '(plus the report: a minute or two).')
+
+
+def _log_tail(path: str, lines: int = 20) -> str:
+  with open(path, errors='replace') as f:
+    return ''.join(f.readlines()[-lines:])
+
+
+def execute(runs: Sequence[Run], out: str) -> None:
+  """Runs the unfinished runs one after another, printing progress."""
+  pending = [run for run in runs if not run.finished]
+  if runs:
+    print(f'{len(runs) - len(pending)} of {len(runs)} runs already finished.')
+  waiting = [run for run in pending if run.requires is not None and
+             not run.requires.finished and run.requires not in pending]
+  if waiting:
+    raise ReplicationError(
+        f'{waiting[0].name} trains on the replay of '
+        f'{waiting[0].requires.name}, which is not finished; run the logging '
+        'stage first (--only logging, or no --only).')
+  log_dir = os.path.join(out, 'logs')
+  os.makedirs(log_dir, exist_ok=True)
+  start, estimated_done = time.time(), 0.0
+  for i, run in enumerate(pending, 1):
+    estimate = run.remaining_s()
+    print(f'[{i}/{len(pending)}] {run.name} ({_status(run)}, '
+          f'~{format_duration(estimate)})\n  {shlex.join(run.command)}',
+          flush=True)
+    log_path = os.path.join(log_dir, run.name.replace(os.sep, '__') + '.log')
+    run_start = time.time()
+    with open(log_path, 'a') as log:
+      log.write(f'$ {shlex.join(run.command)}\n')
+      log.flush()
+      code = subprocess.call(run.command, stdout=log, stderr=subprocess.STDOUT)
+    if code != 0 or not run.finished:
+      raise ReplicationError(
+          f'{run.name} exited with status {code} after '
+          f'{run.finished_iterations()} of {run.num_iterations} iterations; '
+          f'its output is in {log_path}, ending:\n{_log_tail(log_path)}'
+          'Rerunning the replication skips the finished runs and resumes '
+          'this one.')
+    estimated_done += estimate
+    elapsed = time.time() - start
+    left = sum(r.remaining_s() for r in pending[i:]) * elapsed / estimated_done
+    print(f'  done in {format_duration(time.time() - run_start)}; elapsed '
+          f'{format_duration(elapsed)}, about {format_duration(left)} left',
+          flush=True)
+
+
+class UniformRandomAgent:
+  """Uniformly random actions from a seeded generator; learns nothing."""
+
+  def __init__(self, num_actions: int, seed: int):
+    self.num_actions = num_actions
+    self.eval_mode = True
+    self._rng = np.random.default_rng(seed)
+
+  def _act(self) -> int:
+    return int(self._rng.integers(self.num_actions))
+
+  def begin_episode(self, observation) -> int:
+    del observation
+    return self._act()
+
+  def step(self, reward, observation) -> int:
+    del reward, observation
+    return self._act()
+
+  def end_episode(self, reward, terminal: bool = True) -> None:
+    del reward, terminal
+
+
+def random_policy_score(environment_name: str, episodes: int, seed: int,
+                        max_steps_per_episode: int) -> float:
+  """Mean return of a uniformly random policy over `episodes` episodes."""
+  env, spec = factory.create_environment(environment_name)
+  env.reset(seed=seed)  # Later resets continue this seeded stream.
+  agent = UniformRandomAgent(spec.num_actions, seed)
+  return float(np.mean([
+      evaluation.run_episode(agent, env, max_steps_per_episode)[0]
+      for _ in range(episodes)]))
+
+
+def random_policy_scores(out: str, environments: Sequence[str],
+                         episodes: int, max_steps_per_episode: int
+                         ) -> dict[str, float]:
+  """Random scores per environment, measured once and kept in --out."""
+  path = os.path.join(out, 'random_scores.csv')
+  fields = ('environment', 'random', 'episodes', 'seed',
+            'max_steps_per_episode')
+  wanted = {'episodes': episodes, 'seed': RANDOM_POLICY_SEED,
+            'max_steps_per_episode': max_steps_per_episode}
+  rows = {}
+  if os.path.isfile(path):
+    with open(path, newline='') as f:
+      rows = {row['environment']: row for row in csv.DictReader(f)}
+  for environment in environments:
+    row = rows.get(environment)
+    if row is None or any(int(row[k]) != v for k, v in wanted.items()):
+      print(f'measuring a random policy on {environment} over {episodes} '
+            'episodes', flush=True)
+      score = random_policy_score(environment, episodes, RANDOM_POLICY_SEED,
+                                  max_steps_per_episode)
+      rows[environment] = {'environment': environment, 'random': score,
+                           **wanted}
+  with open(path, 'w', newline='') as f:
+    writer = csv.DictWriter(f, fields)
+    writer.writeheader()
+    writer.writerows(rows[e] for e in sorted(rows))
+  return {e: float(rows[e]['random']) for e in environments}
+
+
+def dqn_scores(logging_runs: Sequence[Run]) -> dict[str, float]:
+  """Per environment, the finished online DQN runs' mean score."""
+  per_environment = {}
+  for run in logging_runs:
+    if run.finished:
+      log = run_logs.load_run(run.base_dir)
+      per_environment.setdefault(log.environment, []).append(
+          scores.run_score(log.metrics, PROTOCOL))
+  return {e: float(np.mean(v)) for e, v in per_environment.items()}
+
+
+def write_reference(out: str, scale: Scale, logging_runs: Sequence[Run]
+                    ) -> str:
+  """reference.csv (environment,random,dqn) for the analysis; its path."""
+  dqn = dqn_scores(logging_runs)
+  budget = Budget.from_gin(scale.offline_gin_files, 'FixedReplayRunner')
+  random = random_policy_scores(out, sorted(dqn), scale.random_policy_episodes,
+                                budget.max_steps_per_episode)
+  rows = []
+  for environment in sorted(dqn):
+    if dqn[environment] == random[environment]:
+      print(f'{environment}: online DQN scores what a random policy does '
+            f'({random[environment]:g}); left out of the normalized scores.')
+    else:
+      rows.append((environment, random[environment], dqn[environment]))
+  seeds = sorted({run.seed for run in logging_runs})
+  path = os.path.join(out, 'reference.csv')
+  with open(path, 'w', newline='') as f:
+    f.write(
+        '# random: uniformly random policy (seed '
+        f'{RANDOM_POLICY_SEED}), mean return over '
+        f'{scale.random_policy_episodes} episodes with sticky actions\n'
+        '# dqn: the online DQN runs that logged the data '
+        f'({", ".join(scale.logging_gin_files)}), {PROTOCOL} iteration\'s '
+        f'eval_return_mean, mean over the finished runs of seeds '
+        f'{", ".join(map(str, seeds))}\n')
+    writer = csv.writer(f)
+    writer.writerow(('environment', 'random', 'dqn'))
+    writer.writerows(rows)
+  return path
+
+
+def write_labelled_runs(offline_runs: Sequence[Run], directory: str) -> None:
+  """Copies the started runs' logs with run_info.json's agent_name = label."""
+  shutil.rmtree(directory, ignore_errors=True)
+  for run in offline_runs:
+    if not run.finished_iterations():
+      continue
+    destination = os.path.join(directory, run.name)
+    os.makedirs(destination)
+    with open(os.path.join(run.base_dir, run_logs.RUN_INFO)) as f:
+      info = json.load(f)
+    info['registry_agent_name'] = info['agent_name']
+    info['agent_name'] = run.agent_label
+    with open(os.path.join(destination, run_logs.RUN_INFO), 'w') as f:
+      json.dump(info, f, indent=2)
+    shutil.copy(os.path.join(run.base_dir, run_logs.METRICS), destination)
+
+
+def report(out: str, scale: Scale, runs: Sequence[Run]) -> None:
+  """Reference scores, then `python -m batch_rl.analysis` on the offline runs."""
+  reference = write_reference(
+      out, scale, [run for run in runs if run.stage == 'logging'])
+  labelled = os.path.join(out, 'labelled_runs')
+  write_labelled_runs([run for run in runs if run.stage == 'offline'],
+                      labelled)
+  if not os.path.isdir(labelled):
+    raise ReplicationError(f'{out}: no offline run has finished an iteration '
+                           'yet; nothing to report.')
+  command = [sys.executable, '-m', 'batch_rl.analysis', 'report',
+             '--base_dirs', labelled, '--out', os.path.join(out, 'report'),
+             '--reference', reference, '--protocol', PROTOCOL]
+  print(shlex.join(command), flush=True)
+  if subprocess.call(command) != 0:
+    raise ReplicationError(f'the analysis failed: {shlex.join(command)}')
+
+
+def _parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(
+      prog='python -m batch_rl.experiments.replicate',
+      description=__doc__.split('\n')[0])
+  parser.add_argument('--out', required=True,
+                      help='directory of all runs, logs and the report')
+  parser.add_argument('--scale', choices=sorted(SCALES), default='full',
+                      help='full (docs/RESULTS.md) or smoke (minutes)')
+  parser.add_argument('--games', nargs='+', choices=minatar.GAMES,
+                      help='MinAtar games (default: the scale\'s)')
+  parser.add_argument('--seeds', type=int,
+                      help='seeds 0..N-1 (default: the scale\'s)')
+  parser.add_argument('--agents', nargs='+', choices=list(AGENTS),
+                      default=list(AGENTS), help='offline agents')
+  parser.add_argument('--only', choices=STAGES, help='run one stage only')
+  parser.add_argument('--dry_run', action='store_true',
+                      help='print the plan, its commands and time estimates')
+  return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  args = _parser().parse_args(argv)
+  scale = SCALES[args.scale]
+  seeds = scale.seeds if args.seeds is None else args.seeds
+  try:
+    if seeds < 1:
+      raise ReplicationError(f'--seeds {seeds}: expected at least 1.')
+    runs = plan(args.out, scale, args.games or scale.games, seeds,
+                args.agents)
+    stages = [args.only] if args.only else STAGES
+    to_run = [run for run in runs if run.stage in stages]
+    if args.dry_run:
+      print_plan(to_run)
+      return 0
+    execute(to_run, args.out)
+    if 'report' in stages:
+      report(args.out, scale, runs)
+  except ReplicationError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -1,0 +1,267 @@
+"""Offline model selection: held-out split, held-out TD error, FQE, `select`."""
+
+import csv
+import functools
+import json
+import os
+import subprocess
+import sys
+
+import gin
+import numpy as np
+import pytest
+import tensorflow as tf
+from dopamine.replay_memory import circular_replay_buffer
+
+from batch_rl import command_line
+from batch_rl import experiment
+from batch_rl.agents import dqn_agent
+from batch_rl.agents import losses
+from batch_rl.agents import networks
+from batch_rl.agents import optimizers
+from batch_rl.analysis import __main__ as analysis_main
+from batch_rl.analysis import model_selection
+from batch_rl.data import dopamine_replay
+from batch_rl.data import pipeline
+from batch_rl.data import sources
+from batch_rl.data import transitions
+from batch_rl.data.replay_store import ReplayStore
+from batch_rl.data.selection import DataSelection
+from conftest import fill_dopamine_buffer
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CARTPOLE_REPLAY = os.path.join(REPO, 'batch_rl', 'experiments', 'data',
+                               'cartpole_dqn_replay')
+
+
+@pytest.fixture(autouse=True)
+def clean_gin():
+  gin.clear_config()
+  yield
+  gin.clear_config()
+
+
+# ---- DataSelection.holdout_fraction ----
+
+
+def test_holdout_splits_valid_transitions_and_training_never_sees_it():
+  indices = np.arange(3, 1003, dtype=np.int32)
+  selection = DataSelection(holdout_fraction=0.1, seed=5)
+  kept, held_out = selection.split_holdout(indices)
+  assert len(held_out) == 100 and len(kept) == 900
+  np.testing.assert_array_equal(np.sort(np.concatenate([kept, held_out])),
+                                indices)
+  # Seeded: the same set again, another set for another seed.
+  np.testing.assert_array_equal(selection.split_holdout(indices)[1], held_out)
+  assert set(DataSelection(holdout_fraction=0.1, seed=6).split_holdout(
+      indices)[1]) != set(held_out)
+  np.testing.assert_array_equal(selection.subsample(indices), kept)
+  half = DataSelection(holdout_fraction=0.1, seed=5, fraction=0.5)
+  trained = half.subsample(indices)
+  assert len(trained) == 450 and not set(trained) & set(held_out)
+  assert 'holdout_0.1(seed=5)' in half.describe()
+
+
+def test_no_holdout_keeps_the_previous_subsample():
+  indices = np.arange(500, dtype=np.int32)
+  kept, held_out = DataSelection().split_holdout(indices)
+  assert kept is indices and not len(held_out)
+  previous = np.sort(np.random.default_rng(3).choice(indices, 50, False))
+  np.testing.assert_array_equal(
+      DataSelection(fraction=0.1, seed=3).subsample(indices), previous)
+  assert DataSelection().describe() == 'all'
+
+
+@pytest.mark.parametrize('fraction', [-0.1, 1.0])
+def test_holdout_fraction_out_of_range_is_rejected(fraction):
+  with pytest.raises(ValueError, match='holdout_fraction must be in'):
+    DataSelection(holdout_fraction=fraction)
+
+
+# ---- Held-out TD error ----
+
+
+def _numpy_q(network, states):
+  """[B, A] Q-values of a single-output QHeadsNetwork with an MLP torso."""
+  weights = network.get_weights()
+  net = states.reshape(len(states), -1).astype(np.float64)
+  for i in range(0, len(weights) - 2, 2):
+    net = np.maximum(net @ weights[i] + weights[i + 1], 0.)
+  return net @ weights[-2] + weights[-1]
+
+
+@pytest.mark.parametrize('td_loss', ['huber', 'mse'])
+def test_heldout_td_error_matches_numpy_reference(tmp_path, td_loss):
+  stack_size, horizon, gamma = 4, 3, 0.9
+  fill_dopamine_buffer(300, 400, stack_size=stack_size,
+                       update_horizon=horizon, gamma=gamma,
+                       terminal_prob=0.05, episode_end_prob=0.03).save(
+                           str(tmp_path), 0)
+  arrays = dopamine_replay.read_arrays(str(tmp_path), 0)
+  store = ReplayStore.from_arrays([arrays])
+  gin.parse_config(['QHeadsNetwork.torso = @MLPTorso',
+                    'MLPTorso.hidden_units = (8,)'])
+  agent = dqn_agent.DQNAgent(
+      6, (5, 4), np.uint8, stack_size, update_horizon=horizon, gamma=gamma,
+      optimizer_fn=functools.partial(optimizers.adam_optimizer, 1e-3, 1e-8),
+      seed=0)
+  rng = np.random.default_rng(0)
+  for variable in agent.target_network.variables:  # Target != online.
+    variable.assign(rng.normal(0, 0.3, variable.shape))
+  held_out = DataSelection(holdout_fraction=0.2, seed=1).split_holdout(
+      store.valid_indices(stack_size, horizon))[1]
+  assert len(held_out) > 40
+  mean_td_error = model_selection.mean_td_error_fn(
+      agent, dqn_agent.TD_LOSSES[td_loss])
+  # A batch size that leaves a partial last batch.
+  got = mean_td_error(model_selection.ordered_transitions(
+      store, held_out, stack_size, horizon, gamma, batch_size=7))
+
+  batch = transitions.gather_from_arrays(arrays, held_out, stack_size,
+                                         horizon, gamma)
+  reward = np.clip(batch['reward'], -1, 1)
+  target = reward + gamma**horizon * (1 - batch['terminal']) * _numpy_q(
+      agent.target_network, batch['next_state']).max(axis=1)
+  q = _numpy_q(agent.online_network, batch['state'])
+  error = np.abs(target - q[np.arange(len(q)), batch['action']])
+  per_example = (np.where(error <= 1, 0.5 * error**2, error - 0.5)
+                 if td_loss == 'huber' else error**2)
+  assert np.abs(batch['reward']).max() > 1  # The clip matters.
+  np.testing.assert_allclose(got, per_example.mean(), rtol=1e-5)
+
+
+# ---- Fitted Q Evaluation ----
+
+CHAIN_GAMMA = 0.9
+
+
+def _chain_replay(path):
+  """Chain 0 -> 1 -> 2 -> end under a uniform random behaviour policy.
+
+  Action 1 moves right (reward 1; terminal from state 2), action 0 stays
+  (reward 0.1). Episodes start in state 0 and are cut after 30 steps.
+  """
+  rng = np.random.default_rng(0)
+  buffer = circular_replay_buffer.OutOfGraphReplayBuffer(
+      (3,), 1, 3000, 32, update_horizon=1, gamma=CHAIN_GAMMA,
+      observation_dtype=np.float32)
+  state, steps = 0, 0
+  while buffer.add_count < 3000:
+    action = int(rng.integers(2))
+    terminal = state == 2 and action == 1
+    steps += 1
+    cut = not terminal and steps == 30
+    buffer.add(np.eye(3, dtype=np.float32)[state], action,
+               1.0 if action else 0.1, terminal, episode_end=cut)
+    state = 0 if terminal or cut else state + action
+    steps = 0 if terminal or cut else steps
+  buffer.save(path, 0)
+  return sources.open_store(path, DataSelection(), 1, 1)
+
+
+def test_fqe_converges_to_the_value_of_a_fixed_policy(tmp_path):
+  store = _chain_replay(str(tmp_path))
+  # Right in states 0 and 2, stay in 1: V(0) = 1 + 0.9 * 0.1 / (1 - 0.9) = 1.9,
+  # neither the optimal value (1 + 0.9 + 0.81) nor the behaviour's.
+  policy = lambda states: tf.cast(  # pylint: disable=g-long-lambda
+      tf.argmax(states[..., 0], axis=1) != 1, tf.int32)
+  starts = model_selection.episode_start_indices(store, 1)
+  initial_states = np.concatenate([
+      b['state'].numpy() for b in model_selection.ordered_transitions(
+          store, starts, 1, 1, CHAIN_GAMMA)])
+  assert len(initial_states) > 50
+  np.testing.assert_array_equal(initial_states[:, :, 0],
+                                np.eye(3)[np.zeros(len(starts), int)])
+  tf.random.set_seed(0)
+  estimate = model_selection.fitted_q_evaluation(
+      policy,
+      lambda name: networks.QHeadsNetwork(  # pylint: disable=g-long-lambda
+          2, 1, torso=functools.partial(networks.MLPTorso, (32,)), name=name),
+      pipeline.transition_dataset(store, 64, 1, 1, CHAIN_GAMMA, seed=0),
+      initial_states, CHAIN_GAMMA, steps=1200, learning_rate=1e-3,
+      target_update_period=25)
+  assert estimate == pytest.approx(1.9, abs=0.02)
+
+
+# ---- `select` on runs of the real runner ----
+
+TINY_RUN = [
+    'MLPTorso.hidden_units = (16,)',
+    'FixedReplayRunner.num_iterations = 3',
+    'FixedReplayRunner.training_steps = 30',
+    'FixedReplayRunner.evaluation_steps = 30',
+    'FixedReplayRunner.max_steps_per_episode = 30',
+    'FixedReplayRunner.checkpoints_kept = 10',
+    'FixedReplayRunner.progress = False',
+    'create_runner.selection = @DataSelection()',
+    'DataSelection.holdout_fraction = 0.1',
+    'DataSelection.seed = 2',
+]
+
+
+@pytest.fixture(scope='module')
+def tiny_run(tmp_path_factory):
+  """Offline DQN on the shipped CartPole replay, 3 kept checkpoints."""
+  base_dir = str(tmp_path_factory.mktemp('runs') / 'dqn_cartpole')
+  gin.clear_config()
+  experiment.register_all_agents()
+  command_line.load_gin_configs(
+      ['gin/classic/dqn.gin', 'gin/classic/offline_cartpole.gin'], TINY_RUN)
+  experiment.create_runner('dqn', CARTPOLE_REPLAY, base_dir).run_experiment()
+  gin.clear_config()
+  return base_dir
+
+
+def test_select_writes_one_finite_row_per_checkpoint(tiny_run, tmp_path,
+                                                     capsys):
+  out = str(tmp_path / 'selection')
+  assert analysis_main.main([
+      'select', '--base_dirs', tiny_run, '--out', out, '--fqe_steps', '40',
+      '--max_heldout', '600']) == 0
+  with open(os.path.join(out, 'selection.csv')) as f:
+    rows = list(csv.DictReader(f))
+  with open(os.path.join(tiny_run, 'metrics.csv')) as f:
+    online = {r['iteration']: float(r['eval_return_mean'])
+              for r in csv.DictReader(f)}
+  assert [r['iteration'] for r in rows] == ['0', '1', '2']
+  for row in rows:
+    assert np.isfinite(float(row['heldout_td_error']))
+    assert np.isfinite(float(row['fqe_estimate']))
+    assert float(row['eval_return_mean']) == online[row['iteration']]
+    # Trained with DataSelection.holdout_fraction: an honest held-out set.
+    assert row['heldout_disjoint'] == 'True'
+  # The checkpoints differ, so their TD errors do.
+  assert len({row['heldout_td_error'] for row in rows}) == 3
+  printed = capsys.readouterr().out
+  assert 'ranked by FQE' in printed and 'Spearman' in printed
+
+
+def test_select_errors_name_the_run(tiny_run, tmp_path, capsys):
+  bare = tmp_path / 'bare_run'
+  bare.mkdir()
+  for name in ('run_info.json', 'metrics.csv'):
+    (bare / name).write_bytes(open(os.path.join(tiny_run, name), 'rb').read())
+  assert analysis_main.main(['select', '--base_dirs', str(bare),
+                             '--out', str(tmp_path / 'out')]) == 2
+  error = capsys.readouterr().err
+  assert f'{bare}/checkpoints: no iteration_N checkpoint' in error
+  assert 'checkpoints_kept' in error
+
+  os.symlink(os.path.join(tiny_run, 'checkpoints'), bare / 'checkpoints')
+  info = json.loads((bare / 'run_info.json').read_text())
+  del info['gin_config']
+  (bare / 'run_info.json').write_text(json.dumps(info))
+  assert analysis_main.main(['select', '--base_dirs', str(bare),
+                             '--out', str(tmp_path / 'out')]) == 2
+  error = capsys.readouterr().err
+  assert f'{bare}/run_info.json: missing keys [\'gin_config\']' in error
+
+  assert analysis_main.main(['select', '--base_dirs', str(tmp_path / 'none'),
+                             '--out', str(tmp_path / 'out')]) == 2
+  assert 'no such directory' in capsys.readouterr().err
+
+
+def test_report_command_still_starts_without_tensorflow():
+  code = ('import sys; import batch_rl.analysis.__main__ as m; m._parser(); '
+          'assert "tensorflow" not in sys.modules, "TF imported"')
+  subprocess.run([sys.executable, '-c', code], check=True, cwd=REPO)
