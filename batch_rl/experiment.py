@@ -1,6 +1,7 @@
 """Builds an offline experiment from gin: environment, agent, data, runner."""
 
 import zlib
+from typing import Optional
 
 import gin
 import numpy as np
@@ -41,6 +42,7 @@ def create_runner(agent_name: str, replay_dir: str, base_dir: str,
                   batch_size: int = 32,
                   selection: DataSelection = DataSelection(),
                   distribution: str = 'default',
+                  agent_label: Optional[str] = None,
                   runner_fn=FixedReplayRunner) -> FixedReplayRunner:
   """An offline run of `agent_name` on `replay_dir`, evaluated online.
 
@@ -56,6 +58,9 @@ def create_runner(agent_name: str, replay_dir: str, base_dir: str,
     distribution: 'default' (one device) or 'mirrored' (MirroredStrategy:
       the global batch is split over the local GPUs, each replica fed by
       its own seeded input pipeline).
+    agent_label: the agent's name in reports (default `agent_name`); tells
+      apart variants of one agent class, e.g. 'ensemble_dqn' and 'rem' are
+      both `multi_head_dqn`.
     runner_fn: the runner class.
   """
   tf.random.set_seed(seed)
@@ -89,7 +94,8 @@ def create_runner(agent_name: str, replay_dir: str, base_dir: str,
             indices))
 
   run_info = {
-      'agent_name': agent_name, 'environment': environment_name,
+      'agent_name': agent_name, 'agent_label': agent_label or agent_name,
+      'environment': environment_name,
       'seed': seed, 'replay_dir': replay_dir,
       'data_selection': selection.describe(),
       'transitions': int(len(indices)), 'batch_size': batch_size,

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from batch_rl.agents import registry
 from batch_rl.continuous import CONTINUOUS_AGENTS
-from batch_rl.continuous import losses
+from batch_rl.continuous import create_continuous_agent
+from batch_rl.continuous import make_continuous_environment
 from batch_rl.continuous import networks
 from batch_rl.continuous.agent import Transitions
 
@@ -112,8 +112,9 @@ GIN_DIR = os.path.join(os.path.dirname(__file__), '..', 'gin', 'mujoco')
 
 
 def test_every_agent_has_a_gin_file_that_builds_it():
-  """Gin files bind real parameters with the published values; the shared
-  registry builds every agent from the fields of an environment spec."""
+  """Gin files bind real parameters with the published values; agents are
+  built from an environment spec's fields as `registry.create_agent` does."""
+  _, spec = make_continuous_environment('Hopper-v5')
   files = {os.path.basename(p)[:-4]: p
            for p in glob.glob(os.path.join(GIN_DIR, '*.gin'))}
   assert set(files) == set(CONTINUOUS_AGENTS) | {'offline'}
@@ -125,8 +126,7 @@ def test_every_agent_has_a_gin_file_that_builds_it():
         gin.add_config_file_search_path(os.path.join(GIN_DIR, '..', '..'))
         gin.parse_config_file(path)
       assert gin.query_parameter('create_agent.agent_name') == name
-      agent = registry.create_agent(name, 3, (11,), np.float32, 1)
-      assert isinstance(agent, CONTINUOUS_AGENTS[name])
+      agent = create_continuous_agent(name, spec)
       batch_size = gin.query_parameter('create_runner.batch_size')
       assert batch_size == (100 if name == 'bcq' else 256)
       if name in ('td3', 'td3_bc', 'rem_td3', 'ensemble_td3'):
@@ -146,18 +146,26 @@ def test_every_agent_has_a_gin_file_that_builds_it():
     gin.clear_config()
 
 
+def create_as_registry_does(name, num_actions, observation_shape,
+                            observation_dtype, stack_size, **kwargs):
+  """`registry.create_agent`'s call, without registering agents globally."""
+  return CONTINUOUS_AGENTS[name](
+      num_actions=num_actions, observation_shape=observation_shape,
+      observation_dtype=observation_dtype, stack_size=stack_size, **kwargs)
+
+
 def test_agents_refuse_stacked_or_integer_observations_and_replicas():
   with pytest.raises(ValueError, match=r'observation_shape=\(84, 84\), '
                      'stack_size=4; expected'):
-    registry.create_agent('td3', 3, (84, 84), np.uint8, 4)
+    create_as_registry_does('td3', 3, (84, 84), np.uint8, 4)
   with pytest.raises(ValueError, match='observation_dtype=uint8'):
-    registry.create_agent('bc', 3, (11,), np.uint8, 1)
+    create_as_registry_does('bc', 3, (11,), np.uint8, 1)
   two_replicas = types.SimpleNamespace(num_replicas_in_sync=2)
   with pytest.raises(ValueError, match='one device; got a strategy with 2'):
-    registry.create_agent('bc', 3, (11,), np.float32, 1,
-                          strategy=two_replicas)
-  assert registry.create_agent('bc', 3, (11,), np.float32, 1,
-                               strategy=tf.distribute.get_strategy())
+    create_as_registry_does('bc', 3, (11,), np.float32, 1,
+                            strategy=two_replicas)
+  assert create_as_registry_does('bc', 3, (11,), np.float32, 1,
+                                 strategy=tf.distribute.get_strategy())
 
 
 def test_td3_target_is_clipped_double_q_of_the_target_actor():

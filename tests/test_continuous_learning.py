@@ -6,9 +6,10 @@ files; its episodes return about -1190 on average. Offline TD3 (64-64 MLPs,
 Adam 1e-3, tau 0.02 so that values propagate within a CI-sized budget)
 trains for 3,000 steps on batches of 256 from the tf.data pipeline and is
 evaluated on five episodes every 500 steps; as in the paper's protocol its
-score is the best evaluation. Agent seeds 0, 1 and 2 score -153, -141 and
--139 (single evaluations still swing between about -140 and -550 while a
-swing-up fails in some episodes); the test asks for better than -400.
+score is the best evaluation. Seeds 0, 1 and 2 (agent and batches) score
+-144, -139 and -139 (single evaluations still swing between about -140 and
+-600 while a swing-up fails in some episodes); the test asks for better
+than -400.
 """
 
 import os

@@ -181,6 +181,9 @@ def test_fqe_converges_to_the_value_of_a_fixed_policy(tmp_path):
       initial_states, CHAIN_GAMMA, steps=1200, learning_rate=1e-3,
       target_update_period=25)
   assert estimate == pytest.approx(1.9, abs=0.02)
+  # Rewards 0 (padding) to 1: every return lies in [0, 1 / (1 - gamma)].
+  assert model_selection.value_bounds(store, CHAIN_GAMMA) == pytest.approx(
+      (0., 10.))
 
 
 # ---- `select` on runs of the real runner ----
@@ -230,6 +233,7 @@ def test_select_writes_one_finite_row_per_checkpoint(tiny_run, tmp_path,
     assert float(row['eval_return_mean']) == online[row['iteration']]
     # Trained with DataSelection.holdout_fraction: an honest held-out set.
     assert row['heldout_disjoint'] == 'True'
+    assert row['fqe_in_bounds'] in ('True', 'False')
   # The checkpoints differ, so their TD errors do.
   assert len({row['heldout_td_error'] for row in rows}) == 3
   printed = capsys.readouterr().out

@@ -46,7 +46,7 @@ from batch_rl.runner import run_state
 
 SELECTION_CSV = 'selection.csv'
 COLUMNS = ('run', 'iteration', 'heldout_td_error', 'fqe_estimate',
-           'eval_return_mean', 'heldout_disjoint')
+           'eval_return_mean', 'heldout_disjoint', 'fqe_in_bounds')
 # Held out when the run itself held nothing out (then not disjoint).
 DEFAULT_HOLDOUT_FRACTION = 0.1
 _EVAL_BATCH_SIZE = 512
@@ -205,6 +205,15 @@ def fitted_q_evaluation(policy: Callable, make_network: Callable,
   return float(np.concatenate(estimates).astype(np.float64).mean())
 
 
+def value_bounds(store: ReplayStore, gamma: float) -> tuple[float, float]:
+  """[min(r_min, 0), max(r_max, 0)] / (1 - gamma): every policy's discounted
+  return lies here, so an FQE estimate outside has diverged."""
+  lowest = min(0.0, *(float(np.min(a.reward)) for a in store.checkpoints))
+  highest = max(0.0, *(float(np.max(a.reward)) for a in store.checkpoints))
+  store.release_pages()
+  return lowest / (1. - gamma), highest / (1. - gamma)
+
+
 def episode_start_indices(store: ReplayStore, stack_size: int,
                           update_horizon: int = 1) -> np.ndarray:
   """Global indices of the first real slot of every stored episode.
@@ -340,6 +349,7 @@ def evaluate_run(run_dir: str, options: SelectionOptions) -> list[dict]:
       data.store, held_out, data.stack_size, agent.update_horizon,
       agent.gamma)
   starts = episode_start_indices(data.store, data.stack_size)
+  low, high = value_bounds(data.store, agent.gamma)
   initial_states = np.concatenate([
       batch['state'].numpy() for batch in ordered_transitions(
           data.store, starts, data.stack_size, 1, agent.gamma)])
@@ -366,6 +376,7 @@ def evaluate_run(run_dir: str, options: SelectionOptions) -> list[dict]:
         'fqe_estimate': fqe,
         'eval_return_mean': float(eval_returns.get(iteration, float('nan'))),
         'heldout_disjoint': disjoint,
+        'fqe_in_bounds': low <= fqe <= high,
     })
     print(f'{run_dir} iteration {iteration}: held-out TD error '
           f'{rows[-1]["heldout_td_error"]:.4g}, FQE {fqe:.4g}, online '
@@ -385,7 +396,8 @@ def spearman(rows: Sequence[dict], column: str) -> float:
 
 
 def summary(rows: Sequence[dict]) -> str:
-  """Per run: checkpoints ranked by FQE, and the rank correlations."""
+  """Per run: checkpoints ranked by FQE (out-of-bounds estimates last), and
+  the rank correlations with the online returns."""
   lines = []
   groups = {}
   for row in rows:
@@ -396,14 +408,20 @@ def summary(rows: Sequence[dict]) -> str:
     lines.append(f'{run}: checkpoints ranked by FQE estimate')
     lines.append('  rank  iteration  fqe_estimate  heldout_td_error  '
                  'eval_return_mean')
-    ranked = sorted(run_rows, key=lambda r: -r['fqe_estimate'])
+    ranked = sorted(run_rows,
+                    key=lambda r: (not r['fqe_in_bounds'], -r['fqe_estimate']))
     for rank, r in enumerate(ranked, 1):
       lines.append(f'  {rank:4d}  {r["iteration"]:9d}  '
                    f'{r["fqe_estimate"]:12.4g}  {r["heldout_td_error"]:16.4g}'
-                   f'  {r["eval_return_mean"]:16.4g}')
+                   f'  {r["eval_return_mean"]:16.4g}' +
+                   ('' if r['fqe_in_bounds'] else
+                    '  (FQE outside the feasible returns: diverged)'))
+    in_bounds = [r for r in run_rows if r['fqe_in_bounds']]
     lines.append(
         '  Spearman with eval_return_mean: FQE '
-        f'{spearman(run_rows, "fqe_estimate"):.3f}, held-out TD error '
+        f'{spearman(run_rows, "fqe_estimate"):.3f} (in bounds only, '
+        f'{len(in_bounds)} of {len(run_rows)}: '
+        f'{spearman(in_bounds, "fqe_estimate"):.3f}), held-out TD error '
         f'{spearman(run_rows, "heldout_td_error"):.3f} (a useful TD error '
         'correlates negatively)')
   return '\n'.join(lines)

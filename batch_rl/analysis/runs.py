@@ -198,7 +198,8 @@ def load_run(run_dir: str) -> Run:
         f'{path}: seed {info["seed"]!r} is not an integer.') from e
   return Run(
       run_dir=run_dir,
-      agent_name=str(info['agent_name']),
+      # The label tells apart variants of one agent class (REM, Ensemble).
+      agent_name=str(info.get('agent_label') or info['agent_name']),
       environment=environment,
       seed=seed,
       data_selection=parse_data_selection(info.get('data_selection'), path),

@@ -1,13 +1,12 @@
 """Continuous control: MuJoCo tasks, a replay logger, D4RL import, agents.
 
-`CONTINUOUS_AGENTS` maps agent names to gin-configurable classes; importing
-the package registers them with `batch_rl.agents.registry`, whose
-`create_agent` builds them from a `ContinuousEnvironmentSpec` like any other
-agent. `make_continuous_environment` gives a task taking [-1, 1] actions
-and its spec.
+`CONTINUOUS_AGENTS` maps agent names to gin-configurable classes, built
+with the arguments `batch_rl.agents.registry.create_agent` passes to every
+agent (fields of a `ContinuousEnvironmentSpec`), so they can be registered
+there as they are. `make_continuous_environment` gives a task taking
+[-1, 1] actions and its spec.
 """
 
-from batch_rl.agents import registry
 from batch_rl.continuous.actor_critic import DDPGAgent
 from batch_rl.continuous.actor_critic import EnsembleDDPGAgent
 from batch_rl.continuous.actor_critic import EnsembleTD3Agent
@@ -34,8 +33,6 @@ CONTINUOUS_AGENTS = {
     'bc': BCAgent,
     'cql': CQLAgent,
 }
-for _name, _agent_class in CONTINUOUS_AGENTS.items():
-  registry.register_agent(_name)(_agent_class)
 
 
 def create_continuous_agent(agent_name: str,

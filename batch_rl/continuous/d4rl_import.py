@@ -13,6 +13,7 @@ Actions must lie in [-1, 1], the agents' action box; pass the task's
 `action_bounds` to rescale data recorded in its own units.
 """
 
+import dataclasses
 import os
 from typing import Iterator, Optional, Sequence
 
@@ -30,17 +31,15 @@ MINARI_KEYS = ('observations', 'actions', 'rewards', 'terminations',
 _ACTION_TOLERANCE = 1e-5
 
 
+@dataclasses.dataclass
 class _Episode:
-  """Steps of one episode and, unless the last step is terminal, the
-  observation that follows it."""
-
-  def __init__(self, observations, actions, rewards, terminal: bool,
-               final_observation: Optional[np.ndarray]):
-    self.observations = observations
-    self.actions = actions
-    self.rewards = rewards
-    self.terminal = terminal
-    self.final_observation = final_observation
+  """Steps of one episode and, unless its last step is terminal, the
+  observation that follows that step."""
+  observations: np.ndarray
+  actions: np.ndarray
+  rewards: np.ndarray
+  terminal: bool
+  final_observation: Optional[np.ndarray]
 
 
 def _read(group: h5py.Group, key: str, path: str) -> np.ndarray:

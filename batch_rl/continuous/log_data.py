@@ -65,7 +65,7 @@ def log_online_replay(base_dir: str, env_name: str = 'Hopper-v5',
     log = csv.writer(f)
     log.writerow(['step', 'episode_return', 'episode_length'])
     observation, _ = env.reset(seed=seed)
-    episode_return, episode_length = 0.0, 0
+    reward, episode_return, episode_length = 0.0, 0.0, 0
     for step in range(num_steps):
       if step < random_steps:
         action = rng.uniform(-1.0, 1.0, spec.action_dim).astype(np.float32)

@@ -25,7 +25,7 @@ class SeedStream:
 
 
 def mlp(hidden_sizes: Sequence[int], output_size: int, seeds: SeedStream,
-        output_activation=None, name=None) -> tf.keras.Sequential:
+        output_activation=None) -> tf.keras.Sequential:
   """ReLU MLP with a linear (or `output_activation`) output layer."""
   def dense(units, activation):
     return tf.keras.layers.Dense(
@@ -34,7 +34,7 @@ def mlp(hidden_sizes: Sequence[int], output_size: int, seeds: SeedStream,
             1 / 3, 'fan_in', 'uniform', seed=seeds()))
   return tf.keras.Sequential(
       [dense(units, 'relu') for units in hidden_sizes] +
-      [dense(output_size, output_activation)], name=name)
+      [dense(output_size, output_activation)])
 
 
 def built(model: tf.keras.Model, *input_sizes: int) -> tf.keras.Model:
@@ -68,18 +68,52 @@ class DeterministicActor(tf.keras.Model):
     return self.net(state)
 
 
+class EnsembleDense(tf.keras.layers.Layer):
+  """K dense layers applied side by side: [B, in] or [K, B, in] -> [K, B, out].
+
+  One batched matmul replaces K small ones; each member starts as `mlp`'s
+  layers do.
+  """
+
+  def __init__(self, num_members: int, units: int, activation, seed: int):
+    super().__init__()
+    self.num_members = num_members
+    self.units = units
+    self.activation = tf.keras.activations.get(activation)
+    self._seed = seed
+
+  def build(self, input_shape):
+    fan_in = int(input_shape[-1])
+    limit = 1.0 / np.sqrt(fan_in)
+    self.kernel = self.add_weight(
+        'kernel', [self.num_members, fan_in, self.units],
+        initializer=tf.keras.initializers.RandomUniform(-limit, limit,
+                                                        self._seed))
+    self.bias = self.add_weight('bias', [self.num_members, 1, self.units],
+                                initializer='zeros')
+
+  def call(self, inputs):
+    equation = 'bi,kio->kbo' if inputs.shape.rank == 2 else 'kbi,kio->kbo'
+    return self.activation(tf.einsum(equation, inputs, self.kernel) +
+                           self.bias)
+
+
 class CriticEnsemble(tf.keras.Model):
-  """K independent Q(s, a) MLPs; returns Q values of shape [K, B]."""
+  """K independent Q(s, a) MLPs, evaluated together; returns [K, B]."""
 
   def __init__(self, num_critics: int, hidden_sizes: Sequence[int],
                seeds: SeedStream):
     super().__init__()
     self.num_critics = num_critics
-    self.critics = [mlp(hidden_sizes, 1, seeds) for _ in range(num_critics)]
+    self.dense_layers = [EnsembleDense(num_critics, units, 'relu', seeds())
+                    for units in hidden_sizes]
+    self.dense_layers.append(EnsembleDense(num_critics, 1, None, seeds()))
 
   def call(self, state, action):
-    state_action = tf.concat([state, action], axis=-1)
-    return tf.stack([critic(state_action)[:, 0] for critic in self.critics])
+    x = tf.concat([state, action], axis=-1)
+    for layer in self.dense_layers:
+      x = layer(x)
+    return x[..., 0]
 
 
 class PerturbationActor(tf.keras.Model):

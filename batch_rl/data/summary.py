@@ -22,7 +22,7 @@ def episode_returns(arrays: ReplayArrays) -> np.ndarray:
   if not len(end_positions):
     return np.zeros(0, dtype=np.float64)
   cumulative = np.concatenate(
-      [[0.0], np.cumsum(np.asarray(arrays.reward, np.float64)[slots])])
+      [[0.0], np.cumsum(np.asarray(arrays.reward)[slots].astype(np.float64))])
   totals = np.diff(cumulative[end_positions + 1])
   if not arrays.is_full:  # The first episode starts at slot 0: complete.
     totals = np.concatenate([[cumulative[end_positions[0] + 1]], totals])

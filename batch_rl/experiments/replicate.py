@@ -2,8 +2,9 @@ r"""Small-scale replication of Agarwal et al. (2020) on MinAtar, one command.
 
   python -m batch_rl.experiments.replicate --out runs/replication \
       [--scale full|smoke] [--games breakout freeway ...] [--seeds 3] \
-      [--agents dqn qr_dqn ensemble_dqn rem] [--only logging|offline|report] \
-      [--dry_run]
+      [--agents dqn qr_dqn ensemble_dqn rem] \
+      [--selections all random_10pct first_10pct] \
+      [--only logging|offline|report] [--dry_run]
 
 Stages (all three unless --only names one):
 1. logging: online DQN logs its replay, per game and seed
@@ -27,19 +28,14 @@ Layout under --out:
   offline/<game>/<agent>/<selection>/seed_<s>/
   logs/                                         each run's output
   random_scores.csv, reference.csv
-  labelled_runs/    copies of the offline run logs named by agent: REM and
-                    Ensemble-DQN are both `multi_head_dqn` in run_info.json,
-                    which is what the analysis groups runs by
   report/report.md
 """
 
 import argparse
 import csv
 import dataclasses
-import json
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -57,8 +53,9 @@ from batch_rl.environments import minatar
 from batch_rl.runner import evaluation
 
 STAGES = ('logging', 'offline', 'report')
-# The subsets of the paper's ablations: a random 10% of the transitions, and
-# the first 10% of the checkpoints (the "first 10% of frames").
+# The data of the paper's ablations: all of it, a random 10% of its
+# transitions, and its first 10% of checkpoints (the "first 10% of frames").
+SELECTIONS = ('all', 'random_10pct', 'first_10pct')
 SUBSET_FRACTION = 0.1
 PROTOCOL = 'best'  # A run's score is its best iteration, as in the paper.
 RANDOM_POLICY_SEED = 0
@@ -66,11 +63,13 @@ RANDOM_POLICY_SEED = 0
 # load TensorFlow into this process, which only launches runs).
 REPLAY_LOG_DIR = 'replay_logs'
 
-# Time model, measured on the 2-core development machine (docs/RESULTS.md);
-# the progress lines rescale it by the time the finished runs took.
-STARTUP_S = 15.0             # interpreter, TensorFlow, tracing, data loading
-ONLINE_STEP_S = 0.0016       # agent step of the logging DQN, with its updates
-EVALUATION_STEP_S = 0.0007   # greedy agent step
+# Time model: wall seconds measured on the shared 2-core development machine
+# at a load average of 5 to 7 (docs/RESULTS.md). The progress lines rescale
+# it by how long the finished runs took.
+STARTUP_S = 15.0           # interpreter, TensorFlow, data loading, tracing
+ONLINE_STEP_S = 0.0035     # agent step of the logging DQN, with its updates
+GRADIENT_STEP_S = 0.006    # offline gradient step, batch pipeline included
+EVALUATION_STEP_S = 0.0015  # greedy agent step, whole episodes' overshoot too
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,20 +80,17 @@ class OfflineAgent:
     label: its name in the report and in run directories.
     agent_name: the registry name `python -m batch_rl.train` builds.
     gin_file: its hyperparameters, under gin/.
-    gradient_step_s: seconds per gradient step, for the time estimates.
   """
   label: str
   agent_name: str
   gin_file: str
-  gradient_step_s: float
 
 
 AGENTS = {agent.label: agent for agent in (
-    OfflineAgent('dqn', 'dqn', 'minatar/dqn.gin', 0.0023),
-    OfflineAgent('qr_dqn', 'quantile', 'minatar/quantile.gin', 0.0049),
-    OfflineAgent('ensemble_dqn', 'multi_head_dqn', 'minatar/ensemble_dqn.gin',
-                 0.0021),
-    OfflineAgent('rem', 'multi_head_dqn', 'minatar/rem.gin', 0.0023),
+    OfflineAgent('dqn', 'dqn', 'minatar/dqn.gin'),
+    OfflineAgent('qr_dqn', 'quantile', 'minatar/quantile.gin'),
+    OfflineAgent('ensemble_dqn', 'multi_head_dqn', 'minatar/ensemble_dqn.gin'),
+    OfflineAgent('rem', 'multi_head_dqn', 'minatar/rem.gin'),
 )}
 LOGGING_AGENT = 'dqn'
 
@@ -214,19 +210,22 @@ def _run_time(budget: Budget, training_step_s: float) -> float:
       budget.evaluation_steps * EVALUATION_STEP_S)
 
 
-def data_selections(logged_checkpoints: int) -> dict[str, tuple[str, ...]]:
-  """Directory name -> DataSelection bindings: all, random 10%, first 10%."""
-  first_k = max(1, round(SUBSET_FRACTION * logged_checkpoints))
-  return {
-      'all': (),
-      f'fraction_{SUBSET_FRACTION:g}': (
-          f'DataSelection.fraction={SUBSET_FRACTION}',),
-      f'first_{first_k}': (f'DataSelection.first_k={first_k}',),
-  }
+def selection_bindings(selection: str, logged_checkpoints: int
+                       ) -> tuple[str, ...]:
+  """The DataSelection bindings of one of SELECTIONS."""
+  if selection == 'all':
+    return ()
+  if selection == 'random_10pct':
+    return (f'DataSelection.fraction={SUBSET_FRACTION}',)
+  if selection == 'first_10pct':
+    first_k = max(1, round(SUBSET_FRACTION * logged_checkpoints))
+    return (f'DataSelection.first_k={first_k}',)
+  raise ValueError(f'selection {selection!r}: expected one of {SELECTIONS}.')
 
 
 def plan(out: str, scale: Scale, games: Sequence[str], seeds: int,
-         agents: Sequence[str]) -> list[Run]:
+         agents: Sequence[str] = tuple(AGENTS),
+         selections: Sequence[str] = SELECTIONS) -> list[Run]:
   """Every run, logging runs first, each stage seed by seed.
 
   Seed-major order gives a complete first seed of every game and agent
@@ -250,15 +249,13 @@ def plan(out: str, scale: Scale, games: Sequence[str], seeds: int,
           'logging', game, seed, name, base_dir, LOGGING_AGENT, tuple(command),
           logging_budget.num_iterations,
           _run_time(logging_budget, ONLINE_STEP_S))
-  # One replay checkpoint per logging iteration (gin/replication/logging.gin).
-  selections = data_selections(logging_budget.num_iterations)
   offline_runs = []
   for seed in range(seeds):
     for game in games:
       source = logging_runs[game, seed]
       for label in agents:
         agent = AGENTS[label]
-        for selection, selection_bindings in selections.items():
+        for selection in selections:
           name = os.path.join('offline', game, label, selection,
                               f'seed_{seed}')
           base_dir = os.path.join(out, name)
@@ -270,12 +267,15 @@ def plan(out: str, scale: Scale, games: Sequence[str], seeds: int,
           command += _gin_flags((agent.gin_file,) + scale.offline_gin_files, [
               f'create_runner.environment_name="minatar:{game}"',
               f'create_runner.seed={seed}',
+              f'create_runner.agent_label="{label}"',
               'create_runner.selection=@DataSelection()',
-              f'DataSelection.seed={seed}', *selection_bindings])
+              f'DataSelection.seed={seed}',
+              # One checkpoint per logging iteration (replication/logging.gin).
+              *selection_bindings(selection, logging_budget.num_iterations)])
           offline_runs.append(Run(
               'offline', game, seed, name, base_dir, label, tuple(command),
               offline_budget.num_iterations,
-              _run_time(offline_budget, agent.gradient_step_s), source))
+              _run_time(offline_budget, GRADIENT_STEP_S), source))
   return list(logging_runs.values()) + offline_runs
 
 
@@ -306,8 +306,7 @@ def print_plan(runs: Sequence[Run]) -> None:
     print(f'  {shlex.join(run.command)}')
   pending = [run for run in runs if not run.finished]
   print(f'{len(pending)} of {len(runs)} runs to do, estimated '
-        f'{format_duration(sum(run.remaining_s() for run in pending))} '
-        '(plus the report: a minute or two).')
+        f'{format_duration(sum(run.remaining_s() for run in pending))}.')
 
 
 def _log_tail(path: str, lines: int = 20) -> str:
@@ -461,35 +460,17 @@ def write_reference(out: str, scale: Scale, logging_runs: Sequence[Run]
   return path
 
 
-def write_labelled_runs(offline_runs: Sequence[Run], directory: str) -> None:
-  """Copies the started runs' logs with run_info.json's agent_name = label."""
-  shutil.rmtree(directory, ignore_errors=True)
-  for run in offline_runs:
-    if not run.finished_iterations():
-      continue
-    destination = os.path.join(directory, run.name)
-    os.makedirs(destination)
-    with open(os.path.join(run.base_dir, run_logs.RUN_INFO)) as f:
-      info = json.load(f)
-    info['registry_agent_name'] = info['agent_name']
-    info['agent_name'] = run.agent_label
-    with open(os.path.join(destination, run_logs.RUN_INFO), 'w') as f:
-      json.dump(info, f, indent=2)
-    shutil.copy(os.path.join(run.base_dir, run_logs.METRICS), destination)
-
-
 def report(out: str, scale: Scale, runs: Sequence[Run]) -> None:
   """Reference scores, then `python -m batch_rl.analysis` on the offline runs."""
   reference = write_reference(
       out, scale, [run for run in runs if run.stage == 'logging'])
-  labelled = os.path.join(out, 'labelled_runs')
-  write_labelled_runs([run for run in runs if run.stage == 'offline'],
-                      labelled)
-  if not os.path.isdir(labelled):
+  offline = os.path.join(out, 'offline')
+  if not any(run.finished_iterations() for run in runs
+             if run.stage == 'offline'):
     raise ReplicationError(f'{out}: no offline run has finished an iteration '
                            'yet; nothing to report.')
   command = [sys.executable, '-m', 'batch_rl.analysis', 'report',
-             '--base_dirs', labelled, '--out', os.path.join(out, 'report'),
+             '--base_dirs', offline, '--out', os.path.join(out, 'report'),
              '--reference', reference, '--protocol', PROTOCOL]
   print(shlex.join(command), flush=True)
   if subprocess.call(command) != 0:
@@ -510,6 +491,9 @@ def _parser() -> argparse.ArgumentParser:
                       help='seeds 0..N-1 (default: the scale\'s)')
   parser.add_argument('--agents', nargs='+', choices=list(AGENTS),
                       default=list(AGENTS), help='offline agents')
+  parser.add_argument('--selections', nargs='+', choices=SELECTIONS,
+                      default=list(SELECTIONS),
+                      help='data the offline agents train on')
   parser.add_argument('--only', choices=STAGES, help='run one stage only')
   parser.add_argument('--dry_run', action='store_true',
                       help='print the plan, its commands and time estimates')
@@ -524,11 +508,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if seeds < 1:
       raise ReplicationError(f'--seeds {seeds}: expected at least 1.')
     runs = plan(args.out, scale, args.games or scale.games, seeds,
-                args.agents)
+                args.agents, args.selections)
     stages = [args.only] if args.only else STAGES
     to_run = [run for run in runs if run.stage in stages]
     if args.dry_run:
       print_plan(to_run)
+      if 'report' in stages:
+        print('Then the report: random policy scores (once per game), '
+              'reference.csv and python -m batch_rl.analysis, a few minutes.')
       return 0
     execute(to_run, args.out)
     if 'report' in stages:
