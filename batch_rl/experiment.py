@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from batch_rl.agents import registry
 from batch_rl.data import pipeline
+from batch_rl.data import transitions
 from batch_rl.data.errors import ReplayDataError
 from batch_rl.data.selection import DataSelection
 from batch_rl.environments import factory
@@ -85,13 +86,14 @@ def create_runner(agent_name: str, replay_dir: str, base_dir: str,
     if strategy.num_replicas_in_sync == 1:
       return pipeline.transition_dataset(
           store, batch_size, spec.stack_size, agent.update_horizon,
-          agent.gamma, iteration_seed(seed, iteration), indices)
+          agent.gamma, iteration_seed(seed, iteration), indices,
+          elements=transitions.TRAINING_ELEMENTS)
     return strategy.distribute_datasets_from_function(
         lambda context: pipeline.transition_dataset(
             store, context.get_per_replica_batch_size(batch_size),
             spec.stack_size, agent.update_horizon, agent.gamma,
             iteration_seed(seed, iteration) + context.input_pipeline_id,
-            indices))
+            indices, elements=transitions.TRAINING_ELEMENTS))
 
   run_info = {
       'agent_name': agent_name, 'agent_label': agent_label or agent_name,

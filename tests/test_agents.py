@@ -506,8 +506,9 @@ def test_unbundle_rejects_another_agents_checkpoint(tmp_path):
 
 
 def test_registry_maps_names_to_agents():
-  assert registry.agent_names() == [
-      'c51', 'dqn', 'multi_head_dqn', 'multi_network_dqn', 'quantile']
+  # Other branches (batch_rl.continuous) may have registered theirs too.
+  assert {'c51', 'dqn', 'multi_head_dqn', 'multi_network_dqn',
+          'quantile'} <= set(registry.agent_names())
   with pytest.raises(ValueError, match='c51, dqn, multi_head_dqn'):
     registry.create_agent('rainbow', 2, (3,), np.float32, 1)
   with pytest.raises(ValueError, match='already registered'):

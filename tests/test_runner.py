@@ -154,3 +154,35 @@ def test_mirrored_strategy_trains_on_two_replicas(cartpole_replay, tmp_path):
       cwd=REPO, capture_output=True, text=True, check=False)
   assert result.returncode == 0, result.stderr[-3000:]
   assert 'replicas 2 gradient_steps 50 rows 1' in result.stdout
+
+
+def test_hopper_td3_through_the_cli_logs_checkpoints_and_resumes(tmp_path):
+  """MuJoCo smoke run: the shared runner and CLI with a continuous agent."""
+  from batch_rl.continuous import log_data  # pylint: disable=g-import-not-at-top
+  log_data.log_online_replay(str(tmp_path / 'logger'), 'Hopper-v5', 'ddpg',
+                             num_steps=1500, replay_capacity=1000,
+                             random_steps=1500)
+  replay_dir = str(tmp_path / 'logger' / log_data.REPLAY_SUBDIR)
+  base_dir = str(tmp_path / 'td3')
+
+  def train(iterations):
+    return subprocess.run(
+        [sys.executable, '-m', 'batch_rl.train', '--agent_name=td3',
+         f'--replay_dir={replay_dir}', f'--base_dir={base_dir}',
+         '--gin_files=gin/mujoco/td3.gin', '--gin_files=gin/mujoco/offline.gin',
+         "--gin_bindings=create_runner.environment_name='mujoco:Hopper-v5'",
+         '--gin_bindings=FixedReplayRunner.training_steps=150',
+         '--gin_bindings=FixedReplayRunner.evaluation_steps=100',
+         '--gin_bindings=FixedReplayRunner.progress=False',
+         f'--gin_bindings=FixedReplayRunner.num_iterations={iterations}'],
+        cwd=REPO, capture_output=True, text=True, check=False)
+
+  first = train(1)
+  assert first.returncode == 0, first.stderr[-3000:]
+  assert os.path.isdir(os.path.join(base_dir, 'checkpoints', 'iteration_0'))
+  second = train(2)
+  assert second.returncode == 0, second.stderr[-3000:]
+  assert f'Resuming {base_dir} after iteration 0' in second.stdout
+  rows = _rows(base_dir)
+  assert [int(r['iteration']) for r in rows] == [0, 1]
+  assert [int(r['gradient_steps']) for r in rows] == [150, 300]

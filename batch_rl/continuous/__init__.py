@@ -1,12 +1,13 @@
 """Continuous control: MuJoCo tasks, a replay logger, D4RL import, agents.
 
-`CONTINUOUS_AGENTS` maps agent names to gin-configurable classes, built
-with the arguments `batch_rl.agents.registry.create_agent` passes to every
-agent (fields of a `ContinuousEnvironmentSpec`), so they can be registered
-there as they are. `make_continuous_environment` gives a task taking
-[-1, 1] actions and its spec.
+`CONTINUOUS_AGENTS` maps agent names to gin-configurable classes; importing
+this package registers them in `batch_rl.agents.registry`, so
+`python -m batch_rl.train --agent_name=td3 ...` runs them like any agent.
+`make_continuous_environment` gives a task taking [-1, 1] actions and its
+spec (the `mujoco:` family of `batch_rl.environments`).
 """
 
+from batch_rl.agents import registry
 from batch_rl.continuous.actor_critic import DDPGAgent
 from batch_rl.continuous.actor_critic import EnsembleDDPGAgent
 from batch_rl.continuous.actor_critic import EnsembleTD3Agent
@@ -35,6 +36,10 @@ CONTINUOUS_AGENTS = {
 }
 
 
+for _name, _agent_class in CONTINUOUS_AGENTS.items():
+  registry.register_agent(_name)(_agent_class)
+
+
 def create_continuous_agent(agent_name: str,
                             spec: ContinuousEnvironmentSpec,
                             seed: int = 0, **kwargs) -> ContinuousAgent:
@@ -42,7 +47,6 @@ def create_continuous_agent(agent_name: str,
   if agent_name not in CONTINUOUS_AGENTS:
     raise ValueError(f'Unknown continuous agent {agent_name!r}; valid: '
                      f'{", ".join(CONTINUOUS_AGENTS)}.')
-  return CONTINUOUS_AGENTS[agent_name](
-      num_actions=spec.num_actions, observation_shape=spec.observation_shape,
-      observation_dtype=spec.observation_dtype, stack_size=spec.stack_size,
-      seed=seed, **kwargs)
+  return registry.create_agent(agent_name, spec.num_actions,
+                               spec.observation_shape, spec.observation_dtype,
+                               spec.stack_size, seed=seed, **kwargs)

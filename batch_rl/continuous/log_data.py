@@ -21,6 +21,7 @@ from absl import logging
 import gin
 import numpy as np
 
+from batch_rl import command_line
 from batch_rl.continuous import CONTINUOUS_AGENTS
 from batch_rl.continuous import create_continuous_agent
 from batch_rl.continuous.actor_critic import DDPGAgent
@@ -95,29 +96,27 @@ def log_online_replay(base_dir: str, env_name: str = 'Hopper-v5',
   return returns
 
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string('base_dir', None, 'Where replay_logs/ and logs go.')
+# --base_dir, --gin_files and --gin_bindings are the shared flags of
+# batch_rl.command_line (also imported by the other entry points).
+FLAGS = command_line.FLAGS
 flags.DEFINE_string('env', 'Hopper-v5', 'Task, e.g. HalfCheetah-v5.')
 flags.DEFINE_string('agent', 'ddpg', 'Online agent: ddpg or td3.')
 flags.DEFINE_integer('num_steps', 1_000_000, 'Environment steps to log.')
 flags.DEFINE_integer('replay_capacity', 1_000_000, 'Slots per checkpoint.')
 flags.DEFINE_integer('seed', 0, 'Seed of agent, environment and sampling.')
-flags.DEFINE_multi_string('gin_files', [],
-                          'Gin files, e.g. gin/mujoco/ddpg.gin.')
-flags.DEFINE_multi_string('gin_bindings', [], 'Extra gin bindings.')
 
 
 def main(argv: Sequence[str]) -> None:
   del argv
-  gin.parse_config_files_and_bindings(FLAGS.gin_files, FLAGS.gin_bindings)
+  command_line.require_flags('base_dir')
+  command_line.load_gin_configs(FLAGS.gin_files, FLAGS.gin_bindings)
   returns = log_online_replay(
       FLAGS.base_dir, env_name=FLAGS.env, agent_name=FLAGS.agent,
       num_steps=FLAGS.num_steps, replay_capacity=FLAGS.replay_capacity,
       seed=FLAGS.seed)
-  logging.info('logged %d episodes to %s', len(returns),
-               os.path.join(FLAGS.base_dir, REPLAY_SUBDIR))
+  print(f'logged {len(returns)} episodes to '
+        f'{os.path.join(FLAGS.base_dir, REPLAY_SUBDIR)}')
 
 
 if __name__ == '__main__':
-  flags.mark_flag_as_required('base_dir')
   app.run(main)

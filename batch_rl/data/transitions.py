@@ -20,6 +20,8 @@ import tensorflow as tf
 
 TRANSITION_ELEMENTS = ('state', 'action', 'reward', 'next_state',
                        'next_action', 'next_reward', 'terminal', 'indices')
+# What offline training reads; fewer tensors per batch to hand over.
+TRAINING_ELEMENTS = ('state', 'action', 'reward', 'next_state', 'terminal')
 
 
 def valid_mask(arrays, stack_size: int, update_horizon: int) -> np.ndarray:
