@@ -270,6 +270,8 @@ def test_aggregates_reject_empty_or_non_finite_matrices():
      'first 5 ckpts, 1%', 0.01),
     ('checkpoints=[0, 3]', 'ckpts 0,3', 1.0),
     ('all', 'all', 1.0),
+    ('holdout_0.1(seed=0)', 'all', 1.0),
+    ('random_0.5_of_transitions(seed=0),holdout_0.1(seed=0)', '50%', 0.5),
 ])
 def test_data_selection_from_dict_or_description(value, label, fraction):
   selection = runs_lib.parse_data_selection(value, 'run_info.json')

@@ -44,8 +44,10 @@ def _select(args):
 
 
 def _add_select_parser(commands) -> None:
-  """`select`; options left out take SelectionOptions' defaults (the
-  parser does not import TensorFlow to read them)."""
+  """Adds `select`; options left out take SelectionOptions' defaults.
+
+  The defaults are not read here: that would import TensorFlow.
+  """
   select = commands.add_parser(
       'select', help='offline model selection: held-out TD error and FQE '
       'per saved checkpoint, ranked against the online returns')

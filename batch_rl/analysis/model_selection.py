@@ -124,7 +124,7 @@ def mean_td_error_fn(agent: q_agent.QAgent, td_loss=losses.huber_loss
                      ) -> Callable[[tf.data.Dataset], float]:
   """dataset -> mean of `td_errors` over one pass of it.
 
-  Traced once, so it scores every checkpoint restored into `agent`.
+  Built once per agent: its traces serve every checkpoint restored into it.
   """
   errors = tf.function(lambda batch: td_errors(agent, batch, td_loss),
                        reduce_retracing=True)
@@ -206,8 +206,11 @@ def fitted_q_evaluation(policy: Callable, make_network: Callable,
 
 
 def value_bounds(store: ReplayStore, gamma: float) -> tuple[float, float]:
-  """[min(r_min, 0), max(r_max, 0)] / (1 - gamma): every policy's discounted
-  return lies here, so an FQE estimate outside has diverged."""
+  """(low, high) bounding every policy's discounted return on the data.
+
+  [min(r_min, 0), max(r_max, 0)] / (1 - gamma): an FQE estimate outside has
+  diverged.
+  """
   lowest = min(0.0, *(float(np.min(a.reward)) for a in store.checkpoints))
   highest = max(0.0, *(float(np.max(a.reward)) for a in store.checkpoints))
   store.release_pages()
@@ -236,7 +239,6 @@ def episode_start_indices(store: ReplayStore, stack_size: int,
 @dataclasses.dataclass
 class _RunData:
   """A run's agent (rebuilt from gin) and the data it trained on."""
-  run_dir: str
   agent: q_agent.QAgent
   store: ReplayStore
   stack_size: int
@@ -291,7 +293,7 @@ def _load_run(run_dir: str, replay_dir: Optional[str]) -> _RunData:
         f'{replay_dir}: frames have shape {store.frame_shape}, but '
         f'{info["environment"]} emits {tuple(spec.observation_shape)} '
         f'({info_path}); pass the run\'s data with --replay_dir.')
-  return _RunData(run_dir, agent, store, spec.stack_size, selection)
+  return _RunData(agent, store, spec.stack_size, selection)
 
 
 def _checkpoints(run_dir: str) -> run_state.CheckpointDirectory:
@@ -385,8 +387,10 @@ def evaluate_run(run_dir: str, options: SelectionOptions) -> list[dict]:
 
 
 def spearman(rows: Sequence[dict], column: str) -> float:
-  """Spearman rank correlation of `column` with eval_return_mean (nan if
-  undefined: fewer than 3 checkpoints, or a constant column)."""
+  """Spearman rank correlation of `column` with eval_return_mean.
+
+  nan where undefined: fewer than 3 finite pairs, or a constant column.
+  """
   pairs = np.array([(r[column], r['eval_return_mean']) for r in rows],
                    dtype=np.float64)
   pairs = pairs[np.isfinite(pairs).all(axis=1)]
@@ -396,8 +400,10 @@ def spearman(rows: Sequence[dict], column: str) -> float:
 
 
 def summary(rows: Sequence[dict]) -> str:
-  """Per run: checkpoints ranked by FQE (out-of-bounds estimates last), and
-  the rank correlations with the online returns."""
+  """Per run, checkpoints ranked by FQE and rank correlations, as text.
+
+  Out-of-bounds (diverged) FQE estimates rank last.
+  """
   lines = []
   groups = {}
   for row in rows:

@@ -100,6 +100,10 @@ def find_run_dirs(base_dirs: Sequence[str]) -> list[str]:
 def parse_data_selection(value, path: str) -> DataSelectionInfo:
   """Reads run_info's data_selection: a DataSelection dict, its describe()
   string, or absent (all data)."""
+  if isinstance(value, str):
+    # A held-out set (for offline model selection) leaves the data variant
+    # as it is: "holdout_0.1(seed=0)" alone trains on all the rest.
+    value = re.sub(r',?holdout_[0-9.eE+-]+\(seed=\d+\)', '', value) or 'all'
   if value is None or value == 'all':
     return DataSelectionInfo()
   if isinstance(value, str):

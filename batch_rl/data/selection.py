@@ -80,8 +80,11 @@ class DataSelection:
     return indices[~held_out], indices[held_out]
 
   def subsample(self, indices: np.ndarray) -> np.ndarray:
-    """The training transitions: `indices` less the held-out set, then a
-    seeded random `fraction` of the rest (at least one), sorted."""
+    """The training transitions among `indices`.
+
+    `indices` less the held-out set, then a seeded random `fraction` of the
+    rest (at least one), sorted.
+    """
     indices = self.split_holdout(indices)[0]
     if self.fraction >= 1.0:
       return indices
