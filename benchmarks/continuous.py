@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from batch_rl.continuous import CONTINUOUS_AGENTS
 from batch_rl.data import pipeline
+from batch_rl.data import transitions
 from batch_rl.data.dopamine_replay import ReplayArrays
 from batch_rl.data.replay_store import ReplayStore
 
@@ -74,7 +75,8 @@ def time_agent(name: str, store: ReplayStore) -> tuple[float, float, float]:
   agent = CONTINUOUS_AGENTS[name](num_actions=FLAGS.action_dim,
                                   observation_shape=(FLAGS.observation_dim,))
   batches = iter(pipeline.transition_dataset(
-      store, batch_size=FLAGS.batch_size, stack_size=1, update_horizon=1))
+      store, batch_size=FLAGS.batch_size, stack_size=1, update_horizon=1,
+      elements=transitions.TRAINING_ELEMENTS))
   fixed = next(batches)
   for _ in range(5):  # Traces every branch (e.g. TD3's delayed actor).
     agent.train_step(fixed)
@@ -98,7 +100,8 @@ def main(argv) -> None:
   store = synthetic_replay(FLAGS.num_transitions, FLAGS.observation_dim,
                            FLAGS.action_dim)
   batches = iter(pipeline.transition_dataset(
-      store, batch_size=FLAGS.batch_size, stack_size=1, update_horizon=1))
+      store, batch_size=FLAGS.batch_size, stack_size=1, update_horizon=1,
+      elements=transitions.TRAINING_ELEMENTS))
   next(batches)
   per_batch = seconds_per_step(lambda: next(batches), 500)
   print(f'{tf.config.list_logical_devices()[-1].name}, batch '
