@@ -78,3 +78,14 @@ def test_cli_reports_truncated_file(tmp_path, capsys):
   open(path, 'wb').write(data[:20])
   assert cli.main(['info', str(tmp_path)]) == 2
   assert 'terminal_ckpt.0.gz: truncated or corrupt' in capsys.readouterr().err
+
+
+def test_a_buffer_filled_exactly_to_capacity_keeps_its_first_episode():
+  arrays = dopamine_replay.ReplayArrays(
+      observation=np.zeros((4, 1, 1), np.uint8),
+      action=np.zeros(4, np.int32),
+      reward=np.array([1., 2., 4., 8.], np.float32),
+      terminal=np.array([0, 1, 0, 1], np.uint8),
+      add_count=4, invalid_range=np.array([0]))
+  assert arrays.is_full and not arrays.has_wrapped
+  np.testing.assert_allclose(summary.episode_returns(arrays), [3., 12.])

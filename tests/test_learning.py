@@ -37,7 +37,7 @@ def clean_gin():
 ])
 def test_offline_agent_beats_behaviour_data(tmp_path, agent_name, gin_file):
   data_return = embedded_default.behaviour_return(embedded_default.REPLAY_DIR)
-  assert data_return == pytest.approx(61.34, abs=0.01)
+  assert data_return == pytest.approx(61.29, abs=0.01)
   experiment.register_all_agents()
   command_line.load_gin_configs([gin_file, 'classic/offline_cartpole.gin'],
                                 BUDGET)

@@ -134,6 +134,15 @@ class ReplayArrays:
     return self.add_count >= self.capacity
 
   @property
+  def has_wrapped(self) -> bool:
+    """Whether the cursor went round: the oldest slots were overwritten.
+
+    A buffer filled exactly to capacity is full but still holds its first
+    slot, so its oldest episode is complete.
+    """
+    return self.add_count > self.capacity
+
+  @property
   def num_stored(self) -> int:
     """Slots holding data (padding included)."""
     return min(self.add_count, self.capacity)

@@ -74,7 +74,7 @@ def stored_episodes(arrays: ReplayArrays, stack_size: int,
                     source: str) -> list[StoredEpisode]:
   """Episodes of a Dopamine buffer in play order, padding slots excluded.
 
-  The oldest episode of a full buffer is skipped: it may have been partly
+  The oldest episode of a wrapped buffer is skipped: it may have been partly
   overwritten. Raises ReplayDataError naming `source` when the slots that
   must be padding for `stack_size` are not all zero.
   """
@@ -83,7 +83,7 @@ def stored_episodes(arrays: ReplayArrays, stack_size: int,
     return []
   ends = arrays.chronological_episode_ends()
   end_positions = list(np.flatnonzero(ends))
-  if arrays.is_full:
+  if arrays.has_wrapped:
     if not end_positions:
       return []
     start = end_positions.pop(0) + 1

@@ -24,7 +24,7 @@ def episode_returns(arrays: ReplayArrays) -> np.ndarray:
   cumulative = np.concatenate(
       [[0.0], np.cumsum(np.asarray(arrays.reward)[slots].astype(np.float64))])
   totals = np.diff(cumulative[end_positions + 1])
-  if not arrays.is_full:  # The first episode starts at slot 0: complete.
+  if not arrays.has_wrapped:  # The first episode starts at slot 0: complete.
     totals = np.concatenate([[cumulative[end_positions[0] + 1]], totals])
   return totals
 
