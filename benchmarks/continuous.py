@@ -2,14 +2,18 @@ r"""Gradient steps per second of the continuous agents, and pipeline overhead.
 
 For each agent, built with its published settings (gin/mujoco/<agent>.gin),
 on Hopper-sized synthetic data (observation 11, action 3, 200k transitions
-in one in-memory replay checkpoint) at batch 256:
-  * isolated: `train_step` on one fixed batch already in memory;
-  * pipeline: `train_step(next(batches))` from `pipeline.transition_dataset`;
-  * overhead: pipeline time per step / isolated time per step (target <= 1.05).
-Both are timed in alternating blocks; rates are medians over blocks and the
+in one in-memory replay checkpoint) at batch 256, `--steps` steps per call:
+  * isolated: the agent's train ops on one fixed batch already in memory,
+    looped in one graph;
+  * pipeline: `agent.train_steps(iterator, steps)`, as the runner trains:
+    the same loop reading `pipeline.transition_dataset` batches in-graph;
+  * overhead: pipeline time per step / isolated time per step (target <= 1.05);
+  * python loop: `train_step(next(batches))` once per step from Python, the
+    way a hand-written loop would train, for comparison.
+All are timed in alternating blocks; rates are medians over blocks and the
 overhead is the median of the ratios of neighbouring blocks, so load from
-other processes hits both alike. The pipeline's own cost per batch, without
-training, is printed first.
+other processes hits both alike. The pipeline's own rate, read in-graph
+without training, is printed first.
 
   python benchmarks/continuous.py                      # every agent
   python benchmarks/continuous.py --agents=td3,bcq --steps=200
@@ -24,6 +28,7 @@ import gin
 import numpy as np
 import tensorflow as tf
 
+from batch_rl.agents import train_loop
 from batch_rl.continuous import CONTINUOUS_AGENTS
 from batch_rl.data import pipeline
 from batch_rl.data import transitions
@@ -33,7 +38,7 @@ from batch_rl.data.replay_store import ReplayStore
 GIN_DIR = os.path.join(os.path.dirname(__file__), '..', 'gin', 'mujoco')
 
 flags.DEFINE_list('agents', sorted(CONTINUOUS_AGENTS), 'Agents to time.')
-flags.DEFINE_integer('steps', 30, 'Gradient steps per timed block.')
+flags.DEFINE_integer('steps', 100, 'Gradient steps per call and timed block.')
 flags.DEFINE_integer('rounds', 5, 'Alternating blocks of each kind.')
 flags.DEFINE_integer('batch_size', 256, 'Transitions per batch.')
 flags.DEFINE_integer('num_transitions', 200_000, 'Synthetic replay size.')
@@ -57,17 +62,17 @@ def synthetic_replay(num: int, observation_dim: int, action_dim: int,
       invalid_range=np.zeros(0, np.int64))])
 
 
-def seconds_per_step(step_fn, steps: int) -> float:
+def seconds_per_step(step_fn, calls: int, steps_per_call: int = 1) -> float:
   start = time.perf_counter()
-  for _ in range(steps):
+  for _ in range(calls):
     result = step_fn()
   tf.nest.map_structure(np.asarray, result)  # Waits for asynchronous devices.
-  return (time.perf_counter() - start) / steps
+  return (time.perf_counter() - start) / (calls * steps_per_call)
 
 
-def time_agent(name: str, store: ReplayStore) -> tuple[float, float, float]:
-  """Seconds per gradient step of agent `name`, isolated and with the
-  pipeline, and the overhead ratio."""
+def time_agent(name: str, store: ReplayStore) -> tuple[float, ...]:
+  """Seconds per gradient step of agent `name`: isolated, fed by the
+  pipeline, from a Python loop; and the pipeline's overhead ratio."""
   gin.clear_config()
   with gin.config.unlock_config():
     gin.add_config_file_search_path(os.path.join(GIN_DIR, '..', '..'))
@@ -78,17 +83,37 @@ def time_agent(name: str, store: ReplayStore) -> tuple[float, float, float]:
       store, batch_size=FLAGS.batch_size, stack_size=1, update_horizon=1,
       elements=transitions.TRAINING_ELEMENTS))
   fixed = next(batches)
-  for _ in range(5):  # Traces every branch (e.g. TD3's delayed actor).
-    agent.train_step(fixed)
-    agent.train_step(next(batches))
-  isolated, full = [], []
+  isolated_steps = train_loop.make_train_steps(
+      lambda unused_batch: agent.train_ops(fixed))
+  no_input = iter(tf.data.Dataset.from_tensors(0).repeat())
+  steps = FLAGS.steps
+  timed = {
+      'isolated': lambda: isolated_steps(no_input, tf.constant(steps)),
+      'pipeline': lambda: agent.train_steps(batches, steps),
+      'python': lambda: [agent.train_step(next(batches))
+                         for _ in range(steps)][-1],
+  }
+  for run in timed.values():  # Traces and warms up every kind of call.
+    run()
+  times = {kind: [] for kind in timed}
   for _ in range(FLAGS.rounds):
-    isolated.append(seconds_per_step(lambda: agent.train_step(fixed),
-                                     FLAGS.steps))
-    full.append(seconds_per_step(lambda: agent.train_step(next(batches)),
-                                 FLAGS.steps))
-  return (float(np.median(isolated)), float(np.median(full)),
-          float(np.median(np.array(full) / np.array(isolated))))
+    for kind, run in timed.items():
+      times[kind].append(seconds_per_step(run, 1, steps))
+  overhead = np.median(np.array(times['pipeline']) / times['isolated'])
+  return (*(float(np.median(times[kind])) for kind in timed),
+          float(overhead))
+
+
+def pipeline_rate(store: ReplayStore, num_batches: int = 2000) -> float:
+  """Batches per second the pipeline delivers to an in-graph reader."""
+  batches = iter(pipeline.transition_dataset(
+      store, batch_size=FLAGS.batch_size, stack_size=1, update_horizon=1,
+      elements=transitions.TRAINING_ELEMENTS))
+  read_all = train_loop.make_train_steps(
+      lambda batch: {'reward': batch['reward'][0]})
+  read_all(batches, tf.constant(num_batches))
+  return 1 / seconds_per_step(
+      lambda: read_all(batches, tf.constant(num_batches)), 1, num_batches)
 
 
 def main(argv) -> None:
@@ -99,22 +124,17 @@ def main(argv) -> None:
                          f'{", ".join(CONTINUOUS_AGENTS)}.')
   store = synthetic_replay(FLAGS.num_transitions, FLAGS.observation_dim,
                            FLAGS.action_dim)
-  batches = iter(pipeline.transition_dataset(
-      store, batch_size=FLAGS.batch_size, stack_size=1, update_horizon=1,
-      elements=transitions.TRAINING_ELEMENTS))
-  next(batches)
-  per_batch = seconds_per_step(lambda: next(batches), 500)
   print(f'{tf.config.list_logical_devices()[-1].name}, batch '
         f'{FLAGS.batch_size}, {FLAGS.num_transitions} transitions '
-        f'(obs {FLAGS.observation_dim}, action {FLAGS.action_dim})')
-  print(f'pipeline alone: {1 / per_batch:,.0f} batches/s '
-        f'({per_batch * 1e6:.0f} us per batch)\n')
+        f'(obs {FLAGS.observation_dim}, action {FLAGS.action_dim}), '
+        f'{FLAGS.steps} steps per call')
+  print(f'pipeline alone: {pipeline_rate(store):,.0f} batches/s\n')
   print(f'{"agent":<14}{"isolated steps/s":>18}{"pipeline steps/s":>18}'
-        f'{"overhead":>10}')
+        f'{"python loop steps/s":>21}{"overhead":>10}')
   for name in FLAGS.agents:
-    isolated, full, overhead = time_agent(name, store)
+    isolated, full, python_loop, overhead = time_agent(name, store)
     print(f'{name:<14}{1 / isolated:>18.1f}{1 / full:>18.1f}'
-          f'{overhead:>10.3f}', flush=True)
+          f'{1 / python_loop:>21.1f}{overhead:>10.3f}', flush=True)
 
 
 if __name__ == '__main__':

@@ -458,6 +458,33 @@ def test_jit_compiled_train_step_matches_graph_train_step():
                                graph.train_step(batch)['loss'], rtol=1e-4)
 
 
+@pytest.mark.parametrize('config', ['dqn', 'rem'])
+def test_train_steps_in_one_graph_equal_single_steps(config):
+  """n steps in one call: same weights, target copies and REM draws."""
+  _use_mlp_torso()
+  make = functools.partial(_make_agent, config, num_actions=2,
+                           observation_shape=(3,),
+                           observation_dtype=np.float32, stack_size=1,
+                           optimizer_fn=_adam(1e-2), target_update_period=2,
+                           seed=5)
+  stepwise, looped = make(), make()
+  looped.online_network.set_weights(stepwise.online_network.get_weights())
+  looped.target_network.set_weights(stepwise.target_network.get_weights())
+  rng = np.random.default_rng(0)
+  batches = [_random_batch(rng, 8, (3, 1), np.float32, 2) for _ in range(5)]
+  for batch in batches:
+    last = stepwise.train_step(batch)
+  dataset = tf.data.Dataset.from_tensor_slices(
+      {k: np.stack([b[k] for b in batches]) for k in batches[0]})
+  result = looped.train_steps(iter(dataset), 5)
+  np.testing.assert_allclose(result['loss'], last['loss'], rtol=1e-5)
+  assert looped.gradient_steps == stepwise.gradient_steps == 5
+  for network in ('online_network', 'target_network'):
+    for x, y in zip(getattr(stepwise, network).get_weights(),
+                    getattr(looped, network).get_weights()):
+      np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+
+
 # ---- Checkpoints. ----
 
 

@@ -109,6 +109,18 @@ def test_human_reference_uses_bundled_dqn_zoo_table():
       table.normalize('atari:MontezumaRevenge', 4753.3), 1.0)
 
 
+def test_bundled_dqn_reference_shares_the_random_scores_of_the_human_table():
+  dqn, human = scores.load_reference('dqn'), scores.load_reference('human')
+  assert dqn.name == 'dqn'
+  assert {'atari:pong', 'atari:breakout', 'atari:spaceinvaders'} <= set(
+      dqn.reference)
+  for key, score in dqn.reference.items():
+    assert dqn.random[key] == human.random[key]
+    assert dqn.random[key] < score < human.reference[key] * 10
+  assert dqn.normalize('atari:space_invaders',
+                       dqn.reference['atari:spaceinvaders']) == 1.0
+
+
 def test_user_reference_csv_uses_the_guarded_formula(tmp_path):
   path = tmp_path / 'minatar_dqn.csv'
   path.write_text('# source: my online DQN runs\n'
@@ -141,8 +153,8 @@ def test_reference_csv_errors_name_the_file(tmp_path, text, message):
 
 
 def test_reference_that_is_not_a_file_says_what_is_accepted():
-  with pytest.raises(AnalysisError, match='not a file.*"human"'):
-    scores.load_reference('dqn')
+  with pytest.raises(AnalysisError, match='not a file.*"human".*"dqn"'):
+    scores.load_reference('dqn_scores.csv')
 
 
 def test_run_score_best_or_final_iteration():
@@ -391,11 +403,68 @@ def test_cli_errors_for_missing_runs_and_bad_reference(tmp_path, fake_runs,
                    str(tmp_path / 'out')]) == 2
   assert 'no such directory' in capsys.readouterr().err
   assert cli.main(['--base_dirs', fake_runs, '--out', str(tmp_path / 'out'),
-                   '--reference', 'dqn']) == 2
-  assert '--reference dqn: not a file' in capsys.readouterr().err
+                   '--reference', 'dqn_scores.csv']) == 2
+  assert '--reference dqn_scores.csv: not a file' in capsys.readouterr().err
 
 
 def test_cli_does_not_import_tensorflow():
   code = ('import sys; from batch_rl.analysis import __main__; '
           'assert "tensorflow" not in sys.modules, "tensorflow imported"')
   subprocess.run([sys.executable, '-c', code], check=True)
+
+
+def _dopamine_json(path, runs, agent='DQN', other_agents=True):
+  """A file in the layout of Dopamine's baselines/atari/data/<game>.json."""
+  entries = [{'Iteration': i, 'Value': v, 'Agent': agent}
+             for run in runs for i, v in enumerate(run)]
+  if other_agents:
+    entries += [{'Iteration': 0, 'Value': 1e6, 'Agent': 'C51'}]
+  path.write_text(json.dumps(entries))
+  return str(path)
+
+
+def test_reference_from_dopamine_curves_averages_each_runs_score(tmp_path,
+                                                                 capsys):
+  pong = _dopamine_json(tmp_path / 'pong.json',
+                        [[-21.0, 5.0, 3.0], [-20.0, -2.0, 9.0]])
+  heist = _dopamine_json(tmp_path / 'bank_heist.json', [[10.0, 30.0, 20.0]])
+  unknown = _dopamine_json(tmp_path / 'air_raid.json', [[1.0, 2.0]])
+  out = tmp_path / 'dqn.csv'
+  assert cli.main(['reference', '--dopamine_json', pong, heist, unknown,
+                   '--out', str(out)]) == 0
+  assert 'wrote' in capsys.readouterr().out
+  reference = scores.load_reference(str(out))
+  human = scores.load_reference('human')
+  assert reference.name == 'dqn'
+  # Best iteration per run (5 and 9), then the mean over runs; the C51
+  # entries are not DQN's.
+  assert reference.reference['atari:pong'] == pytest.approx(7.0)
+  assert reference.reference['atari:bankheist'] == pytest.approx(30.0)
+  assert reference.random['atari:pong'] == human.random['atari:pong']
+  assert not reference.covers('atari:air_raid')
+  assert 'Left out (no random score): air_raid' in out.read_text()
+  assert reference.normalize('atari:Pong', 7.0) == pytest.approx(1.0)
+
+  final = tmp_path / 'final.csv'
+  assert cli.main(['reference', '--dopamine_json', pong, '--out', str(final),
+                   '--protocol', 'final']) == 0
+  assert scores.load_reference(str(final)).reference[
+      'atari:pong'] == pytest.approx(6.0)
+
+
+@pytest.mark.parametrize('entries, message', [
+    ([{'Iteration': 0, 'Value': 1.0, 'Agent': 'DQN'},
+      {'Iteration': 2, 'Value': 1.0, 'Agent': 'DQN'}],
+     'DQN iteration 2 follows 0'),
+    ([{'Iteration': 0, 'Value': 1.0, 'Agent': 'C51'}],
+     "no entry of agent 'DQN'; it has ['C51']"),
+    ({'Iteration': 0}, 'expected a list of'),
+])
+def test_reference_from_malformed_dopamine_file_is_named(tmp_path, capsys,
+                                                         entries, message):
+  path = tmp_path / 'pong.json'
+  path.write_text(json.dumps(entries))
+  assert cli.main(['reference', '--dopamine_json', str(path), '--out',
+                   str(tmp_path / 'dqn.csv')]) == 2
+  error = capsys.readouterr().err
+  assert str(path) in error and message in error

@@ -246,6 +246,25 @@ def test_td3_delays_actor_and_target_updates_ddpg_does_not():
                                atol=1e-7)
 
 
+@pytest.mark.parametrize('name', ['td3', 'bcq'])
+def test_train_steps_in_one_graph_equal_single_steps(name):
+  """Same updates (incl. TD3's delayed actor) as one train_step per batch."""
+  batches = [make_batch(i) for i in range(5)]
+  stepwise, looped = make_agent(name, seed=3), make_agent(name, seed=3)
+  for batch in batches:
+    last = stepwise.train_step(batch)
+  dataset = tf.data.Dataset.from_tensor_slices(
+      {k: np.stack([b[k] for b in batches]) for k in batches[0]})
+  result = looped.train_steps(iter(dataset), 5)
+  assert looped.training_steps == stepwise.training_steps == 5
+  np.testing.assert_allclose(result['loss'], last['loss'], rtol=1e-5)
+  for a, b in zip(stepwise._trackables().values(),
+                  looped._trackables().values()):
+    if isinstance(a, tf.keras.Model):
+      for x, y in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+
+
 def deterministic_behaviour_data(num_batches, seed=0, size=64):
   """W and batches with a = tanh(W s): one action per state, r = sum(a)."""
   rng = np.random.default_rng(seed)

@@ -38,6 +38,25 @@ def test_info_summarizes_checkpoints(tmp_path, capsys):
   assert first['episode_return']['max'] == pytest.approx(np.max(returns))
 
 
+def test_info_names_checkpoints_alike_before_and_after_conversion(
+    tmp_path, capsys):
+  run, out = tmp_path / 'run', tmp_path / 'converted'
+  os.makedirs(run)
+  fill_dopamine_buffer(200, 60, seed=1).save(str(run), 0)
+  fill_dopamine_buffer(40, 130, seed=2).save(str(run), 3)  # Wrapped.
+  assert cli.main(['convert', str(run), str(out)]) == 0
+  capsys.readouterr()
+
+  def info(path):
+    assert cli.main(['info', str(path)]) == 0
+    return json.loads(capsys.readouterr().out)
+
+  gz, memmap = info(run), info(out)
+  assert (gz['layout'], memmap['layout']) == ('dopamine_gz', 'memmap')
+  assert gz['checkpoints'] == memmap['checkpoints'] == ['0', '3']
+  assert memmap['per_checkpoint'] == gz['per_checkpoint']
+
+
 def test_episode_returns_skip_the_overwritten_first_episode():
   arrays = dopamine_replay.ReplayArrays(
       observation=np.zeros((6, 1, 1), np.uint8),

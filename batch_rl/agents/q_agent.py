@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from batch_rl.agents import losses
 from batch_rl.agents import networks
+from batch_rl.agents import train_loop
 
 # Keys of a transition batch (docs/DESIGN.md) that the train step reads.
 TRAIN_BATCH_KEYS = ('state', 'action', 'reward', 'next_state', 'terminal')
@@ -142,7 +143,8 @@ class QAgent(abc.ABC):
     self._loss_and_gradients = tf.function(
         self._loss_and_gradients_fn, jit_compile=True) if jit_compile else (
             self._loss_and_gradients_fn)
-    self._train_step = tf.function(self._train_step_fn, reduce_retracing=True)
+    self._train_step = tf.function(self.train_ops, reduce_retracing=True)
+    self._train_steps = train_loop.make_train_steps(self.train_ops)
     self._greedy_action = tf.function(self._greedy_action_fn)
 
   # ---- What subclasses define. ----
@@ -251,16 +253,6 @@ class QAgent(abc.ABC):
                               self.online_network.variables):
       target.assign(online)
 
-  def _train_step_fn(self, batch):
-    step_inputs = self._sample_step_inputs()
-    replica_losses = self._strategy.run(
-        self._replica_train_step, args=(batch, step_inputs))
-    loss = self._strategy.reduce(
-        tf.distribute.ReduceOp.SUM, replica_losses, axis=None)
-    if self.optimizer.iterations % self.target_update_period == 0:
-      self._sync_target_network()
-    return {'loss': loss}
-
   def _check_batch(self, batch):
     missing = [key for key in TRAIN_BATCH_KEYS if key not in batch]
     if missing:
@@ -277,6 +269,19 @@ class QAgent(abc.ABC):
             f"train_step batch['{key}'] has shape [B, {shape}]; this agent "
             f'expects [B, {expected}] (frame shape + stack_size).')
 
+  def train_ops(self, batch) -> dict:
+    """The ops of one gradient step on `batch`, for use in a tf.function."""
+    self._check_batch(batch)
+    step_inputs = self._sample_step_inputs()
+    replica_losses = self._strategy.run(
+        self._replica_train_step,
+        args=({key: batch[key] for key in TRAIN_BATCH_KEYS}, step_inputs))
+    loss = self._strategy.reduce(
+        tf.distribute.ReduceOp.SUM, replica_losses, axis=None)
+    if self.optimizer.iterations % self.target_update_period == 0:
+      self._sync_target_network()
+    return {'loss': loss}
+
   def train_step(self, batch) -> dict:
     """One gradient step on a transition batch (dict of docs/DESIGN.md).
 
@@ -287,8 +292,16 @@ class QAgent(abc.ABC):
       {'loss': scalar tensor}, the loss averaged over the global batch; not
       converted to a float here, so the caller decides when to wait for it.
     """
-    self._check_batch(batch)
-    return self._train_step({key: batch[key] for key in TRAIN_BATCH_KEYS})
+    return self._train_step(
+        {key: value for key, value in batch.items() if key in TRAIN_BATCH_KEYS})
+
+  def train_steps(self, iterator, num_steps: int) -> dict:
+    """`num_steps` gradient steps on batches read in-graph from `iterator`.
+
+    Returns:
+      train_step's outputs for the last step.
+    """
+    return self._train_steps(iterator, tf.constant(num_steps))
 
   @property
   def gradient_steps(self) -> int:

@@ -1,11 +1,14 @@
 """Command line for run logs: normalized scores, aggregates with CIs, plots.
 
   python -m batch_rl.analysis [report] --base_dirs DIR [DIR ...] --out OUT
-      [--reference human|FILE.csv] [--protocol best|final]
+      [--reference human|dqn|FILE.csv] [--protocol best|final]
       [--bootstrap_reps 2000] [--confidence 0.95] [--seed 0]
 
   python -m batch_rl.analysis select --base_dirs RUN [RUN ...] --out OUT
       [--fqe_steps 5000] [--holdout_fraction F] [--seed S] [--replay_dir D]
+
+  python -m batch_rl.analysis reference --dopamine_json GAME.json [...]
+      --out dqn_scores.csv [--agent DQN] [--protocol best|final]
 
 `report` is the default command, so it may be left out. `select` scores every
 saved checkpoint offline (held-out TD error, FQE); it alone loads TensorFlow.
@@ -15,6 +18,7 @@ import argparse
 import dataclasses
 import sys
 
+from batch_rl.analysis import reference_scores
 from batch_rl.analysis import report
 from batch_rl.analysis import scores
 from batch_rl.analysis.errors import AnalysisError
@@ -41,6 +45,29 @@ def _select(args):
       args.base_dirs, args.out, model_selection.SelectionOptions(**given))
   print(model_selection.summary(rows))
   print(f'wrote {path}')
+
+
+def _reference(args):
+  table = reference_scores.write_reference_csv(
+      args.dopamine_json, args.out, args.agent, args.protocol)
+  print(table.to_string(index=False))
+  print(f'wrote {args.out}')
+
+
+def _add_reference_parser(commands) -> None:
+  reference = commands.add_parser(
+      'reference', help="a --reference CSV from Dopamine's published "
+      'baseline curves (baselines/atari/data/<game>.json)')
+  reference.set_defaults(run=_reference)
+  reference.add_argument('--dopamine_json', nargs='+', required=True,
+                         help='Dopamine baseline files, one per game, named '
+                         '<game>.json')
+  reference.add_argument('--out', required=True, help='the CSV to write')
+  reference.add_argument('--agent', default='DQN',
+                         help='the Agent entries to read (default DQN)')
+  reference.add_argument('--protocol', choices=scores.PROTOCOLS,
+                         default='best',
+                         help="each run's score: best iteration or final")
 
 
 def _add_select_parser(commands) -> None:
@@ -95,9 +122,10 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
                              help='output directory for report.md and PNGs')
   report_parser.add_argument(
       '--reference', default='human',
-      help='"human" (bundled Atari-57 random/human table) or a CSV with '
-      'columns environment,random,<reference>, e.g. online DQN scores for '
-      'the paper\'s normalization')
+      help='"human" (bundled Atari-57 random/human table), "dqn" (bundled '
+      'online-DQN scores, the paper\'s normalization, for the games in '
+      'batch_rl/analysis/data/atari_dqn_dopamine.csv) or a CSV with columns '
+      'environment,random,<reference>')
   report_parser.add_argument('--protocol', choices=scores.PROTOCOLS,
                              default='best',
                              help='run score: best iteration (paper) or final')
@@ -106,6 +134,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
   report_parser.add_argument('--seed', type=int, default=0,
                              help='bootstrap seed')
   _add_select_parser(commands)
+  _add_reference_parser(commands)
   return parser, commands.choices
 
 

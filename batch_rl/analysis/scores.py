@@ -18,8 +18,12 @@ import pandas as pd
 from batch_rl.analysis.errors import AnalysisError
 from batch_rl.analysis.runs import Run
 
-BUNDLED_HUMAN = os.path.join(
-    os.path.dirname(__file__), 'data', 'atari_random_human.csv')
+_DATA = os.path.join(os.path.dirname(__file__), 'data')
+# --reference keywords -> bundled tables (their headers name the sources).
+BUNDLED = {
+    'human': os.path.join(_DATA, 'atari_random_human.csv'),
+    'dqn': os.path.join(_DATA, 'atari_dqn_dopamine.csv'),
+}
 PROTOCOLS = ('best', 'final')
 
 
@@ -74,9 +78,9 @@ def read_reference_csv(path: str) -> ReferenceTable:
   if not os.path.isfile(path):
     raise AnalysisError(
         f'--reference {path}: not a file. Use "human" (bundled Atari-57 '
-        'random/human scores) or a CSV with columns environment,random,'
-        '<reference>; online-DQN scores are not bundled (see '
-        'docs/ANALYSIS.md).')
+        'random/human scores), "dqn" (bundled online-DQN scores of some '
+        'Atari games) or a CSV with columns environment,random,<reference> '
+        '(see docs/ANALYSIS.md).')
   try:
     table = pd.read_csv(path, comment='#', skipinitialspace=True)
   except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
@@ -109,8 +113,8 @@ def read_reference_csv(path: str) -> ReferenceTable:
 
 
 def load_reference(spec: str) -> ReferenceTable:
-  """'human' (bundled Atari-57 table) or the path of a reference CSV."""
-  return read_reference_csv(BUNDLED_HUMAN if spec == 'human' else spec)
+  """A bundled table ('human', 'dqn') or the path of a reference CSV."""
+  return read_reference_csv(BUNDLED.get(spec, spec))
 
 
 def run_score(metrics: pd.DataFrame, protocol: str = 'best') -> float:

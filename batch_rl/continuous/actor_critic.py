@@ -93,7 +93,6 @@ class DDPGAgent(ContinuousAgent):
                                  self.critics.trainable_variables)
     # Keeps 'actor_loss' in every step's report when the actor is delayed.
     self._last_actor_loss = tf.Variable(0.0, trainable=False)
-    self._train_graph = tf.function(self._train)
 
   def policy(self, states):
     return self.actor(states)
@@ -105,11 +104,6 @@ class DDPGAgent(ContinuousAgent):
                 actor_optimizer=self.actor_optimizer,
                 critic_optimizer=self.critic_optimizer,
                 last_actor_loss=self._last_actor_loss)
-
-  def _train_batch(self, transitions: Transitions) -> dict:
-    return self._train_graph(
-        transitions,
-        tf.constant(self.training_steps % self.policy_delay == 0))
 
   def _target_actions(self, next_states):
     actions = self.target_actor(next_states)
@@ -150,8 +144,7 @@ class DDPGAgent(ContinuousAgent):
     soft_update(self.target_critics, self.critics, self.tau)
     soft_update(self.target_actor, self.actor, self.tau)
 
-  def _train(self, transitions: Transitions, update_actor):
-    t = self._as_vectors(transitions)
+  def _train(self, t: Transitions):
     targets = self._critic_targets(t)
     critic_variables = self.critics.trainable_variables
     with tf.GradientTape() as tape:
@@ -159,7 +152,9 @@ class DDPGAgent(ContinuousAgent):
                                        targets)
     gradient_step(self.critic_optimizer, tape, critic_loss, critic_variables)
 
-    if update_actor:  # A boolean tensor: one graph serves both kinds of step.
+    # Steps 0, d, 2d, ... update the actor; a tensor condition, so one graph
+    # serves both kinds of step.
+    if self._step_counter % self.policy_delay == 0:
       self._update_actor(t)
     return {'loss': critic_loss, 'critic_loss': critic_loss,
             'actor_loss': self._last_actor_loss.read_value()}

@@ -1,8 +1,8 @@
 """What every continuous-control agent shares: acting, batches, checkpoints.
 
 Subclasses define their networks, `policy` (the evaluation policy, a batch
-of states to actions in [-1, 1]) and `_train_batch`, one gradient step on a
-`Transitions` batch. Outside evaluation (`eval_mode = False`, as when an
+of states to actions in [-1, 1]) and `_train`, the ops of one gradient step
+on a `Transitions` batch of float32 vectors. Outside evaluation (`eval_mode = False`, as when an
 online agent logs data) actions get N(0, exploration_noise^2) noise.
 """
 
@@ -13,6 +13,7 @@ from typing import Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
+from batch_rl.agents import train_loop
 from batch_rl.continuous import networks
 
 Transitions = collections.namedtuple(
@@ -84,18 +85,21 @@ class ContinuousAgent:
     self.cumulative_gamma = gamma**update_horizon
     self.exploration_noise = exploration_noise
     self.eval_mode = False
-    self.training_steps = 0
+    # Gradient steps taken; in-graph, so multi-step calls can branch on it.
+    self._step_counter = tf.Variable(0, dtype=tf.int64, trainable=False)
     self._seeds = networks.SeedStream(seed)
     self._generator = tf.random.Generator.from_seed(self._seeds())
     self._exploration_rng = np.random.default_rng(self._seeds())
     self._policy = tf.function(self.policy)
+    self._train_step = tf.function(self.train_ops)
+    self._train_steps = train_loop.make_train_steps(self.train_ops)
 
   def policy(self, states):
     """The evaluation policy: [B, observation_dim] -> [B, action_dim]."""
     raise NotImplementedError
 
-  def _train_batch(self, transitions: Transitions) -> dict:
-    """One gradient step; returns scalar tensors, including 'loss'."""
+  def _train(self, transitions: Transitions) -> dict:
+    """The ops of one gradient step; returns scalar tensors, incl. 'loss'."""
     raise NotImplementedError
 
   def _trackables(self) -> dict:
@@ -127,6 +131,19 @@ class ContinuousAgent:
 
   # Training.
 
+  @property
+  def training_steps(self) -> int:
+    """Gradient steps taken so far (restored from checkpoints)."""
+    return int(self._step_counter.numpy())
+
+  def train_ops(self, batch) -> dict:
+    """The ops of one gradient step on a batch dict, for use in a tf.function.
+    """
+    outputs = self._train(self._as_vectors(
+        Transitions(*(batch[name] for name in Transitions._fields))))
+    self._step_counter.assign_add(1)
+    return outputs
+
   def train_step(self, batch) -> dict:
     """One gradient step on a batch dict (docs/DESIGN.md).
 
@@ -134,10 +151,16 @@ class ContinuousAgent:
       Scalar tensors by name, including 'loss'; `float()` them when needed
       (not here, so that an accelerator need not wait every step).
     """
-    transitions = Transitions(*(batch[name] for name in Transitions._fields))
-    losses = self._train_batch(transitions)
-    self.training_steps += 1
-    return losses
+    return self._train_step(
+        {name: batch[name] for name in Transitions._fields})
+
+  def train_steps(self, iterator, num_steps: int) -> dict:
+    """`num_steps` gradient steps on batches read in-graph from `iterator`.
+
+    Returns:
+      train_step's outputs for the last step.
+    """
+    return self._train_steps(iterator, tf.constant(num_steps))
 
   def _as_vectors(self, transitions: Transitions) -> Transitions:
     """Flattens stacked [B, obs, 1] states and casts everything to float32."""
@@ -156,6 +179,7 @@ class ContinuousAgent:
 
   def _checkpoint(self) -> tf.train.Checkpoint:
     return tf.train.Checkpoint(generator=self._generator,
+                               step_counter=self._step_counter,
                                **self._trackables())
 
   @staticmethod
@@ -169,8 +193,7 @@ class ContinuousAgent:
       return None
     self._checkpoint().write(
         self._checkpoint_prefix(checkpoint_dir, iteration))
-    return {'training_steps': self.training_steps,
-            'exploration_rng': self._exploration_rng.bit_generator.state}
+    return {'exploration_rng': self._exploration_rng.bit_generator.state}
 
   def unbundle(self, checkpoint_dir: str, iteration: int,
                bundle: Optional[dict]) -> bool:
@@ -180,6 +203,5 @@ class ContinuousAgent:
       return False
     self._checkpoint().read(prefix).assert_existing_objects_matched()
     if bundle is not None:
-      self.training_steps = bundle['training_steps']
       self._exploration_rng.bit_generator.state = bundle['exploration_rng']
     return True

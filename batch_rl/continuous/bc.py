@@ -32,7 +32,6 @@ class BCAgent(ContinuousAgent):
         networks.DeterministicActor(self.action_dim, hidden_sizes,
                                     self._seeds), self.observation_dim)
     self.optimizer = adam(learning_rate, self.actor.trainable_variables)
-    self._train_graph = tf.function(self._train)
 
   def policy(self, states):
     return self.actor(states)
@@ -40,11 +39,7 @@ class BCAgent(ContinuousAgent):
   def _trackables(self) -> dict:
     return dict(actor=self.actor, optimizer=self.optimizer)
 
-  def _train_batch(self, transitions: Transitions) -> dict:
-    return self._train_graph(transitions)
-
-  def _train(self, transitions: Transitions):
-    t = self._as_vectors(transitions)
+  def _train(self, t: Transitions):
     variables = self.actor.trainable_variables
     with tf.GradientTape() as tape:
       loss = losses.mse_loss(t.action, self.actor(t.state))

@@ -82,7 +82,6 @@ class BCQAgent(ContinuousAgent):
     self.critic_optimizer = adam(critic_learning_rate,
                                  self.critics.trainable_variables)
     self.vae_optimizer = adam(vae_learning_rate, self.vae.trainable_variables)
-    self._train_graph = tf.function(self._train)
 
   def _trackables(self) -> dict:
     return dict(vae=self.vae, actor=self.actor, critics=self.critics,
@@ -123,11 +122,7 @@ class BCQAgent(ContinuousAgent):
                                        lambda q: q[0])
     return actions
 
-  def _train_batch(self, transitions: Transitions) -> dict:
-    return self._train_graph(transitions)
-
-  def _train(self, transitions: Transitions):
-    t = self._as_vectors(transitions)
+  def _train(self, t: Transitions):
     vae_variables = self.vae.trainable_variables
     with tf.GradientTape() as tape:
       reconstruction, mean, std = self.vae(

@@ -71,7 +71,6 @@ class CQLAgent(ContinuousAgent):
     self.alpha_optimizer = adam(policy_learning_rate, [self.log_alpha])
     self.critic_optimizer = adam(critic_learning_rate,
                                  self.critics.trainable_variables)
-    self._train_graph = tf.function(self._train)
 
   def policy(self, states):
     return self.actor.mode(states)
@@ -82,9 +81,6 @@ class CQLAgent(ContinuousAgent):
                 actor_optimizer=self.actor_optimizer,
                 alpha_optimizer=self.alpha_optimizer,
                 critic_optimizer=self.critic_optimizer)
-
-  def _train_batch(self, transitions: Transitions) -> dict:
-    return self._train_graph(transitions)
 
   def _sample_policy(self, states):
     noise = self._generator.normal([tf.shape(states)[0], self.action_dim])
@@ -113,8 +109,7 @@ class CQLAgent(ContinuousAgent):
     return (tf.stop_gradient(tf.reshape(actions, [-1, self.action_dim])),
             tf.stop_gradient(log_densities))
 
-  def _train(self, transitions: Transitions):
-    t = self._as_vectors(transitions)
+  def _train(self, t: Transitions):
     next_actions, _ = self._sample_policy(t.next_state)
     targets = losses.td_target(
         t.reward, t.terminal,

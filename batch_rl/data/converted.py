@@ -42,6 +42,11 @@ def _checkpoint_dir(out_dir: str, suffix: int) -> str:
   return os.path.join(out_dir, f'ckpt_{suffix}')
 
 
+def checkpoint_suffix(ckpt_dir: str) -> int:
+  """The suffix N of a converted checkpoint directory OUT/ckpt_N."""
+  return int(os.path.basename(ckpt_dir)[len('ckpt_'):])
+
+
 def _stream_array(gz_path: str, out_path: str, progress: tqdm.tqdm):
   """Copies the `np.save` array in `gz_path` to `out_path` chunk by chunk."""
   if not os.path.exists(gz_path):

@@ -25,8 +25,8 @@ def transition_dataset(store: ReplayStore, batch_size: int,
                        indices: Optional[np.ndarray] = None,
                        num_parallel_calls: int = tf.data.AUTOTUNE,
                        jit_compile: bool = True,
-                       elements=transitions.TRANSITION_ELEMENTS
-                       ) -> tf.data.Dataset:
+                       elements=transitions.TRANSITION_ELEMENTS,
+                       batches_per_call: int = 8) -> tf.data.Dataset:
   """An endless dataset of transition batches (dicts, see docs/DESIGN.md).
 
   Args:
@@ -38,6 +38,8 @@ def transition_dataset(store: ReplayStore, batch_size: int,
     num_parallel_calls: parallel batch assembly; order stays deterministic.
     jit_compile: XLA-compile batch assembly (about 2x faster on CPU).
     elements: the keys each batch holds (transitions.TRANSITION_ELEMENTS).
+    batches_per_call: batches assembled by one call of the (compiled)
+      sampler, then split; fewer, larger calls cut tf.data's per-call cost.
   """
   if indices is None:
     indices = store.valid_indices(stack_size, update_horizon)
@@ -56,19 +58,26 @@ def transition_dataset(store: ReplayStore, batch_size: int,
           windows, local, stack_size, update_horizon, gamma),
       jit_compile=jit_compile and store.memory_mapped)
 
-  def sample(random_bits):
-    picks = tf.math.floormod(random_bits, tf.size(table, out_type=tf.int64))
+  def sample(call_index):
+    # Stateless draws keyed by (seed, call): the same batches for a seed,
+    # whatever the parallelism.
+    picks = tf.random.stateless_uniform(
+        [batches_per_call * batch_size],
+        seed=tf.stack([tf.constant(seed, tf.int64), call_index]),
+        minval=0, maxval=tf.size(table, out_type=tf.int64), dtype=tf.int64)
     global_index = tf.cast(tf.gather(table, picks), tf.int64)
     batch = assemble(*read_windows(global_index))
-    return {name: batch[name] for name in elements}
+    return {name: tf.reshape(batch[name], [batches_per_call, batch_size,
+                                           *batch[name].shape[1:]])
+            for name in elements}
 
   if compile_all:
     sample = tf.function(sample, jit_compile=True)
 
-  return (tf.data.Dataset.random(seed=seed)
-          .batch(batch_size, drop_remainder=True)
+  return (tf.data.Dataset.counter()
           .map(sample, num_parallel_calls=num_parallel_calls,
                deterministic=True)
+          .unbatch()
           .prefetch(tf.data.AUTOTUNE))
 
 

@@ -106,7 +106,7 @@ class ReplayStore:
     def read(global_index):
       ckpt, local = locate(global_index)
       windows = tf.numpy_function(
-          lambda c, l: self._read_windows(c, l, offsets), [ckpt, local],
+          lambda c, l: self._read_windows(c, l, offsets, specs), [ckpt, local],
           [tf.as_dtype(dtype) for _, dtype in specs], stateful=False)
       for window, (shape, _) in zip(windows, specs):
         window.set_shape([None, len(offsets), *shape])
@@ -115,12 +115,11 @@ class ReplayStore:
     return read
 
   def _read_windows(self, ckpt: np.ndarray, local: np.ndarray,
-                    offsets: np.ndarray):
+                    offsets: np.ndarray, specs):
+    """Windows of WINDOW_ELEMENTS; `specs` are their (shape, dtype)s."""
     slots = (local[:, None] + offsets) % self.capacities[ckpt][:, None]
-    out = []
-    for name in WINDOW_ELEMENTS:
-      shape, dtype = self.element_spec(name)
-      out.append(np.empty(slots.shape + shape, dtype=dtype))
+    out = [np.empty(slots.shape + shape, dtype=dtype)
+           for shape, dtype in specs]
     for c in np.unique(ckpt):
       rows = ckpt == c
       for window, name in zip(out, WINDOW_ELEMENTS):

@@ -55,11 +55,16 @@ def _return_stats(returns: np.ndarray) -> dict:
 
 def summarize(replay_dir: str, stack_size: int = 4,
               update_horizon: int = 1) -> dict:
-  """JSON-ready summary of every checkpoint in `replay_dir` (never writes)."""
+  """JSON-ready summary of every checkpoint in `replay_dir` (never writes).
+
+  Checkpoints are named by their suffix ('3') in both layouts, so the
+  summaries of a gz directory and of its conversion compare key by key.
+  """
   per_checkpoint = {}
   if converted.is_converted(replay_dir):
     store = converted.open_store(replay_dir, DataSelection())
-    items = [(name, a, a.observation.shape[1:], a.observation.dtype)
+    items = [(str(converted.checkpoint_suffix(name)), a,
+              a.observation.shape[1:], a.observation.dtype)
              for name, a in zip(store.names, store.checkpoints)]
   else:
     items = []
@@ -84,20 +89,20 @@ def summarize(replay_dir: str, stack_size: int = 4,
           replay_dir, dopamine_replay.STORE_PREFIX + '*', suffix))
       items.append((str(suffix), arrays, shape[1:], dtype))
   all_returns = []
-  for name, arrays, frame_shape, frame_dtype in items:
+  for suffix, arrays, frame_shape, frame_dtype in items:
     summary = _checkpoint_summary(arrays, frame_shape, frame_dtype,
                                   stack_size, update_horizon)
     returns = summary.pop('_returns')
     all_returns.append(returns)
     summary['episode_return'] = _return_stats(returns)
-    per_checkpoint[os.path.basename(name)] = summary
+    per_checkpoint[suffix] = summary
   returns = np.concatenate(all_returns)
   first = next(iter(per_checkpoint.values()))
   return {
       'replay_dir': os.path.abspath(replay_dir),
       'layout': ('memmap' if converted.is_converted(replay_dir)
                  else 'dopamine_gz'),
-      'checkpoints': [os.path.basename(name) for name, *_ in items],
+      'checkpoints': list(per_checkpoint),
       'num_checkpoints': len(items),
       'stored_slots': sum(c['stored_slots'] for c in per_checkpoint.values()),
       'valid_transitions': sum(

@@ -45,7 +45,8 @@ class FixedReplayRunner:
         iteration (whole episodes).
       max_steps_per_episode: evaluation episodes are cut here.
       checkpoints_kept: how many iteration checkpoints to keep.
-      log_every: gradient steps between progress-bar/loss updates.
+      log_every: gradient steps per train call, between progress-bar and
+        loss updates.
       progress: show progress bars.
     """
     self.base_dir = base_dir
@@ -97,12 +98,12 @@ class FixedReplayRunner:
     losses = []
     bar = self._progress_bar(self.training_steps,
                              f'iteration {iteration} train')
-    for step in range(self.training_steps):
-      result = self.agent.train_step(next(batches))
-      if (step + 1) % self.log_every == 0 or step + 1 == self.training_steps:
-        losses.append(float(result['loss']))
-        bar.set_postfix(loss=f'{losses[-1]:.4g}')
-        bar.update((step + 1) - bar.n)
+    # Each call runs up to `log_every` steps in one graph (train_steps).
+    for done in range(0, self.training_steps, self.log_every):
+      steps = min(self.log_every, self.training_steps - done)
+      losses.append(float(self.agent.train_steps(batches, steps)['loss']))
+      bar.set_postfix(loss=f'{losses[-1]:.4g}')
+      bar.update(steps)
     bar.close()
     return float(np.mean(losses)) if losses else float('nan')
 
