@@ -39,7 +39,8 @@ def flag_values(command, flag):
 
 
 def test_plan_has_every_run_with_its_command(tmp_path):
-  runs = replicate.plan(str(tmp_path), SMOKE, ('breakout', 'freeway'), seeds=2)
+  runs = replicate.plan(str(tmp_path), SMOKE, ('breakout', 'freeway'),
+                        seeds=range(2))
   assert [r.stage for r in runs] == ['logging'] * 4 + ['offline'] * 48
   assert len({r.base_dir for r in runs}) == len(runs)
   # Seed-major: all of seed 0 before seed 1, within each stage.
@@ -80,7 +81,7 @@ def test_plan_has_every_run_with_its_command(tmp_path):
 
 def test_full_scale_budget_and_estimate(tmp_path):
   runs = replicate.plan(str(tmp_path), replicate.SCALES['full'],
-                        replicate.SCALES['full'].games, seeds=3)
+                        replicate.SCALES['full'].games, seeds=range(3))
   assert len(runs) == 5 * 3 + 5 * 4 * 3 * 3
   logging = runs[0]
   offline = runs[-1]
@@ -100,7 +101,7 @@ def test_budget_without_binding_names_the_files():
 
 def test_execute_skips_finished_runs_and_resumes_the_rest(tmp_path,
                                                           monkeypatch):
-  runs = replicate.plan(str(tmp_path), SMOKE, ('breakout',), seeds=1,
+  runs = replicate.plan(str(tmp_path), SMOKE, ('breakout',), seeds=[0],
                         agents=['dqn'])
   logging, first, second, third = runs
   write_run_log(logging, [0.0] * 10)
@@ -130,7 +131,7 @@ def test_execute_skips_finished_runs_and_resumes_the_rest(tmp_path,
 
 
 def test_execute_stops_at_a_failed_run(tmp_path, monkeypatch):
-  runs = replicate.plan(str(tmp_path), SMOKE, ('breakout',), seeds=1,
+  runs = replicate.plan(str(tmp_path), SMOKE, ('breakout',), seeds=[0],
                         agents=['dqn'])
   write_run_log(runs[0], [0.0] * 10)
 
@@ -155,7 +156,7 @@ def test_offline_stage_needs_the_logged_replay(tmp_path, capsys):
 
 def test_reference_normalizes_to_the_logging_runs(tmp_path):
   runs = replicate.plan(str(tmp_path), SMOKE, ('breakout', 'freeway'),
-                        seeds=2, agents=[])
+                        seeds=range(2), agents=[])
   best = {('breakout', 0): 3.0, ('breakout', 1): 5.0, ('freeway', 0): 0.5}
   for run in runs:
     if (run.game, run.seed) in best:  # freeway seed 1 is unfinished.
@@ -198,7 +199,7 @@ def test_smoke_replication_end_to_end(tmp_path, capfd):
   argv = ['--out', out, '--scale', 'smoke', '--agents', 'rem',
           '--selections', 'first_10pct']
   assert replicate.main(argv) == 0
-  runs = replicate.plan(out, SMOKE, SMOKE.games, 1, ['rem'], ['first_10pct'])
+  runs = replicate.plan(out, SMOKE, SMOKE.games, [0], ['rem'], ['first_10pct'])
   logging, offline = runs
   assert logging.finished and offline.finished
 
@@ -222,3 +223,13 @@ def test_smoke_replication_end_to_end(tmp_path, capfd):
   capfd.readouterr()
   assert replicate.main(argv) == 0
   assert '2 of 2 runs already finished.' in capfd.readouterr().out
+
+
+def test_seed_ids_plan_exactly_those_seeds(tmp_path, capsys):
+  assert replicate.main(['--out', str(tmp_path), '--scale', 'smoke',
+                         '--seed_ids', '2', '--selections', 'all',
+                         '--dry_run']) == 0
+  printed = capsys.readouterr().out
+  assert 'seed_2' in printed and 'seed_0' not in printed
+  assert replicate.main(['--out', str(tmp_path), '--seed_ids', '-1',
+                         '--dry_run']) == 2

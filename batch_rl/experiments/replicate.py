@@ -1,7 +1,7 @@
 r"""Small-scale replication of Agarwal et al. (2020) on MinAtar, one command.
 
   python -m batch_rl.experiments.replicate --out runs/replication \
-      [--scale full|smoke] [--games breakout freeway ...] [--seeds 3] \
+      [--scale full|smoke] [--games breakout freeway ...] [--seeds 3 | --seed_ids 1 2] \
       [--agents dqn qr_dqn ensemble_dqn rem] \
       [--selections all random_10pct first_10pct] \
       [--only logging|offline|report] [--dry_run]
@@ -223,7 +223,7 @@ def selection_bindings(selection: str, logged_checkpoints: int
   raise ValueError(f'selection {selection!r}: expected one of {SELECTIONS}.')
 
 
-def plan(out: str, scale: Scale, games: Sequence[str], seeds: int,
+def plan(out: str, scale: Scale, games: Sequence[str], seeds: Sequence[int],
          agents: Sequence[str] = tuple(AGENTS),
          selections: Sequence[str] = SELECTIONS) -> list[Run]:
   """Every run, logging runs first, each stage seed by seed.
@@ -236,7 +236,7 @@ def plan(out: str, scale: Scale, games: Sequence[str], seeds: int,
                                    'FixedReplayRunner')
   python = sys.executable
   logging_runs = {}
-  for seed in range(seeds):
+  for seed in seeds:
     for game in games:
       name = os.path.join('logging', game, f'seed_{seed}')
       base_dir = os.path.join(out, name)
@@ -250,7 +250,7 @@ def plan(out: str, scale: Scale, games: Sequence[str], seeds: int,
           logging_budget.num_iterations,
           _run_time(logging_budget, ONLINE_STEP_S))
   offline_runs = []
-  for seed in range(seeds):
+  for seed in seeds:
     for game in games:
       source = logging_runs[game, seed]
       for label in agents:
@@ -489,6 +489,9 @@ def _parser() -> argparse.ArgumentParser:
                       help='MinAtar games (default: the scale\'s)')
   parser.add_argument('--seeds', type=int,
                       help='seeds 0..N-1 (default: the scale\'s)')
+  parser.add_argument('--seed_ids', nargs='+', type=int,
+                      help='exactly these seeds, e.g. 2 to run a third seed '
+                      'beside a running replication (overrides --seeds)')
   parser.add_argument('--agents', nargs='+', choices=list(AGENTS),
                       default=list(AGENTS), help='offline agents')
   parser.add_argument('--selections', nargs='+', choices=SELECTIONS,
@@ -503,10 +506,15 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
   args = _parser().parse_args(argv)
   scale = SCALES[args.scale]
-  seeds = scale.seeds if args.seeds is None else args.seeds
+  seeds = range(scale.seeds if args.seeds is None else args.seeds)
   try:
-    if seeds < 1:
-      raise ReplicationError(f'--seeds {seeds}: expected at least 1.')
+    if args.seed_ids is not None:
+      if min(args.seed_ids) < 0:
+        raise ReplicationError(
+            f'--seed_ids {args.seed_ids}: seeds are non-negative.')
+      seeds = sorted(set(args.seed_ids))
+    if not seeds:
+      raise ReplicationError(f'--seeds {args.seeds}: expected at least 1.')
     runs = plan(args.out, scale, args.games or scale.games, seeds,
                 args.agents, args.selections)
     stages = [args.only] if args.only else STAGES
