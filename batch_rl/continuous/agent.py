@@ -2,8 +2,9 @@
 
 Subclasses define their networks, `policy` (the evaluation policy, a batch
 of states to actions in [-1, 1]) and `_train`, the ops of one gradient step
-on a `Transitions` batch of float32 vectors. Outside evaluation (`eval_mode = False`, as when an
-online agent logs data) actions get N(0, exploration_noise^2) noise.
+on a `Transitions` batch of float32 vectors. Outside evaluation
+(`eval_mode = False`, as when an online agent logs data) actions get
+N(0, exploration_noise^2) noise.
 """
 
 import collections

@@ -1,7 +1,8 @@
 r"""Small-scale replication of Agarwal et al. (2020) on MinAtar, one command.
 
   python -m batch_rl.experiments.replicate --out runs/replication \
-      [--scale full|smoke] [--games breakout freeway ...] [--seeds 3 | --seed_ids 1 2] \
+      [--scale full|smoke] [--games breakout freeway ...] \
+      [--seeds 3 | --seed_ids 1 2] \
       [--agents dqn qr_dqn ensemble_dqn rem] \
       [--selections all random_10pct first_10pct] \
       [--only logging|offline|report] [--dry_run]
