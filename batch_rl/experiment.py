@@ -82,12 +82,15 @@ def create_runner(agent_name: str, replay_dir: str, base_dir: str,
         f'{environment_name} emits {tuple(spec.observation_shape)}; is this '
         'the replay of that environment?')
 
+  # One device reads stacks of batches: one iterator read per stack.
+  stacked = strategy.num_replicas_in_sync == 1
+
   def make_dataset(iteration):
-    if strategy.num_replicas_in_sync == 1:
+    if stacked:
       return pipeline.transition_dataset(
           store, batch_size, spec.stack_size, agent.update_horizon,
           agent.gamma, iteration_seed(seed, iteration), indices,
-          elements=transitions.TRAINING_ELEMENTS)
+          elements=transitions.TRAINING_ELEMENTS, stacked=True)
     return strategy.distribute_datasets_from_function(
         lambda context: pipeline.transition_dataset(
             store, context.get_per_replica_batch_size(batch_size),
@@ -104,4 +107,5 @@ def create_runner(agent_name: str, replay_dir: str, base_dir: str,
       'replicas': strategy.num_replicas_in_sync,
   }
   return runner_fn(base_dir=base_dir, agent=agent, environment=env,
-                   make_dataset=make_dataset, run_info=run_info)
+                   make_dataset=make_dataset, run_info=run_info,
+                   stacked_batches=stacked)

@@ -5,8 +5,10 @@ on Hopper-sized synthetic data (observation 11, action 3, 200k transitions
 in one in-memory replay checkpoint) at batch 256, `--steps` steps per call:
   * isolated: the agent's train ops on one fixed batch already in memory,
     looped in one graph;
-  * pipeline: `agent.train_steps(iterator, steps)`, as the runner trains:
-    the same loop reading `pipeline.transition_dataset` batches in-graph;
+  * pipeline: `agent.train_steps(iterator, steps, stacked=True)`, as the
+    runner trains: the same loop reading stacks of `--batches_per_call`
+    batches from
+    `pipeline.transition_dataset(..., stacked=True)` in-graph;
   * overhead: pipeline time per step / isolated time per step (target <= 1.05);
   * python loop: `train_step(next(batches))` once per step from Python, the
     way a hand-written loop would train, for comparison.
@@ -41,6 +43,8 @@ flags.DEFINE_list('agents', sorted(CONTINUOUS_AGENTS), 'Agents to time.')
 flags.DEFINE_integer('steps', 100, 'Gradient steps per call and timed block.')
 flags.DEFINE_integer('rounds', 5, 'Alternating blocks of each kind.')
 flags.DEFINE_integer('batch_size', 256, 'Transitions per batch.')
+flags.DEFINE_integer('batches_per_call', 8,
+                     'Batches per sampler call (stack size).')
 flags.DEFINE_integer('num_transitions', 200_000, 'Synthetic replay size.')
 flags.DEFINE_integer('observation_dim', 11, 'Hopper: 11.')
 flags.DEFINE_integer('action_dim', 3, 'Hopper: 3.')
@@ -79,9 +83,12 @@ def time_agent(name: str, store: ReplayStore) -> tuple[float, ...]:
     gin.parse_config_file(os.path.join(GIN_DIR, f'{name}.gin'))
   agent = CONTINUOUS_AGENTS[name](num_actions=FLAGS.action_dim,
                                   observation_shape=(FLAGS.observation_dim,))
-  batches = iter(pipeline.transition_dataset(
-      store, batch_size=FLAGS.batch_size, stack_size=1, update_horizon=1,
-      elements=transitions.TRAINING_ELEMENTS))
+  def dataset(stacked):
+    return iter(pipeline.transition_dataset(
+        store, batch_size=FLAGS.batch_size, stack_size=1, update_horizon=1,
+        elements=transitions.TRAINING_ELEMENTS, stacked=stacked,
+        batches_per_call=FLAGS.batches_per_call))
+  batches, stacks = dataset(stacked=False), dataset(stacked=True)
   fixed = next(batches)
   isolated_steps = train_loop.make_train_steps(
       lambda unused_batch: agent.train_ops(fixed))
@@ -89,7 +96,7 @@ def time_agent(name: str, store: ReplayStore) -> tuple[float, ...]:
   steps = FLAGS.steps
   timed = {
       'isolated': lambda: isolated_steps(no_input, tf.constant(steps)),
-      'pipeline': lambda: agent.train_steps(batches, steps),
+      'pipeline': lambda: agent.train_steps(stacks, steps, stacked=True),
       'python': lambda: [agent.train_step(next(batches))
                          for _ in range(steps)][-1],
   }

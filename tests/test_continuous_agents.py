@@ -265,6 +265,23 @@ def test_train_steps_in_one_graph_equal_single_steps(name):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
 
 
+def test_train_steps_on_stacks_use_batches_in_order_and_drop_the_rest():
+  """Stacks of 2: steps 1-3 read batches 0, 1, 2; batch 3 is dropped, so the
+  next call starts with batch 4 (of the next stack)."""
+  batches = [make_batch(i) for i in range(6)]
+  stepwise, stacked = make_agent('td3', seed=3), make_agent('td3', seed=3)
+  for i in (0, 1, 2, 4):
+    stepwise.train_step(batches[i])
+  stacks = tf.data.Dataset.from_tensor_slices(
+      {k: np.stack([b[k] for b in batches]) for k in batches[0]}).batch(2)
+  iterator = iter(stacks)
+  stacked.train_steps(iterator, 3, stacked=True)
+  stacked.train_steps(iterator, 1, stacked=True)
+  assert stacked.training_steps == 4
+  for x, y in zip(weights(stepwise.critics), weights(stacked.critics)):
+    np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+
+
 def deterministic_behaviour_data(num_batches, seed=0, size=64):
   """W and batches with a = tanh(W s): one action per state, r = sum(a)."""
   rng = np.random.default_rng(seed)

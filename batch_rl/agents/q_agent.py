@@ -40,7 +40,7 @@ def checkpoint_prefix(checkpoint_dir: str, iteration: int) -> str:
   return os.path.join(checkpoint_dir, f'{CHECKPOINT_PREFIX}-{iteration}')
 
 
-class QAgent(abc.ABC):
+class QAgent(train_loop.MultiStepTraining, abc.ABC):
   """Base class of the discrete agents: acting, train step, checkpoints."""
 
   def __init__(self,
@@ -144,7 +144,6 @@ class QAgent(abc.ABC):
         self._loss_and_gradients_fn, jit_compile=True) if jit_compile else (
             self._loss_and_gradients_fn)
     self._train_step = tf.function(self.train_ops, reduce_retracing=True)
-    self._train_steps = train_loop.make_train_steps(self.train_ops)
     self._greedy_action = tf.function(self._greedy_action_fn)
 
   # ---- What subclasses define. ----
@@ -294,14 +293,6 @@ class QAgent(abc.ABC):
     """
     return self._train_step(
         {key: value for key, value in batch.items() if key in TRAIN_BATCH_KEYS})
-
-  def train_steps(self, iterator, num_steps: int) -> dict:
-    """`num_steps` gradient steps on batches read in-graph from `iterator`.
-
-    Returns:
-      train_step's outputs for the last step.
-    """
-    return self._train_steps(iterator, tf.constant(num_steps))
 
   @property
   def gradient_steps(self) -> int:

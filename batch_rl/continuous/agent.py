@@ -39,7 +39,7 @@ def soft_update(target: tf.keras.Model, source: tf.keras.Model,
     target_variable.assign(tau * variable + (1.0 - tau) * target_variable)
 
 
-class ContinuousAgent:
+class ContinuousAgent(train_loop.MultiStepTraining):
   """Dopamine's agent interface for vector observations and [-1, 1] actions.
 
   The constructor takes the arguments `registry.create_agent` passes to
@@ -93,7 +93,6 @@ class ContinuousAgent:
     self._exploration_rng = np.random.default_rng(self._seeds())
     self._policy = tf.function(self.policy)
     self._train_step = tf.function(self.train_ops)
-    self._train_steps = train_loop.make_train_steps(self.train_ops)
 
   def policy(self, states):
     """The evaluation policy: [B, observation_dim] -> [B, action_dim]."""
@@ -154,14 +153,6 @@ class ContinuousAgent:
     """
     return self._train_step(
         {name: batch[name] for name in Transitions._fields})
-
-  def train_steps(self, iterator, num_steps: int) -> dict:
-    """`num_steps` gradient steps on batches read in-graph from `iterator`.
-
-    Returns:
-      train_step's outputs for the last step.
-    """
-    return self._train_steps(iterator, tf.constant(num_steps))
 
   def _as_vectors(self, transitions: Transitions) -> Transitions:
     """Flattens stacked [B, obs, 1] states and casts everything to float32."""

@@ -26,7 +26,8 @@ def transition_dataset(store: ReplayStore, batch_size: int,
                        num_parallel_calls: int = tf.data.AUTOTUNE,
                        jit_compile: bool = True,
                        elements=transitions.TRANSITION_ELEMENTS,
-                       batches_per_call: int = 8) -> tf.data.Dataset:
+                       batches_per_call: int = 8,
+                       stacked: bool = False) -> tf.data.Dataset:
   """An endless dataset of transition batches (dicts, see docs/DESIGN.md).
 
   Args:
@@ -40,6 +41,8 @@ def transition_dataset(store: ReplayStore, batch_size: int,
     elements: the keys each batch holds (transitions.TRANSITION_ELEMENTS).
     batches_per_call: batches assembled by one call of the (compiled)
       sampler, then split; fewer, larger calls cut tf.data's per-call cost.
+    stacked: yield each call's batches as one stack [batches_per_call,
+      batch_size, ...] instead (for `agent.train_steps(..., stacked=True)`).
   """
   if indices is None:
     indices = store.valid_indices(stack_size, update_horizon)
@@ -74,11 +77,11 @@ def transition_dataset(store: ReplayStore, batch_size: int,
   if compile_all:
     sample = tf.function(sample, jit_compile=True)
 
-  return (tf.data.Dataset.counter()
-          .map(sample, num_parallel_calls=num_parallel_calls,
-               deterministic=True)
-          .unbatch()
-          .prefetch(tf.data.AUTOTUNE))
+  dataset = tf.data.Dataset.counter().map(
+      sample, num_parallel_calls=num_parallel_calls, deterministic=True)
+  if not stacked:
+    dataset = dataset.unbatch()
+  return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def open_replay(replay_dir: str, stack_size: int, update_horizon: int,

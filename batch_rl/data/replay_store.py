@@ -30,7 +30,9 @@ class ReplayStore:
 
   def __init__(self, checkpoints: Sequence[ReplayArrays],
                names: Sequence[str], memory_mapped: bool = False,
-               release_every: int = 64):
+               release_every: int = 2048):
+    """`release_every`: transitions read between drops of resident pages
+    (memory-mapped stores; 2048 = 64 batches of 32)."""
     if not checkpoints:
       raise ReplayDataError('no replay checkpoint selected.')
     first = checkpoints[0]
@@ -124,7 +126,7 @@ class ReplayStore:
       rows = ckpt == c
       for window, name in zip(out, WINDOW_ELEMENTS):
         window[rows] = getattr(self.checkpoints[c], name)[slots[rows]]
-    self._reads_since_release += 1
+    self._reads_since_release += len(local)
     if self._reads_since_release >= self._release_every:
       self.release_pages()
     return out

@@ -32,7 +32,8 @@ class FixedReplayRunner:
                run_info: dict, num_iterations: int = 200,
                training_steps: int = 62_500, evaluation_steps: int = 125_000,
                max_steps_per_episode: int = 27_000, checkpoints_kept: int = 3,
-               log_every: int = 100, progress: bool = True):
+               log_every: int = 100, progress: bool = True,
+               stacked_batches: bool = False):
     """Args:
       base_dir: the run directory (created; resumed if it holds checkpoints).
       agent: an agent with the interface of docs/DESIGN.md.
@@ -48,6 +49,8 @@ class FixedReplayRunner:
       log_every: gradient steps per train call, between progress-bar and
         loss updates.
       progress: show progress bars.
+      stacked_batches: whether make_dataset's elements are stacks of batches
+        (`pipeline.transition_dataset(..., stacked=True)`).
     """
     self.base_dir = base_dir
     self.agent = agent
@@ -59,6 +62,7 @@ class FixedReplayRunner:
     self.max_steps_per_episode = max_steps_per_episode
     self.log_every = log_every
     self.progress = progress
+    self.stacked_batches = stacked_batches
     os.makedirs(base_dir, exist_ok=True)
     self.checkpoints = run_state.CheckpointDirectory(
         os.path.join(base_dir, 'checkpoints'), checkpoints_kept)
@@ -101,7 +105,8 @@ class FixedReplayRunner:
     # Each call runs up to `log_every` steps in one graph (train_steps).
     for done in range(0, self.training_steps, self.log_every):
       steps = min(self.log_every, self.training_steps - done)
-      losses.append(float(self.agent.train_steps(batches, steps)['loss']))
+      losses.append(float(self.agent.train_steps(
+          batches, steps, self.stacked_batches)['loss']))
       bar.set_postfix(loss=f'{losses[-1]:.4g}')
       bar.update(steps)
     bar.close()
