@@ -92,10 +92,11 @@ def time_agent(name: str, store: ReplayStore) -> tuple[float, ...]:
   fixed = next(batches)
   isolated_steps = train_loop.make_train_steps(
       lambda unused_batch: agent.train_ops(fixed))
-  no_input = iter(tf.data.Dataset.from_tensors(0).repeat())
   steps = FLAGS.steps
+  # One placeholder stack per call: the loop reads no iterator between steps.
+  no_input = iter(tf.data.Dataset.from_tensors(tf.zeros([steps])).repeat())
   timed = {
-      'isolated': lambda: isolated_steps(no_input, tf.constant(steps)),
+      'isolated': lambda: isolated_steps(no_input, tf.constant(steps), True),
       'pipeline': lambda: agent.train_steps(stacks, steps, stacked=True),
       'python': lambda: [agent.train_step(next(batches))
                          for _ in range(steps)][-1],

@@ -8,6 +8,8 @@ wakes once per call. Reading stacks of batches (`stacked=True`, see
 `pipeline.transition_dataset`) also pays the iterator once per stack.
 """
 
+import functools
+
 import tensorflow as tf
 
 
@@ -61,6 +63,8 @@ class MultiStepTraining:
     Returns:
       train_step's outputs for the last step.
     """
-    if not hasattr(self, '_train_steps_fn'):
-      self._train_steps_fn = make_train_steps(self.train_ops)
     return self._train_steps_fn(iterator, tf.constant(num_steps), stacked)
+
+  @functools.cached_property
+  def _train_steps_fn(self):
+    return make_train_steps(self.train_ops)
