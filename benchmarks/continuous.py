@@ -6,19 +6,23 @@ in one in-memory replay checkpoint) at batch 256, `--steps` steps per call:
   * isolated: the agent's train ops on one fixed batch already in memory,
     looped in one graph;
   * pipeline: `agent.train_steps(iterator, steps, stacked=True)`, as the
-    runner trains: the same loop reading stacks of `--batches_per_call`
-    batches from
-    `pipeline.transition_dataset(..., stacked=True)` in-graph;
+    runner trains: the same loop reading stacks of batches from
+    `pipeline.transition_dataset(..., stacked=True)` in-graph (128 batches
+    per stack for these rows, see `pipeline.auto_batches_per_call`);
   * overhead: pipeline time per step / isolated time per step (target <= 1.05);
   * python loop: `train_step(next(batches))` once per step from Python, the
     way a hand-written loop would train, for comparison.
-All are timed in alternating blocks; rates are medians over blocks and the
+All are timed in alternating blocks (at least `--rounds` of each, and
+`--seconds` of pipeline blocks); rates are medians over blocks and the
 overhead is the median of the ratios of neighbouring blocks, so load from
 other processes hits both alike. The pipeline's own rate, read in-graph
 without training, is printed first.
 
   python benchmarks/continuous.py                      # every agent
-  python benchmarks/continuous.py --agents=td3,bcq --steps=200
+  python benchmarks/continuous.py --agents=bc,td3 --seconds=30
+  # Slow steps (BCQ, CQL): short blocks from small stacks, many blocks.
+  python benchmarks/continuous.py --agents=bcq,cql --steps=16 \
+      --batches_per_call=16 --seconds=30
 """
 
 import os
@@ -40,11 +44,16 @@ from batch_rl.data.replay_store import ReplayStore
 GIN_DIR = os.path.join(os.path.dirname(__file__), '..', 'gin', 'mujoco')
 
 flags.DEFINE_list('agents', sorted(CONTINUOUS_AGENTS), 'Agents to time.')
-flags.DEFINE_integer('steps', 100, 'Gradient steps per call and timed block.')
-flags.DEFINE_integer('rounds', 5, 'Alternating blocks of each kind.')
+flags.DEFINE_integer('steps', 100, 'Gradient steps per call and timed block '
+                     '(rounded up to whole stacks, as the runner does).')
+flags.DEFINE_integer('rounds', 3, 'Least alternating blocks of each kind.')
+flags.DEFINE_float('seconds', 10, 'Blocks go on until the pipeline blocks of '
+                   'an agent took this long in all (many blocks for fast '
+                   'agents, whose ratios are the noisiest).')
 flags.DEFINE_integer('batch_size', 256, 'Transitions per batch.')
-flags.DEFINE_integer('batches_per_call', 8,
-                     'Batches per sampler call (stack size).')
+flags.DEFINE_integer('batches_per_call', None,
+                     'Batches per sampler call (stack size); default: the '
+                     "pipeline's automatic choice.")
 flags.DEFINE_integer('num_transitions', 200_000, 'Synthetic replay size.')
 flags.DEFINE_integer('observation_dim', 11, 'Hopper: 11.')
 flags.DEFINE_integer('action_dim', 3, 'Hopper: 3.')
@@ -76,7 +85,7 @@ def seconds_per_step(step_fn, calls: int, steps_per_call: int = 1) -> float:
 
 def time_agent(name: str, store: ReplayStore) -> tuple[float, ...]:
   """Seconds per gradient step of agent `name`: isolated, fed by the
-  pipeline, from a Python loop; and the pipeline's overhead ratio."""
+  pipeline, from a Python loop; the pipeline's overhead ratio; blocks."""
   gin.clear_config()
   with gin.config.unlock_config():
     gin.add_config_file_search_path(os.path.join(GIN_DIR, '..', '..'))
@@ -92,7 +101,7 @@ def time_agent(name: str, store: ReplayStore) -> tuple[float, ...]:
   fixed = next(batches)
   isolated_steps = train_loop.make_train_steps(
       lambda unused_batch: agent.train_ops(fixed))
-  steps = FLAGS.steps
+  steps = train_loop.whole_stacks(FLAGS.steps, stacks.element_spec)
   # One placeholder stack per call: the loop reads no iterator between steps.
   no_input = iter(tf.data.Dataset.from_tensors(tf.zeros([steps])).repeat())
   timed = {
@@ -104,12 +113,13 @@ def time_agent(name: str, store: ReplayStore) -> tuple[float, ...]:
   for run in timed.values():  # Traces and warms up every kind of call.
     run()
   times = {kind: [] for kind in timed}
-  for _ in range(FLAGS.rounds):
+  while (len(times['pipeline']) < FLAGS.rounds or
+         sum(times['pipeline']) * steps < FLAGS.seconds):
     for kind, run in timed.items():
       times[kind].append(seconds_per_step(run, 1, steps))
   overhead = np.median(np.array(times['pipeline']) / times['isolated'])
   return (*(float(np.median(times[kind])) for kind in timed),
-          float(overhead))
+          float(overhead), len(times['pipeline']))
 
 
 def pipeline_rate(store: ReplayStore, num_batches: int = 2000) -> float:
@@ -132,17 +142,19 @@ def main(argv) -> None:
                          f'{", ".join(CONTINUOUS_AGENTS)}.')
   store = synthetic_replay(FLAGS.num_transitions, FLAGS.observation_dim,
                            FLAGS.action_dim)
+  per_call = FLAGS.batches_per_call or pipeline.auto_batches_per_call(
+      store, FLAGS.batch_size, stack_size=1, update_horizon=1)
   print(f'{tf.config.list_logical_devices()[-1].name}, batch '
         f'{FLAGS.batch_size}, {FLAGS.num_transitions} transitions '
-        f'(obs {FLAGS.observation_dim}, action {FLAGS.action_dim}), '
-        f'{FLAGS.steps} steps per call')
+        f'(obs {FLAGS.observation_dim}, action {FLAGS.action_dim}), stacks '
+        f'of {per_call} batches')
   print(f'pipeline alone: {pipeline_rate(store):,.0f} batches/s\n')
   print(f'{"agent":<14}{"isolated steps/s":>18}{"pipeline steps/s":>18}'
-        f'{"python loop steps/s":>21}{"overhead":>10}')
+        f'{"python loop steps/s":>21}{"overhead":>10}{"blocks":>8}')
   for name in FLAGS.agents:
-    isolated, full, python_loop, overhead = time_agent(name, store)
+    isolated, full, python_loop, overhead, blocks = time_agent(name, store)
     print(f'{name:<14}{1 / isolated:>18.1f}{1 / full:>18.1f}'
-          f'{1 / python_loop:>21.1f}{overhead:>10.3f}', flush=True)
+          f'{1 / python_loop:>21.1f}{overhead:>10.3f}{blocks:>8}', flush=True)
 
 
 if __name__ == '__main__':

@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from batch_rl.agents import train_loop
 from batch_rl.data import converted
 from batch_rl.data import dopamine_replay
 from batch_rl.data import pipeline
 from batch_rl.data import sources
 from batch_rl.data import transitions
 from batch_rl.data.errors import ReplayDataError
+from batch_rl.data.replay_store import ReplayStore
 from batch_rl.data.selection import DataSelection
 from conftest import fill_dopamine_buffer
 
@@ -200,3 +202,42 @@ def test_dataset_batches_equal_dopamines_transitions(run_dir, jit_compile):
       for name, value in _expected(buffers, 1, local).items():
         np.testing.assert_array_equal(batch[name][row].numpy(), value,
                                       err_msg=name)
+
+
+def _store(frame_shape, dtype, num=64):
+  return ReplayStore.from_arrays([dopamine_replay.ReplayArrays(
+      observation=np.zeros((num, *frame_shape), dtype),
+      action=np.zeros(num, np.int32), reward=np.zeros(num, np.float32),
+      terminal=np.zeros(num, np.uint8), add_count=num,
+      invalid_range=np.zeros(0, np.int64))])
+
+
+@pytest.mark.parametrize('frame_shape, dtype, batch_size, stack, expected', [
+    ((11,), np.float32, 256, 1, 128),  # Hopper-sized rows: the cap.
+    ((84, 84), np.uint8, 32, 4, 8),  # Atari: 5 slots of 7,065 bytes.
+    ((84, 84), np.uint8, 512, 4, 1),  # One batch is over the budget.
+])
+def test_auto_stacks_fit_the_byte_budget(frame_shape, dtype, batch_size,
+                                         stack, expected):
+  store = _store(frame_shape, dtype)
+  count = pipeline.auto_batches_per_call(store, batch_size, stack, 1)
+  assert count == expected
+  window_bytes = batch_size * (stack + 1) * (
+      np.dtype(dtype).itemsize * np.prod(frame_shape) + 9)
+  assert count == 1 or count * window_bytes <= pipeline.STACK_BYTES
+  if count < pipeline.MAX_BATCHES_PER_CALL:  # Twice as many would not fit.
+    assert 2 * count * window_bytes > pipeline.STACK_BYTES
+
+
+def test_stacked_dataset_holds_auto_stacks_of_the_unstacked_batches():
+  store = _store((3,), np.float32)
+  kwargs = dict(batch_size=4, stack_size=1, update_horizon=1, seed=1)
+  stack = next(iter(pipeline.transition_dataset(store, stacked=True,
+                                                **kwargs)))
+  assert stack['reward'].shape == [pipeline.MAX_BATCHES_PER_CALL, 4]
+  unstacked = pipeline.transition_dataset(store, **kwargs)
+  for i, batch in enumerate(unstacked.take(3)):
+    np.testing.assert_array_equal(batch['indices'], stack['indices'][i])
+  spec = tf.nest.map_structure(tf.TensorSpec.from_tensor, stack)
+  assert train_loop.whole_stacks(128, spec) == 128
+  assert train_loop.whole_stacks(130, spec) == 256

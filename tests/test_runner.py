@@ -9,9 +9,11 @@ import time
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from dopamine.replay_memory import circular_replay_buffer
 
 from batch_rl.environments import factory
+from batch_rl.runner import fixed_replay_runner
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST_RUN = [
@@ -186,3 +188,34 @@ def test_hopper_td3_through_the_cli_logs_checkpoints_and_resumes(tmp_path):
   rows = _rows(base_dir)
   assert [int(r['iteration']) for r in rows] == [0, 1]
   assert [int(r['gradient_steps']) for r in rows] == [150, 300]
+
+
+class _StepRecorder:
+  """An agent that records how many steps each train_steps call asks for."""
+
+  def __init__(self):
+    self.calls, self.eval_mode = [], True
+
+  def train_steps(self, iterator, num_steps, stacked):
+    self.calls.append((num_steps, stacked))
+    return {'loss': 0.}
+
+
+@pytest.mark.parametrize('stacked, calls', [
+    (True, [4, 4, 2]),  # log_every=3 rounded up to whole stacks of 4.
+    (False, [3, 3, 3, 1]),
+])
+def test_runner_trains_in_calls_of_whole_stacks(tmp_path, stacked, calls):
+  stack = tf.data.Dataset.from_tensors({'reward': tf.zeros([4, 2])})
+
+  def make_dataset(unused_iteration):
+    return (stack if stacked else stack.unbatch()).repeat()
+
+  agent = _StepRecorder()
+  runner = fixed_replay_runner.FixedReplayRunner(
+      str(tmp_path), agent, environment=None, make_dataset=make_dataset,
+      run_info={}, training_steps=10, log_every=3, progress=False,
+      stacked_batches=stacked)
+  runner._train(0)
+  assert agent.calls == [(n, stacked) for n in calls]
+  assert not agent.eval_mode

@@ -47,6 +47,13 @@ def make_train_steps(train_ops):
   return train_steps
 
 
+def whole_stacks(num_steps: int, element_spec) -> int:
+  """`num_steps` rounded up to whole stacks of a stacked dataset's elements,
+  so that calls of that many steps drop no batch."""
+  per_stack = tf.nest.flatten(element_spec)[0].shape[0]
+  return -(-num_steps // per_stack) * per_stack
+
+
 class MultiStepTraining:
   """Gives an agent with a `train_ops(batch)` method its `train_steps`."""
 

@@ -15,8 +15,27 @@ import tensorflow as tf
 from batch_rl.data import sources
 from batch_rl.data import transitions
 from batch_rl.data.errors import ReplayDataError
+from batch_rl.data.replay_store import WINDOW_ELEMENTS
 from batch_rl.data.replay_store import ReplayStore
 from batch_rl.data.selection import DataSelection
+
+# Automatic stacks hold about this many bytes of windows, and at most
+# MAX_BATCHES_PER_CALL batches: few calls for small rows (vector
+# observations), few big stacks in memory for frames.
+STACK_BYTES = 16 * 2**20
+MAX_BATCHES_PER_CALL = 128
+
+
+def auto_batches_per_call(store: ReplayStore, batch_size: int,
+                          stack_size: int, update_horizon: int) -> int:
+  """The largest power of two <= MAX_BATCHES_PER_CALL whose batches' slot
+  windows fit in STACK_BYTES (at least 1)."""
+  slot_bytes = sum(np.dtype(dtype).itemsize * int(np.prod(shape))
+                   for shape, dtype in map(store.element_spec,
+                                           WINDOW_ELEMENTS))
+  batch_bytes = batch_size * (stack_size + update_horizon) * slot_bytes
+  fitting = max(1, STACK_BYTES // batch_bytes)
+  return min(MAX_BATCHES_PER_CALL, 2**(int(fitting).bit_length() - 1))
 
 
 def transition_dataset(store: ReplayStore, batch_size: int,
@@ -26,7 +45,7 @@ def transition_dataset(store: ReplayStore, batch_size: int,
                        num_parallel_calls: int = tf.data.AUTOTUNE,
                        jit_compile: bool = True,
                        elements=transitions.TRANSITION_ELEMENTS,
-                       batches_per_call: int = 8,
+                       batches_per_call: Optional[int] = None,
                        stacked: bool = False) -> tf.data.Dataset:
   """An endless dataset of transition batches (dicts, see docs/DESIGN.md).
 
@@ -40,7 +59,9 @@ def transition_dataset(store: ReplayStore, batch_size: int,
     jit_compile: XLA-compile batch assembly (about 2x faster on CPU).
     elements: the keys each batch holds (transitions.TRANSITION_ELEMENTS).
     batches_per_call: batches assembled by one call of the (compiled)
-      sampler, then split; fewer, larger calls cut tf.data's per-call cost.
+      sampler, then split; fewer, larger calls cut the per-call cost and
+      the producer's interference with training (default:
+      `auto_batches_per_call`).
     stacked: yield each call's batches as one stack [batches_per_call,
       batch_size, ...] instead (for `agent.train_steps(..., stacked=True)`).
   """
@@ -50,6 +71,8 @@ def transition_dataset(store: ReplayStore, batch_size: int,
     raise ReplayDataError(
         f'{store.names[0]}...: no valid transition for stack_size='
         f'{stack_size}, update_horizon={update_horizon}.')
+  batches_per_call = batches_per_call or auto_batches_per_call(
+      store, batch_size, stack_size, update_horizon)
   table = tf.constant(indices)
   read_windows = store.window_reader(stack_size, update_horizon)
   # XLA fuses the gathers, the frame transposes and slices: several times

@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 import tqdm
 
+from batch_rl.agents import train_loop
 from batch_rl.runner import evaluation
 from batch_rl.runner import run_state
 
@@ -47,7 +48,7 @@ class FixedReplayRunner:
       max_steps_per_episode: evaluation episodes are cut here.
       checkpoints_kept: how many iteration checkpoints to keep.
       log_every: gradient steps per train call, between progress-bar and
-        loss updates.
+        loss updates (rounded up to whole stacks of batches).
       progress: show progress bars.
       stacked_batches: whether make_dataset's elements are stacks of batches
         (`pipeline.transition_dataset(..., stacked=True)`).
@@ -102,9 +103,11 @@ class FixedReplayRunner:
     losses = []
     bar = self._progress_bar(self.training_steps,
                              f'iteration {iteration} train')
-    # Each call runs up to `log_every` steps in one graph (train_steps).
-    for done in range(0, self.training_steps, self.log_every):
-      steps = min(self.log_every, self.training_steps - done)
+    # Each call runs `log_every` steps (whole stacks) in one graph.
+    chunk = (train_loop.whole_stacks(self.log_every, batches.element_spec)
+             if self.stacked_batches else self.log_every)
+    for done in range(0, self.training_steps, chunk):
+      steps = min(chunk, self.training_steps - done)
       losses.append(float(self.agent.train_steps(
           batches, steps, self.stacked_batches)['loss']))
       bar.set_postfix(loss=f'{losses[-1]:.4g}')
