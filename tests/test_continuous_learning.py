@@ -2,7 +2,7 @@
 
 The replay logger runs Pendulum-v1 for 30,000 steps with a uniformly random
 behaviour policy (random_steps = num_steps), split over three checkpoint
-files; its episodes return about -1200 on average. Offline TD3 (64-64 MLPs,
+files; its episodes return about -1220 on average. Offline TD3 (64-64 MLPs,
 Adam 1e-3, tau 0.02 so that values propagate within a CI-sized budget)
 trains for 3,072 steps on batches of 256 from the tf.data pipeline, 512
 steps per `train_steps` call as the runner trains, and is evaluated on five
