@@ -83,6 +83,14 @@ def seconds_per_step(step_fn, calls: int, steps_per_call: int = 1) -> float:
   return (time.perf_counter() - start) / (calls * steps_per_call)
 
 
+def batch_iterator(store: ReplayStore, stacked: bool = False):
+  """The pipeline's batches (or stacks of them) at the flags' settings."""
+  return iter(pipeline.transition_dataset(
+      store, batch_size=FLAGS.batch_size, stack_size=1, update_horizon=1,
+      elements=transitions.TRAINING_ELEMENTS, stacked=stacked,
+      batches_per_call=FLAGS.batches_per_call))
+
+
 def time_agent(name: str, store: ReplayStore) -> tuple[float, ...]:
   """Seconds per gradient step of agent `name`: isolated, fed by the
   pipeline, from a Python loop; the pipeline's overhead ratio; blocks."""
@@ -92,12 +100,7 @@ def time_agent(name: str, store: ReplayStore) -> tuple[float, ...]:
     gin.parse_config_file(os.path.join(GIN_DIR, f'{name}.gin'))
   agent = CONTINUOUS_AGENTS[name](num_actions=FLAGS.action_dim,
                                   observation_shape=(FLAGS.observation_dim,))
-  def dataset(stacked):
-    return iter(pipeline.transition_dataset(
-        store, batch_size=FLAGS.batch_size, stack_size=1, update_horizon=1,
-        elements=transitions.TRAINING_ELEMENTS, stacked=stacked,
-        batches_per_call=FLAGS.batches_per_call))
-  batches, stacks = dataset(stacked=False), dataset(stacked=True)
+  batches, stacks = batch_iterator(store), batch_iterator(store, True)
   fixed = next(batches)
   isolated_steps = train_loop.make_train_steps(
       lambda unused_batch: agent.train_ops(fixed))
@@ -122,16 +125,19 @@ def time_agent(name: str, store: ReplayStore) -> tuple[float, ...]:
           float(overhead), len(times['pipeline']))
 
 
-def pipeline_rate(store: ReplayStore, num_batches: int = 2000) -> float:
-  """Batches per second the pipeline delivers to an in-graph reader."""
-  batches = iter(pipeline.transition_dataset(
-      store, batch_size=FLAGS.batch_size, stack_size=1, update_horizon=1,
-      elements=transitions.TRAINING_ELEMENTS))
+def pipeline_rate(store: ReplayStore,
+                  num_batches: int = 2000) -> tuple[float, int]:
+  """(batches per second, batches per stack): the pipeline's stacks read
+  in-graph without training, as the runner reads them."""
+  stacks = batch_iterator(store, stacked=True)
+  num_batches = train_loop.whole_stacks(num_batches, stacks.element_spec)
   read_all = train_loop.make_train_steps(
       lambda batch: {'reward': batch['reward'][0]})
-  read_all(batches, tf.constant(num_batches))
-  return 1 / seconds_per_step(
-      lambda: read_all(batches, tf.constant(num_batches)), 1, num_batches)
+  read_all(stacks, tf.constant(num_batches), True)
+  rate = 1 / seconds_per_step(
+      lambda: read_all(stacks, tf.constant(num_batches), True), 1,
+      num_batches)
+  return rate, stacks.element_spec['reward'].shape[0]
 
 
 def main(argv) -> None:
@@ -142,13 +148,12 @@ def main(argv) -> None:
                          f'{", ".join(CONTINUOUS_AGENTS)}.')
   store = synthetic_replay(FLAGS.num_transitions, FLAGS.observation_dim,
                            FLAGS.action_dim)
-  per_call = FLAGS.batches_per_call or pipeline.auto_batches_per_call(
-      store, FLAGS.batch_size, stack_size=1, update_horizon=1)
+  rate, per_stack = pipeline_rate(store)
   print(f'{tf.config.list_logical_devices()[-1].name}, batch '
         f'{FLAGS.batch_size}, {FLAGS.num_transitions} transitions '
         f'(obs {FLAGS.observation_dim}, action {FLAGS.action_dim}), stacks '
-        f'of {per_call} batches')
-  print(f'pipeline alone: {pipeline_rate(store):,.0f} batches/s\n')
+        f'of {per_stack} batches')
+  print(f'pipeline alone: {rate:,.0f} batches/s\n')
   print(f'{"agent":<14}{"isolated steps/s":>18}{"pipeline steps/s":>18}'
         f'{"python loop steps/s":>21}{"overhead":>10}{"blocks":>8}')
   for name in FLAGS.agents:
