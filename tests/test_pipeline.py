@@ -241,3 +241,14 @@ def test_stacked_dataset_holds_auto_stacks_of_the_unstacked_batches():
   spec = tf.nest.map_structure(tf.TensorSpec.from_tensor, stack)
   assert train_loop.whole_stacks(128, spec) == 128
   assert train_loop.whole_stacks(130, spec) == 256
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(batch_size=0), 'batch_size=0: must be at least 1.'),
+    (dict(batch_size=4, batches_per_call=-2),
+     'batches_per_call=-2: must be at least 1.'),
+])
+def test_dataset_rejects_empty_batches_and_stacks(kwargs, message):
+  with pytest.raises(ValueError, match=message):
+    pipeline.transition_dataset(_store((3,), np.float32), stack_size=1,
+                                **kwargs)

@@ -65,6 +65,10 @@ def transition_dataset(store: ReplayStore, batch_size: int,
     stacked: yield each call's batches as one stack [batches_per_call,
       batch_size, ...] instead (for `agent.train_steps(..., stacked=True)`).
   """
+  for name, value in (('batch_size', batch_size),
+                      ('batches_per_call', batches_per_call or 1)):
+    if value < 1:
+      raise ValueError(f'{name}={value}: must be at least 1.')
   if indices is None:
     indices = store.valid_indices(stack_size, update_horizon)
   if not len(indices):
