@@ -30,6 +30,9 @@ INSTALL_REQUIRES = [
     'tqdm==4.70.1',
     'matplotlib==3.11.2',
     'pandas==3.0.6',
+    'isal==1.9.1',
+    'zstandard==0.25.0',
+    'ray==2.60.0',
 ]
 
 setuptools.setup(
