@@ -70,10 +70,7 @@ def create_runner(agent_name: str, replay_dir: str, base_dir: str,
   env.reset(seed=seed)
   env.action_space.seed(seed)
   strategy = make_strategy(distribution)
-  agent = registry.create_agent(agent_name, spec.num_actions,
-                                spec.observation_shape,
-                                spec.observation_dtype, spec.stack_size,
-                                seed=seed, strategy=strategy)
+  agent = registry.create_agent(agent_name, spec, seed=seed, strategy=strategy)
   store, indices = pipeline.open_replay(replay_dir, spec.stack_size,
                                         agent.update_horizon, selection)
   if store.frame_shape != tuple(spec.observation_shape):

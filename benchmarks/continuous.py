@@ -98,8 +98,9 @@ def time_agent(name: str, store: ReplayStore) -> tuple[float, ...]:
   with gin.config.unlock_config():
     gin.add_config_file_search_path(os.path.join(GIN_DIR, '..', '..'))
     gin.parse_config_file(os.path.join(GIN_DIR, f'{name}.gin'))
-  agent = CONTINUOUS_AGENTS[name](num_actions=FLAGS.action_dim,
-                                  observation_shape=(FLAGS.observation_dim,))
+  agent_class, presets = CONTINUOUS_AGENTS[name]
+  agent = agent_class(action_dim=FLAGS.action_dim,
+                      observation_shape=(FLAGS.observation_dim,), **presets)
   batches, stacks = batch_iterator(store), batch_iterator(store, True)
   fixed = next(batches)
   isolated_steps = train_loop.make_train_steps(

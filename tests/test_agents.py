@@ -13,13 +13,14 @@ import tensorflow as tf
 
 from batch_rl.agents import c51_agent
 from batch_rl.agents import dqn_agent
+from batch_rl.agents import exploration
 from batch_rl.agents import multi_head_dqn_agent
 from batch_rl.agents import multi_network_dqn_agent
 from batch_rl.agents import networks
 from batch_rl.agents import optimizers
-from batch_rl.agents import q_agent
 from batch_rl.agents import quantile_agent
 from batch_rl.agents import registry
+from batch_rl.environments.environment_spec import EnvironmentSpec
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -29,10 +30,8 @@ AGENT_CONFIGS = {
     'dqn': ('dqn', {}, 1),
     'c51': ('c51', {'num_atoms': 11, 'vmax': 1.}, 11),
     'quantile': ('quantile', {'num_quantiles': 8}, 8),
-    'ensemble_dqn': ('multi_head_dqn', {
-        'num_heads': 4, 'transform_strategy': 'IDENTITY'}, 4),
-    'rem': ('multi_head_dqn', {
-        'num_heads': 4, 'transform_strategy': 'STOCHASTIC'}, 4),
+    'ensemble_dqn': ('ensemble_dqn', {'num_heads': 4}, 4),
+    'rem': ('rem', {'num_heads': 4}, 4),
     'multi_network_dqn': ('multi_network_dqn', {'num_networks': 3}, 3),
 }
 
@@ -74,9 +73,16 @@ def _random_batch(rng, batch_size, state_shape, dtype, num_actions):
   }
 
 
-def _make_agent(config, **kwargs):
+def _make_agent(config, num_actions, observation_shape, observation_dtype,
+                stack_size, **kwargs):
   name, agent_kwargs, _ = AGENT_CONFIGS[config]
-  return registry.create_agent(name, **{**agent_kwargs, **kwargs})
+  spec = EnvironmentSpec(num_actions, observation_shape, observation_dtype,
+                         stack_size)
+  return registry.create_agent(name, spec, **{**agent_kwargs, **kwargs})
+
+
+def _epsilon_greedy(**kwargs):
+  return exploration.EpsilonGreedy(**{'epsilon_eval': 0., **kwargs})
 
 
 # ---- Optimizers and epsilon. ----
@@ -119,7 +125,7 @@ def test_adam_matches_tf1_adam():
 
 
 def test_linearly_decaying_epsilon():
-  schedule = functools.partial(q_agent.linearly_decaying_epsilon, 100,
+  schedule = functools.partial(exploration.linearly_decaying_epsilon, 100,
                                warmup_steps=20, epsilon=0.1)
   assert schedule(step=0) == 1.0
   assert schedule(step=20) == 1.0
@@ -186,9 +192,8 @@ def test_frame_stack_resets_every_episode():
 
 
 def test_dqn_acts_and_trains_on_atari_frames():
-  agent = registry.create_agent('dqn', num_actions=6,
-                                observation_shape=(84, 84),
-                                observation_dtype=np.uint8, stack_size=4)
+  agent = registry.create_agent('dqn', EnvironmentSpec(6, (84, 84), np.uint8,
+                                                       4))
   rng = np.random.default_rng(0)
   assert 0 <= agent.begin_episode(
       rng.integers(0, 256, (84, 84), dtype=np.uint8)) < 6
@@ -201,21 +206,22 @@ def test_greedy_and_random_acting():
   _use_mlp_torso()
   agent = _make_agent('rem', num_actions=3, observation_shape=(5,),
                       observation_dtype=np.float32, stack_size=2,
-                      optimizer_fn=_adam(), epsilon_eval=0.,
-                      min_replay_history=1000, seed=0)
+                      optimizer_fn=_adam(),
+                      exploration=_epsilon_greedy(min_replay_history=1000),
+                      seed=0)
   rng = np.random.default_rng(0)
   # Training mode: epsilon is 1 during the warm-up, so actions are uniform.
   agent.begin_episode(rng.normal(size=5))
   actions = {agent.step(0., rng.normal(size=5)) for _ in range(60)}
   assert actions == {0, 1, 2}
-  assert agent.training_steps == 61
+  assert agent.acting_steps == 61
   # Eval mode: greedy on the mean of the heads, steps not counted.
   agent.eval_mode = True
   for _ in range(10):
     action = agent.step(0., rng.normal(size=5))
     heads = agent.online_network(agent.state).numpy()
     assert action == int(np.argmax(heads.mean(axis=-1)[0]))
-  assert agent.training_steps == 61
+  assert agent.acting_steps == 61
   with pytest.raises(ValueError, match=r'\(5,\)'):
     agent.step(0., np.zeros(4))
 
@@ -365,7 +371,7 @@ def test_agent_trains_learns_chain_q_values_and_acts_greedily(config):
   agent = _make_agent(config, num_actions=2, observation_shape=(2,),
                       observation_dtype=np.float32, stack_size=1, gamma=0.9,
                       target_update_period=25, optimizer_fn=_adam(1e-2),
-                      epsilon_eval=0., seed=0)
+                      exploration=_epsilon_greedy(), seed=0)
   outputs = agent.online_network(CHAIN_STATES)
   assert outputs.shape == (2, 2, AGENT_CONFIGS[config][2])
   # A batch with every key of docs/DESIGN.md, not only those the loss reads.
@@ -396,13 +402,14 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from batch_rl.agents import networks, optimizers, registry
+    from batch_rl.environments.environment_spec import EnvironmentSpec
     gin.bind_parameter('QHeadsNetwork.torso', networks.MLPTorso)
     gin.bind_parameter('MLPTorso.hidden_units', (16,))
 
     def make(strategy):
       return registry.create_agent(
-          'multi_head_dqn', 3, (4,), np.float32, 1, num_heads=4,
-          transform_strategy='STOCHASTIC', seed=3, strategy=strategy,
+          'rem', EnvironmentSpec(3, (4,), np.float32, 1), num_heads=4,
+          seed=3, strategy=strategy,
           target_update_period=2,
           optimizer_fn=functools.partial(optimizers.adam_optimizer,
                                          learning_rate=1e-2, epsilon=1e-4))
@@ -510,7 +517,7 @@ def test_checkpoint_round_trip_restores_identical_agent(tmp_path):
   np.testing.assert_array_equal(restored.q_values(states),
                                 agent.q_values(states))
   assert restored.gradient_steps == agent.gradient_steps == 3
-  assert restored.training_steps == agent.training_steps == 1
+  assert restored.acting_steps == agent.acting_steps == 1
   np.testing.assert_array_equal(restored.state, agent.state)
   # Optimizer moments, target network and REM's alpha stream come back too.
   for _ in range(2):
@@ -534,10 +541,10 @@ def test_unbundle_rejects_another_agents_checkpoint(tmp_path):
 
 def test_registry_maps_names_to_agents():
   # Other branches (batch_rl.continuous) may have registered theirs too.
-  assert {'c51', 'dqn', 'multi_head_dqn', 'multi_network_dqn',
-          'quantile'} <= set(registry.agent_names())
+  assert {'c51', 'dqn', 'ensemble_dqn', 'multi_head_dqn', 'multi_network_dqn',
+          'quantile', 'rem'} <= set(registry.agent_names())
   with pytest.raises(ValueError, match="'rainbow'; valid names: .*c51, .*dqn"):
-    registry.create_agent('rainbow', 2, (3,), np.float32, 1)
+    registry.create_agent('rainbow', EnvironmentSpec(2, (3,), np.float32, 1))
   with pytest.raises(ValueError, match='already registered'):
     registry.register_agent('dqn')(quantile_agent.QuantileAgent)
 
@@ -599,8 +606,11 @@ def test_gin_file_builds_its_agent(gin_file):
   environment = os.path.basename(os.path.dirname(gin_file))
   agent_file = os.path.basename(gin_file)[:-4]
   gin.parse_config_file(gin_file)
-  agent = registry.create_agent(**ENVIRONMENT_INPUTS[environment])
+  agent = registry.create_agent(
+      spec=EnvironmentSpec(**ENVIRONMENT_INPUTS[environment]))
   assert type(agent) is AGENT_CLASSES[agent_file]
+  assert registry.bound_agent_name() == (
+      'dqn' if agent_file == 'dqn_adam' else agent_file)
   if agent_file in ('ensemble_dqn', 'rem'):
     assert agent.transform_strategy == (
         'IDENTITY' if agent_file == 'ensemble_dqn' else 'STOCHASTIC')
@@ -611,5 +621,5 @@ def test_gin_file_builds_its_agent(gin_file):
     assert agent.optimizer.epsilon == pytest.approx(epsilon)
     assert agent.num_outputs == outputs
     assert (agent.gamma, agent.update_horizon, agent.target_update_period,
-            agent.epsilon_train, agent.epsilon_eval) == (0.99, 1, 2000, 0.01,
-                                                         0.001)
+            agent.exploration.epsilon_train,
+            agent.exploration.epsilon_eval) == (0.99, 1, 2000, 0.01, 0.001)

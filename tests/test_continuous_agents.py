@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from batch_rl.agents import registry
 from batch_rl.continuous import CONTINUOUS_AGENTS
-from batch_rl.continuous import create_continuous_agent
 from batch_rl.continuous import make_continuous_environment
 from batch_rl.continuous import networks
 from batch_rl.continuous.agent import Transitions
@@ -22,9 +22,17 @@ SMALL = {
 }
 
 
+def spec_of(action_dim=ACTION_DIM, observation_shape=(OBS_DIM,),
+            observation_dtype=np.float32, stack_size=1):
+  """What `registry.create_agent` reads from an environment spec."""
+  return types.SimpleNamespace(
+      action_dim=action_dim, observation_shape=observation_shape,
+      observation_dtype=observation_dtype, stack_size=stack_size)
+
+
 def make_agent(name, seed=0, **kwargs):
-  return CONTINUOUS_AGENTS[name](
-      num_actions=ACTION_DIM, observation_shape=(OBS_DIM,), seed=seed,
+  return registry.create_agent(
+      name, spec_of(), seed=seed,
       **{**SMALL.get(name, dict(hidden_sizes=(16,))), **kwargs})
 
 
@@ -70,7 +78,7 @@ def test_agent_trains_and_acts(name, eager):
     report = agent.train_step(make_batch(step))
   assert 'loss' in report
   assert all(np.isfinite(float(v)) for v in report.values())
-  assert agent.training_steps == 3
+  assert agent.gradient_steps == 3
   for eval_mode in (False, True):
     agent.eval_mode = eval_mode
     action = agent.begin_episode(np.zeros(OBS_DIM, np.float32))
@@ -94,7 +102,7 @@ def test_agent_resumes_exactly_from_checkpoint(name, tmp_path):
   restored = make_agent(name, seed=1)
   assert not restored.unbundle(str(tmp_path), 4, bundle)
   assert restored.unbundle(str(tmp_path), 3, bundle)
-  assert restored.training_steps == 3
+  assert restored.gradient_steps == 3
   # Networks, optimizer moments and the noise generator all come back.
   for step in range(7, 9):
     expected = agent.train_step(make_batch(step))
@@ -126,7 +134,7 @@ def test_every_agent_has_a_gin_file_that_builds_it():
         gin.add_config_file_search_path(os.path.join(GIN_DIR, '..', '..'))
         gin.parse_config_file(path)
       assert gin.query_parameter('create_agent.agent_name') == name
-      agent = create_continuous_agent(name, spec)
+      agent = registry.create_agent(name, spec)
       batch_size = gin.query_parameter('create_runner.batch_size')
       assert batch_size == (100 if name == 'bcq' else 256)
       if name in ('td3', 'td3_bc', 'rem_td3', 'ensemble_td3'):
@@ -146,26 +154,17 @@ def test_every_agent_has_a_gin_file_that_builds_it():
     gin.clear_config()
 
 
-def create_as_registry_does(name, num_actions, observation_shape,
-                            observation_dtype, stack_size, **kwargs):
-  """`registry.create_agent`'s call, without registering agents globally."""
-  return CONTINUOUS_AGENTS[name](
-      num_actions=num_actions, observation_shape=observation_shape,
-      observation_dtype=observation_dtype, stack_size=stack_size, **kwargs)
-
-
 def test_agents_refuse_stacked_or_integer_observations_and_replicas():
   with pytest.raises(ValueError, match=r'observation_shape=\(84, 84\), '
                      'stack_size=4; expected'):
-    create_as_registry_does('td3', 3, (84, 84), np.uint8, 4)
+    registry.create_agent('td3', spec_of(3, (84, 84), np.uint8, 4))
   with pytest.raises(ValueError, match='observation_dtype=uint8'):
-    create_as_registry_does('bc', 3, (11,), np.uint8, 1)
+    registry.create_agent('bc', spec_of(3, (11,), np.uint8, 1))
   two_replicas = types.SimpleNamespace(num_replicas_in_sync=2)
   with pytest.raises(ValueError, match='one device; got a strategy with 2'):
-    create_as_registry_does('bc', 3, (11,), np.float32, 1,
-                            strategy=two_replicas)
-  assert create_as_registry_does('bc', 3, (11,), np.float32, 1,
-                                 strategy=tf.distribute.get_strategy())
+    registry.create_agent('bc', spec_of(3, (11,)), strategy=two_replicas)
+  assert registry.create_agent('bc', spec_of(3, (11,)),
+                               strategy=tf.distribute.get_strategy())
 
 
 def test_td3_target_is_clipped_double_q_of_the_target_actor():
@@ -175,8 +174,7 @@ def test_td3_target_is_clipped_double_q_of_the_target_actor():
   next_q = agent.target_critics(t.next_state, agent.target_actor(t.next_state))
   expected = t.reward + 0.99 * (1 - t.terminal.numpy()) * np.minimum(
       next_q[0], next_q[1])
-  np.testing.assert_allclose(agent._critic_targets(agent._as_vectors(t)),
-                             expected, rtol=1e-5)
+  np.testing.assert_allclose(agent._critic_targets(t), expected, rtol=1e-5)
 
 
 def test_td3_target_smoothing_noise_is_clipped():
@@ -190,9 +188,8 @@ def test_td3_target_smoothing_noise_is_clipped():
 
 
 def test_ensemble_critics_regress_on_their_own_targets_and_rem_mixes():
-  t = vectors(make_batch(1))
   ensemble = make_agent('ensemble_ddpg')
-  a = ensemble._as_vectors(t)
+  a = ensemble._as_vectors(make_batch(1))
   next_q = ensemble.target_critics(a.next_state,
                                    ensemble.target_actor(a.next_state))
   expected = a.reward + 0.99 * (1 - a.terminal) * next_q
@@ -256,7 +253,7 @@ def test_train_steps_in_one_graph_equal_single_steps(name):
   dataset = tf.data.Dataset.from_tensor_slices(
       {k: np.stack([b[k] for b in batches]) for k in batches[0]})
   result = looped.train_steps(iter(dataset), 5)
-  assert looped.training_steps == stepwise.training_steps == 5
+  assert looped.gradient_steps == stepwise.gradient_steps == 5
   np.testing.assert_allclose(result['loss'], last['loss'], rtol=1e-5)
   for a, b in zip(stepwise._trackables().values(),
                   looped._trackables().values()):
@@ -277,7 +274,7 @@ def test_train_steps_on_stacks_use_batches_in_order_and_drop_the_rest():
   iterator = iter(stacks)
   stacked.train_steps(iterator, 3, stacked=True)
   stacked.train_steps(iterator, 1, stacked=True)
-  assert stacked.training_steps == 4
+  assert stacked.gradient_steps == 4
   for x, y in zip(weights(stepwise.critics), weights(stacked.critics)):
     np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
 

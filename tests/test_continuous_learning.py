@@ -18,7 +18,7 @@ import os
 import numpy as np
 import pytest
 
-from batch_rl.continuous import create_continuous_agent
+from batch_rl.agents import registry
 from batch_rl.continuous import log_data
 from batch_rl.continuous import make_continuous_environment
 from batch_rl.data import dopamine_replay
@@ -67,7 +67,7 @@ def test_offline_td3_outperforms_random_data(random_pendulum_replay):
   assert len(store.checkpoints) == 3
   assert len(store.valid_indices(1, 1)) == NUM_STEPS
   env, spec = make_continuous_environment('Pendulum-v1')
-  agent = create_continuous_agent(
+  agent = registry.create_agent(
       'td3', spec, seed=0, hidden_sizes=(64, 64), actor_learning_rate=1e-3,
       critic_learning_rate=1e-3, tau=0.02)
   stacks = iter(pipeline.transition_dataset(
@@ -77,7 +77,7 @@ def test_offline_td3_outperforms_random_data(random_pendulum_replay):
   for _ in range(TRAINING_STEPS // EVALUATION_PERIOD):
     agent.train_steps(stacks, EVALUATION_PERIOD, stacked=True)
     scores.append(evaluate(agent, env))
-  assert agent.training_steps == TRAINING_STEPS
+  assert agent.gradient_steps == TRAINING_STEPS
   assert np.mean(data_returns) < -1000
   assert max(scores) > RETURN_THRESHOLD, (
       f'offline TD3 evaluations {np.round(scores)} every '
@@ -91,7 +91,7 @@ def test_shared_runner_trains_evaluates_and_resumes_a_continuous_agent(
   env, spec = make_continuous_environment('Pendulum-v1')
 
   def runner(num_iterations):
-    agent = create_continuous_agent('bc', spec, seed=0, hidden_sizes=(16,))
+    agent = registry.create_agent('bc', spec, seed=0, hidden_sizes=(16,))
     return FixedReplayRunner(
         str(tmp_path), agent, env,
         lambda i: pipeline.transition_dataset(store, 32, 1, 1, 0.99, seed=i),

@@ -155,7 +155,9 @@ def test_rem_draws_one_alpha_per_step_for_online_and_target(mlp_torso):
       'reward': rng.uniform(-1, 1, size=8).astype(np.float32),
       'terminal': np.array([0, 1] * 4, dtype=np.uint8),
   }
-  reference_generator = tf.random.Generator.from_seed(seed)
+  # A copy of the agent's per-step generator, before any step draws.
+  reference_generator = tf.random.Generator.from_state(
+      agent._generator.state, agent._generator.algorithm)
   alphas = []
   for _ in range(2):
     online = agent.online_network(batch['state']).numpy()

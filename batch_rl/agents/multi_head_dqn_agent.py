@@ -1,4 +1,4 @@
-"""Multi-head DQN: Ensemble-DQN ('IDENTITY') and REM ('STOCHASTIC').
+"""Multi-head DQN: Ensemble-DQN (`ensemble_dqn`) and REM (`rem`).
 
 Agarwal et al. (2020). K heads share one torso; the agent acts on their mean.
 """
@@ -56,7 +56,7 @@ class MultiHeadDQNAgent(dqn_agent.DQNAgent):
   def _sample_step_inputs(self):
     if self.transform_strategy == 'STOCHASTIC':
       return {'alpha': losses.random_convex_combination(
-          self.num_heads, generator=self._step_generator)}
+          self.num_heads, generator=self._generator)}
     return {}
 
   def _combine_heads(self, heads, step_inputs):
@@ -64,3 +64,9 @@ class MultiHeadDQNAgent(dqn_agent.DQNAgent):
       return tf.tensordot(heads, step_inputs['alpha'], axes=[[2], [0]])[
           ..., None]
     return heads
+
+
+registry.register_agent('ensemble_dqn', MultiHeadDQNAgent,
+                        transform_strategy='IDENTITY')
+registry.register_agent('rem', MultiHeadDQNAgent,
+                        transform_strategy='STOCHASTIC')

@@ -34,4 +34,4 @@ class MultiNetworkDQNAgent(multi_head_dqn_agent.MultiHeadDQNAgent):
 
   def _create_network(self, name):
     return networks.EnsembleQNetwork(self.num_actions, self.num_heads,
-                                     name=name)
+                                     seeds=self._seeds, name=name)

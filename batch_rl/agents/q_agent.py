@@ -1,47 +1,31 @@
 """The training machinery every discrete agent shares.
 
-`QAgent` owns acting (frame stack, epsilon-greedy), the distributed train
-step, target-network updates and checkpoints. A subclass only says what its
-network outputs per action and what its loss is:
+`QAgent` adds to `base.Agent` the online and target Q-networks, the
+distributed train step and target-network updates; it explores with
+`exploration.EpsilonGreedy` unless given another piece. A subclass only says
+what its network outputs per action and what its loss is:
 
   _create_network(name)        -> Keras model, state -> [B, A, D]
   _q_values(outputs)           -> [B, A] values to act greedily on
   _per_example_loss(batch, step_inputs) -> [B]
   _sample_step_inputs()        -> dict of per-step random draws (REM's alpha)
+and may use `_bootstrap_discount(batch)` and `_greedy_outputs(outputs)`.
 """
 
 import abc
-import os
 
-import numpy as np
 import tensorflow as tf
 
+from batch_rl.agents import base
+from batch_rl.agents import exploration as exploration_lib
 from batch_rl.agents import losses
 from batch_rl.agents import networks
-from batch_rl.agents import train_loop
-
-# Keys of a transition batch (docs/DESIGN.md) that the train step reads.
-TRAIN_BATCH_KEYS = ('state', 'action', 'reward', 'next_state', 'terminal')
-CHECKPOINT_PREFIX = 'tf_ckpt'
 
 
-def linearly_decaying_epsilon(decay_period, step, warmup_steps, epsilon):
-  """1 for `warmup_steps`, then linearly down to `epsilon` over `decay_period`.
+class QAgent(base.Agent, abc.ABC):
+  """Base class of the discrete agents: Q-networks and their train step."""
 
-  Dopamine's Nature DQN schedule, with the same argument order.
-  """
-  steps_left = decay_period + warmup_steps - step
-  bonus = (1.0 - epsilon) * steps_left / decay_period
-  return epsilon + float(np.clip(bonus, 0.0, 1.0 - epsilon))
-
-
-def checkpoint_prefix(checkpoint_dir: str, iteration: int) -> str:
-  """Path prefix of the agent's TF checkpoint files for `iteration`."""
-  return os.path.join(checkpoint_dir, f'{CHECKPOINT_PREFIX}-{iteration}')
-
-
-class QAgent(train_loop.MultiStepTraining, abc.ABC):
-  """Base class of the discrete agents: acting, train step, checkpoints."""
+  ACTION_ARGUMENT = 'num_actions'
 
   def __init__(self,
                num_actions: int,
@@ -53,13 +37,8 @@ class QAgent(train_loop.MultiStepTraining, abc.ABC):
                gamma: float = 0.99,
                update_horizon: int = 1,
                target_update_period: int = 2000,
-               epsilon_fn=linearly_decaying_epsilon,
-               epsilon_train: float = 0.01,
-               epsilon_eval: float = 0.001,
-               epsilon_decay_period: int = 250000,
-               min_replay_history: int = 20000,
+               exploration=None,
                reward_clip=1.0,
-               eval_mode: bool = False,
                strategy=None,
                jit_compile: bool = False,
                seed=None):
@@ -79,51 +58,25 @@ class QAgent(train_loop.MultiStepTraining, abc.ABC):
         discount is gamma ** n on non-terminal transitions.
       target_update_period: gradient steps between target-network copies
         (Dopamine's 8000 agent steps / update_period 4 = 2000).
-      epsilon_fn: schedule (decay_period, step, warmup_steps, epsilon) -> eps
-        for acting in training mode.
-      epsilon_train: final epsilon of the schedule.
-      epsilon_eval: epsilon in eval mode.
-      epsilon_decay_period: agent steps over which epsilon decays.
-      min_replay_history: agent steps at epsilon 1 before the decay starts.
+      exploration: how to act in training and eval mode; None:
+        `EpsilonGreedy()` (its parameters from gin).
       reward_clip: train on rewards clipped to [-reward_clip, reward_clip]
         (Dopamine clips the n-step return to [-1, 1]); None to keep them.
-      eval_mode: whether the agent acts with `epsilon_eval`.
       strategy: `tf.distribute.Strategy` for the train step; the current
         (by default the default) strategy if None.
       jit_compile: XLA-compile the loss and gradient computation.
-      seed: seeds epsilon-greedy draws and per-step random draws; the network
-        initialization follows TensorFlow's global seed.
+      seed: seeds the network initializers, per-step random draws and
+        exploration (see `base.Agent`).
     """
     self.num_actions = num_actions
-    self.observation_shape = tuple(observation_shape)
-    self.observation_dtype = tf.as_dtype(observation_dtype)
-    self.stack_size = stack_size
     self.num_outputs = num_outputs
-    self.gamma = gamma
-    self.update_horizon = update_horizon
-    self.cumulative_gamma = gamma**update_horizon
     self.target_update_period = target_update_period
-    self.epsilon_fn = epsilon_fn
-    self.epsilon_train = epsilon_train
-    self.epsilon_eval = epsilon_eval
-    self.epsilon_decay_period = epsilon_decay_period
-    self.min_replay_history = min_replay_history
     self.reward_clip = reward_clip
-    self.eval_mode = eval_mode
-    # Agent steps taken in training mode, as Dopamine counts them for epsilon.
-    self.training_steps = 0
-    self._rng = np.random.default_rng(seed)
-    # Per-step draws happen in the cross-replica context, outside the
-    # strategy's scope, so every replica sees the same draw.
-    self._step_generator = (
-        tf.random.Generator.from_seed(seed) if seed is not None else
-        tf.random.Generator.from_non_deterministic_state())
-
-    self.state_shape = (1,) + self.observation_shape + (stack_size,)
-    self.state = np.zeros(self.state_shape,
-                          self.observation_dtype.as_numpy_dtype)
-
-    self._strategy = strategy or tf.distribute.get_strategy()
+    super().__init__(base.DiscreteActions(num_actions), observation_shape,
+                     observation_dtype, stack_size,
+                     exploration or exploration_lib.EpsilonGreedy(),
+                     gamma=gamma, update_horizon=update_horizon, seed=seed,
+                     strategy=strategy)
     with self._strategy.scope():
       self.online_network = self._create_network(name='online')
       self.target_network = self._create_network(name='target')
@@ -133,25 +86,18 @@ class QAgent(train_loop.MultiStepTraining, abc.ABC):
       self.optimizer = optimizer_fn()
       # Slots now rather than at the first step, so restores are immediate.
       self.optimizer.build(self.online_network.trainable_variables)
+    self._gradient_step_counter = self.optimizer.iterations
     self._sync_target_network()
-
-    self._checkpoint = tf.train.Checkpoint(
-        online_network=self.online_network,
-        target_network=self.target_network,
-        optimizer=self.optimizer,
-        step_generator=self._step_generator)
     self._loss_and_gradients = tf.function(
         self._loss_and_gradients_fn, jit_compile=True) if jit_compile else (
             self._loss_and_gradients_fn)
-    self._train_step = tf.function(self.train_ops, reduce_retracing=True)
-    self._greedy_action = tf.function(self._greedy_action_fn)
 
   # ---- What subclasses define. ----
 
   def _create_network(self, name: str):
     """A network mapping states to [B, num_actions, num_outputs]."""
     return networks.QHeadsNetwork(self.num_actions, self.num_outputs,
-                                  name=name)
+                                  seeds=self._seeds, name=name)
 
   def _q_values(self, outputs):
     """[B, A]: the values acted on greedily; the mean over the D outputs."""
@@ -176,57 +122,37 @@ class QAgent(train_loop.MultiStepTraining, abc.ABC):
     greedy = tf.argmax(self._q_values(outputs), axis=1, output_type=tf.int32)
     return losses.select_actions(outputs, greedy)
 
-  # ---- Acting. ----
+  def _clip_rewards(self, batch):
+    if self.reward_clip is None:
+      return batch
+    return dict(batch, reward=tf.clip_by_value(
+        batch['reward'], -self.reward_clip, self.reward_clip))
+
+  # ---- Evaluation. ----
 
   def q_values(self, states):
     """[B, A] Q-values of the online network on stacked states."""
     return self._q_values(self.online_network(states))
 
-  def _greedy_action_fn(self, state):
-    return tf.argmax(self.q_values(state), axis=1, output_type=tf.int32)[0]
+  def _greedy_actions(self, states):
+    return tf.argmax(self.q_values(states), axis=1, output_type=tf.int32)
 
-  def _epsilon(self) -> float:
-    if self.eval_mode:
-      return self.epsilon_eval
-    return self.epsilon_fn(self.epsilon_decay_period, self.training_steps,
-                           self.min_replay_history, self.epsilon_train)
+  def _td_error(self, batch):
+    """y - Q(s, a), y = clip(r) + gamma^n (1 - terminal) Q_target(s', a*).
 
-  def _select_action(self) -> int:
-    if self._rng.random() <= self._epsilon():
-      return int(self._rng.integers(self.num_actions))
-    return int(self._greedy_action(self.state))
-
-  def _record_observation(self, observation):
-    observation = np.asarray(observation)
-    if observation.shape != self.observation_shape:
-      raise ValueError(
-          f'observation has shape {observation.shape}; this agent was built '
-          f'for frames of shape {self.observation_shape}.')
-    # The newest frame goes last, as in Dopamine's state stacking.
-    self.state = np.roll(self.state, -1, axis=-1)
-    self.state[0, ..., -1] = observation
-
-  def _count_training_step(self):
-    if not self.eval_mode:
-      self.training_steps += 1
-
-  def begin_episode(self, observation) -> int:
-    """Resets the frame stack, records the first frame and acts."""
-    self.state = np.zeros_like(self.state)
-    self._record_observation(observation)
-    self._count_training_step()
-    return self._select_action()
-
-  def step(self, reward, observation) -> int:
-    """Records the next frame and acts; offline agents ignore the reward."""
-    del reward
-    self._record_observation(observation)
-    self._count_training_step()
-    return self._select_action()
-
-  def end_episode(self, reward, terminal: bool = True):
-    """Ends an episode; offline agents learn only from logged data."""
-    del reward, terminal
+    Q is `_q_values` (the mean over heads, or the expectation of the return
+    distribution) and a* the target network's greedy action per
+    `_greedy_outputs`, so every discrete agent is scored on the same scale.
+    """
+    batch = self._clip_rewards(batch)
+    greedy_next = self._greedy_outputs(self.target_network(
+        batch['next_state']))
+    next_values = self._q_values(greedy_next[:, None, :])[:, 0]
+    target = losses.bellman_target(batch['reward'],
+                                   self._bootstrap_discount(batch),
+                                   next_values)
+    return target - losses.select_actions(self.q_values(batch['state']),
+                                          batch['action'])
 
   # ---- Training. ----
 
@@ -239,10 +165,8 @@ class QAgent(train_loop.MultiStepTraining, abc.ABC):
     return loss, tape.gradient(loss, variables)
 
   def _replica_train_step(self, batch, step_inputs):
-    if self.reward_clip is not None:
-      batch = dict(batch, reward=tf.clip_by_value(
-          batch['reward'], -self.reward_clip, self.reward_clip))
-    loss, gradients = self._loss_and_gradients(batch, step_inputs)
+    loss, gradients = self._loss_and_gradients(self._clip_rewards(batch),
+                                               step_inputs)
     self.optimizer.apply_gradients(
         zip(gradients, self.online_network.trainable_variables))
     return loss
@@ -252,77 +176,16 @@ class QAgent(train_loop.MultiStepTraining, abc.ABC):
                               self.online_network.variables):
       target.assign(online)
 
-  def _check_batch(self, batch):
-    missing = [key for key in TRAIN_BATCH_KEYS if key not in batch]
-    if missing:
-      raise ValueError(
-          f'train_step batch lacks keys {missing}; expected at least '
-          f'{list(TRAIN_BATCH_KEYS)} (docs/DESIGN.md).')
-    expected = self.state_shape[1:]
-    for key in ('state', 'next_state'):
-      # A distributed batch holds one tensor per replica.
-      shape = tuple(
-          self._strategy.experimental_local_results(batch[key])[0].shape[1:])
-      if shape != expected:
-        raise ValueError(
-            f"train_step batch['{key}'] has shape [B, {shape}]; this agent "
-            f'expects [B, {expected}] (frame shape + stack_size).')
-
-  def train_ops(self, batch) -> dict:
-    """The ops of one gradient step on `batch`, for use in a tf.function."""
-    self._check_batch(batch)
+  def _train_ops(self, batch) -> dict:
     step_inputs = self._sample_step_inputs()
-    replica_losses = self._strategy.run(
-        self._replica_train_step,
-        args=({key: batch[key] for key in TRAIN_BATCH_KEYS}, step_inputs))
+    replica_losses = self._strategy.run(self._replica_train_step,
+                                        args=(batch, step_inputs))
     loss = self._strategy.reduce(
         tf.distribute.ReduceOp.SUM, replica_losses, axis=None)
     if self.optimizer.iterations % self.target_update_period == 0:
       self._sync_target_network()
     return {'loss': loss}
 
-  def train_step(self, batch) -> dict:
-    """One gradient step on a transition batch (dict of docs/DESIGN.md).
-
-    The batch is a dict of tensors or arrays, or of per-replica values from
-    `strategy.experimental_distribute_dataset`.
-
-    Returns:
-      {'loss': scalar tensor}, the loss averaged over the global batch; not
-      converted to a float here, so the caller decides when to wait for it.
-    """
-    return self._train_step(
-        {key: value for key, value in batch.items() if key in TRAIN_BATCH_KEYS})
-
-  @property
-  def gradient_steps(self) -> int:
-    """Gradient steps taken so far (restored from checkpoints)."""
-    return int(self.optimizer.iterations.numpy())
-
-  # ---- Checkpoints. ----
-
-  def bundle_and_checkpoint(self, checkpoint_dir: str, iteration: int) -> dict:
-    """Writes networks, optimizer and RNG to `tf_ckpt-<iteration>` files.
-
-    Returns:
-      The Python state to pickle alongside (as Dopamine's agents return it).
-    """
-    tf.io.gfile.makedirs(checkpoint_dir)
-    self._checkpoint.write(checkpoint_prefix(checkpoint_dir, iteration))
-    return {'state': self.state.copy(), 'training_steps': self.training_steps}
-
-  def unbundle(self, checkpoint_dir: str, iteration: int, bundle) -> bool:
-    """Restores what `bundle_and_checkpoint` saved; False if there is none."""
-    prefix = checkpoint_prefix(checkpoint_dir, iteration)
-    if not tf.io.gfile.exists(prefix + '.index'):
-      return False
-    try:
-      self._checkpoint.read(prefix).assert_existing_objects_matched()
-    except (AssertionError, ValueError) as error:
-      raise ValueError(
-          f'{prefix} is not a checkpoint of this {type(self).__name__} '
-          f'(its networks or optimizer differ): {error}') from error
-    if bundle is not None:
-      self.state = bundle['state'].copy()
-      self.training_steps = bundle['training_steps']
-    return True
+  def _trackables(self) -> dict:
+    return dict(online_network=self.online_network,
+                target_network=self.target_network, optimizer=self.optimizer)

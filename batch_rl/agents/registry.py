@@ -1,27 +1,49 @@
-"""Agent names -> agent classes, for the runner's `create_agent`.
+"""Agent names -> agent classes and their presets, for `create_agent`.
 
-A module registers its agents with `@register_agent('name')`; importing
-`batch_rl.agents` registers the discrete agents, and another branch (e.g.
-`batch_rl.continuous`) registers its own the same way when imported.
+A module registers its agents with `@register_agent('name')`, or registers a
+variant that differs only in settings as a name with presets:
+`register_agent('rem', MultiHeadDQNAgent, transform_strategy='STOCHASTIC')`.
+Importing `batch_rl.agents` registers the discrete agents, and
+`batch_rl.continuous` registers its own when imported.
+
+The registered name is the agent's one name: in `--agent_name`, in gin
+(`create_agent.agent_name`) and in reports. A preset is what the name means:
+a gin binding or argument that contradicts it is an error naming both (bind
+the name without the preset, e.g. `multi_head_dqn` or `ddpg`, to choose the
+setting freely).
 """
+
+from typing import Optional
 
 import gin
 
-_AGENTS = {}
+_AGENTS = {}  # name -> (agent class, presets)
 
 
-def register_agent(name: str):
-  """Class decorator adding an agent class to the registry under `name`."""
+def register_agent(name: str, agent_class=None, **presets):
+  """Registers `agent_class` under `name`, built with `presets`.
 
-  def register(agent_class):
-    if name in _AGENTS and _AGENTS[name] is not agent_class:
+  Without `agent_class`, returns a class decorator (no presets).
+
+  Raises:
+    ValueError: `name` is registered to another class or other presets.
+  """
+
+  def register(cls):
+    if name in _AGENTS and _AGENTS[name] != (cls, presets):
+      registered, registered_presets = _AGENTS[name]
       raise ValueError(
           f"agent name '{name}' is already registered to "
-          f'{_AGENTS[name].__module__}.{_AGENTS[name].__name__}.')
-    _AGENTS[name] = agent_class
-    return agent_class
+          f'{registered.__module__}.{registered.__name__}'
+          f'{_describe(registered_presets)}.')
+    _AGENTS[name] = (cls, presets)
+    return cls
 
-  return register
+  return register if agent_class is None else register(agent_class)
+
+
+def _describe(presets: dict) -> str:
+  return ''.join(f' {key}={value!r}' for key, value in presets.items())
 
 
 def agent_names() -> list[str]:
@@ -29,25 +51,106 @@ def agent_names() -> list[str]:
   return sorted(_AGENTS)
 
 
-@gin.configurable
-def create_agent(agent_name: str, num_actions: int, observation_shape,
-                 observation_dtype, stack_size: int, **kwargs):
-  """Builds the agent registered as `agent_name`; gin supplies the rest.
+def agent_class(agent_name: str):
+  """The class registered as `agent_name`."""
+  return _entry(agent_name)[0]
 
-  Args:
-    agent_name: a registered name, e.g. 'dqn' or 'multi_head_dqn'.
-    num_actions: number of discrete actions (or action dimensions).
-    observation_shape: shape of one stored frame.
-    observation_dtype: dtype of the stored frames.
-    stack_size: frames per state.
-    **kwargs: further constructor arguments (e.g. strategy, eval_mode).
 
-  Raises:
-    ValueError: `agent_name` is not registered.
-  """
+def presets(agent_name: str) -> dict:
+  """The constructor arguments `agent_name` fixes."""
+  return dict(_entry(agent_name)[1])
+
+
+def _entry(agent_name: str):
   if agent_name not in _AGENTS:
     raise ValueError(f"Unknown agent_name '{agent_name}'; valid names: "
                      f"{', '.join(agent_names())}.")
-  return _AGENTS[agent_name](
-      num_actions=num_actions, observation_shape=observation_shape,
-      observation_dtype=observation_dtype, stack_size=stack_size, **kwargs)
+  return _AGENTS[agent_name]
+
+
+def _gin_bindings(cls) -> dict:
+  """parameter -> (class name, value) bound in gin for `cls` and its
+  gin-configurable base classes (a base class's binding reaches the
+  parameters its `__init__` receives from a subclass)."""
+  bindings = {}
+  for klass in reversed(cls.__mro__):
+    try:
+      bound = gin.get_bindings(klass)
+    except ValueError:  # Not gin-configurable.
+      continue
+    bindings.update({key: (klass.__name__, value)
+                     for key, value in bound.items()})
+  return bindings
+
+
+def _check_presets(agent_name: str, cls, fixed: dict, kwargs: dict) -> None:
+  """Raises if an argument or a gin binding contradicts a preset."""
+  bindings = _gin_bindings(cls)
+  for key, value in fixed.items():
+    if key in kwargs and kwargs[key] != value:
+      raise ValueError(
+          f"create_agent got {key}={kwargs[key]!r}, but agent '{agent_name}' "
+          f'presets {key}={value!r}.')
+    if key in bindings and bindings[key][1] != value:
+      klass, bound = bindings[key]
+      raise ValueError(
+          f'gin binds {klass}.{key} = {bound!r}, but agent '
+          f"'{agent_name}' presets {key}={value!r}; drop the binding, or pick "
+          'the agent name whose presets you want.')
+
+
+def bound_agent_name() -> Optional[str]:
+  """`create_agent.agent_name` in the parsed gin config, or None."""
+  return gin.get_bindings(create_agent).get('agent_name')
+
+
+def resolve_agent_name(flag_name: Optional[str],
+                       gin_name: Optional[str]) -> str:
+  """The run's one agent name, from a flag and/or gin's binding.
+
+  Args:
+    flag_name: e.g. `--agent_name`, or None when not given.
+    gin_name: `bound_agent_name()`, or None.
+
+  Raises:
+    ValueError: they disagree, neither is given, or the name is unknown.
+  """
+  if flag_name and gin_name and flag_name != gin_name:
+    raise ValueError(
+        f"--agent_name={flag_name} disagrees with the gin binding "
+        f"create_agent.agent_name = '{gin_name}'; drop one or make them "
+        'agree.')
+  name = flag_name or gin_name
+  if not name:
+    raise ValueError('no agent: pass --agent_name or bind '
+                     'create_agent.agent_name in a gin file.')
+  _entry(name)
+  return name
+
+
+@gin.configurable
+def create_agent(agent_name: str, spec, **kwargs):
+  """Builds the agent registered as `agent_name` for an environment.
+
+  Args:
+    agent_name: a registered name, e.g. 'dqn', 'rem' or 'td3'.
+    spec: the environment's spec: `observation_shape`, `observation_dtype`,
+      `stack_size` and the agent's action argument (`num_actions` for
+      discrete agents, `action_dim` for continuous ones).
+    **kwargs: further constructor arguments (e.g. seed, strategy).
+
+  Raises:
+    ValueError: `agent_name` is not registered, the spec lacks the agent's
+      kind of actions, or an argument or gin binding contradicts a preset.
+  """
+  cls, fixed = _entry(agent_name)
+  _check_presets(agent_name, cls, fixed, kwargs)
+  argument = cls.ACTION_ARGUMENT
+  if getattr(spec, argument, None) is None:
+    raise ValueError(
+        f"agent '{agent_name}' acts on an environment with {argument}; the "
+        f'environment spec {spec} has none.')
+  return cls(**{argument: getattr(spec, argument)},
+             observation_shape=spec.observation_shape,
+             observation_dtype=spec.observation_dtype,
+             stack_size=spec.stack_size, **{**fixed, **kwargs})

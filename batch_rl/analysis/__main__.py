@@ -4,18 +4,14 @@
       [--reference human|dqn|FILE.csv] [--protocol best|final]
       [--bootstrap_reps 2000] [--confidence 0.95] [--seed 0]
 
-  python -m batch_rl.analysis select --base_dirs RUN [RUN ...] --out OUT
-      [--fqe_steps 5000] [--holdout_fraction F] [--seed S] [--replay_dir D]
-
   python -m batch_rl.analysis reference --dopamine_json GAME.json [...]
       --out dqn_scores.csv [--agent DQN] [--protocol best|final]
 
-`report` is the default command, so it may be left out. `select` scores every
-saved checkpoint offline (held-out TD error, FQE); it alone loads TensorFlow.
+`report` is the default command, so it may be left out. Offline policy
+selection among a run's checkpoints is `python -m batch_rl.policy_selection`.
 """
 
 import argparse
-import dataclasses
 import sys
 
 from batch_rl.analysis import reference_scores
@@ -32,18 +28,6 @@ def _report(args):
       bootstrap_reps=args.bootstrap_reps, confidence=args.confidence,
       seed=args.seed)
   path = report.write_report(args.base_dirs, args.out, options)
-  print(f'wrote {path}')
-
-
-def _select(args):
-  # TensorFlow loads here only, so that `report` starts in about a second.
-  from batch_rl.analysis import model_selection  # pylint: disable=g-import-not-at-top
-  given = {field.name: getattr(args, field.name)
-           for field in dataclasses.fields(model_selection.SelectionOptions)
-           if getattr(args, field.name) is not None}
-  path, rows = model_selection.write_selection(
-      args.base_dirs, args.out, model_selection.SelectionOptions(**given))
-  print(model_selection.summary(rows))
   print(f'wrote {path}')
 
 
@@ -68,43 +52,6 @@ def _add_reference_parser(commands) -> None:
   reference.add_argument('--protocol', choices=scores.PROTOCOLS,
                          default='best',
                          help="each run's score: best iteration or final")
-
-
-def _add_select_parser(commands) -> None:
-  """Adds `select`; options left out take SelectionOptions' defaults.
-
-  The defaults are not read here: that would import TensorFlow.
-  """
-  select = commands.add_parser(
-      'select', help='offline model selection: held-out TD error and FQE '
-      'per saved checkpoint, ranked against the online returns')
-  select.set_defaults(run=_select)
-  select.add_argument('--base_dirs', nargs='+', required=True,
-                      help='run directories (searched recursively) with '
-                      'run_info.json, metrics.csv and checkpoints/iteration_N')
-  select.add_argument('--out', required=True,
-                      help='output directory for selection.csv')
-  select.add_argument('--holdout_fraction', type=float,
-                      help="held-out fraction of the valid transitions "
-                      "(default: the run's DataSelection.holdout_fraction, "
-                      'else 0.1)')
-  select.add_argument('--seed', type=int,
-                      help="seed of the held-out set and of FQE (default: the "
-                      "run's DataSelection.seed)")
-  select.add_argument('--max_heldout', type=int,
-                      help='score at most this many held-out transitions '
-                      '(default 10000)')
-  select.add_argument('--td_loss', choices=('huber', 'mse'),
-                      help='per-transition TD error (default huber)')
-  select.add_argument('--fqe_steps', type=int,
-                      help='FQE gradient steps per checkpoint (default 5000)')
-  select.add_argument('--fqe_batch_size', type=int, help='default 64')
-  select.add_argument('--fqe_learning_rate', type=float, help='default 3e-4')
-  select.add_argument('--fqe_target_update_period', type=int,
-                      help='default 100')
-  select.add_argument('--replay_dir',
-                      help="the runs' data, if it moved since training "
-                      '(default: replay_dir of run_info.json)')
 
 
 def _parser() -> tuple[argparse.ArgumentParser, dict]:
@@ -133,7 +80,6 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
   report_parser.add_argument('--confidence', type=float, default=0.95)
   report_parser.add_argument('--seed', type=int, default=0,
                              help='bootstrap seed')
-  _add_select_parser(commands)
   _add_reference_parser(commands)
   return parser, commands.choices
 

@@ -30,10 +30,7 @@ def create_online_runner(agent_name: str, base_dir: str,
   """
   tf.random.set_seed(seed)
   env, spec = factory.create_environment(environment_name)
-  agent = registry.create_agent(agent_name, spec.num_actions,
-                                spec.observation_shape,
-                                spec.observation_dtype, spec.stack_size,
-                                seed=seed)
+  agent = registry.create_agent(agent_name, spec, seed=seed)
   replay = LoggedReplayBuffer(
       os.path.join(base_dir, REPLAY_LOG_DIR), spec.observation_shape,
       spec.stack_size, spec.observation_dtype,

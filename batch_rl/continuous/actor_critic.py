@@ -1,10 +1,11 @@
 """Deterministic actor-critic agents: DDPG, TD3, their critic ensembles, TD3+BC.
 
-They share one training step and differ only in settings:
+They share one training step (`DDPGAgent`) and differ only in settings:
   * how the K target critics form the TD target (losses.TARGET_COMBINATIONS),
   * target policy smoothing noise and the actor's update delay (TD3),
   * which critic value the actor ascends (Q_1, or the mean over critics),
-  * the actor loss (TD3+BC adds behaviour cloning).
+so TD3 and the ensembles are registered names with presets (`VARIANTS`), not
+classes; TD3+BC changes the actor loss and is a subclass.
 """
 
 from typing import Sequence
@@ -23,6 +24,25 @@ from batch_rl.continuous.agent import Transitions
 FIRST_CRITIC = 'first'
 MEAN_OF_CRITICS = 'mean'
 
+# TD3 (Fujimoto et al., 2018): clipped double Q, smoothing, delayed actor.
+TD3_SETTINGS = dict(num_critics=2, target_combination=losses.MINIMUM,
+                    policy_noise=0.2, noise_clip=0.5, policy_delay=2)
+# K = 4 critics whose mean the actor ascends.
+_ENSEMBLE = dict(num_critics=4, actor_objective=MEAN_OF_CRITICS)
+# Registered name -> DDPGAgent settings.
+VARIANTS = {
+    'ddpg': {},
+    'td3': TD3_SETTINGS,
+    # Each critic regresses on its own target (Ensemble-DQN).
+    'ensemble_ddpg': _ENSEMBLE,
+    # The critics share a target from a random convex combination (REM).
+    'rem_ddpg': dict(_ENSEMBLE, target_combination=losses.REM),
+    # The target is the minimum over all K.
+    'ensemble_td3': dict(TD3_SETTINGS, **_ENSEMBLE),
+    # REM's random convex combination in place of clipped double Q.
+    'rem_td3': dict(TD3_SETTINGS, target_combination=losses.REM, **_ENSEMBLE),
+}
+
 
 @gin.configurable
 class DDPGAgent(ContinuousAgent):
@@ -32,7 +52,7 @@ class DDPGAgent(ContinuousAgent):
   Adam 3e-4 for actor and critic, tau 0.005, actor update every step.
 
   Args:
-    num_actions, observation_shape: as in ContinuousAgent.
+    action_dim, observation_shape: as in ContinuousAgent.
     hidden_sizes: hidden layers of the actor and of each critic.
     actor_learning_rate, critic_learning_rate: Adam learning rates.
     tau: target networks track theta' <- tau theta + (1 - tau) theta'.
@@ -45,7 +65,7 @@ class DDPGAgent(ContinuousAgent):
     **kwargs: ContinuousAgent's arguments (gamma, seed, ...).
   """
 
-  def __init__(self, num_actions: int, observation_shape: Sequence[int],
+  def __init__(self, action_dim: int, observation_shape: Sequence[int],
                hidden_sizes: Sequence[int] = (256, 256),
                actor_learning_rate: float = 3e-4,
                critic_learning_rate: float = 3e-4,
@@ -57,7 +77,7 @@ class DDPGAgent(ContinuousAgent):
                noise_clip: float = 0.0,
                policy_delay: int = 1,
                **kwargs):
-    super().__init__(num_actions, observation_shape, **kwargs)
+    super().__init__(action_dim, observation_shape, **kwargs)
     if target_combination not in losses.TARGET_COMBINATIONS:
       raise ValueError(
           f'target_combination={target_combination!r}; valid: '
@@ -114,16 +134,28 @@ class DDPGAgent(ContinuousAgent):
       actions = tf.clip_by_value(actions + noise, -1.0, 1.0)
     return actions
 
+  def _td_targets(self, t: Transitions, next_actions, rem_weights):
+    """[K, B] or [B] targets from the target critics at (s', next_actions)."""
+    next_q = losses.combine_target_critics(
+        self.target_critics(t.next_state, next_actions),
+        self.target_combination, rem_weights)
+    return losses.td_target(t.reward, t.terminal, next_q,
+                            self.cumulative_gamma)
+
   def _critic_targets(self, t: Transitions):
-    target_q_values = self.target_critics(t.next_state,
-                                          self._target_actions(t.next_state))
+    """The train step's targets: smoothed actions, REM's random mixture."""
+    next_actions = self._target_actions(t.next_state)
     weights = (losses.random_convex_combination(self.num_critics,
                                                 self._generator)
                if self.target_combination == losses.REM else None)
-    next_q = losses.combine_target_critics(target_q_values,
-                                           self.target_combination, weights)
-    return losses.td_target(t.reward, t.terminal, next_q,
-                            self.cumulative_gamma)
+    return self._td_targets(t, next_actions, weights)
+
+  def _critic_td_error(self, t: Transitions):
+    """mean_k (y_k - Q_k(s, a)), y_k as in training but without its draws:
+    the target actor's actions unsmoothed, REM's mean for its mixture."""
+    uniform = tf.fill([self.num_critics], 1.0 / self.num_critics)
+    targets = self._td_targets(t, self.target_actor(t.next_state), uniform)
+    return tf.reduce_mean(targets - self.critics(t.state, t.action), axis=0)
 
   def _actor_loss(self, q_values, policy_actions, data_actions):
     """-mean Q(s, pi(s)); q_values [B] per the actor objective."""
@@ -154,88 +186,25 @@ class DDPGAgent(ContinuousAgent):
 
     # Steps 0, d, 2d, ... update the actor; a tensor condition, so one graph
     # serves both kinds of step.
-    if self._step_counter % self.policy_delay == 0:
+    if self._gradient_step_counter % self.policy_delay == 0:
       self._update_actor(t)
     return {'loss': critic_loss, 'critic_loss': critic_loss,
             'actor_loss': self._last_actor_loss.read_value()}
 
 
 @gin.configurable
-class TD3Agent(DDPGAgent):
-  """TD3 (Fujimoto et al., 2018): clipped double Q, smoothing, delayed actor."""
-
-  def __init__(self, num_actions: int, observation_shape: Sequence[int],
-               num_critics: int = 2,
-               target_combination: str = losses.MINIMUM,
-               policy_noise: float = 0.2,
-               noise_clip: float = 0.5,
-               policy_delay: int = 2,
-               **kwargs):
-    super().__init__(num_actions, observation_shape, num_critics=num_critics,
-                     target_combination=target_combination,
-                     policy_noise=policy_noise, noise_clip=noise_clip,
-                     policy_delay=policy_delay, **kwargs)
-
-
-@gin.configurable
-class EnsembleDDPGAgent(DDPGAgent):
-  """DDPG with K critics, each regressing on its own target (Ensemble-DQN)."""
-
-  def __init__(self, num_actions: int, observation_shape: Sequence[int],
-               num_critics: int = 4,
-               actor_objective: str = MEAN_OF_CRITICS, **kwargs):
-    super().__init__(num_actions, observation_shape, num_critics=num_critics,
-                     actor_objective=actor_objective, **kwargs)
-
-
-@gin.configurable
-class REMDDPGAgent(DDPGAgent):
-  """DDPG whose K critics share a target from a random convex combination."""
-
-  def __init__(self, num_actions: int, observation_shape: Sequence[int],
-               num_critics: int = 4,
-               target_combination: str = losses.REM,
-               actor_objective: str = MEAN_OF_CRITICS, **kwargs):
-    super().__init__(num_actions, observation_shape, num_critics=num_critics,
-                     target_combination=target_combination,
-                     actor_objective=actor_objective, **kwargs)
-
-
-@gin.configurable
-class EnsembleTD3Agent(TD3Agent):
-  """TD3 with K critics; the target is the minimum over all K."""
-
-  def __init__(self, num_actions: int, observation_shape: Sequence[int],
-               num_critics: int = 4,
-               actor_objective: str = MEAN_OF_CRITICS, **kwargs):
-    super().__init__(num_actions, observation_shape, num_critics=num_critics,
-                     actor_objective=actor_objective, **kwargs)
-
-
-@gin.configurable
-class REMTD3Agent(TD3Agent):
-  """TD3 with REM's random convex combination in place of clipped double Q."""
-
-  def __init__(self, num_actions: int, observation_shape: Sequence[int],
-               num_critics: int = 4,
-               target_combination: str = losses.REM,
-               actor_objective: str = MEAN_OF_CRITICS, **kwargs):
-    super().__init__(num_actions, observation_shape, num_critics=num_critics,
-                     target_combination=target_combination,
-                     actor_objective=actor_objective, **kwargs)
-
-
-@gin.configurable
-class TD3BCAgent(TD3Agent):
+class TD3BCAgent(DDPGAgent):
   """TD3+BC (Fujimoto & Gu, 2021): TD3 whose actor also clones the data.
+
+  Registered as `td3_bc` with TD3_SETTINGS.
 
   The paper's state normalisation needs dataset statistics and is left to
   the data (it reports a small effect); alpha = 2.5 weighs Q against BC.
   """
 
-  def __init__(self, num_actions: int, observation_shape: Sequence[int],
+  def __init__(self, action_dim: int, observation_shape: Sequence[int],
                alpha: float = 2.5, **kwargs):
-    super().__init__(num_actions, observation_shape, **kwargs)
+    super().__init__(action_dim, observation_shape, **kwargs)
     self.alpha = alpha
 
   def _actor_loss(self, q_values, policy_actions, data_actions):

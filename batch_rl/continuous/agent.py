@@ -1,24 +1,23 @@
-"""What every continuous-control agent shares: acting, batches, checkpoints.
+"""What every continuous-control agent adds to `base.Agent`.
 
 Subclasses define their networks, `policy` (the evaluation policy, a batch
-of states to actions in [-1, 1]) and `_train`, the ops of one gradient step
-on a `Transitions` batch of float32 vectors. Outside evaluation
-(`eval_mode = False`, as when an online agent logs data) actions get
-N(0, exploration_noise^2) noise.
+of observation vectors to actions in [-1, 1]), `_train`, the ops of one
+gradient step on a `Transitions` batch of float32 vectors, and
+`_trackables`. Outside eval mode (as when an online agent logs data) they
+explore with `exploration.GaussianNoise` unless given another piece.
 """
 
 import collections
-import os
 from typing import Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 
-from batch_rl.agents import train_loop
-from batch_rl.continuous import networks
+from batch_rl.agents import base
+from batch_rl.agents import exploration as exploration_lib
+from batch_rl.data.transitions import TRAINING_ELEMENTS
 
-Transitions = collections.namedtuple(
-    'Transitions', ['state', 'action', 'reward', 'next_state', 'terminal'])
+Transitions = collections.namedtuple('Transitions', TRAINING_ELEMENTS)
 
 
 def adam(learning_rate: float, variables) -> tf.keras.optimizers.Adam:
@@ -39,32 +38,31 @@ def soft_update(target: tf.keras.Model, source: tf.keras.Model,
     target_variable.assign(tau * variable + (1.0 - tau) * target_variable)
 
 
-class ContinuousAgent(train_loop.MultiStepTraining):
-  """Dopamine's agent interface for vector observations and [-1, 1] actions.
-
-  The constructor takes the arguments `registry.create_agent` passes to
-  every agent; for continuous control `num_actions` is the action dimension.
+class ContinuousAgent(base.Agent):
+  """An agent for vector observations and actions in [-1, 1]^action_dim.
 
   Args:
-    num_actions: action dimension, A.
+    action_dim: A, the action dimension.
     observation_shape: (observation_dim,), one stored observation.
     observation_dtype: dtype of the stored observations (a float type).
     stack_size: must be 1: states are single observations.
     gamma: discount factor.
     update_horizon: n of the n-step returns in the batches; the bootstrap
       discount is gamma^n.
-    exploration_noise: std of the Gaussian noise added to actions outside
-      eval mode.
+    exploration: how to act outside eval mode; None: `GaussianNoise()`
+      (its stddev from gin).
     seed: fixes network initialisation, training noise and exploration
       (None: nondeterministic).
     strategy: a `tf.distribute.Strategy` with one replica, or None; these
       small networks train on one device.
   """
 
-  def __init__(self, num_actions: int, observation_shape: Sequence[int],
+  ACTION_ARGUMENT = 'action_dim'
+
+  def __init__(self, action_dim: int, observation_shape: Sequence[int],
                observation_dtype=np.float32, stack_size: int = 1,
                gamma: float = 0.99, update_horizon: int = 1,
-               exploration_noise: float = 0.1, seed: Optional[int] = None,
+               exploration=None, seed: Optional[int] = None,
                strategy: Optional[tf.distribute.Strategy] = None):
     if strategy is not None and strategy.num_replicas_in_sync != 1:
       raise ValueError(
@@ -79,20 +77,16 @@ class ContinuousAgent(train_loop.MultiStepTraining):
     if not np.issubdtype(np.dtype(observation_dtype), np.floating):
       raise ValueError(f'{type(self).__name__}: observation_dtype='
                        f'{np.dtype(observation_dtype)}, expected a float type.')
+    super().__init__(base.ContinuousActions(int(action_dim)),
+                     observation_shape, observation_dtype, stack_size,
+                     exploration or exploration_lib.GaussianNoise(),
+                     gamma=gamma, update_horizon=update_horizon, seed=seed,
+                     strategy=strategy)
     self.observation_dim = int(observation_shape[0])
-    self.action_dim = int(num_actions)
-    self.gamma = gamma
-    self.update_horizon = update_horizon
-    self.cumulative_gamma = gamma**update_horizon
-    self.exploration_noise = exploration_noise
-    self.eval_mode = False
-    # Gradient steps taken; in-graph, so multi-step calls can branch on it.
-    self._step_counter = tf.Variable(0, dtype=tf.int64, trainable=False)
-    self._seeds = networks.SeedStream(seed)
-    self._generator = tf.random.Generator.from_seed(self._seeds())
-    self._exploration_rng = np.random.default_rng(self._seeds())
-    self._policy = tf.function(self.policy)
-    self._train_step = tf.function(self.train_ops)
+    self.action_dim = int(action_dim)
+    # In-graph, so multi-step calls can branch on it (TD3's delayed actor).
+    self._gradient_step_counter = tf.Variable(0, dtype=tf.int64,
+                                              trainable=False)
 
   def policy(self, states):
     """The evaluation policy: [B, observation_dim] -> [B, action_dim]."""
@@ -102,98 +96,32 @@ class ContinuousAgent(train_loop.MultiStepTraining):
     """The ops of one gradient step; returns scalar tensors, incl. 'loss'."""
     raise NotImplementedError
 
-  def _trackables(self) -> dict:
-    """Networks and optimizers, by name, that a checkpoint holds."""
-    raise NotImplementedError
+  def _critic_td_error(self, transitions: Transitions):
+    """[B] TD error on vectors; agents without a critic have none."""
+    raise NotImplementedError(
+        f'{type(self).__name__} has no Q-function, so no TD error.')
 
-  # Acting.
+  def _greedy_actions(self, states):
+    return self.policy(self._vectors(states))
 
-  def begin_episode(self, observation) -> np.ndarray:
-    return self._select_action(observation)
+  def _td_error(self, batch):
+    return self._critic_td_error(self._as_vectors(batch))
 
-  def step(self, reward, observation) -> np.ndarray:
-    del reward  # Offline agents learn from batches only.
-    return self._select_action(observation)
-
-  def end_episode(self, reward, terminal: bool = True) -> None:
-    del reward, terminal
-
-  def _select_action(self, observation) -> np.ndarray:
-    state = np.asarray(observation, np.float32).reshape(
-        1, self.observation_dim)
-    action = self._policy(tf.constant(state))[0].numpy()
-    if not self.eval_mode and self.exploration_noise > 0:
-      action = np.clip(
-          action + self.exploration_noise *
-          self._exploration_rng.standard_normal(self.action_dim),
-          -1.0, 1.0).astype(np.float32)
-    return action
-
-  # Training.
-
-  @property
-  def training_steps(self) -> int:
-    """Gradient steps taken so far (restored from checkpoints)."""
-    return int(self._step_counter.numpy())
-
-  def train_ops(self, batch) -> dict:
-    """The ops of one gradient step on a batch dict, for use in a tf.function.
-    """
-    outputs = self._train(self._as_vectors(
-        Transitions(*(batch[name] for name in Transitions._fields))))
-    self._step_counter.assign_add(1)
+  def _train_ops(self, batch) -> dict:
+    outputs = self._train(self._as_vectors(batch))
+    self._gradient_step_counter.assign_add(1)
     return outputs
 
-  def train_step(self, batch) -> dict:
-    """One gradient step on a batch dict (docs/DESIGN.md).
+  def _vectors(self, states):
+    """[B, observation_dim] float32 from stacked [B, observation_dim, 1]."""
+    return tf.reshape(tf.cast(states, tf.float32), [-1, self.observation_dim])
 
-    Returns:
-      Scalar tensors by name, including 'loss'; `float()` them when needed
-      (not here, so that an accelerator need not wait every step).
-    """
-    return self._train_step(
-        {name: batch[name] for name in Transitions._fields})
-
-  def _as_vectors(self, transitions: Transitions) -> Transitions:
-    """Flattens stacked [B, obs, 1] states and casts everything to float32."""
-    def vectors(states):
-      return tf.reshape(tf.cast(states, tf.float32),
-                        [-1, self.observation_dim])
+  def _as_vectors(self, batch) -> Transitions:
+    """A batch dict as `Transitions` of float32 vectors."""
     return Transitions(
-        state=vectors(transitions.state),
-        action=tf.reshape(tf.cast(transitions.action, tf.float32),
+        state=self._vectors(batch['state']),
+        action=tf.reshape(tf.cast(batch['action'], tf.float32),
                           [-1, self.action_dim]),
-        reward=tf.cast(transitions.reward, tf.float32),
-        next_state=vectors(transitions.next_state),
-        terminal=tf.cast(transitions.terminal, tf.float32))
-
-  # Checkpoints.
-
-  def _checkpoint(self) -> tf.train.Checkpoint:
-    return tf.train.Checkpoint(generator=self._generator,
-                               step_counter=self._step_counter,
-                               **self._trackables())
-
-  @staticmethod
-  def _checkpoint_prefix(checkpoint_dir: str, iteration: int) -> str:
-    return os.path.join(checkpoint_dir, f'tf_ckpt-{iteration}')
-
-  def bundle_and_checkpoint(self, checkpoint_dir: str,
-                            iteration: int) -> Optional[dict]:
-    """Saves the networks and optimizers; returns the Python-side state."""
-    if not tf.io.gfile.isdir(checkpoint_dir):
-      return None
-    self._checkpoint().write(
-        self._checkpoint_prefix(checkpoint_dir, iteration))
-    return {'exploration_rng': self._exploration_rng.bit_generator.state}
-
-  def unbundle(self, checkpoint_dir: str, iteration: int,
-               bundle: Optional[dict]) -> bool:
-    """Restores what `bundle_and_checkpoint` saved; False if it is absent."""
-    prefix = self._checkpoint_prefix(checkpoint_dir, iteration)
-    if not tf.io.gfile.exists(prefix + '.index'):
-      return False
-    self._checkpoint().read(prefix).assert_existing_objects_matched()
-    if bundle is not None:
-      self._exploration_rng.bit_generator.state = bundle['exploration_rng']
-    return True
+        reward=tf.cast(batch['reward'], tf.float32),
+        next_state=self._vectors(batch['next_state']),
+        terminal=tf.cast(batch['terminal'], tf.float32))

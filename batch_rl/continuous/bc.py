@@ -18,16 +18,16 @@ class BCAgent(ContinuousAgent):
   """min_pi mean (pi(s) - a)^2, the BC baseline of the TD3+BC paper.
 
   Args:
-    num_actions, observation_shape: as in ContinuousAgent.
+    action_dim, observation_shape: as in ContinuousAgent.
     hidden_sizes: the policy's hidden layers.
     learning_rate: Adam learning rate.
     **kwargs: ContinuousAgent's arguments.
   """
 
-  def __init__(self, num_actions: int, observation_shape: Sequence[int],
+  def __init__(self, action_dim: int, observation_shape: Sequence[int],
                hidden_sizes: Sequence[int] = (256, 256),
                learning_rate: float = 3e-4, **kwargs):
-    super().__init__(num_actions, observation_shape, **kwargs)
+    super().__init__(action_dim, observation_shape, **kwargs)
     self.actor = networks.built(
         networks.DeterministicActor(self.action_dim, hidden_sizes,
                                     self._seeds), self.observation_dim)

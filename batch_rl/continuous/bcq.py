@@ -27,7 +27,7 @@ class BCQAgent(ContinuousAgent):
   """Batch-Constrained deep Q-learning, as in the authors' reference code.
 
   Args:
-    num_actions, observation_shape: as in ContinuousAgent.
+    action_dim, observation_shape: as in ContinuousAgent.
     actor_hidden_sizes, critic_hidden_sizes, vae_hidden_sizes: MLP layers.
     latent_dim: VAE latent size; None means 2 * action_dim.
     actor_learning_rate, critic_learning_rate, vae_learning_rate: Adam.
@@ -40,7 +40,7 @@ class BCQAgent(ContinuousAgent):
     **kwargs: ContinuousAgent's arguments.
   """
 
-  def __init__(self, num_actions: int, observation_shape: Sequence[int],
+  def __init__(self, action_dim: int, observation_shape: Sequence[int],
                actor_hidden_sizes: Sequence[int] = (400, 300),
                critic_hidden_sizes: Sequence[int] = (400, 300),
                vae_hidden_sizes: Sequence[int] = (750, 750),
@@ -55,7 +55,7 @@ class BCQAgent(ContinuousAgent):
                num_target_samples: int = 10,
                num_policy_samples: int = 100,
                **kwargs):
-    super().__init__(num_actions, observation_shape, **kwargs)
+    super().__init__(action_dim, observation_shape, **kwargs)
     self.latent_dim = latent_dim or 2 * self.action_dim
     self.tau, self.lam, self.phi = tau, lam, phi
     self.kl_weight = kl_weight

@@ -27,7 +27,7 @@ class CQLAgent(ContinuousAgent):
   """Conservative Q-learning with a SAC actor.
 
   Args:
-    num_actions, observation_shape: as in ContinuousAgent.
+    action_dim, observation_shape: as in ContinuousAgent.
     hidden_sizes: hidden layers of the policy and of each critic.
     policy_learning_rate: Adam rate of the policy and the temperature.
     critic_learning_rate: Adam rate of the critics.
@@ -39,7 +39,7 @@ class CQLAgent(ContinuousAgent):
     **kwargs: ContinuousAgent's arguments.
   """
 
-  def __init__(self, num_actions: int, observation_shape: Sequence[int],
+  def __init__(self, action_dim: int, observation_shape: Sequence[int],
                hidden_sizes: Sequence[int] = (256, 256, 256),
                policy_learning_rate: float = 1e-4,
                critic_learning_rate: float = 3e-4,
@@ -49,7 +49,7 @@ class CQLAgent(ContinuousAgent):
                temperature: float = 1.0,
                target_entropy: Optional[float] = None,
                **kwargs):
-    super().__init__(num_actions, observation_shape, **kwargs)
+    super().__init__(action_dim, observation_shape, **kwargs)
     self.tau = tau
     self.cql_weight = cql_weight
     self.num_sampled_actions = num_sampled_actions

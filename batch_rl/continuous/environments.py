@@ -23,9 +23,9 @@ class ContinuousEnvironmentSpec:
   """What a continuous-control agent is built for.
 
   `action_low`/`action_high` are the task's own bounds, which the
-  environment's [-1, 1] actions are mapped onto. `num_actions`,
+  environment's [-1, 1] actions are mapped onto. `action_dim`,
   `observation_shape`, `observation_dtype` and `stack_size` are the fields
-  `registry.create_agent` reads from every environment spec.
+  `registry.create_agent` reads to build a continuous agent.
   """
   name: str
   observation_dim: int
@@ -35,10 +35,6 @@ class ContinuousEnvironmentSpec:
   max_episode_steps: int
   stack_size: int = STACK_SIZE
   observation_dtype: np.dtype = np.dtype(np.float32)
-
-  @property
-  def num_actions(self) -> int:
-    return self.action_dim
 
   @property
   def observation_shape(self) -> tuple[int]:

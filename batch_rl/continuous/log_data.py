@@ -22,8 +22,7 @@ import gin
 import numpy as np
 
 from batch_rl import command_line
-from batch_rl.continuous import CONTINUOUS_AGENTS
-from batch_rl.continuous import create_continuous_agent
+from batch_rl.agents import registry
 from batch_rl.continuous.actor_critic import DDPGAgent
 from batch_rl.continuous.environments import make_continuous_environment
 from batch_rl.continuous.replay_writer import EpisodeReplayWriter
@@ -49,11 +48,11 @@ def log_online_replay(base_dir: str, env_name: str = 'Hopper-v5',
   Returns:
     The undiscounted return of every finished episode.
   """
-  if not issubclass(CONTINUOUS_AGENTS.get(agent_name, DDPGAgent), DDPGAgent):
+  if not issubclass(registry.agent_class(agent_name), DDPGAgent):
     raise ValueError(f'--agent={agent_name}: the logger trains deterministic '
                      'actor-critic agents (ddpg, td3 and their ensembles).')
   env, spec = make_continuous_environment(env_name)
-  agent = create_continuous_agent(agent_name, spec, seed=seed)
+  agent = registry.create_agent(agent_name, spec, seed=seed)
   replay_dir = os.path.join(base_dir, REPLAY_SUBDIR)
   writer = EpisodeReplayWriter(
       replay_capacity, spec.observation_dim, spec.action_dim,

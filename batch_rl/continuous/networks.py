@@ -11,17 +11,9 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
+from batch_rl.agents.seeds import SeedStream
+
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # SAC's bounds on the policy log-std.
-
-
-class SeedStream:
-  """Distinct, reproducible integer seeds for initializers and generators."""
-
-  def __init__(self, seed: int):
-    self._rng = np.random.default_rng(seed)
-
-  def __call__(self) -> int:
-    return int(self._rng.integers(2**31 - 1))
 
 
 def mlp(hidden_sizes: Sequence[int], output_size: int, seeds: SeedStream,

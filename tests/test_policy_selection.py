@@ -1,4 +1,4 @@
-"""Offline model selection: held-out split, held-out TD error, FQE, `select`."""
+"""Offline policy selection: held-out split, held-out TD error, FQE, the CLI."""
 
 import csv
 import functools
@@ -15,12 +15,10 @@ from dopamine.replay_memory import circular_replay_buffer
 
 from batch_rl import command_line
 from batch_rl import experiment
+from batch_rl import policy_selection
 from batch_rl.agents import dqn_agent
-from batch_rl.agents import losses
 from batch_rl.agents import networks
 from batch_rl.agents import optimizers
-from batch_rl.analysis import __main__ as analysis_main
-from batch_rl.analysis import model_selection
 from batch_rl.data import dopamine_replay
 from batch_rl.data import pipeline
 from batch_rl.data import sources
@@ -111,11 +109,11 @@ def test_heldout_td_error_matches_numpy_reference(tmp_path, td_loss):
   held_out = DataSelection(holdout_fraction=0.2, seed=1).split_holdout(
       store.valid_indices(stack_size, horizon))[1]
   assert len(held_out) > 40
-  mean_td_error = model_selection.mean_td_error_fn(
-      agent, dqn_agent.TD_LOSSES[td_loss])
   # A batch size that leaves a partial last batch.
-  got = mean_td_error(model_selection.ordered_transitions(
-      store, held_out, stack_size, horizon, gamma, batch_size=7))
+  got = policy_selection.mean_td_error(
+      agent, policy_selection.ordered_transitions(
+          store, held_out, stack_size, horizon, gamma, batch_size=7),
+      dqn_agent.TD_LOSSES[td_loss])
 
   batch = transitions.gather_from_arrays(arrays, held_out, stack_size,
                                          horizon, gamma)
@@ -165,15 +163,15 @@ def test_fqe_converges_to_the_value_of_a_fixed_policy(tmp_path):
   # neither the optimal value (1 + 0.9 + 0.81) nor the behaviour's.
   policy = lambda states: tf.cast(  # pylint: disable=g-long-lambda
       tf.argmax(states[..., 0], axis=1) != 1, tf.int32)
-  starts = model_selection.episode_start_indices(store, 1)
+  starts = policy_selection.episode_start_indices(store, 1)
   initial_states = np.concatenate([
-      b['state'].numpy() for b in model_selection.ordered_transitions(
+      b['state'].numpy() for b in policy_selection.ordered_transitions(
           store, starts, 1, 1, CHAIN_GAMMA)])
   assert len(initial_states) > 50
   np.testing.assert_array_equal(initial_states[:, :, 0],
                                 np.eye(3)[np.zeros(len(starts), int)])
   tf.random.set_seed(0)
-  estimate = model_selection.fitted_q_evaluation(
+  estimate = policy_selection.fitted_q_evaluation(
       policy,
       lambda name: networks.QHeadsNetwork(  # pylint: disable=g-long-lambda
           2, 1, torso=functools.partial(networks.MLPTorso, (32,)), name=name),
@@ -182,7 +180,7 @@ def test_fqe_converges_to_the_value_of_a_fixed_policy(tmp_path):
       target_update_period=25)
   assert estimate == pytest.approx(1.9, abs=0.02)
   # Rewards 0 (padding) to 1: every return lies in [0, 1 / (1 - gamma)].
-  assert model_selection.value_bounds(store, CHAIN_GAMMA) == pytest.approx(
+  assert policy_selection.value_bounds(store, CHAIN_GAMMA) == pytest.approx(
       (0., 10.))
 
 
@@ -218,9 +216,8 @@ def tiny_run(tmp_path_factory):
 def test_select_writes_one_finite_row_per_checkpoint(tiny_run, tmp_path,
                                                      capsys):
   out = str(tmp_path / 'selection')
-  assert analysis_main.main([
-      'select', '--base_dirs', tiny_run, '--out', out, '--fqe_steps', '40',
-      '--max_heldout', '600']) == 0
+  options = policy_selection.SelectionOptions(fqe_steps=40, max_heldout=600)
+  assert policy_selection.run([tiny_run], out, options) == 0
   with open(os.path.join(out, 'selection.csv')) as f:
     rows = list(csv.DictReader(f))
   with open(os.path.join(tiny_run, 'metrics.csv')) as f:
@@ -247,8 +244,9 @@ def test_select_errors_name_the_run(tiny_run, tmp_path, capsys):
   bare.mkdir()
   for name in ('run_info.json', 'metrics.csv'):
     (bare / name).write_bytes(open(os.path.join(tiny_run, name), 'rb').read())
-  assert analysis_main.main(['select', '--base_dirs', str(bare),
-                             '--out', str(tmp_path / 'out')]) == 2
+  options = policy_selection.SelectionOptions()
+  out = str(tmp_path / 'out')
+  assert policy_selection.run([str(bare)], out, options) == 2
   error = capsys.readouterr().err
   assert f'{bare}/checkpoints: no iteration_N checkpoint' in error
   assert 'checkpoints_kept' in error
@@ -257,17 +255,30 @@ def test_select_errors_name_the_run(tiny_run, tmp_path, capsys):
   info = json.loads((bare / 'run_info.json').read_text())
   del info['gin_config']
   (bare / 'run_info.json').write_text(json.dumps(info))
-  assert analysis_main.main(['select', '--base_dirs', str(bare),
-                             '--out', str(tmp_path / 'out')]) == 2
+  assert policy_selection.run([str(bare)], out, options) == 2
   error = capsys.readouterr().err
   assert f'{bare}/run_info.json: missing keys [\'gin_config\']' in error
 
-  assert analysis_main.main(['select', '--base_dirs', str(tmp_path / 'none'),
-                             '--out', str(tmp_path / 'out')]) == 2
+  assert policy_selection.run([str(tmp_path / 'none')], out, options) == 2
   assert 'no such directory' in capsys.readouterr().err
 
 
-def test_report_command_still_starts_without_tensorflow():
+def test_command_line_lists_its_flags_and_rejects_missing_ones():
+  command = [sys.executable, '-m', 'batch_rl.policy_selection']
+  usage = subprocess.run(command + ['--help'], capture_output=True,
+                         text=True, cwd=REPO, check=False)
+  assert usage.returncode == 0 and '--fqe_steps' in usage.stdout
+  missing = subprocess.run(command + ['--out=/nonexistent'],
+                           capture_output=True, text=True, cwd=REPO,
+                           check=False)
+  assert missing.returncode == 2
+  assert missing.stderr.strip() == 'error: missing flags: --base_dirs.'
+
+
+def test_analysis_imports_no_agents_or_experiments():
   code = ('import sys; import batch_rl.analysis.__main__ as m; m._parser(); '
-          'assert "tensorflow" not in sys.modules, "TF imported"')
+          'import batch_rl.analysis.report, batch_rl.analysis.runs; '
+          'loaded = [n for n in sys.modules if n.startswith(('
+          '"tensorflow", "batch_rl.agents", "batch_rl.experiment"))]; '
+          'assert not loaded, loaded')
   subprocess.run([sys.executable, '-c', code], check=True, cwd=REPO)

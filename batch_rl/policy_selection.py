@@ -1,18 +1,23 @@
-"""Offline model selection: estimates per saved checkpoint, no environment.
+r"""Offline policy selection: estimates per saved checkpoint, no environment.
 
-For every checkpoint `base_dir/checkpoints/iteration_N` of a run:
-- held-out TD error: mean L(y - Q(s, a)) over held-out transitions with
-  y = clip(r) + gamma^n (1 - terminal) max_a' Q_target(s', a'), from the
-  checkpoint's own online and target networks;
+  python -m batch_rl.policy_selection --base_dirs=RUN[,RUN...] --out=OUT \
+      [--fqe_steps=5000] [--holdout_fraction=F] [--holdout_seed=S] \
+      [--replay_dir=D]
+
+For every checkpoint `base_dir/checkpoints/iteration_N` of a run of a
+discrete agent:
+- held-out TD error: mean L(agent.td_error(batch)) over held-out
+  transitions, the TD error as the agent's own loss sees it (clipped
+  rewards, n-step discount, the checkpoint's target network);
 - Fitted Q Evaluation (FQE) of the checkpoint's greedy policy pi: a fresh
   Q-network trained on the logged one-step transitions towards
   y = r + gamma (1 - terminal) Q_fqe_target(s', pi(s')); the estimate is the
   mean of Q_fqe(s0, pi(s0)) over the first states of the stored episodes, a
   discounted return in the data's reward scale.
 
-The agent is rebuilt from the run's operative gin config (run_info.json).
-Unlike the rest of `batch_rl.analysis` this module imports TensorFlow, so
-the command line imports it only for `select`.
+The agent is rebuilt from the run's operative gin config (run_info.json) and
+scored through its public API only (`td_error`, `greedy_actions`), so every
+registered discrete agent can be selected.
 """
 
 import csv
@@ -20,18 +25,22 @@ import dataclasses
 import inspect
 import math
 import os
+import sys
 from typing import Callable, Optional, Sequence
 
+from absl import app
+from absl import flags
 import gin
 import numpy as np
 from scipy import stats
 import tensorflow as tf
 
+from batch_rl import command_line
 from batch_rl import experiment
+from batch_rl.agents import base
 from batch_rl.agents import dqn_agent
 from batch_rl.agents import losses
 from batch_rl.agents import networks
-from batch_rl.agents import q_agent
 from batch_rl.agents import registry
 from batch_rl.analysis import runs
 from batch_rl.analysis.errors import AnalysisError
@@ -101,49 +110,15 @@ def ordered_transitions(store: ReplayStore, indices: np.ndarray,
           .map(gather).prefetch(tf.data.AUTOTUNE))
 
 
-def td_errors(agent: q_agent.QAgent, batch, td_loss=losses.huber_loss):
-  """[B] L(y - Q(s, a)), y = clip(r) + gamma^n (1 - t) max_a' Q_target(s', a').
-
-  Q is the agent's `_q_values` (the mean over heads or the expectation of a
-  distribution), so every discrete agent is scored on the same scale.
-  """
-  reward = batch['reward']
-  if agent.reward_clip is not None:
-    reward = tf.clip_by_value(reward, -agent.reward_clip, agent.reward_clip)
-  next_q = agent._q_values(agent.target_network(batch['next_state']))  # pylint: disable=protected-access
-  discount = agent.cumulative_gamma * (
-      1. - tf.cast(batch['terminal'], tf.float32))
-  target = losses.bellman_target(reward, discount,
-                                 tf.reduce_max(next_q, axis=1))
-  chosen = losses.select_actions(agent.q_values(batch['state']),
-                                 batch['action'])
-  return td_loss(target, chosen)
-
-
-def mean_td_error_fn(agent: q_agent.QAgent, td_loss=losses.huber_loss
-                     ) -> Callable[[tf.data.Dataset], float]:
-  """dataset -> mean of `td_errors` over one pass of it.
-
-  Built once per agent: its traces serve every checkpoint restored into it.
-  """
-  errors = tf.function(lambda batch: td_errors(agent, batch, td_loss),
-                       reduce_retracing=True)
-
-  def mean_td_error(dataset):
-    total, count = 0.0, 0
-    for batch in dataset:
-      batch_errors = errors(batch).numpy().astype(np.float64)
-      total += batch_errors.sum()
-      count += len(batch_errors)
-    return total / count
-
-  return mean_td_error
-
-
-def greedy_policy(agent: q_agent.QAgent) -> Callable:
-  """states [B, ...] -> [B] int32 actions of highest online Q-value."""
-  return lambda states: tf.argmax(agent.q_values(states), axis=1,
-                                  output_type=tf.int32)
+def mean_td_error(agent: base.Agent, dataset: tf.data.Dataset,
+                  td_loss=losses.huber_loss) -> float:
+  """Mean of L(agent.td_error(batch)) over one pass of `dataset`."""
+  total, count = 0.0, 0
+  for batch in dataset:
+    errors = td_loss(agent.td_error(batch), 0.).numpy().astype(np.float64)
+    total += errors.sum()
+    count += len(errors)
+  return total / count
 
 
 def fitted_q_evaluation(policy: Callable, make_network: Callable,
@@ -239,7 +214,7 @@ def episode_start_indices(store: ReplayStore, stack_size: int,
 @dataclasses.dataclass
 class _RunData:
   """A run's agent (rebuilt from gin) and the data it trained on."""
-  agent: q_agent.QAgent
+  agent: base.Agent
   store: ReplayStore
   stack_size: int
   selection: DataSelection
@@ -276,15 +251,12 @@ def _load_run(run_dir: str, replay_dir: Optional[str]) -> _RunData:
                         f'{message}') from e
   env, spec = factory.create_environment(info['environment'])
   env.close()
-  agent = registry.create_agent(info['agent_name'], spec.num_actions,
-                                spec.observation_shape,
-                                spec.observation_dtype, spec.stack_size,
+  agent = registry.create_agent(info['agent_name'], spec,
                                 seed=int(info['seed']))
-  if not isinstance(agent, q_agent.QAgent):
+  if not isinstance(agent.actions, base.DiscreteActions):
     raise AnalysisError(
-        f'{info_path}: agent {info["agent_name"]!r} is not a discrete Q agent; '
-        'select scores the Q-values of dqn, c51, quantile, multi_head_dqn and '
-        'multi_network_dqn runs.')
+        f'{info_path}: agent {info["agent_name"]!r} has continuous actions; '
+        'policy selection scores agents with discrete actions.')
   selection = _run_selection()
   store = sources.open_store(replay_dir, selection, spec.stack_size,
                              agent.update_horizon)
@@ -345,8 +317,7 @@ def evaluate_run(run_dir: str, options: SelectionOptions) -> list[dict]:
           'create_runner.selection=@DataSelection() and '
           'DataSelection.holdout_fraction when training for an honest '
           'held-out TD error.')
-  mean_td_error = mean_td_error_fn(agent,
-                                   dqn_agent.TD_LOSSES[options.td_loss])
+  td_loss = dqn_agent.TD_LOSSES[options.td_loss]
   heldout_dataset = ordered_transitions(
       data.store, held_out, data.stack_size, agent.update_horizon,
       agent.gamma)
@@ -363,18 +334,18 @@ def evaluate_run(run_dir: str, options: SelectionOptions) -> list[dict]:
   for iteration in checkpoints.iterations():
     path = checkpoints.path(iteration)
     if not agent.unbundle(path, iteration, None):
-      raise AnalysisError(f'{path}: no {q_agent.CHECKPOINT_PREFIX}-{iteration}'
+      raise AnalysisError(f'{path}: no {base.CHECKPOINT_PREFIX}-{iteration}'
                           '.index; the checkpoint is incomplete.')
     # The same FQE initialization and batches for every checkpoint.
     tf.random.set_seed(seed)
     fqe = fitted_q_evaluation(
-        greedy_policy(agent),
+        agent.greedy_actions,
         lambda name: networks.QHeadsNetwork(agent.num_actions, 1, name=name),
         fqe_dataset, initial_states, agent.gamma, options.fqe_steps,
         options.fqe_learning_rate, options.fqe_target_update_period)
     rows.append({
         'run': run_dir, 'iteration': iteration,
-        'heldout_td_error': mean_td_error(heldout_dataset),
+        'heldout_td_error': mean_td_error(agent, heldout_dataset, td_loss),
         'fqe_estimate': fqe,
         'eval_return_mean': float(eval_returns.get(iteration, float('nan'))),
         'heldout_disjoint': disjoint,
@@ -453,3 +424,60 @@ def write_selection(base_dirs: Sequence[str], out_dir: str,
     writer.writeheader()
     writer.writerows(rows)
   return path, rows
+
+
+flags.DEFINE_list('base_dirs', None, 'Directories searched recursively for '
+                  'runs (run_info.json + metrics.csv + checkpoints/).')
+flags.DEFINE_string('out', None, 'Output directory for selection.csv.')
+flags.DEFINE_float('holdout_fraction', None, 'Fraction held out (default: '
+                   "the run's DataSelection.holdout_fraction, else "
+                   f'{DEFAULT_HOLDOUT_FRACTION}).')
+flags.DEFINE_integer('holdout_seed', None, 'Seed of the held-out set and of '
+                     "FQE (default: the run's DataSelection.seed).")
+flags.DEFINE_integer('max_heldout', SelectionOptions.max_heldout,
+                     'Held-out transitions scored at most.')
+flags.DEFINE_enum('td_loss', SelectionOptions.td_loss,
+                  list(dqn_agent.TD_LOSSES), 'Per-transition TD error.')
+flags.DEFINE_integer('fqe_steps', SelectionOptions.fqe_steps,
+                     'FQE gradient steps per checkpoint.')
+flags.DEFINE_integer('fqe_batch_size', SelectionOptions.fqe_batch_size,
+                     'Transitions per FQE step.')
+flags.DEFINE_float('fqe_learning_rate', SelectionOptions.fqe_learning_rate,
+                   "FQE's Adam step size.")
+flags.DEFINE_integer('fqe_target_update_period',
+                     SelectionOptions.fqe_target_update_period,
+                     'FQE steps between target-network copies.')
+FLAGS = flags.FLAGS
+
+
+def run(base_dirs: Sequence[str], out_dir: str,
+        options: SelectionOptions) -> int:
+  """Selects, prints the summary; user errors print one line and return 2."""
+  try:
+    path, rows = write_selection(base_dirs, out_dir, options)
+  except (AnalysisError, ValueError, OSError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  print(summary(rows))
+  print(f'wrote {path}')
+  return 0
+
+
+def main(argv) -> int:
+  del argv
+  try:
+    command_line.require_flags('base_dirs', 'out')
+  except ValueError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  return run(FLAGS.base_dirs, FLAGS.out, SelectionOptions(
+      holdout_fraction=FLAGS.holdout_fraction, seed=FLAGS.holdout_seed,
+      max_heldout=FLAGS.max_heldout, td_loss=FLAGS.td_loss,
+      fqe_steps=FLAGS.fqe_steps, fqe_batch_size=FLAGS.fqe_batch_size,
+      fqe_learning_rate=FLAGS.fqe_learning_rate,
+      fqe_target_update_period=FLAGS.fqe_target_update_period,
+      replay_dir=FLAGS.replay_dir))
+
+
+if __name__ == '__main__':
+  app.run(lambda argv: sys.exit(main(argv)))
