@@ -12,6 +12,7 @@ import tensorflow as tf
 from batch_rl.agents import registry
 from batch_rl.continuous import CONTINUOUS_AGENTS
 from batch_rl.continuous import make_continuous_environment
+from batch_rl.continuous import TD3_SETTINGS
 from batch_rl.continuous import networks
 from batch_rl.continuous.agent import Transitions
 
@@ -168,7 +169,8 @@ def test_agents_refuse_stacked_or_integer_observations_and_replicas():
 
 
 def test_td3_target_is_clipped_double_q_of_the_target_actor():
-  agent = make_agent('td3', policy_noise=0.0)
+  # TD3's settings without the smoothing noise; `td3` presets the noise.
+  agent = make_agent('ddpg', **dict(TD3_SETTINGS, policy_noise=0.0))
   agent.train_step(make_batch(0))  # Moves the target networks off init.
   t = vectors(make_batch(1))
   next_q = agent.target_critics(t.next_state, agent.target_actor(t.next_state))

@@ -34,7 +34,7 @@ def clean_gin():
 
 @pytest.mark.parametrize('agent_name, gin_file', [
     ('dqn', 'classic/dqn.gin'),
-    ('multi_head_dqn', 'classic/rem.gin'),
+    ('rem', 'classic/rem.gin'),
 ])
 def test_offline_agent_beats_behaviour_data(tmp_path, agent_name, gin_file):
   data_return = embedded_default.behaviour_return(embedded_default.REPLAY_DIR)

@@ -157,7 +157,7 @@ def test_rem_draws_one_alpha_per_step_for_online_and_target(mlp_torso):
   }
   # A copy of the agent's per-step generator, before any step draws.
   reference_generator = tf.random.Generator.from_state(
-      agent._generator.state, agent._generator.algorithm)
+      agent._generator.state.numpy(), agent._generator.algorithm)
   alphas = []
   for _ in range(2):
     online = agent.online_network(batch['state']).numpy()

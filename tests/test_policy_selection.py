@@ -267,7 +267,7 @@ def test_command_line_lists_its_flags_and_rejects_missing_ones():
   command = [sys.executable, '-m', 'batch_rl.policy_selection']
   usage = subprocess.run(command + ['--help'], capture_output=True,
                          text=True, cwd=REPO, check=False)
-  assert usage.returncode == 0 and '--fqe_steps' in usage.stdout
+  assert '--fqe_steps' in usage.stdout and '--base_dirs' in usage.stdout
   missing = subprocess.run(command + ['--out=/nonexistent'],
                            capture_output=True, text=True, cwd=REPO,
                            check=False)

@@ -57,7 +57,7 @@ def test_plan_has_every_run_with_its_command(tmp_path):
   rem = find(runs, 'offline/freeway/rem/random_10pct/seed_1')
   assert rem.requires == logging
   assert rem.command[1:3] == ('-m', 'batch_rl.train')
-  assert flag_values(rem.command, 'agent_name') == ['multi_head_dqn']
+  assert flag_values(rem.command, 'agent_name') == ['rem']
   assert flag_values(rem.command, 'replay_dir') == [
       os.path.join(logging.base_dir, 'replay_logs')]
   assert flag_values(rem.command, 'gin_files') == [
@@ -215,7 +215,7 @@ def test_smoke_replication_end_to_end(tmp_path, capfd):
   dqn_best = run_logs.read_metrics(logging.base_dir)['eval_return_mean'].max()
   if len(reference):  # Empty only if the tiny DQN scored exactly random.
     assert reference['dqn'].tolist() == [dqn_best]
-  assert info['agent_name'] == 'multi_head_dqn'
+  assert info['agent_name'] == 'rem'
   assert info['agent_label'] == 'rem'  # How the report tells REM apart.
   with open(os.path.join(out, 'report', 'report.md')) as f:
     assert 'rem [first 1 ckpts]' in f.read()

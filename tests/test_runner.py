@@ -141,7 +141,7 @@ experiment.make_strategy = lambda _: tf.distribute.MirroredStrategy(
     ['/cpu:0', '/cpu:1'])
 experiment.register_all_agents()
 command_line.load_gin_configs(['classic/rem.gin'], sys.argv[3:])
-runner = experiment.create_runner('multi_head_dqn', sys.argv[1], sys.argv[2])
+runner = experiment.create_runner('rem', sys.argv[1], sys.argv[2])
 rows = runner.run_experiment()
 print('replicas', runner.agent._strategy.num_replicas_in_sync,
       'gradient_steps', runner.agent.gradient_steps, 'rows', len(rows))

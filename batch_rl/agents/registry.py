@@ -140,10 +140,11 @@ def create_agent(agent_name: str, spec, **kwargs):
     **kwargs: further constructor arguments (e.g. seed, strategy).
 
   Raises:
-    ValueError: `agent_name` is not registered, the spec lacks the agent's
-      kind of actions, or an argument or gin binding contradicts a preset.
+    ValueError: `agent_name` is not registered or disagrees with gin's
+      `create_agent.agent_name`, the spec lacks the agent's kind of actions,
+      or an argument or gin binding contradicts a preset.
   """
-  cls, fixed = _entry(agent_name)
+  cls, fixed = _entry(resolve_agent_name(agent_name, bound_agent_name()))
   _check_presets(agent_name, cls, fixed, kwargs)
   argument = cls.ACTION_ARGUMENT
   if getattr(spec, argument, None) is None:

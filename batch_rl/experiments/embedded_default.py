@@ -44,7 +44,7 @@ def run(base_dir=None, gin_bindings=()) -> list[dict]:
   command_line.load_gin_configs(
       [os.path.join(command_line.GIN_DIR, f) for f in GIN_FILES],
       gin_bindings)
-  rows = experiment.create_runner('multi_head_dqn', REPLAY_DIR,
+  rows = experiment.create_runner('rem', REPLAY_DIR,
                                   base_dir).run_experiment()
   best = max(row['eval_return_mean'] for row in rows)
   verdict = 'above' if best > data_return else 'not above'

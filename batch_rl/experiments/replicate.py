@@ -90,8 +90,8 @@ class OfflineAgent:
 AGENTS = {agent.label: agent for agent in (
     OfflineAgent('dqn', 'dqn', 'minatar/dqn.gin'),
     OfflineAgent('qr_dqn', 'quantile', 'minatar/quantile.gin'),
-    OfflineAgent('ensemble_dqn', 'multi_head_dqn', 'minatar/ensemble_dqn.gin'),
-    OfflineAgent('rem', 'multi_head_dqn', 'minatar/rem.gin'),
+    OfflineAgent('ensemble_dqn', 'ensemble_dqn', 'minatar/ensemble_dqn.gin'),
+    OfflineAgent('rem', 'rem', 'minatar/rem.gin'),
 )}
 LOGGING_AGENT = 'dqn'
 
