@@ -1,4 +1,4 @@
-"""The shared agent base: seeding, acting RNG, checkpoints, exploration, registry.
+"""The agent base: seeding, acting RNG, checkpoints, exploration, registry.
 
 Agents of both families are built through `registry.create_agent` from
 small specs, as the runner builds them.
@@ -28,6 +28,9 @@ AGENTS = {
     'c51': (DISCRETE, {'num_atoms': 5}),
     'td3': (CONTINUOUS, {'hidden_sizes': (8,)}),
     'cql': (CONTINUOUS, {'hidden_sizes': (8,)}),
+    'bcq': (CONTINUOUS, {'actor_hidden_sizes': (8,),
+                         'critic_hidden_sizes': (8,),
+                         'vae_hidden_sizes': (8,)}),
 }
 
 
@@ -136,7 +139,7 @@ def test_batches_without_training_elements_are_named():
 # ---- Public evaluation API. ----
 
 
-@pytest.mark.parametrize('name', ['dqn', 'c51', 'td3'])
+@pytest.mark.parametrize('name', ['dqn', 'c51', 'td3', 'cql', 'bcq'])
 def test_greedy_actions_and_td_error_shapes(name):
   spec, _ = AGENTS[name]
   agent = make(name, seed=0)
@@ -146,6 +149,8 @@ def test_greedy_actions_and_td_error_shapes(name):
     assert actions.shape == (6,) and actions.dtype == np.int32
     np.testing.assert_array_equal(
         actions, np.argmax(agent.q_values(batch['state']), axis=1))
+  elif name == 'bcq':  # Acts on sampled actions: only their shape is fixed.
+    assert actions.shape == (6, 2) and np.abs(actions).max() <= 1
   else:
     np.testing.assert_allclose(actions, agent.policy(batch['state'][..., 0]),
                                rtol=1e-6)
@@ -208,9 +213,9 @@ def test_epsilon_greedy_follows_dopamine_schedule_and_eval_epsilon():
 def test_gaussian_noise_is_clipped_and_off_in_eval_mode():
   explore = exploration.GaussianNoise(stddev=0.5)
   actions, rng = base.ContinuousActions(3), np.random.default_rng(0)
-  greedy = lambda: np.array([0.0, 0.9, -1.0], np.float32)  # pylint: disable=g-long-lambda
+  greedy = _CountingGreedy(np.array([0.0, 0.9, -1.0], np.float32))
   np.testing.assert_array_equal(explore(greedy, actions, 0, True, rng),
-                                greedy())
+                                greedy.action)
   noisy = np.array([explore(greedy, actions, 0, False, rng)
                     for _ in range(4000)])
   assert noisy.dtype == np.float32 and np.abs(noisy).max() <= 1.0

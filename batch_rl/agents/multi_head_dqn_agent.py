@@ -1,6 +1,8 @@
 """Multi-head DQN: Ensemble-DQN (`ensemble_dqn`) and REM (`rem`).
 
 Agarwal et al. (2020). K heads share one torso; the agent acts on their mean.
+Registered as `multi_head_dqn` (the strategy from gin or the arguments) and
+as `ensemble_dqn` and `rem`, whose names preset the strategy.
 """
 
 import functools

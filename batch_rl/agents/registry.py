@@ -56,11 +56,6 @@ def agent_class(agent_name: str):
   return _entry(agent_name)[0]
 
 
-def presets(agent_name: str) -> dict:
-  """The constructor arguments `agent_name` fixes."""
-  return dict(_entry(agent_name)[1])
-
-
 def _entry(agent_name: str):
   if agent_name not in _AGENTS:
     raise ValueError(f"Unknown agent_name '{agent_name}'; valid names: "
@@ -150,7 +145,8 @@ def create_agent(agent_name: str, spec, **kwargs):
   if getattr(spec, argument, None) is None:
     raise ValueError(
         f"agent '{agent_name}' acts on an environment with {argument}; the "
-        f'environment spec {spec} has none.')
+        f'{type(spec).__name__} given has none (discrete agents take '
+        'num_actions, continuous ones action_dim).')
   return cls(**{argument: getattr(spec, argument)},
              observation_shape=spec.observation_shape,
              observation_dtype=spec.observation_dtype,

@@ -12,7 +12,6 @@ from batch_rl.continuous.actor_critic import DDPGAgent
 from batch_rl.continuous.actor_critic import TD3_SETTINGS
 from batch_rl.continuous.actor_critic import TD3BCAgent
 from batch_rl.continuous.actor_critic import VARIANTS
-from batch_rl.continuous.agent import ContinuousAgent
 from batch_rl.continuous.bc import BCAgent
 from batch_rl.continuous.bcq import BCQAgent
 from batch_rl.continuous.cql import CQLAgent

@@ -134,28 +134,24 @@ class DDPGAgent(ContinuousAgent):
       actions = tf.clip_by_value(actions + noise, -1.0, 1.0)
     return actions
 
-  def _td_targets(self, t: Transitions, next_actions, rem_weights):
-    """[K, B] or [B] targets from the target critics at (s', next_actions)."""
-    next_q = losses.combine_target_critics(
-        self.target_critics(t.next_state, next_actions),
-        self.target_combination, rem_weights)
-    return losses.td_target(t.reward, t.terminal, next_q,
-                            self.cumulative_gamma)
-
   def _critic_targets(self, t: Transitions):
-    """The train step's targets: smoothed actions, REM's random mixture."""
-    next_actions = self._target_actions(t.next_state)
+    target_q_values = self.target_critics(t.next_state,
+                                          self._target_actions(t.next_state))
     weights = (losses.random_convex_combination(self.num_critics,
                                                 self._generator)
                if self.target_combination == losses.REM else None)
-    return self._td_targets(t, next_actions, weights)
+    next_q = losses.combine_target_critics(target_q_values,
+                                           self.target_combination, weights)
+    return losses.td_target(t.reward, t.terminal, next_q,
+                            self.cumulative_gamma)
 
-  def _critic_td_error(self, t: Transitions):
-    """mean_k (y_k - Q_k(s, a)), y_k as in training but without its draws:
-    the target actor's actions unsmoothed, REM's mean for its mixture."""
+  def _next_state_value(self, next_states):
+    """The target critics combined at the target actor's unsmoothed actions;
+    REM's mixture is their mean."""
     uniform = tf.fill([self.num_critics], 1.0 / self.num_critics)
-    targets = self._td_targets(t, self.target_actor(t.next_state), uniform)
-    return tf.reduce_mean(targets - self.critics(t.state, t.action), axis=0)
+    return losses.combine_target_critics(
+        self.target_critics(next_states, self.target_actor(next_states)),
+        self.target_combination, uniform)
 
   def _actor_loss(self, q_values, policy_actions, data_actions):
     """-mean Q(s, pi(s)); q_values [B] per the actor objective."""

@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from batch_rl.agents import base
 from batch_rl.agents import exploration as exploration_lib
+from batch_rl.continuous import losses
 from batch_rl.data.transitions import TRAINING_ELEMENTS
 
 Transitions = collections.namedtuple('Transitions', TRAINING_ELEMENTS)
@@ -96,8 +97,9 @@ class ContinuousAgent(base.Agent):
     """The ops of one gradient step; returns scalar tensors, incl. 'loss'."""
     raise NotImplementedError
 
-  def _critic_td_error(self, transitions: Transitions):
-    """[B] TD error on vectors; agents without a critic have none."""
+  def _next_state_value(self, next_states):
+    """[K, B] or [B] V'(s') of the TD target, without the train step's random
+    draws; agents without critics (`self.critics`, [K, B]) have none."""
     raise NotImplementedError(
         f'{type(self).__name__} has no Q-function, so no TD error.')
 
@@ -105,7 +107,12 @@ class ContinuousAgent(base.Agent):
     return self.policy(self._vectors(states))
 
   def _td_error(self, batch):
-    return self._critic_td_error(self._as_vectors(batch))
+    """mean_k (y_k - Q_k(s, a)), y = r + gamma^n (1 - terminal) V'(s')."""
+    t = self._as_vectors(batch)
+    targets = losses.td_target(t.reward, t.terminal,
+                               self._next_state_value(t.next_state),
+                               self.cumulative_gamma)
+    return tf.reduce_mean(targets - self.critics(t.state, t.action), axis=0)
 
   def _train_ops(self, batch) -> dict:
     outputs = self._train(self._as_vectors(batch))

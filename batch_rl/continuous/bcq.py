@@ -122,6 +122,15 @@ class BCQAgent(ContinuousAgent):
                                        lambda q: q[0])
     return actions
 
+  def _next_state_value(self, next_states):
+    """The soft clipped double Q at one perturbed action per state: the
+    VAE's decoding of the latent mean (0) in place of 10 samples."""
+    latent = tf.zeros([tf.shape(next_states)[0], self.latent_dim])
+    actions = self._perturbed(self.target_actor, next_states,
+                              self.vae.decode(next_states, latent))
+    return losses.soft_clipped_double_q(
+        self.target_critics(next_states, actions), self.lam)
+
   def _train(self, t: Transitions):
     vae_variables = self.vae.trainable_variables
     with tf.GradientTape() as tape:

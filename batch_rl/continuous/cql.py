@@ -75,6 +75,11 @@ class CQLAgent(ContinuousAgent):
   def policy(self, states):
     return self.actor.mode(states)
 
+  def _next_state_value(self, next_states):
+    """min_k Q'_k(s', a'), a' the policy's mode in place of a sample."""
+    return losses.soft_clipped_double_q(
+        self.target_critics(next_states, self.actor.mode(next_states)))
+
   def _trackables(self) -> dict:
     return dict(actor=self.actor, critics=self.critics,
                 target_critics=self.target_critics, log_alpha=self.log_alpha,
