@@ -213,19 +213,19 @@ def test_cartpole_dqn_run_logs_replay_and_resumes(tmp_path):
   replay_dir = os.path.join(base_dir, 'replay_logs')
   bindings = [
       'LoggedReplayBuffer.replay_capacity = 1000',
-      'OnlineRunner.training_steps = 1200',
-      'OnlineRunner.evaluation_steps = 100',
+      'Runner.training_steps = 1200',
+      'Runner.evaluation_steps = 100',
       'MIN_REPLAY_HISTORY = 200',
   ]
   try:
     train.train('dqn', base_dir, [GIN_FILE],
-                bindings + ['OnlineRunner.num_iterations = 2'])
+                bindings + ['Runner.num_iterations = 2'])
     first_log = read_metrics(base_dir)
     first_slots = logged_slots(replay_dir, 1000)
     gin.clear_config()
     # Resuming with more iterations continues after the last checkpoint.
     train.train('dqn', base_dir, [GIN_FILE],
-                bindings + ['OnlineRunner.num_iterations = 3'])
+                bindings + ['Runner.num_iterations = 3'])
   finally:
     gin.clear_config()
   assert list(first_log[0]) == list(run_state.METRIC_COLUMNS)

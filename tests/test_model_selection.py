@@ -22,9 +22,9 @@ from batch_rl.agents import optimizers
 from batch_rl.analysis import __main__ as analysis_main
 from batch_rl.analysis import model_selection
 from batch_rl.data import dopamine_replay
-from batch_rl.data import pipeline
 from batch_rl.data import sources
 from batch_rl.data import transitions
+from batch_rl.data.replay_dataset import ReplayDataset
 from batch_rl.data.replay_store import ReplayStore
 from batch_rl.data.selection import DataSelection
 from conftest import fill_dopamine_buffer
@@ -114,8 +114,8 @@ def test_heldout_td_error_matches_numpy_reference(tmp_path, td_loss):
   mean_td_error = model_selection.mean_td_error_fn(
       agent, dqn_agent.TD_LOSSES[td_loss])
   # A batch size that leaves a partial last batch.
-  got = mean_td_error(model_selection.ordered_transitions(
-      store, held_out, stack_size, horizon, gamma, batch_size=7))
+  replay = ReplayDataset(store, stack_size, horizon, gamma)
+  got = mean_td_error(replay.read(held_out, batch_size=7))
 
   batch = transitions.gather_from_arrays(arrays, held_out, stack_size,
                                          horizon, gamma)
@@ -165,10 +165,10 @@ def test_fqe_converges_to_the_value_of_a_fixed_policy(tmp_path):
   # neither the optimal value (1 + 0.9 + 0.81) nor the behaviour's.
   policy = lambda states: tf.cast(  # pylint: disable=g-long-lambda
       tf.argmax(states[..., 0], axis=1) != 1, tf.int32)
-  starts = model_selection.episode_start_indices(store, 1)
+  replay = ReplayDataset(store, 1, 1, CHAIN_GAMMA)
+  starts = model_selection.episode_start_indices(replay)
   initial_states = np.concatenate([
-      b['state'].numpy() for b in model_selection.ordered_transitions(
-          store, starts, 1, 1, CHAIN_GAMMA)])
+      b['state'].numpy() for b in replay.read(starts)])
   assert len(initial_states) > 50
   np.testing.assert_array_equal(initial_states[:, :, 0],
                                 np.eye(3)[np.zeros(len(starts), int)])
@@ -177,7 +177,8 @@ def test_fqe_converges_to_the_value_of_a_fixed_policy(tmp_path):
       policy,
       lambda name: networks.QHeadsNetwork(  # pylint: disable=g-long-lambda
           2, 1, torso=functools.partial(networks.MLPTorso, (32,)), name=name),
-      pipeline.transition_dataset(store, 64, 1, 1, CHAIN_GAMMA, seed=0),
+      replay.batches(64, seed=0,
+                     elements=transitions.TRANSITION_ELEMENTS).unbatch(),
       initial_states, CHAIN_GAMMA, steps=1200, learning_rate=1e-3,
       target_update_period=25)
   assert estimate == pytest.approx(1.9, abs=0.02)
@@ -190,12 +191,12 @@ def test_fqe_converges_to_the_value_of_a_fixed_policy(tmp_path):
 
 TINY_RUN = [
     'MLPTorso.hidden_units = (16,)',
-    'FixedReplayRunner.num_iterations = 3',
-    'FixedReplayRunner.training_steps = 30',
-    'FixedReplayRunner.evaluation_steps = 30',
-    'FixedReplayRunner.max_steps_per_episode = 30',
-    'FixedReplayRunner.checkpoints_kept = 10',
-    'FixedReplayRunner.progress = False',
+    'Runner.num_iterations = 3',
+    'Runner.training_steps = 30',
+    'Runner.evaluation_steps = 30',
+    'Runner.max_steps_per_episode = 30',
+    'Runner.checkpoints_kept = 10',
+    'Runner.progress = False',
     'create_runner.selection = @DataSelection()',
     'DataSelection.holdout_fraction = 0.1',
     'DataSelection.seed = 2',

@@ -95,7 +95,7 @@ def test_full_scale_budget_and_estimate(tmp_path):
 def test_budget_without_binding_names_the_files():
   with pytest.raises(replicate.ReplicationError,
                      match=r'minatar/dqn.gin: no binding of '
-                     r'OnlineRunner.num_iterations'):
+                     r'Runner.num_iterations'):
     replicate.Budget.from_gin(['minatar/dqn.gin'], 'OnlineRunner')
 
 

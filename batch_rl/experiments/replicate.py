@@ -9,7 +9,7 @@ r"""Small-scale replication of Agarwal et al. (2020) on MinAtar, one command.
 
 Stages (all three unless --only names one):
 1. logging: online DQN logs its replay, per game and seed
-   (`python -m batch_rl.baselines.train`, gin/replication/logging.gin).
+   (`python -m batch_rl.log_data`, gin/replication/logging.gin).
 2. offline: DQN, QR-DQN, Ensemble-DQN and REM, per game and seed, on that
    seed's logged replay: all of it, a random 10% of its transitions and its
    first 10% of checkpoints (`python -m batch_rl.train`,
@@ -51,6 +51,7 @@ from batch_rl.analysis import runs as run_logs
 from batch_rl.analysis import scores
 from batch_rl.environments import factory
 from batch_rl.environments import minatar
+from batch_rl.run_directory import RunDirectory
 from batch_rl.runner import evaluation
 
 STAGES = ('logging', 'offline', 'report')
@@ -60,9 +61,6 @@ SELECTIONS = ('all', 'random_10pct', 'first_10pct')
 SUBSET_FRACTION = 0.1
 PROTOCOL = 'best'  # A run's score is its best iteration, as in the paper.
 RANDOM_POLICY_SEED = 0
-# batch_rl.baselines.online_experiment.REPLAY_LOG_DIR (importing it would
-# load TensorFlow into this process, which only launches runs).
-REPLAY_LOG_DIR = 'replay_logs'
 
 # Time model: wall seconds measured on the shared 2-core development machine
 # at a load average of 5 to 7 (docs/RESULTS.md). The progress lines rescale
@@ -78,20 +76,19 @@ class OfflineAgent:
   """An offline agent of the replication.
 
   Attributes:
-    label: its name in the report and in run directories.
-    agent_name: the registry name `python -m batch_rl.train` builds.
-    gin_file: its hyperparameters, under gin/.
+    label: its run directories' name.
+    gin_file: its hyperparameters under gin/, binding the registered name
+      (`create_agent.agent_name`) the report shows.
   """
   label: str
-  agent_name: str
   gin_file: str
 
 
 AGENTS = {agent.label: agent for agent in (
-    OfflineAgent('dqn', 'dqn', 'minatar/dqn.gin'),
-    OfflineAgent('qr_dqn', 'quantile', 'minatar/quantile.gin'),
-    OfflineAgent('ensemble_dqn', 'multi_head_dqn', 'minatar/ensemble_dqn.gin'),
-    OfflineAgent('rem', 'multi_head_dqn', 'minatar/rem.gin'),
+    OfflineAgent('dqn', 'minatar/dqn.gin'),
+    OfflineAgent('qr_dqn', 'minatar/quantile.gin'),
+    OfflineAgent('ensemble_dqn', 'minatar/ensemble_dqn.gin'),
+    OfflineAgent('rem', 'minatar/rem.gin'),
 )}
 LOGGING_AGENT = 'dqn'
 
@@ -146,7 +143,8 @@ class Budget:
   max_steps_per_episode: int
 
   @classmethod
-  def from_gin(cls, gin_files: Sequence[str], runner: str) -> 'Budget':
+  def from_gin(cls, gin_files: Sequence[str], runner: str = 'Runner'
+               ) -> 'Budget':
     values = gin_literals(gin_files)
     fields = [f.name for f in dataclasses.fields(cls)]
     missing = [f'{runner}.{f}' for f in fields if f'{runner}.{f}' not in values]
@@ -167,7 +165,7 @@ class Run:
     seed: the run's seed (offline runs train on that seed's logged replay).
     name: its directory relative to --out, e.g. 'logging/breakout/seed_0'.
     base_dir: its run directory.
-    agent_label: the agent's name in the report.
+    agent_label: the agent's directory name (see OfflineAgent.label).
     command: the command line that runs (or resumes) it.
     num_iterations: the iterations of a finished run.
     estimated_s: its expected duration when started from scratch.
@@ -185,15 +183,11 @@ class Run:
   requires: Optional['Run'] = None
 
   def finished_iterations(self) -> int:
-    path = os.path.join(self.base_dir, run_logs.METRICS)
-    if not os.path.isfile(path):
-      return 0
-    with open(path, newline='') as f:
-      return sum(1 for _ in csv.DictReader(f))
+    return RunDirectory(self.base_dir).finished_iterations()
 
   @property
   def finished(self) -> bool:
-    return self.finished_iterations() >= self.num_iterations
+    return RunDirectory(self.base_dir).is_complete(self.num_iterations)
 
   def remaining_s(self) -> float:
     done = min(self.finished_iterations(), self.num_iterations)
@@ -232,16 +226,15 @@ def plan(out: str, scale: Scale, games: Sequence[str], seeds: Sequence[int],
   Seed-major order gives a complete first seed of every game and agent
   early, so an interrupted replication already has something to report.
   """
-  logging_budget = Budget.from_gin(scale.logging_gin_files, 'OnlineRunner')
-  offline_budget = Budget.from_gin(scale.offline_gin_files,
-                                   'FixedReplayRunner')
+  logging_budget = Budget.from_gin(scale.logging_gin_files)
+  offline_budget = Budget.from_gin(scale.offline_gin_files)
   python = sys.executable
   logging_runs = {}
   for seed in seeds:
     for game in games:
       name = os.path.join('logging', game, f'seed_{seed}')
       base_dir = os.path.join(out, name)
-      command = [python, '-m', 'batch_rl.baselines.train',
+      command = [python, '-m', 'batch_rl.log_data',
                  f'--agent_name={LOGGING_AGENT}', f'--base_dir={base_dir}']
       command += _gin_flags(scale.logging_gin_files, [
           f'create_online_runner.environment_name="minatar:{game}"',
@@ -262,13 +255,11 @@ def plan(out: str, scale: Scale, games: Sequence[str], seeds: Sequence[int],
           base_dir = os.path.join(out, name)
           command = [
               python, '-m', 'batch_rl.train',
-              f'--agent_name={agent.agent_name}',
-              f'--replay_dir={os.path.join(source.base_dir, REPLAY_LOG_DIR)}',
+              f'--replay_dir={RunDirectory(source.base_dir).replay_logs_path}',
               f'--base_dir={base_dir}']
           command += _gin_flags((agent.gin_file,) + scale.offline_gin_files, [
               f'create_runner.environment_name="minatar:{game}"',
               f'create_runner.seed={seed}',
-              f'create_runner.agent_label="{label}"',
               'create_runner.selection=@DataSelection()',
               f'DataSelection.seed={seed}',
               # One checkpoint per logging iteration (replication/logging.gin).
@@ -434,7 +425,7 @@ def write_reference(out: str, scale: Scale, logging_runs: Sequence[Run]
                     ) -> str:
   """reference.csv (environment,random,dqn) for the analysis; its path."""
   dqn = dqn_scores(logging_runs)
-  budget = Budget.from_gin(scale.offline_gin_files, 'FixedReplayRunner')
+  budget = Budget.from_gin(scale.offline_gin_files)
   random = random_policy_scores(out, sorted(dqn), scale.random_policy_episodes,
                                 budget.max_steps_per_episode)
   rows = []
