@@ -17,6 +17,7 @@ from dopamine.replay_memory import circular_replay_buffer
 from batch_rl.data import replay_dataset
 from batch_rl.data.selection import DataSelection
 from batch_rl.environments import factory
+from batch_rl.run_directory import RunDirectory
 from batch_rl.runner import runner as runner_lib
 from batch_rl.runner import training
 
@@ -245,7 +246,7 @@ def test_hopper_td3_through_the_cli_logs_checkpoints_and_resumes(tmp_path):
   log_data.log_online_replay(str(tmp_path / 'logger'), 'Hopper-v5', 'ddpg',
                              num_steps=1500, replay_capacity=1000,
                              random_steps=1500)
-  replay_dir = str(tmp_path / 'logger' / log_data.REPLAY_SUBDIR)
+  replay_dir = RunDirectory(str(tmp_path / 'logger')).replay_logs_path
   base_dir = str(tmp_path / 'td3')
 
   def train(iterations):
