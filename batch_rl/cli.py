@@ -1,7 +1,11 @@
 """The one command-line convention of every batch_rl entry point.
 
 Entry points define absl flags (plus --gin_files/--gin_bindings where a run is
-configured) and end with `cli.run(main)`, which
+configured) and end with `cli.run(main)`; commands with subcommands (`python
+-m batch_rl.data info DIR`) keep their flags in a module `flags.FlagValues`
+(so that entry points imported together never clash), take the subcommand
+and other positional arguments after absl parsed the flags, and call
+`cli.main_with_flags`. Both
 
 * turns user errors (ValueError and its subclasses ReplayDataError and
   AnalysisError, OSError, gin's errors, TensorFlow's OpError) into one line
@@ -23,6 +27,7 @@ import signal
 import sys
 
 from absl import app
+from absl import flags
 
 TRACEBACK_ENV = 'BATCH_RL_TRACEBACK'
 USAGE_ERROR = 2
@@ -105,6 +110,35 @@ def call(main, argv) -> int:
       raise
     print(error_line(e), file=sys.stderr, flush=True)
     return USAGE_ERROR
+
+
+def parse_flags(flag_values: flags.FlagValues, argv) -> list[str]:
+  """Parses `argv` (no program name) into `flag_values` from their
+  defaults; returns the positional arguments."""
+  flag_values.unparse_flags()
+  return flag_values(['prog', *argv])[1:]
+
+
+def main_with_flags(main, flag_values: flags.FlagValues, doc: str,
+                    argv=None) -> int:
+  """main(positional arguments) after parsing `flag_values`; --help prints
+  `doc` and the flags. Returns the exit code (2 for bad flags)."""
+  argv = list(sys.argv[1:] if argv is None else argv)
+  if {'-h', '--help', '--helpshort', '--helpfull'} & set(argv):
+    print(doc.strip() + '\n\nflags:\n' + flag_values.get_help())
+    return 0
+  try:
+    positional = parse_flags(flag_values, argv)
+  except flags.Error as e:
+    print(error_line(e), file=sys.stderr, flush=True)
+    return USAGE_ERROR
+  return call(main, positional)
+
+
+def run_with_flags(main, flag_values: flags.FlagValues, doc: str) -> None:
+  """`main_with_flags` as a program: signals handled, exits with its code."""
+  install_signal_handlers()
+  sys.exit(main_with_flags(main, flag_values, doc))
 
 
 def run(main) -> None:

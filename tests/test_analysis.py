@@ -418,6 +418,22 @@ def test_cli_errors_for_missing_runs_and_bad_reference(tmp_path, fake_runs,
   assert '--reference dqn_scores.csv: not a file' in capsys.readouterr().err
 
 
+@pytest.mark.parametrize('argv, message', [
+    (['--bootstrap_reps', '-1'], 'flag --bootstrap_reps=-1: -1 is not a '
+     'positive integer'),
+    (['--confidence', '7'], 'flag --confidence=7: 7.0 is not a number in '
+     'the range [0.0, 1.0]'),
+    (['--protocol', 'worst'], 'flag --protocol=worst: value should be one of'),
+    (['frob'], 'expected at most one command'),
+    ([], 'missing flags: --base_dirs, --out.'),
+])
+def test_cli_rejects_bad_options_in_one_line(argv, message, capsys):
+  assert cli.main(argv) == 2
+  error = capsys.readouterr().err
+  assert error.startswith('error: ') and len(error.strip().splitlines()) == 1
+  assert message in error, error
+
+
 def test_cli_does_not_import_tensorflow():
   code = ('import sys; from batch_rl.analysis import __main__; '
           'assert "tensorflow" not in sys.modules, "tensorflow imported"')
@@ -441,8 +457,8 @@ def test_reference_from_dopamine_curves_averages_each_runs_score(tmp_path,
   heist = _dopamine_json(tmp_path / 'bank_heist.json', [[10.0, 30.0, 20.0]])
   unknown = _dopamine_json(tmp_path / 'air_raid.json', [[1.0, 2.0]])
   out = tmp_path / 'dqn.csv'
-  assert cli.main(['reference', '--dopamine_json', pong, heist, unknown,
-                   '--out', str(out)]) == 0
+  assert cli.main(['reference', '--dopamine_json', pong, '--dopamine_json',
+                   heist, '--dopamine_json', unknown, '--out', str(out)]) == 0
   assert 'wrote' in capsys.readouterr().out
   reference = scores.load_reference(str(out))
   human = scores.load_reference('human')

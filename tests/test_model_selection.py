@@ -269,6 +269,6 @@ def test_select_errors_name_the_run(tiny_run, tmp_path, capsys):
 
 
 def test_report_command_still_starts_without_tensorflow():
-  code = ('import sys; import batch_rl.analysis.__main__ as m; m._parser(); '
+  code = ('import sys; import batch_rl.analysis.__main__ as m; m.FLAGS.get_help(); '
           'assert "tensorflow" not in sys.modules, "TF imported"')
   subprocess.run([sys.executable, '-c', code], check=True, cwd=REPO)

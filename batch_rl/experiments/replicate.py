@@ -1,11 +1,11 @@
 r"""Small-scale replication of Agarwal et al. (2020) on MinAtar, one command.
 
-  python -m batch_rl.experiments.replicate --out runs/replication \
-      [--scale full|smoke] [--games breakout freeway ...] \
-      [--seeds 3 | --seed_ids 1 2] \
-      [--agents dqn qr_dqn ensemble_dqn rem] \
-      [--selections all random_10pct first_10pct] \
-      [--only logging|offline|report] [--dry_run]
+  python -m batch_rl.experiments.replicate --out=runs/replication \
+      [--scale=full|smoke] [--games=breakout --games=freeway ...] \
+      [--seeds=3 | --seed_ids=1 --seed_ids=2] \
+      [--agents=dqn --agents=rem ...] \
+      [--selections=all --selections=first_10pct ...] \
+      [--only=logging|offline|report] [--dry_run]
 
 Stages (all three unless --only names one):
 1. logging: online DQN logs its replay, per game and seed
@@ -32,7 +32,6 @@ Layout under --out:
   report/report.md
 """
 
-import argparse
 import csv
 import dataclasses
 import os
@@ -42,10 +41,12 @@ import sys
 import time
 from typing import Optional, Sequence
 
+from absl import flags
 import gin
 from gin import config_parser
 import numpy as np
 
+from batch_rl import cli
 from batch_rl import command_line
 from batch_rl.analysis import runs as run_logs
 from batch_rl.analysis import scores
@@ -114,7 +115,7 @@ SCALES = {
 }
 
 
-class ReplicationError(Exception):
+class ReplicationError(ValueError):
   """A run failed or cannot start; the message says which and why."""
 
 
@@ -462,69 +463,70 @@ def report(out: str, scale: Scale, runs: Sequence[Run]) -> None:
     raise ReplicationError(f'{out}: no offline run has finished an iteration '
                            'yet; nothing to report.')
   command = [sys.executable, '-m', 'batch_rl.analysis', 'report',
-             '--base_dirs', offline, '--out', os.path.join(out, 'report'),
-             '--reference', reference, '--protocol', PROTOCOL]
+             f'--base_dirs={offline}', f'--out={os.path.join(out, "report")}',
+             f'--reference={reference}', f'--protocol={PROTOCOL}']
   print(shlex.join(command), flush=True)
   if subprocess.call(command) != 0:
     raise ReplicationError(f'the analysis failed: {shlex.join(command)}')
 
 
-def _parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(
-      prog='python -m batch_rl.experiments.replicate',
-      description=__doc__.split('\n')[0])
-  parser.add_argument('--out', required=True,
-                      help='directory of all runs, logs and the report')
-  parser.add_argument('--scale', choices=sorted(SCALES), default='full',
-                      help='full (docs/RESULTS.md) or smoke (minutes)')
-  parser.add_argument('--games', nargs='+', choices=minatar.GAMES,
-                      help='MinAtar games (default: the scale\'s)')
-  parser.add_argument('--seeds', type=int,
-                      help='seeds 0..N-1 (default: the scale\'s)')
-  parser.add_argument('--seed_ids', nargs='+', type=int,
-                      help='exactly these seeds, e.g. 2 to run a third seed '
-                      'beside a running replication (overrides --seeds)')
-  parser.add_argument('--agents', nargs='+', choices=list(AGENTS),
-                      default=list(AGENTS), help='offline agents')
-  parser.add_argument('--selections', nargs='+', choices=SELECTIONS,
-                      default=list(SELECTIONS),
-                      help='data the offline agents train on')
-  parser.add_argument('--only', choices=STAGES, help='run one stage only')
-  parser.add_argument('--dry_run', action='store_true',
-                      help='print the plan, its commands and time estimates')
-  return parser
+FLAGS = flags.FlagValues()
+flags.DEFINE_string('out', None, 'Directory of all runs, logs and the report.',
+                    flag_values=FLAGS)
+flags.DEFINE_enum('scale', 'full', sorted(SCALES),
+                  'full (docs/RESULTS.md) or smoke (minutes).',
+                  flag_values=FLAGS)
+flags.DEFINE_multi_enum('games', [], minatar.GAMES, "MinAtar games (default: "
+                        "the scale's); repeat the flag.", flag_values=FLAGS)
+flags.DEFINE_integer('seeds', None, "Seeds 0..N-1 (default: the scale's).",
+                     lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_multi_integer('seed_ids', [], 'Exactly these seeds, e.g. 2 to '
+                           'run a third seed beside a running replication '
+                           '(overrides --seeds); repeat the flag.',
+                           flag_values=FLAGS)
+flags.DEFINE_multi_enum('agents', list(AGENTS), list(AGENTS),
+                        'Offline agents; repeat the flag.', flag_values=FLAGS)
+flags.DEFINE_multi_enum('selections', list(SELECTIONS), SELECTIONS,
+                        'Data the offline agents train on; repeat the flag.',
+                        flag_values=FLAGS)
+flags.DEFINE_enum('only', None, STAGES, 'Run one stage only.',
+                  flag_values=FLAGS)
+flags.DEFINE_boolean('dry_run', False, 'Print the plan, its commands and time '
+                     'estimates.', flag_values=FLAGS)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-  args = _parser().parse_args(argv)
-  scale = SCALES[args.scale]
-  seeds = range(scale.seeds if args.seeds is None else args.seeds)
-  try:
-    if args.seed_ids is not None:
-      if min(args.seed_ids) < 0:
-        raise ReplicationError(
-            f'--seed_ids {args.seed_ids}: seeds are non-negative.')
-      seeds = sorted(set(args.seed_ids))
-    if not seeds:
-      raise ReplicationError(f'--seeds {args.seeds}: expected at least 1.')
-    runs = plan(args.out, scale, args.games or scale.games, seeds,
-                args.agents, args.selections)
-    stages = [args.only] if args.only else STAGES
-    to_run = [run for run in runs if run.stage in stages]
-    if args.dry_run:
-      print_plan(to_run)
-      if 'report' in stages:
-        print('Then the report: random policy scores (once per game), '
-              'reference.csv and python -m batch_rl.analysis, a few minutes.')
-      return 0
-    execute(to_run, args.out)
+def _run(positional) -> int:
+  if positional:
+    raise ValueError(f'unexpected arguments {positional}; flags are '
+                     '--name=value.')
+  if not FLAGS.out:
+    raise ValueError('missing flags: --out.')
+  scale = SCALES[FLAGS.scale]
+  seeds = range(scale.seeds if FLAGS.seeds is None else FLAGS.seeds)
+  if FLAGS.seed_ids:
+    if min(FLAGS.seed_ids) < 0:
+      raise ValueError(f'--seed_ids {FLAGS.seed_ids}: seeds are '
+                       'non-negative.')
+    seeds = sorted(set(FLAGS.seed_ids))
+  runs = plan(FLAGS.out, scale, FLAGS.games or scale.games, seeds,
+              FLAGS.agents, FLAGS.selections)
+  stages = [FLAGS.only] if FLAGS.only else STAGES
+  to_run = [run for run in runs if run.stage in stages]
+  if FLAGS.dry_run:
+    print_plan(to_run)
     if 'report' in stages:
-      report(args.out, scale, runs)
-  except ReplicationError as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
+      print('Then the report: random policy scores (once per game), '
+            'reference.csv and python -m batch_rl.analysis, a few minutes.')
+    return 0
+  execute(to_run, FLAGS.out)
+  if 'report' in stages:
+    report(FLAGS.out, scale, runs)
   return 0
 
 
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  return cli.main_with_flags(_run, FLAGS, __doc__, argv)
+
+
 if __name__ == '__main__':
-  sys.exit(main())
+  cli.run_with_flags(_run, FLAGS, __doc__)
