@@ -41,33 +41,12 @@ class RunDirectory:
 
   def __init__(self, path: str):
     self.path = path
-
-  def file(self, name: str) -> str:
-    return os.path.join(self.path, name)
-
-  @property
-  def run_info_path(self) -> str:
-    return self.file(RUN_INFO)
-
-  @property
-  def metrics_path(self) -> str:
-    return self.file(METRICS)
-
-  @property
-  def checkpoints_path(self) -> str:
-    return self.file(CHECKPOINTS)
-
-  @property
-  def tensorboard_path(self) -> str:
-    return self.file(TENSORBOARD)
-
-  @property
-  def replay_logs_path(self) -> str:
-    return self.file(REPLAY_LOGS)
-
-  @property
-  def lock_path(self) -> str:
-    return self.file(LOCK)
+    self.run_info_path = os.path.join(path, RUN_INFO)
+    self.metrics_path = os.path.join(path, METRICS)
+    self.checkpoints_path = os.path.join(path, CHECKPOINTS)
+    self.tensorboard_path = os.path.join(path, TENSORBOARD)
+    self.replay_logs_path = os.path.join(path, REPLAY_LOGS)
+    self.lock_path = os.path.join(path, LOCK)
 
   def has_run_info(self) -> bool:
     return os.path.isfile(self.run_info_path)

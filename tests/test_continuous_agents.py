@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from batch_rl import experiment
 from batch_rl.continuous import CONTINUOUS_AGENTS
-from batch_rl.continuous import create_continuous_agent
 from batch_rl.continuous import make_continuous_environment
 from batch_rl.continuous import networks
 from batch_rl.continuous.agent import Transitions
@@ -126,7 +126,7 @@ def test_every_agent_has_a_gin_file_that_builds_it():
         gin.add_config_file_search_path(os.path.join(GIN_DIR, '..', '..'))
         gin.parse_config_file(path)
       assert gin.query_parameter('create_agent.agent_name') == name
-      agent = create_continuous_agent(name, spec)
+      agent = experiment.create_agent(name, spec, seed=0)
       batch_size = gin.query_parameter('create_runner.batch_size')
       assert batch_size == (100 if name == 'bcq' else 256)
       if name in ('td3', 'td3_bc', 'rem_td3', 'ensemble_td3'):

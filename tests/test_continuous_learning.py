@@ -18,7 +18,7 @@ import os
 import numpy as np
 import pytest
 
-from batch_rl.continuous import create_continuous_agent
+from batch_rl import experiment
 from batch_rl.continuous import log_data
 from batch_rl.continuous import make_continuous_environment
 from batch_rl.data import dopamine_replay
@@ -69,7 +69,7 @@ def test_offline_td3_outperforms_random_data(random_pendulum_replay):
   assert len(store.checkpoints) == 3
   assert len(store.valid_indices(1, 1)) == NUM_STEPS
   env, spec = make_continuous_environment('Pendulum-v1')
-  agent = create_continuous_agent(
+  agent = experiment.create_agent(
       'td3', spec, seed=0, hidden_sizes=(64, 64), actor_learning_rate=1e-3,
       critic_learning_rate=1e-3, tau=0.02)
   stacks = iter(ReplayDataset(store, 1, 1, 0.99).batches(256, seed=0))
@@ -91,7 +91,7 @@ def test_shared_runner_trains_evaluates_and_resumes_a_continuous_agent(
   env, spec = make_continuous_environment('Pendulum-v1')
 
   def runner(num_iterations):
-    agent = create_continuous_agent('bc', spec, seed=0, hidden_sizes=(16,))
+    agent = experiment.create_agent('bc', spec, seed=0, hidden_sizes=(16,))
     return Runner(
         str(tmp_path), agent, env,
         OfflineTraining(ReplayDataset(store, 1, 1, 0.99), 32, seed=0),

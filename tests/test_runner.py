@@ -69,15 +69,20 @@ def _rows(base_dir):
     return list(csv.DictReader(f))
 
 
+def _wait_for_checkpoint(process, base_dir, iteration):
+  """Waits until `process` wrote checkpoint `iteration` of `base_dir`."""
+  path = os.path.join(base_dir, 'checkpoints', f'iteration_{iteration}')
+  deadline = time.time() + 240
+  while not os.path.isdir(path) and time.time() < deadline:
+    time.sleep(0.1)
+  assert os.path.isdir(path), process.communicate()[0]
+
+
 def test_killed_run_resumes_without_lost_rows(cartpole_replay, tmp_path):
   base_dir = str(tmp_path / 'run')
-  checkpoint_1 = os.path.join(base_dir, 'checkpoints', 'iteration_1')
   first = _train(cartpole_replay, base_dir,
                  'Runner.num_iterations=100')
-  deadline = time.time() + 240
-  while not os.path.isdir(checkpoint_1) and time.time() < deadline:
-    time.sleep(0.2)
-  assert os.path.isdir(checkpoint_1), first.communicate()[0]
+  _wait_for_checkpoint(first, base_dir, 1)
   first.send_signal(signal.SIGKILL)
   first.wait()
   done = [int(r['iteration']) for r in _rows(base_dir)]
@@ -150,26 +155,12 @@ def test_the_gin_file_alone_picks_the_agent(cartpole_replay, tmp_path):
       'seed': 0, 'holdout_fraction': 0.0}
 
 
-def test_help_lists_the_flags():
-  result = subprocess.run([sys.executable, '-m', 'batch_rl.train', '--help'],
-                          cwd=REPO, capture_output=True, text=True,
-                          check=False)
-  for flag in ('--agent_name', '--replay_dir', '--base_dir', '--gin_files',
-               '--gin_bindings'):
-    assert flag in result.stdout
-  assert 'tensorflow' not in result.stdout.lower()
-
-
 def test_sigterm_stops_at_a_train_call_and_the_rerun_resumes(
     cartpole_replay, tmp_path):
   base_dir = str(tmp_path / 'run')
-  checkpoint_0 = os.path.join(base_dir, 'checkpoints', 'iteration_0')
   first = _train(cartpole_replay, base_dir, 'Runner.num_iterations=1000',
                  'Runner.training_steps=2000')
-  deadline = time.time() + 240
-  while not os.path.isdir(checkpoint_0) and time.time() < deadline:
-    time.sleep(0.1)
-  assert os.path.isdir(checkpoint_0), first.communicate()[0]
+  _wait_for_checkpoint(first, base_dir, 0)
   first.send_signal(signal.SIGTERM)
   output = first.communicate(timeout=120)[0]
   assert first.returncode == 128 + signal.SIGTERM, output

@@ -15,7 +15,6 @@ from batch_rl.continuous.actor_critic import REMDDPGAgent
 from batch_rl.continuous.actor_critic import REMTD3Agent
 from batch_rl.continuous.actor_critic import TD3Agent
 from batch_rl.continuous.actor_critic import TD3BCAgent
-from batch_rl.continuous.agent import ContinuousAgent
 from batch_rl.continuous.bc import BCAgent
 from batch_rl.continuous.bcq import BCQAgent
 from batch_rl.continuous.cql import CQLAgent
@@ -38,15 +37,3 @@ CONTINUOUS_AGENTS = {
 
 for _name, _agent_class in CONTINUOUS_AGENTS.items():
   registry.register_agent(_name)(_agent_class)
-
-
-def create_continuous_agent(agent_name: str,
-                            spec: ContinuousEnvironmentSpec,
-                            seed: int = 0, **kwargs) -> ContinuousAgent:
-  """The agent called `agent_name`, built for `spec` (gin fills the rest)."""
-  if agent_name not in CONTINUOUS_AGENTS:
-    raise ValueError(f'Unknown continuous agent {agent_name!r}; valid: '
-                     f'{", ".join(CONTINUOUS_AGENTS)}.')
-  return registry.create_agent(agent_name, spec.num_actions,
-                               spec.observation_shape, spec.observation_dtype,
-                               spec.stack_size, seed=seed, **kwargs)

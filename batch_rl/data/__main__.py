@@ -10,7 +10,6 @@ memory-mapped files (bounded RAM); export-rlds: Dopamine replay -> RLDS.
 """
 
 import json
-import sys
 
 from absl import flags
 

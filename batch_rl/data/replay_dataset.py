@@ -17,10 +17,11 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from batch_rl.data import episodes
 from batch_rl.data import pipeline
 from batch_rl.data import sources
 from batch_rl.data import transitions
+from batch_rl.data.episodes import StoredEpisode
+from batch_rl.data.episodes import stored_episodes
 from batch_rl.data.errors import ReplayDataError
 from batch_rl.data.replay_store import ReplayStore
 from batch_rl.data.selection import DataSelection
@@ -104,13 +105,13 @@ class ReplayDataset:
     return (tf.data.Dataset.from_tensor_slices(np.asarray(indices))
             .batch(batch_size).map(gather).prefetch(tf.data.AUTOTUNE))
 
-  def episodes(self) -> list[episodes.StoredEpisode]:
+  def episodes(self) -> list[StoredEpisode]:
     """Every stored episode of the selected checkpoints, slots global."""
     found = []
     for arrays, name, start in zip(self.store.checkpoints, self.store.names,
                                    self.store.starts):
-      for episode in episodes.stored_episodes(arrays, self.stack_size, name):
-        found.append(episodes.StoredEpisode(
+      for episode in stored_episodes(arrays, self.stack_size, name):
+        found.append(StoredEpisode(
             episode.slots + start, episode.terminal, episode.complete))
     return found
 

@@ -91,17 +91,3 @@ class DataSelection:
     keep = max(1, int(round(self.fraction * len(indices))))
     rng = np.random.default_rng(self.seed)
     return np.sort(rng.choice(indices, size=keep, replace=False))
-
-  def describe(self) -> str:
-    parts = []
-    if self.checkpoints is not None:
-      parts.append(f'checkpoints={list(self.checkpoints)}')
-    if self.first_k is not None:
-      parts.append(f'first_{self.first_k}_checkpoints')
-    if self.last_k is not None:
-      parts.append(f'last_{self.last_k}_checkpoints')
-    if self.fraction < 1.0:
-      parts.append(f'random_{self.fraction:g}_of_transitions(seed={self.seed})')
-    if self.holdout_fraction > 0.0:
-      parts.append(f'holdout_{self.holdout_fraction:g}(seed={self.seed})')
-    return ','.join(parts) or 'all'
