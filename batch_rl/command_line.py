@@ -1,7 +1,9 @@
-"""Flags and gin loading shared by the `train` entry points.
+"""Flags and gin loading shared by the run entry points (train, log_data).
 
 The flags are the original batch_rl release's; defining them here (not in
-the `__main__` modules) lets every entry point import them once.
+the `__main__` modules) lets every entry point import them once. An entry
+point calls `flags.adopt_module_key_flags(command_line)` so that `--help`
+lists them.
 """
 
 import os
@@ -10,8 +12,10 @@ from absl import flags
 from absl import logging
 import gin
 
-flags.DEFINE_string('agent_name', None, 'Agent to train, e.g. dqn, c51, '
-                    'quantile, multi_head_dqn, multi_network_dqn, td3, bcq.')
+flags.DEFINE_string('agent_name', None, 'Registered agent name, e.g. dqn, '
+                    'c51, quantile, multi_head_dqn, td3, bcq (default: the '
+                    'gin binding create_agent.agent_name; both given must '
+                    'agree).')
 flags.DEFINE_string('replay_dir', None, 'Directory of the fixed replay data '
                     '(Dopamine gz checkpoints, a `convert`ed directory, or '
                     'an RLDS dataset).')
@@ -19,7 +23,7 @@ flags.DEFINE_string('base_dir', None, 'Run directory: logs, checkpoints.')
 flags.DEFINE_multi_string('gin_files', [], 'Gin config files (also looked '
                           'up under the repository\'s gin/).')
 flags.DEFINE_multi_string('gin_bindings', [], 'Gin bindings, e.g. '
-                          '"FixedReplayRunner.num_iterations=10".')
+                          '"Runner.num_iterations=10".')
 FLAGS = flags.FLAGS
 # Dopamine logs every replay-buffer argument at INFO; -v 0 shows it again.
 FLAGS.set_default('verbosity', logging.WARNING)
@@ -33,8 +37,15 @@ def load_gin_configs(gin_files, gin_bindings) -> None:
   Raises:
     ValueError: with a one-line message naming the bad file or binding.
   """
-  gin.add_config_file_search_path(GIN_DIR)
-  gin.add_config_file_search_path(os.path.dirname(GIN_DIR))
+  search_paths = ('', GIN_DIR, os.path.dirname(GIN_DIR))
+  for name in gin_files:
+    if not any(os.path.isfile(os.path.join(path, name))
+               for path in search_paths):
+      raise ValueError(
+          f'bad gin configuration: gin file {name} not found (looked in the '
+          "current directory and the repository's gin/ and root).")
+  for path in search_paths[1:]:
+    gin.add_config_file_search_path(path)
   try:
     gin.parse_config_files_and_bindings(list(gin_files), list(gin_bindings))
   except (ValueError, OSError, SyntaxError) as e:

@@ -1,6 +1,12 @@
-"""Builds an offline experiment from gin: environment, agent, data, runner."""
+"""Builds runs from gin: environment, agent, data or logging replay, runner.
 
-import zlib
+`create_runner` builds an offline run (a ReplayDataset opened once, trained
+on by `OfflineTraining`); `create_online_runner` an online logging run (an
+`OnlineAgent` with a `LoggedReplayBuffer`, `OnlineTraining`). Both run in
+the one `Runner`. The agent's name comes from one place: `--agent_name` or
+the gin binding `create_agent.agent_name` (they must agree when both given).
+"""
+
 from typing import Optional
 
 import gin
@@ -8,12 +14,12 @@ import numpy as np
 import tensorflow as tf
 
 from batch_rl.agents import registry
-from batch_rl.data import pipeline
-from batch_rl.data import transitions
-from batch_rl.data.errors import ReplayDataError
+from batch_rl.data import replay_dataset
 from batch_rl.data.selection import DataSelection
 from batch_rl.environments import factory
-from batch_rl.runner.fixed_replay_runner import FixedReplayRunner
+from batch_rl.run_directory import RunDirectory
+from batch_rl.runner import training
+from batch_rl.runner.runner import Runner
 
 
 def register_all_agents() -> None:
@@ -32,77 +38,97 @@ def make_strategy(distribution: str) -> tf.distribute.Strategy:
                    f"'mirrored', got {distribution!r}.")
 
 
-def iteration_seed(seed: int, iteration: int) -> int:
-  """Seed of iteration `iteration`'s batches: fixed, distinct per iteration."""
-  return zlib.crc32(f'{seed}/{iteration}'.encode())
+def resolve_agent_name(agent_name: Optional[str]) -> str:
+  """The run's registered agent name: `--agent_name` and/or gin's binding
+  `create_agent.agent_name` (registry.resolve_agent_name's errors)."""
+  return registry.resolve_agent_name(agent_name, registry.bound_agent_name())
 
 
-@gin.configurable
-def create_runner(agent_name: str, replay_dir: str, base_dir: str,
-                  environment_name: str = gin.REQUIRED, seed: int = 0,
-                  batch_size: int = 32,
-                  selection: DataSelection = DataSelection(),
-                  distribution: str = 'default',
-                  agent_label: Optional[str] = None,
-                  runner_fn=FixedReplayRunner) -> FixedReplayRunner:
-  """An offline run of `agent_name` on `replay_dir`, evaluated online.
-
-  Args:
-    agent_name: registered agent name (see batch_rl.agents.registry).
-    replay_dir: fixed replay data (any layout batch_rl.data opens).
-    base_dir: run directory.
-    environment_name: e.g. 'atari:Pong', 'minatar:breakout',
-      'classic:CartPole-v1' (the environment the data was logged in).
-    seed: seeds TensorFlow, numpy, the environment and the batches.
-    batch_size: transitions per gradient step.
-    selection: which checkpoints / fraction of the data to train on.
-    distribution: 'default' (one device) or 'mirrored' (MirroredStrategy:
-      the global batch is split over the local GPUs, each replica fed by
-      its own seeded input pipeline).
-    agent_label: the agent's name in reports (default `agent_name`); tells
-      apart variants of one agent class, e.g. 'ensemble_dqn' and 'rem' are
-      both `multi_head_dqn`.
-    runner_fn: the runner class.
-  """
+def _seeded_environment(environment_name: str, seed: int):
   tf.random.set_seed(seed)
   np.random.seed(seed)
   env, spec = factory.create_environment(environment_name)
   env.reset(seed=seed)
   env.action_space.seed(seed)
+  return env, spec
+
+
+@gin.configurable(denylist=['agent_name', 'replay_dir', 'base_dir'])
+def create_runner(agent_name: Optional[str], replay_dir: str, base_dir: str,
+                  environment_name: str = gin.REQUIRED, seed: int = 0,
+                  batch_size: int = 32,
+                  selection: DataSelection = DataSelection(),
+                  distribution: str = 'default') -> Runner:
+  """An offline run on `replay_dir`, evaluated online.
+
+  Args:
+    agent_name: registered agent name, or None for the gin binding
+      `create_agent.agent_name` (see `resolve_agent_name`).
+    replay_dir: fixed replay data (any layout batch_rl.data opens).
+    base_dir: run directory.
+    environment_name: e.g. 'atari:Pong', 'minatar:breakout',
+      'classic:CartPole-v1' (the environment the data was logged in).
+    seed: seeds TensorFlow, numpy, the environment and the batches.
+    batch_size: transitions per gradient step (the global batch, split over
+      the replicas).
+    selection: which checkpoints / fraction of the data to train on.
+    distribution: 'default' (one device) or 'mirrored' (MirroredStrategy:
+      each batch is split over the local GPUs).
+  """
+  agent_name = resolve_agent_name(agent_name)
+  env, spec = _seeded_environment(environment_name, seed)
   strategy = make_strategy(distribution)
+  if batch_size % strategy.num_replicas_in_sync:
+    raise ValueError(
+        f'create_runner.batch_size={batch_size} must be a multiple of the '
+        f'{strategy.num_replicas_in_sync} replicas.')
   agent = registry.create_agent(agent_name, spec, seed=seed, strategy=strategy)
-  store, indices = pipeline.open_replay(replay_dir, spec.stack_size,
-                                        agent.update_horizon, selection)
-  if store.frame_shape != tuple(spec.observation_shape):
-    raise ReplayDataError(
-        f'{replay_dir}: frames have shape {store.frame_shape}, but '
-        f'{environment_name} emits {tuple(spec.observation_shape)}; is this '
-        'the replay of that environment?')
-
-  # One device reads stacks of batches: one iterator read per stack.
-  stacked = strategy.num_replicas_in_sync == 1
-
-  def make_dataset(iteration):
-    if stacked:
-      return pipeline.transition_dataset(
-          store, batch_size, spec.stack_size, agent.update_horizon,
-          agent.gamma, iteration_seed(seed, iteration), indices,
-          elements=transitions.TRAINING_ELEMENTS, stacked=True)
-    return strategy.distribute_datasets_from_function(
-        lambda context: pipeline.transition_dataset(
-            store, context.get_per_replica_batch_size(batch_size),
-            spec.stack_size, agent.update_horizon, agent.gamma,
-            iteration_seed(seed, iteration) + context.input_pipeline_id,
-            indices, elements=transitions.TRAINING_ELEMENTS))
-
+  replay = replay_dataset.open_replay(replay_dir, spec.stack_size,
+                                      agent.update_horizon, agent.gamma,
+                                      selection)
+  replay.check_frame_shape(spec.observation_shape, environment_name)
   run_info = {
-      'agent_name': agent_name, 'agent_label': agent_label or agent_name,
-      'environment': environment_name,
+      'agent_name': agent_name, 'environment': environment_name,
       'seed': seed, 'replay_dir': replay_dir,
-      'data_selection': selection.describe(),
-      'transitions': int(len(indices)), 'batch_size': batch_size,
+      'transitions': int(len(replay.training_indices)),
+      'batch_size': batch_size,
       'replicas': strategy.num_replicas_in_sync,
   }
-  return runner_fn(base_dir=base_dir, agent=agent, environment=env,
-                   make_dataset=make_dataset, run_info=run_info,
-                   stacked_batches=stacked)
+  return Runner(base_dir=base_dir, agent=agent, environment=env,
+                training=training.OfflineTraining(replay, batch_size, seed),
+                run_info=run_info, selection=selection)
+
+
+@gin.configurable(denylist=['agent_name', 'base_dir'])
+def create_online_runner(agent_name: Optional[str], base_dir: str,
+                         environment_name: str = gin.REQUIRED,
+                         seed: int = 0) -> Runner:
+  """An online run that logs its replay under `base_dir`/replay_logs.
+
+  Args:
+    agent_name: registered agent name, or None for the gin binding.
+    base_dir: run directory.
+    environment_name: e.g. 'atari:Pong', 'minatar:breakout',
+      'classic:CartPole-v1'.
+    seed: seeds TensorFlow, the agent, the environment and Dopamine's replay
+      sampler (see `OnlineTraining`).
+  """
+  # Imported here: dopamine-rl is only needed by logging runs.
+  from batch_rl.baselines.logged_replay_buffer import LoggedReplayBuffer  # pylint: disable=g-import-not-at-top
+  from batch_rl.baselines.online_agent import OnlineAgent  # pylint: disable=g-import-not-at-top
+  agent_name = resolve_agent_name(agent_name)
+  env, spec = _seeded_environment(environment_name, seed)
+  agent = registry.create_agent(agent_name, spec, seed=seed)
+  replay_logs = RunDirectory(base_dir).replay_logs_path
+  replay = LoggedReplayBuffer(
+      replay_logs, spec.observation_shape, spec.stack_size,
+      spec.observation_dtype, update_horizon=agent.update_horizon,
+      gamma=agent.gamma)
+  run_info = {
+      'agent_name': agent_name, 'environment': environment_name,
+      'seed': seed, 'replay_capacity': replay.replay_capacity,
+      'replay_logs': replay_logs,
+  }
+  return Runner(base_dir=base_dir, agent=OnlineAgent(agent, replay),
+                environment=env, training=training.OnlineTraining(seed),
+                run_info=run_info)

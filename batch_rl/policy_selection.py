@@ -25,16 +25,15 @@ import dataclasses
 import inspect
 import math
 import os
-import sys
 from typing import Callable, Optional, Sequence
 
-from absl import app
 from absl import flags
 import gin
 import numpy as np
 from scipy import stats
 import tensorflow as tf
 
+from batch_rl import cli
 from batch_rl import command_line
 from batch_rl import experiment
 from batch_rl.agents import base
@@ -44,21 +43,21 @@ from batch_rl.agents import networks
 from batch_rl.agents import registry
 from batch_rl.analysis import runs
 from batch_rl.analysis.errors import AnalysisError
-from batch_rl.data import pipeline
-from batch_rl.data import rlds_io
-from batch_rl.data import sources
+from batch_rl.data import replay_dataset
 from batch_rl.data import transitions
+from batch_rl.data.errors import ReplayDataError
+from batch_rl.data.replay_dataset import ReplayDataset
 from batch_rl.data.replay_store import ReplayStore
 from batch_rl.data.selection import DataSelection
 from batch_rl.environments import factory
-from batch_rl.runner import run_state
+from batch_rl.run_directory import RunDirectory
 
 SELECTION_CSV = 'selection.csv'
 COLUMNS = ('run', 'iteration', 'heldout_td_error', 'fqe_estimate',
            'eval_return_mean', 'heldout_disjoint', 'fqe_in_bounds')
 # Held out when the run itself held nothing out (then not disjoint).
 DEFAULT_HOLDOUT_FRACTION = 0.1
-_EVAL_BATCH_SIZE = 512
+_EVAL_BATCH_SIZE = replay_dataset.READ_BATCH_SIZE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,22 +91,6 @@ class SelectionOptions:
 
 
 # ---- Estimates, independent of run directories. ----
-
-
-def ordered_transitions(store: ReplayStore, indices: np.ndarray,
-                        stack_size: int, update_horizon: int, gamma: float,
-                        batch_size: int = _EVAL_BATCH_SIZE
-                        ) -> tf.data.Dataset:
-  """One pass over the transitions at global `indices`, in order, batched."""
-  read_windows = store.window_reader(stack_size, update_horizon)
-
-  def gather(index):
-    windows, local = read_windows(tf.cast(index, tf.int64))
-    return transitions.transitions_from_windows(windows, local, stack_size,
-                                                update_horizon, gamma)
-
-  return (tf.data.Dataset.from_tensor_slices(indices).batch(batch_size)
-          .map(gather).prefetch(tf.data.AUTOTUNE))
 
 
 def mean_td_error(agent: base.Agent, dataset: tf.data.Dataset,
@@ -192,19 +175,13 @@ def value_bounds(store: ReplayStore, gamma: float) -> tuple[float, float]:
   return lowest / (1. - gamma), highest / (1. - gamma)
 
 
-def episode_start_indices(store: ReplayStore, stack_size: int,
-                          update_horizon: int = 1) -> np.ndarray:
+def episode_start_indices(replay: ReplayDataset) -> np.ndarray:
   """Global indices of the first real slot of every stored episode.
 
   Starts that are no valid transition (at the write cursor) are left out.
   """
-  starts = [
-      start + episode.slots[0]
-      for arrays, name, start in zip(store.checkpoints, store.names,
-                                     store.starts)
-      for episode in rlds_io.stored_episodes(arrays, stack_size, name)
-  ]
-  valid = store.valid_indices(stack_size, update_horizon)
+  starts = [episode.slots[0] for episode in replay.episodes()]
+  valid = replay.store.valid_indices(replay.stack_size, replay.update_horizon)
   return np.intersect1d(np.asarray(starts, dtype=valid.dtype), valid)
 
 
@@ -215,9 +192,7 @@ def episode_start_indices(store: ReplayStore, stack_size: int,
 class _RunData:
   """A run's agent (rebuilt from gin) and the data it trained on."""
   agent: base.Agent
-  store: ReplayStore
-  stack_size: int
-  selection: DataSelection
+  replay: ReplayDataset
 
 
 def _run_selection() -> DataSelection:
@@ -229,7 +204,7 @@ def _run_selection() -> DataSelection:
 
 def _load_run(run_dir: str, replay_dir: Optional[str]) -> _RunData:
   """Rebuilds the run's agent and opens its data; replaces the gin config."""
-  info_path = os.path.join(run_dir, runs.RUN_INFO)
+  info_path = RunDirectory(run_dir).run_info_path
   info = runs.read_run_info(run_dir)
   missing = [key for key in ('gin_config', 'replay_dir') if key not in info]
   if missing:
@@ -257,28 +232,28 @@ def _load_run(run_dir: str, replay_dir: Optional[str]) -> _RunData:
     raise AnalysisError(
         f'{info_path}: agent {info["agent_name"]!r} has continuous actions; '
         'policy selection scores agents with discrete actions.')
-  selection = _run_selection()
-  store = sources.open_store(replay_dir, selection, spec.stack_size,
-                             agent.update_horizon)
-  if store.frame_shape != tuple(spec.observation_shape):
-    raise AnalysisError(
-        f'{replay_dir}: frames have shape {store.frame_shape}, but '
-        f'{info["environment"]} emits {tuple(spec.observation_shape)} '
-        f'({info_path}); pass the run\'s data with --replay_dir.')
-  return _RunData(agent, store, spec.stack_size, selection)
+  replay = replay_dataset.open_replay(replay_dir, spec.stack_size,
+                                      agent.update_horizon, agent.gamma,
+                                      _run_selection())
+  try:
+    replay.check_frame_shape(spec.observation_shape, info['environment'])
+  except ReplayDataError as e:
+    raise AnalysisError(f'{e} ({info_path}); pass the run\'s data with '
+                        '--replay_dir.') from e
+  return _RunData(agent, replay)
 
 
-def _checkpoints(run_dir: str) -> run_state.CheckpointDirectory:
+def _checkpoints(run_dir: str):
   """The run's checkpoint folders; raises if there is none."""
-  root = os.path.join(run_dir, 'checkpoints')
+  run_directory = RunDirectory(run_dir)
+  root = run_directory.checkpoints_path
   # CheckpointDirectory creates its root: look before building one.
-  checkpoints = (run_state.CheckpointDirectory(root)
-                 if os.path.isdir(root) else None)
+  checkpoints = run_directory.checkpoints() if os.path.isdir(root) else None
   if checkpoints is None or not checkpoints.iterations():
     raise AnalysisError(
         f'{root}: no iteration_N checkpoint. Runs keep only the latest '
-        'FixedReplayRunner.checkpoints_kept (default 3); train with e.g. '
-        '--gin_bindings=FixedReplayRunner.checkpoints_kept=1000 to select '
+        'Runner.checkpoints_kept (default 3); train with e.g. '
+        '--gin_bindings=Runner.checkpoints_kept=1000 to select '
         'among all iterations.')
   return checkpoints
 
@@ -286,14 +261,16 @@ def _checkpoints(run_dir: str) -> run_state.CheckpointDirectory:
 def _heldout_indices(data: _RunData, options: SelectionOptions
                      ) -> tuple[np.ndarray, bool, int]:
   """(held-out indices to score, disjoint from training?, seed)."""
-  run = data.selection
+  replay = data.replay
+  run = replay.selection
   fraction = options.holdout_fraction
   if fraction is None:
     fraction = run.holdout_fraction or DEFAULT_HOLDOUT_FRACTION
   seed = run.seed if options.seed is None else options.seed
   probe = dataclasses.replace(run, holdout_fraction=fraction, seed=seed)
-  held_out = probe.split_holdout(data.store.valid_indices(
-      data.stack_size, data.agent.update_horizon))[1]
+  held_out = ReplayDataset(replay.store, replay.stack_size,
+                           replay.update_horizon, replay.gamma,
+                           probe).held_out_indices
   if len(held_out) > options.max_heldout:
     held_out = np.sort(np.random.default_rng(seed).choice(
         held_out, size=options.max_heldout, replace=False))
@@ -318,18 +295,18 @@ def evaluate_run(run_dir: str, options: SelectionOptions) -> list[dict]:
           'DataSelection.holdout_fraction when training for an honest '
           'held-out TD error.')
   td_loss = dqn_agent.TD_LOSSES[options.td_loss]
-  heldout_dataset = ordered_transitions(
-      data.store, held_out, data.stack_size, agent.update_horizon,
-      agent.gamma)
-  starts = episode_start_indices(data.store, data.stack_size)
-  low, high = value_bounds(data.store, agent.gamma)
+  replay = data.replay
+  heldout_dataset = replay.read(held_out)
+  # FQE learns from one-step transitions of the data the run trained on.
+  one_step = ReplayDataset(replay.store, replay.stack_size, 1, agent.gamma,
+                           replay.selection)
+  starts = episode_start_indices(one_step)
+  low, high = value_bounds(replay.store, agent.gamma)
   initial_states = np.concatenate([
-      batch['state'].numpy() for batch in ordered_transitions(
-          data.store, starts, data.stack_size, 1, agent.gamma)])
-  fqe_dataset = pipeline.transition_dataset(
-      data.store, options.fqe_batch_size, data.stack_size, 1, agent.gamma,
-      seed, data.selection.subsample(
-          data.store.valid_indices(data.stack_size, 1)))
+      batch['state'].numpy() for batch in one_step.read(starts)])
+  fqe_dataset = one_step.batches(options.fqe_batch_size, seed,
+                                 elements=transitions.TRANSITION_ELEMENTS
+                                 ).unbatch()
   rows = []
   for iteration in checkpoints.iterations():
     path = checkpoints.path(iteration)
@@ -450,34 +427,20 @@ flags.DEFINE_integer('fqe_target_update_period',
 FLAGS = flags.FLAGS
 
 
-def run(base_dirs: Sequence[str], out_dir: str,
-        options: SelectionOptions) -> int:
-  """Selects, prints the summary; user errors print one line and return 2."""
-  try:
-    path, rows = write_selection(base_dirs, out_dir, options)
-  except (AnalysisError, ValueError, OSError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
-  print(summary(rows))
-  print(f'wrote {path}')
-  return 0
-
-
 def main(argv) -> int:
   del argv
-  try:
-    command_line.require_flags('base_dirs', 'out')
-  except ValueError as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
-  return run(FLAGS.base_dirs, FLAGS.out, SelectionOptions(
+  command_line.require_flags('base_dirs', 'out')
+  path, rows = write_selection(FLAGS.base_dirs, FLAGS.out, SelectionOptions(
       holdout_fraction=FLAGS.holdout_fraction, seed=FLAGS.holdout_seed,
       max_heldout=FLAGS.max_heldout, td_loss=FLAGS.td_loss,
       fqe_steps=FLAGS.fqe_steps, fqe_batch_size=FLAGS.fqe_batch_size,
       fqe_learning_rate=FLAGS.fqe_learning_rate,
       fqe_target_update_period=FLAGS.fqe_target_update_period,
       replay_dir=FLAGS.replay_dir))
+  print(summary(rows))
+  print(f'wrote {path}')
+  return 0
 
 
 if __name__ == '__main__':
-  app.run(lambda argv: sys.exit(main(argv)))
+  cli.run(main)

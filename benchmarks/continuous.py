@@ -5,9 +5,9 @@ on Hopper-sized synthetic data (observation 11, action 3, 200k transitions
 in one in-memory replay checkpoint) at batch 256, `--steps` steps per call:
   * isolated: the agent's train ops on one fixed batch already in memory,
     looped in one graph;
-  * pipeline: `agent.train_steps(iterator, steps, stacked=True)`, as the
+  * pipeline: `agent.train_steps(iterator, steps)`, as the
     runner trains: the same loop reading stacks of batches from
-    `pipeline.transition_dataset(..., stacked=True)` in-graph (128 batches
+    `pipeline.transition_dataset(...)` in-graph (128 batches
     per stack for these rows, see `pipeline.auto_batches_per_call`);
   * overhead: pipeline time per step / isolated time per step (target <= 1.05);
   * python loop: `train_step(next(batches))` once per step from Python, the
@@ -84,11 +84,13 @@ def seconds_per_step(step_fn, calls: int, steps_per_call: int = 1) -> float:
 
 
 def batch_iterator(store: ReplayStore, stacked: bool = False):
-  """The pipeline's batches (or stacks of them) at the flags' settings."""
-  return iter(pipeline.transition_dataset(
+  """The pipeline's stacks of batches (or its batches) at the flags'
+  settings."""
+  dataset = pipeline.transition_dataset(
       store, batch_size=FLAGS.batch_size, stack_size=1, update_horizon=1,
-      elements=transitions.TRAINING_ELEMENTS, stacked=stacked,
-      batches_per_call=FLAGS.batches_per_call))
+      elements=transitions.TRAINING_ELEMENTS,
+      batches_per_call=FLAGS.batches_per_call)
+  return iter(dataset if stacked else dataset.unbatch())
 
 
 def time_agent(name: str, store: ReplayStore) -> tuple[float, ...]:
@@ -109,8 +111,8 @@ def time_agent(name: str, store: ReplayStore) -> tuple[float, ...]:
   # One placeholder stack per call: the loop reads no iterator between steps.
   no_input = iter(tf.data.Dataset.from_tensors(tf.zeros([steps])).repeat())
   timed = {
-      'isolated': lambda: isolated_steps(no_input, tf.constant(steps), True),
-      'pipeline': lambda: agent.train_steps(stacks, steps, stacked=True),
+      'isolated': lambda: isolated_steps(no_input, tf.constant(steps)),
+      'pipeline': lambda: agent.train_steps(stacks, steps),
       'python': lambda: [agent.train_step(next(batches))
                          for _ in range(steps)][-1],
   }
@@ -134,9 +136,9 @@ def pipeline_rate(store: ReplayStore,
   num_batches = train_loop.whole_stacks(num_batches, stacks.element_spec)
   read_all = train_loop.make_train_steps(
       lambda batch: {'reward': batch['reward'][0]})
-  read_all(stacks, tf.constant(num_batches), True)
+  read_all(stacks, tf.constant(num_batches))
   rate = 1 / seconds_per_step(
-      lambda: read_all(stacks, tf.constant(num_batches), True), 1,
+      lambda: read_all(stacks, tf.constant(num_batches)), 1,
       num_batches)
   return rate, stacks.element_spec['reward'].shape[0]
 

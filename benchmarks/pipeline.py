@@ -60,12 +60,19 @@ def rate(step, seconds: float) -> float:
   return count / (time.perf_counter() - start)
 
 
+def batches_of(source: str, selection):
+  """The batches of `source` one by one, as a run's data layer makes them."""
+  from batch_rl.data import replay_dataset  # pylint: disable=g-import-not-at-top
+  from batch_rl.data import transitions  # pylint: disable=g-import-not-at-top
+  replay = replay_dataset.open_replay(source, 4, 1, 0.99, selection)
+  return replay.batches(BATCH, seed=0,
+                        elements=transitions.TRANSITION_ELEMENTS).unbatch()
+
+
 def peak_rss_child(source: str, checkpoints: int, batches: int) -> None:
   """Child process: stream `batches` batches and print peak RSS in MiB."""
-  from batch_rl.data import pipeline  # pylint: disable=g-import-not-at-top
   from batch_rl.data.selection import DataSelection  # pylint: disable=g-import-not-at-top
-  dataset, _, _ = pipeline.replay_dataset(
-      source, batch_size=BATCH, selection=DataSelection(first_k=checkpoints))
+  dataset = batches_of(source, DataSelection(first_k=checkpoints))
   for _ in dataset.take(batches):
     pass
   print(json.dumps({'peak_rss_mib': peak_rss_mib()}))
@@ -97,7 +104,6 @@ def main():
   from dopamine.replay_memory import circular_replay_buffer  # pylint: disable=g-import-not-at-top
   from batch_rl.data import converted  # pylint: disable=g-import-not-at-top
   from batch_rl.data import dopamine_replay  # pylint: disable=g-import-not-at-top
-  from batch_rl.data import pipeline  # pylint: disable=g-import-not-at-top
   from batch_rl.data.selection import DataSelection  # pylint: disable=g-import-not-at-top
 
   work = args.workdir or tempfile.mkdtemp(prefix='batch_rl_bench_')
@@ -122,13 +128,11 @@ def main():
 
   dopamine_rate = rate(dopamine_buffer.sample_transition_batch, args.seconds)
   del dopamine_buffer
-  in_memory = iter(pipeline.replay_dataset(
-      run_dir, BATCH, selection=DataSelection(first_k=1))[0])
+  in_memory = iter(batches_of(run_dir, DataSelection(first_k=1)))
   in_memory_rate = rate(lambda: next(in_memory), args.seconds)
   del in_memory
   converted.convert(run_dir, memmap_dir, progress=False)
-  streamed = iter(pipeline.replay_dataset(
-      memmap_dir, BATCH, selection=DataSelection(first_k=10))[0])
+  streamed = iter(batches_of(memmap_dir, DataSelection(first_k=10)))
   streamed_rate = rate(lambda: next(streamed), args.seconds)
   del streamed
 

@@ -16,6 +16,8 @@ from batch_rl.analysis import report
 from batch_rl.analysis import runs as runs_lib
 from batch_rl.analysis import scores
 from batch_rl.analysis.errors import AnalysisError
+from batch_rl.data.selection import DataSelection
+from batch_rl.run_directory import RunDirectory
 
 _HEADER = ('iteration,gradient_steps,eval_episodes,eval_return_mean,'
            'eval_return_std,train_loss,wall_time_s')
@@ -278,22 +280,31 @@ def test_aggregates_reject_empty_or_non_finite_matrices():
     (None, 'all', 1.0),
     ({'fraction': 0.1, 'seed': 3}, '10%', 0.1),
     ({'first_k': 5, 'fraction': 1.0}, 'first 5 ckpts', 1.0),
-    ('first_5_checkpoints,random_0.01_of_transitions(seed=0)',
-     'first 5 ckpts, 1%', 0.01),
-    ('checkpoints=[0, 3]', 'ckpts 0,3', 1.0),
-    ('all', 'all', 1.0),
-    ('holdout_0.1(seed=0)', 'all', 1.0),
-    ('random_0.5_of_transitions(seed=0),holdout_0.1(seed=0)', '50%', 0.5),
+    ({'first_k': 5, 'fraction': 0.01}, 'first 5 ckpts, 1%', 0.01),
+    ({'checkpoints': [0, 3]}, 'ckpts 0,3', 1.0),
+    ({'holdout_fraction': 0.1, 'seed': 0}, 'all', 1.0),
+    ({'fraction': 0.5, 'holdout_fraction': 0.1}, '50%', 0.5),
 ])
-def test_data_selection_from_dict_or_description(value, label, fraction):
+def test_data_selection_from_its_fields(value, label, fraction):
   selection = runs_lib.parse_data_selection(value, 'run_info.json')
   assert (selection.label, selection.fraction) == (label, fraction)
   assert selection.is_full == (label == 'all')
 
 
-def test_data_selection_error_names_the_file():
-  with pytest.raises(AnalysisError, match='x/run_info.json: data_selection'):
-    runs_lib.parse_data_selection('half of it', 'x/run_info.json')
+def test_data_selection_written_by_the_run_directory_reads_back(tmp_path):
+  run = RunDirectory(str(tmp_path))
+  run.write_run_info({'agent_name': 'rem', 'environment': 'minatar:asterix',
+                      'seed': 1}, DataSelection(last_k=2, fraction=0.25))
+  selection = runs_lib.parse_data_selection(run.data_selection(),
+                                            run.run_info_path)
+  assert selection.label == 'last 2 ckpts, 25%'
+
+
+@pytest.mark.parametrize('value', ['first_5_checkpoints', ['all'], 3])
+def test_data_selection_other_than_a_dict_names_the_file(value):
+  with pytest.raises(AnalysisError, match='x/run_info.json: data_selection '
+                     'must be a dict of DataSelection fields'):
+    runs_lib.parse_data_selection(value, 'x/run_info.json')
 
 
 def test_load_runs_finds_nested_runs(fake_runs):
@@ -407,6 +418,22 @@ def test_cli_errors_for_missing_runs_and_bad_reference(tmp_path, fake_runs,
   assert '--reference dqn_scores.csv: not a file' in capsys.readouterr().err
 
 
+@pytest.mark.parametrize('argv, message', [
+    (['--bootstrap_reps', '-1'], 'flag --bootstrap_reps=-1: -1 is not a '
+     'positive integer'),
+    (['--confidence', '7'], 'flag --confidence=7: 7.0 is not a number in '
+     'the range [0.0, 1.0]'),
+    (['--protocol', 'worst'], 'flag --protocol=worst: value should be one of'),
+    (['frob'], 'expected at most one command'),
+    ([], 'missing flags: --base_dirs, --out.'),
+])
+def test_cli_rejects_bad_options_in_one_line(argv, message, capsys):
+  assert cli.main(argv) == 2
+  error = capsys.readouterr().err
+  assert error.startswith('error: ') and len(error.strip().splitlines()) == 1
+  assert message in error, error
+
+
 def test_cli_does_not_import_tensorflow():
   code = ('import sys; from batch_rl.analysis import __main__; '
           'assert "tensorflow" not in sys.modules, "tensorflow imported"')
@@ -430,8 +457,8 @@ def test_reference_from_dopamine_curves_averages_each_runs_score(tmp_path,
   heist = _dopamine_json(tmp_path / 'bank_heist.json', [[10.0, 30.0, 20.0]])
   unknown = _dopamine_json(tmp_path / 'air_raid.json', [[1.0, 2.0]])
   out = tmp_path / 'dqn.csv'
-  assert cli.main(['reference', '--dopamine_json', pong, heist, unknown,
-                   '--out', str(out)]) == 0
+  assert cli.main(['reference', '--dopamine_json', pong, '--dopamine_json',
+                   heist, '--dopamine_json', unknown, '--out', str(out)]) == 0
   assert 'wrote' in capsys.readouterr().out
   reference = scores.load_reference(str(out))
   human = scores.load_reference('human')

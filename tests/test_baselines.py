@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from dopamine.replay_memory import circular_replay_buffer
 
-from batch_rl.baselines import train
+from batch_rl import log_data
+from batch_rl import run_directory
 from batch_rl.baselines.logged_replay_buffer import LoggedReplayBuffer
 from batch_rl.baselines.online_agent import OnlineAgent
 from batch_rl.data import dopamine_replay
 from batch_rl.data import transitions
-from batch_rl.runner import run_state
 
 FRAME_SHAPE = (5, 4)
 GIN_FILE = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'gin',
@@ -161,7 +161,7 @@ def test_online_agent_stores_and_trains_as_dopamine(tmp_path):
 
   def record():
     if len(fake.batches) > len(train_points):
-      train_points.append(agent.training_steps - 1)
+      train_points.append(agent.acting_steps - 1)
 
   for episode_length, terminal in ((4, True), (3, False), (5, True)):
     actions.append(agent.begin_episode(next(frames)))
@@ -210,25 +210,25 @@ def logged_slots(replay_dir, capacity):
 
 def test_cartpole_dqn_run_logs_replay_and_resumes(tmp_path):
   base_dir = str(tmp_path / 'run')
-  replay_dir = os.path.join(base_dir, 'replay_logs')
+  replay_dir = run_directory.RunDirectory(base_dir).replay_logs_path
   bindings = [
       'LoggedReplayBuffer.replay_capacity = 1000',
-      'OnlineRunner.training_steps = 1200',
-      'OnlineRunner.evaluation_steps = 100',
+      'Runner.training_steps = 1200',
+      'Runner.evaluation_steps = 100',
       'MIN_REPLAY_HISTORY = 200',
   ]
   try:
-    train.train('dqn', base_dir, [GIN_FILE],
-                bindings + ['OnlineRunner.num_iterations = 2'])
+    log_data.log_data(None, base_dir, [GIN_FILE],
+                bindings + ['Runner.num_iterations = 2'])
     first_log = read_metrics(base_dir)
     first_slots = logged_slots(replay_dir, 1000)
     gin.clear_config()
     # Resuming with more iterations continues after the last checkpoint.
-    train.train('dqn', base_dir, [GIN_FILE],
-                bindings + ['OnlineRunner.num_iterations = 3'])
+    log_data.log_data('dqn', base_dir, [GIN_FILE],
+                bindings + ['Runner.num_iterations = 3'])
   finally:
     gin.clear_config()
-  assert list(first_log[0]) == list(run_state.METRIC_COLUMNS)
+  assert list(first_log[0]) == list(run_directory.METRIC_COLUMNS)
   assert [int(r['iteration']) for r in first_log] == [0, 1]
   metrics = read_metrics(base_dir)
   assert [int(r['iteration']) for r in metrics] == [0, 1, 2]

@@ -254,7 +254,7 @@ def test_train_steps_in_one_graph_equal_single_steps(name):
     last = stepwise.train_step(batch)
   dataset = tf.data.Dataset.from_tensor_slices(
       {k: np.stack([b[k] for b in batches]) for k in batches[0]})
-  result = looped.train_steps(iter(dataset), 5)
+  result = looped.train_steps(iter(dataset.batch(5)), 5)
   assert looped.gradient_steps == stepwise.gradient_steps == 5
   np.testing.assert_allclose(result['loss'], last['loss'], rtol=1e-5)
   for a, b in zip(stepwise._trackables().values(),
@@ -274,8 +274,8 @@ def test_train_steps_on_stacks_use_batches_in_order_and_drop_the_rest():
   stacks = tf.data.Dataset.from_tensor_slices(
       {k: np.stack([b[k] for b in batches]) for k in batches[0]}).batch(2)
   iterator = iter(stacks)
-  stacked.train_steps(iterator, 3, stacked=True)
-  stacked.train_steps(iterator, 1, stacked=True)
+  stacked.train_steps(iterator, 3)
+  stacked.train_steps(iterator, 1)
   assert stacked.gradient_steps == 4
   for x, y in zip(weights(stepwise.critics), weights(stacked.critics)):
     np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)

@@ -19,6 +19,7 @@ from batch_rl.data import pipeline
 from batch_rl.data import transitions
 from batch_rl.data.errors import ReplayDataError
 from batch_rl.data.replay_store import ReplayStore
+from batch_rl.run_directory import RunDirectory
 
 OBS_DIM, ACTION_DIM = 3, 2
 
@@ -115,7 +116,7 @@ def test_pipeline_batches_of_written_replay_are_logged_transitions():
   expected = expected_transitions(EPISODES)
   assert len(store.valid_indices(1, 1)) == sum(expected.values())
   batch = next(iter(pipeline.transition_dataset(
-      store, batch_size=64, stack_size=1, update_horizon=1, seed=3)))
+      store, batch_size=64, stack_size=1, update_horizon=1, seed=3).unbatch()))
   assert batch['state'].shape == (64, OBS_DIM, 1)
   assert batch['action'].shape == (64, ACTION_DIM)
   assert batch['terminal'].dtype == np.uint8
@@ -310,7 +311,7 @@ def test_logger_writes_every_transition_of_its_run(tmp_path, tiny_networks):
       str(tmp_path), env_name='Pendulum-v1', agent_name='ddpg',
       num_steps=650, replay_capacity=256, random_steps=100, batch_size=32)
   assert len(returns) == 3  # 200-step episodes; the last 50 steps are cut.
-  replay_dir = os.path.join(tmp_path, log_data.REPLAY_SUBDIR)
+  replay_dir = RunDirectory(tmp_path).replay_logs_path
   suffixes = dopamine_replay.list_checkpoints(replay_dir)
   checkpoints = [dopamine_replay.read_arrays(replay_dir, s) for s in suffixes]
   assert len(suffixes) == 3  # 650 transitions and 4 cut slots in 256-slot files
@@ -326,7 +327,24 @@ def test_logger_writes_every_transition_of_its_run(tmp_path, tiny_networks):
   assert first.reward[:200].sum() == pytest.approx(returns[0], rel=1e-4)
 
 
+def test_one_logging_command_runs_continuous_agents(tmp_path):
+  """`python -m batch_rl.log_data` (its function): the agent from the gin
+  file, the logger's settings from gin bindings."""
+  from batch_rl import log_data as log_command  # pylint: disable=g-import-not-at-top
+  gin.clear_config()
+  returns = log_command.log_data(
+      None, str(tmp_path), ['gin/mujoco/ddpg.gin'],
+      ["log_online_replay.env_name='Pendulum-v1'",
+       'log_online_replay.num_steps=400', 'log_online_replay.random_steps=400',
+       'log_online_replay.replay_capacity=256',
+       'DDPGAgent.hidden_sizes=(16,)'])
+  gin.clear_config()
+  assert len(returns) == 2
+  replay_dir = RunDirectory(str(tmp_path)).replay_logs_path
+  assert dopamine_replay.list_checkpoints(replay_dir) == [0, 1]
+
+
 def test_logger_refuses_offline_only_agents(tmp_path):
-  with pytest.raises(ValueError, match='--agent=bcq'):
+  with pytest.raises(ValueError, match='--agent_name=bcq'):
     log_data.log_online_replay(str(tmp_path), env_name='Pendulum-v1',
                                agent_name='bcq', num_steps=10)

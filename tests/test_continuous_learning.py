@@ -22,9 +22,11 @@ from batch_rl.agents import registry
 from batch_rl.continuous import log_data
 from batch_rl.continuous import make_continuous_environment
 from batch_rl.data import dopamine_replay
-from batch_rl.data import pipeline
+from batch_rl.data.replay_dataset import ReplayDataset
 from batch_rl.data.replay_store import ReplayStore
-from batch_rl.runner.fixed_replay_runner import FixedReplayRunner
+from batch_rl.run_directory import RunDirectory
+from batch_rl.runner.runner import Runner
+from batch_rl.runner.training import OfflineTraining
 
 NUM_STEPS = 30_000
 TRAINING_STEPS = 3_072
@@ -39,7 +41,7 @@ def random_pendulum_replay(tmp_path_factory):
       base_dir, env_name='Pendulum-v1', agent_name='ddpg',
       num_steps=NUM_STEPS, replay_capacity=12_288, random_steps=NUM_STEPS,
       seed=0)
-  replay_dir = os.path.join(base_dir, log_data.REPLAY_SUBDIR)
+  replay_dir = RunDirectory(base_dir).replay_logs_path
   checkpoints = [dopamine_replay.read_arrays(replay_dir, suffix)
                  for suffix in dopamine_replay.list_checkpoints(replay_dir)]
   return ReplayStore.from_arrays(checkpoints), returns
@@ -70,12 +72,10 @@ def test_offline_td3_outperforms_random_data(random_pendulum_replay):
   agent = registry.create_agent(
       'td3', spec, seed=0, hidden_sizes=(64, 64), actor_learning_rate=1e-3,
       critic_learning_rate=1e-3, tau=0.02)
-  stacks = iter(pipeline.transition_dataset(
-      store, batch_size=256, stack_size=1, update_horizon=1, gamma=0.99,
-      seed=0, stacked=True))
+  stacks = iter(ReplayDataset(store, 1, 1, 0.99).batches(256, seed=0))
   scores = []
   for _ in range(TRAINING_STEPS // EVALUATION_PERIOD):
-    agent.train_steps(stacks, EVALUATION_PERIOD, stacked=True)
+    agent.train_steps(stacks, EVALUATION_PERIOD)
     scores.append(evaluate(agent, env))
   assert agent.gradient_steps == TRAINING_STEPS
   assert np.mean(data_returns) < -1000
@@ -92,9 +92,9 @@ def test_shared_runner_trains_evaluates_and_resumes_a_continuous_agent(
 
   def runner(num_iterations):
     agent = registry.create_agent('bc', spec, seed=0, hidden_sizes=(16,))
-    return FixedReplayRunner(
+    return Runner(
         str(tmp_path), agent, env,
-        lambda i: pipeline.transition_dataset(store, 32, 1, 1, 0.99, seed=i),
+        OfflineTraining(ReplayDataset(store, 1, 1, 0.99), 32, seed=0),
         run_info={'agent_name': 'bc'}, num_iterations=num_iterations,
         training_steps=10, evaluation_steps=200, max_steps_per_episode=200,
         progress=False)
@@ -103,7 +103,7 @@ def test_shared_runner_trains_evaluates_and_resumes_a_continuous_agent(
   assert [r['gradient_steps'] for r in rows] == [10]
   resumed = runner(2)
   assert resumed.start_iteration == 1
-  assert resumed.agent.training_steps == 10
+  assert resumed.agent.gradient_steps == 10
   rows = resumed.run_experiment()
   assert [r['iteration'] for r in rows] == [0, 1]
   assert all(np.isfinite(r['train_loss']) and r['eval_episodes'] == 1

@@ -10,7 +10,7 @@ import pytest
 
 from batch_rl.data import __main__ as cli
 from batch_rl.data import dopamine_replay
-from batch_rl.data import summary
+from batch_rl.data import episodes
 from conftest import fill_dopamine_buffer
 
 
@@ -66,7 +66,7 @@ def test_episode_returns_skip_the_overwritten_first_episode():
       add_count=8, invalid_range=np.array([2]))
   # Chronological order from the cursor (2): slots 2,3,4 | 5,0,1 ; the part
   # before the end at slot 4 lost its start, so only slots 5,0,1 count.
-  np.testing.assert_allclose(summary.episode_returns(arrays), [32 + 1 + 2])
+  np.testing.assert_allclose(episodes.episode_returns(arrays), [32 + 1 + 2])
 
 
 @pytest.mark.parametrize('argv, message', [
@@ -107,4 +107,4 @@ def test_a_buffer_filled_exactly_to_capacity_keeps_its_first_episode():
       terminal=np.array([0, 1, 0, 1], np.uint8),
       add_count=4, invalid_range=np.array([0]))
   assert arrays.is_full and not arrays.has_wrapped
-  np.testing.assert_allclose(summary.episode_returns(arrays), [3., 12.])
+  np.testing.assert_allclose(episodes.episode_returns(arrays), [3., 12.])

@@ -17,10 +17,10 @@ from batch_rl import experiment
 from batch_rl.experiments import embedded_default
 
 BUDGET = [
-    'FixedReplayRunner.num_iterations = 4',
-    'FixedReplayRunner.training_steps = 1000',
-    'FixedReplayRunner.evaluation_steps = 1000',
-    'FixedReplayRunner.progress = False',
+    'Runner.num_iterations = 4',
+    'Runner.training_steps = 1000',
+    'Runner.evaluation_steps = 1000',
+    'Runner.progress = False',
     'create_runner.seed = 0',
 ]
 

@@ -1,4 +1,5 @@
-"""The tf.data pipeline: Dopamine's transitions, uniform, seeded, subsampled."""
+"""ReplayDataset and its pipeline: Dopamine's transitions, uniform, seeded,
+subsampled, resumable."""
 
 import os
 
@@ -10,6 +11,7 @@ from batch_rl.agents import train_loop
 from batch_rl.data import converted
 from batch_rl.data import dopamine_replay
 from batch_rl.data import pipeline
+from batch_rl.data import replay_dataset
 from batch_rl.data import sources
 from batch_rl.data import transitions
 from batch_rl.data.errors import ReplayDataError
@@ -74,13 +76,17 @@ def test_every_global_index_gives_dopamines_transition(run_dir, converted_dir,
 @pytest.mark.parametrize('layout', ['gz', 'memmap'])
 def test_dataset_batches_are_seeded_and_uniform(run_dir, converted_dir, layout):
   source = run_dir[0] if layout == 'gz' else converted_dir
-  dataset, store, indices = pipeline.replay_dataset(
-      source, batch_size=32, update_horizon=3, gamma=GAMMA, seed=7)
+  replay = replay_dataset.open_replay(source, 4, 3, GAMMA)
+  store, indices = replay.store, replay.training_indices
+
+  def batches(seed):
+    return replay.batches(32, seed, batches_per_call=2,
+                          elements=transitions.TRANSITION_ELEMENTS).unbatch()
+
+  dataset = batches(7)
   first = [b['indices'].numpy() for b in dataset.take(5)]
-  again = [b['indices'].numpy() for b in pipeline.replay_dataset(
-      source, batch_size=32, update_horizon=3, gamma=GAMMA, seed=7)[0].take(5)]
-  other = [b['indices'].numpy() for b in pipeline.replay_dataset(
-      source, batch_size=32, update_horizon=3, gamma=GAMMA, seed=8)[0].take(5)]
+  again = [b['indices'].numpy() for b in batches(7).take(5)]
+  other = [b['indices'].numpy() for b in batches(8).take(5)]
   np.testing.assert_array_equal(np.stack(first), np.stack(again))
   assert not np.array_equal(np.stack(first), np.stack(other))
   batch = next(iter(dataset))
@@ -111,9 +117,66 @@ def test_selection_first_last_and_fraction(run_dir):
       tenth, DataSelection(fraction=0.1, seed=3).subsample(valid))
   assert not np.array_equal(
       tenth, DataSelection(fraction=0.1, seed=4).subsample(valid))
-  _, _, sampled_from = pipeline.replay_dataset(
-      replay_dir, batch_size=4, selection=DataSelection(fraction=0.1, seed=3))
-  np.testing.assert_array_equal(sampled_from, tenth)
+  replay = replay_dataset.open_replay(
+      replay_dir, 4, 1, GAMMA, DataSelection(fraction=0.1, seed=3))
+  np.testing.assert_array_equal(replay.training_indices, tenth)
+  sampled = np.concatenate([
+      stack['indices'].numpy().ravel() for stack in replay.batches(
+          4, seed=0, elements=('indices',)).take(2)])
+  assert len(set(sampled)) > 1
+
+
+def test_holdout_is_disjoint_from_training_and_seeded(run_dir):
+  selection = DataSelection(holdout_fraction=0.2, fraction=0.5, seed=1)
+  replay = replay_dataset.open_replay(run_dir[0], 4, 3, GAMMA, selection)
+  valid = replay.store.valid_indices(4, 3)
+  held_out = replay.held_out_indices
+  assert len(held_out) == round(0.2 * len(valid))
+  assert not set(held_out) & set(replay.training_indices)
+  assert len(replay.training_indices) == round(
+      0.5 * (len(valid) - len(held_out)))
+  # The data layer's global indices are those the training stream samples.
+  stack = next(iter(replay.batches(8, seed=0, elements=('indices',))))
+  locals_seen = stack['indices'].numpy().ravel()
+  train_locals = replay.training_indices - replay.store.starts[
+      np.searchsorted(replay.store.starts, replay.training_indices,
+                      side='right') - 1]
+  assert set(locals_seen) <= set(train_locals)
+
+
+def test_a_stream_started_at_call_c_continues_the_uninterrupted_one(run_dir):
+  """What lets a resumed run read exactly an uninterrupted run's batches."""
+  replay = replay_dataset.open_replay(run_dir[0], 4, 3, GAMMA)
+  whole = [s['indices'].numpy() for s in replay.batches(
+      8, seed=5, batches_per_call=3, elements=('indices',)).take(7)]
+  resumed = [s['indices'].numpy() for s in replay.batches(
+      8, seed=5, first_call=4, batches_per_call=3,
+      elements=('indices',)).take(3)]
+  np.testing.assert_array_equal(np.stack(resumed), np.stack(whole[4:]))
+  assert replay_dataset.calls_per_iteration(10, 3) == 4
+  assert replay_dataset.calls_per_iteration(9, 3) == 3
+
+
+def test_episodes_have_global_slots_and_ordered_reads_follow_indices(run_dir):
+  replay = replay_dataset.open_replay(run_dir[0], 4, 1, GAMMA)
+  episodes = replay.episodes()
+  assert episodes and all(e.slots.dtype.kind == 'i' for e in episodes)
+  starts = np.array([e.slots[0] for e in episodes])
+  assert (starts >= 0).all() and (starts < replay.store.num_slots).all()
+  # Each checkpoint's episodes cover slots of that checkpoint only.
+  owner = np.searchsorted(replay.store.starts, starts, side='right') - 1
+  ends = np.array([e.slots[-1] for e in episodes])
+  np.testing.assert_array_equal(
+      owner, np.searchsorted(replay.store.starts, ends, side='right') - 1)
+  indices = replay.training_indices[::7]
+  read = np.concatenate([b['indices'].numpy()
+                         for b in replay.read(indices, batch_size=5)])
+  np.testing.assert_array_equal(
+      read, indices - replay.store.starts[owner_of(replay, indices)])
+
+
+def owner_of(replay, indices):
+  return np.searchsorted(replay.store.starts, indices, side='right') - 1
 
 
 @pytest.mark.parametrize('kwargs, message', [
@@ -172,7 +235,8 @@ def test_rlds_export_feeds_the_same_transitions(tmp_path):
   path = rlds_io.export_to_rlds(str(tmp_path / 'replay'), str(tmp_path / 'rlds'),
                                 stack_size=4, progress=False)
   assert sources.is_rlds(path)
-  store, indices = pipeline.open_replay(path, 4, 3)
+  replay = replay_dataset.open_replay(path, 4, 3, GAMMA)
+  store, indices = replay.store, replay.training_indices
   windows, local = store.window_reader(4, 3)(tf.constant(indices, tf.int64))
   batch = transitions.transitions_from_windows(windows, local, 4, 3, GAMMA)
   valid = [i for i in range(source._replay_capacity)
@@ -192,11 +256,10 @@ def test_rlds_export_feeds_the_same_transitions(tmp_path):
 @pytest.mark.parametrize('jit_compile', [True, False])
 def test_dataset_batches_equal_dopamines_transitions(run_dir, jit_compile):
   replay_dir, buffers = run_dir
-  store, indices = pipeline.open_replay(replay_dir, 4, 3,
-                                        DataSelection(checkpoints=[1]))
-  dataset = pipeline.transition_dataset(store, 16, 4, 3, GAMMA, seed=3,
-                                        indices=indices,
-                                        jit_compile=jit_compile)
+  store = sources.open_store(replay_dir, DataSelection(checkpoints=[1]))
+  dataset = pipeline.transition_dataset(
+      store, 16, 4, 3, GAMMA, seed=3, jit_compile=jit_compile,
+      batches_per_call=2).unbatch()
   for batch in dataset.take(4):
     for row, local in enumerate(batch['indices'].numpy()):
       for name, value in _expected(buffers, 1, local).items():
@@ -229,15 +292,14 @@ def test_auto_stacks_fit_the_byte_budget(frame_shape, dtype, batch_size,
     assert 2 * count * window_bytes > pipeline.STACK_BYTES
 
 
-def test_stacked_dataset_holds_auto_stacks_of_the_unstacked_batches():
+def test_dataset_yields_auto_stacks_of_batches():
   store = _store((3,), np.float32)
   kwargs = dict(batch_size=4, stack_size=1, update_horizon=1, seed=1)
-  stack = next(iter(pipeline.transition_dataset(store, stacked=True,
-                                                **kwargs)))
+  stack = next(iter(pipeline.transition_dataset(store, **kwargs)))
   assert stack['reward'].shape == [pipeline.MAX_BATCHES_PER_CALL, 4]
-  unstacked = pipeline.transition_dataset(store, **kwargs)
-  for i, batch in enumerate(unstacked.take(3)):
-    np.testing.assert_array_equal(batch['indices'], stack['indices'][i])
+  small = next(iter(pipeline.transition_dataset(store, batches_per_call=3,
+                                                **kwargs)))
+  assert small['reward'].shape == [3, 4]
   spec = tf.nest.map_structure(tf.TensorSpec.from_tensor, stack)
   assert train_loop.whole_stacks(128, spec) == 128
   assert train_loop.whole_stacks(130, spec) == 256

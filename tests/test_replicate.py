@@ -48,7 +48,7 @@ def test_plan_has_every_run_with_its_command(tmp_path):
   assert {r.seed for r in runs[4:28]} == {0}
 
   logging = find(runs, 'logging/freeway/seed_1')
-  assert logging.command[1:3] == ('-m', 'batch_rl.baselines.train')
+  assert logging.command[1:3] == ('-m', 'batch_rl.log_data')
   assert flag_values(logging.command, 'gin_bindings') == [
       'create_online_runner.environment_name="minatar:freeway"',
       'create_online_runner.seed=1']
@@ -57,7 +57,8 @@ def test_plan_has_every_run_with_its_command(tmp_path):
   rem = find(runs, 'offline/freeway/rem/random_10pct/seed_1')
   assert rem.requires == logging
   assert rem.command[1:3] == ('-m', 'batch_rl.train')
-  assert flag_values(rem.command, 'agent_name') == ['rem']
+  # The agent's name comes from its gin file alone.
+  assert flag_values(rem.command, 'agent_name') == []
   assert flag_values(rem.command, 'replay_dir') == [
       os.path.join(logging.base_dir, 'replay_logs')]
   assert flag_values(rem.command, 'gin_files') == [
@@ -65,13 +66,13 @@ def test_plan_has_every_run_with_its_command(tmp_path):
       'replication/smoke_offline.gin']
   assert flag_values(rem.command, 'gin_bindings') == [
       'create_runner.environment_name="minatar:freeway"',
-      'create_runner.seed=1', 'create_runner.agent_label="rem"',
+      'create_runner.seed=1',
       'create_runner.selection=@DataSelection()',
       'DataSelection.seed=1', 'DataSelection.fraction=0.1']
   assert rem.num_iterations == 2  # smoke_offline.gin, read after offline.gin.
   # 10 logged checkpoints: the first 10% is the first one.
   first = find(runs, 'offline/freeway/qr_dqn/first_10pct/seed_0')
-  assert flag_values(first.command, 'agent_name') == ['quantile']
+  assert 'minatar/quantile.gin' in flag_values(first.command, 'gin_files')
   assert flag_values(first.command, 'gin_bindings')[-1] == (
       'DataSelection.first_k=1')
   full = find(runs, 'offline/freeway/dqn/all/seed_0')
@@ -95,8 +96,8 @@ def test_full_scale_budget_and_estimate(tmp_path):
 def test_budget_without_binding_names_the_files():
   with pytest.raises(replicate.ReplicationError,
                      match=r'minatar/dqn.gin: no binding of '
-                     r'OnlineRunner.num_iterations'):
-    replicate.Budget.from_gin(['minatar/dqn.gin'], 'OnlineRunner')
+                     r'Runner.num_iterations'):
+    replicate.Budget.from_gin(['minatar/dqn.gin'])
 
 
 def test_execute_skips_finished_runs_and_resumes_the_rest(tmp_path,
@@ -163,8 +164,7 @@ def test_reference_normalizes_to_the_logging_runs(tmp_path):
       score = best[run.game, run.seed]
       write_run_log(run, [0.0, score] + [score / 2] * 8)
   write_run_log(find(runs, 'logging/freeway/seed_1'), [9.0])
-  budget = replicate.Budget.from_gin(SMOKE.offline_gin_files,
-                                     'FixedReplayRunner')
+  budget = replicate.Budget.from_gin(SMOKE.offline_gin_files)
   with open(os.path.join(tmp_path, 'random_scores.csv'), 'w') as f:
     f.write('environment,random,episodes,seed,max_steps_per_episode\n')
     for environment, score in (('minatar:breakout', 0.7),
@@ -208,17 +208,17 @@ def test_smoke_replication_end_to_end(tmp_path, capfd):
   assert dopamine_replay.list_checkpoints(replay_dir) == list(range(11))
   with open(os.path.join(offline.base_dir, run_logs.RUN_INFO)) as f:
     info = json.load(f)
-  assert info['data_selection'] == 'first_1_checkpoints'
+  assert info['data_selection']['first_k'] == 1
   assert 190 <= info['transitions'] <= 200  # One checkpoint's, less invalid.
 
   reference = pd.read_csv(os.path.join(out, 'reference.csv'), comment='#')
   dqn_best = run_logs.read_metrics(logging.base_dir)['eval_return_mean'].max()
   if len(reference):  # Empty only if the tiny DQN scored exactly random.
     assert reference['dqn'].tolist() == [dqn_best]
-  assert info['agent_name'] == 'rem'
-  assert info['agent_label'] == 'rem'  # How the report tells REM apart.
+  # The registered name the gin file binds is the report's label.
+  assert 'agent_label' not in info
   with open(os.path.join(out, 'report', 'report.md')) as f:
-    assert 'rem [first 1 ckpts]' in f.read()
+    assert f'{info["agent_name"]} [first 1 ckpts]' in f.read()
 
   capfd.readouterr()
   assert replicate.main(argv) == 0

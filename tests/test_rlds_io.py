@@ -284,7 +284,7 @@ def test_continuous_replay_round_trips_through_rlds(tmp_path):
   the newest, which the re-imported buffer leaves invalid as Dopamine leaves
   the slot before its write cursor (its `invalid_range`)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from batch_rl.data import pipeline  # pylint: disable=g-import-not-at-top
+  from batch_rl.data import replay_dataset  # pylint: disable=g-import-not-at-top
   from batch_rl.data import transitions  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   terminal = np.zeros(50, np.uint8)
@@ -300,7 +300,8 @@ def test_continuous_replay_round_trips_through_rlds(tmp_path):
                                 progress=False)
 
   def rows(replay_dir, skip=()):
-    store, indices = pipeline.open_replay(replay_dir, 1, 1)
+    replay = replay_dataset.open_replay(replay_dir, 1, 1, 0.99)
+    store, indices = replay.store, replay.training_indices
     indices = np.setdiff1d(indices, skip)
     windows, local = store.window_reader(1, 1)(tf.constant(indices, tf.int64))
     batch = transitions.transitions_from_windows(windows, local, 1, 1, 0.99)

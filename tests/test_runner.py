@@ -1,6 +1,8 @@
-"""FixedReplayRunner and `python -m batch_rl.train`: logs, resume, errors."""
+"""The Runner and `python -m batch_rl.train`: logs, resume, signals, errors."""
 
 import csv
+import json
+import math
 import os
 import signal
 import subprocess
@@ -12,18 +14,22 @@ import pytest
 import tensorflow as tf
 from dopamine.replay_memory import circular_replay_buffer
 
+from batch_rl.data import replay_dataset
+from batch_rl.data.selection import DataSelection
 from batch_rl.environments import factory
-from batch_rl.runner import fixed_replay_runner
+from batch_rl.run_directory import RunDirectory
+from batch_rl.runner import runner as runner_lib
+from batch_rl.runner import training
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST_RUN = [
     "create_runner.environment_name='classic:CartPole-v1'",
     'create_runner.batch_size=16',
     'MLPTorso.hidden_units=(16,)',
-    'FixedReplayRunner.training_steps=50',
-    'FixedReplayRunner.evaluation_steps=50',
-    'FixedReplayRunner.max_steps_per_episode=50',
-    'FixedReplayRunner.progress=False',
+    'Runner.training_steps=50',
+    'Runner.evaluation_steps=50',
+    'Runner.max_steps_per_episode=50',
+    'Runner.progress=False',
 ]
 
 
@@ -63,22 +69,27 @@ def _rows(base_dir):
     return list(csv.DictReader(f))
 
 
+def _wait_for_checkpoint(process, base_dir, iteration):
+  """Waits until `process` wrote checkpoint `iteration` of `base_dir`."""
+  path = os.path.join(base_dir, 'checkpoints', f'iteration_{iteration}')
+  deadline = time.time() + 240
+  while not os.path.isdir(path) and time.time() < deadline:
+    time.sleep(0.1)
+  assert os.path.isdir(path), process.communicate()[0]
+
+
 def test_killed_run_resumes_without_lost_rows(cartpole_replay, tmp_path):
   base_dir = str(tmp_path / 'run')
-  checkpoint_1 = os.path.join(base_dir, 'checkpoints', 'iteration_1')
   first = _train(cartpole_replay, base_dir,
-                 'FixedReplayRunner.num_iterations=100')
-  deadline = time.time() + 240
-  while not os.path.isdir(checkpoint_1) and time.time() < deadline:
-    time.sleep(0.2)
-  assert os.path.isdir(checkpoint_1), first.communicate()[0]
+                 'Runner.num_iterations=100')
+  _wait_for_checkpoint(first, base_dir, 1)
   first.send_signal(signal.SIGKILL)
   first.wait()
   done = [int(r['iteration']) for r in _rows(base_dir)]
   assert done == list(range(len(done))) and len(done) >= 2
 
   second = _train(cartpole_replay, base_dir,
-                  f'FixedReplayRunner.num_iterations={len(done) + 2}')
+                  f'Runner.num_iterations={len(done) + 2}')
   output = second.communicate(timeout=240)[0]
   assert second.returncode == 0, output
   assert f'Resuming {base_dir} after iteration {len(done) - 1}' in output
@@ -93,12 +104,18 @@ def test_killed_run_resumes_without_lost_rows(cartpole_replay, tmp_path):
 
 
 @pytest.mark.parametrize('args, message', [
-    (['--agent_name=nope'], "Unknown agent_name 'nope'; valid names:"),
-    (['--gin_bindings=FixedReplayRunner.no_such_parameter=1'],
+    (['--agent_name=nope'], "--agent_name=nope disagrees with the gin "
+     "binding create_agent.agent_name='dqn'; drop one of them."),
+    (['--agent_name=nope', '--gin_files=gin/classic/offline_cartpole.gin'],
+     "Unknown agent_name 'nope'; valid names:"),
+    (['--gin_bindings=Runner.no_such_parameter=1'],
      'bad gin configuration'),
+    (['--gin_bindings=Runner.num_iterations=0'],
+     'Runner.num_iterations=0: must be at least 1.'),
     (['--gin_bindings=NoSuchThing.x=1'], 'bad gin configuration'),
     (['--replay_dir={empty}'], 'no Dopamine replay checkpoints'),
-    (['--gin_files=gin/classic/missing.gin'], 'bad gin configuration'),
+    (['--gin_files=gin/classic/missing.gin'],
+     'bad gin configuration: gin file gin/classic/missing.gin not found'),
 ])
 def test_cli_errors_are_clear(cartpole_replay, tmp_path, args, message):
   os.makedirs(tmp_path / 'empty')
@@ -114,8 +131,64 @@ def test_cli_errors_are_clear(cartpole_replay, tmp_path, args, message):
            [a for a in args if a.startswith('--gin_bindings')]),
       cwd=REPO, capture_output=True, text=True, check=False)
   assert result.returncode == 2, result.stdout + result.stderr
-  assert message in result.stderr
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith('error: '), result.stderr
+  assert message in lines[0]
   assert 'Traceback' not in result.stderr
+
+
+def test_the_gin_file_alone_picks_the_agent(cartpole_replay, tmp_path):
+  result = subprocess.run(
+      [sys.executable, '-m', 'batch_rl.train',
+       f'--replay_dir={cartpole_replay}', f'--base_dir={tmp_path}',
+       '--gin_files=gin/classic/rem.gin',
+       *[f'--gin_bindings={b}' for b in FAST_RUN],
+       '--gin_bindings=Runner.num_iterations=1'],
+      cwd=REPO, capture_output=True, text=True, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  with open(tmp_path / 'run_info.json') as f:
+    info = json.load(f)
+  assert info['agent_name'] == 'multi_head_dqn'
+  assert 'agent_label' not in info
+  assert info['data_selection'] == {
+      'checkpoints': None, 'first_k': None, 'last_k': None, 'fraction': 1.0,
+      'seed': 0, 'holdout_fraction': 0.0}
+
+
+def test_sigterm_stops_at_a_train_call_and_the_rerun_resumes(
+    cartpole_replay, tmp_path):
+  base_dir = str(tmp_path / 'run')
+  first = _train(cartpole_replay, base_dir, 'Runner.num_iterations=1000',
+                 'Runner.training_steps=2000')
+  _wait_for_checkpoint(first, base_dir, 0)
+  first.send_signal(signal.SIGTERM)
+  output = first.communicate(timeout=120)[0]
+  assert first.returncode == 128 + signal.SIGTERM, output
+  last = output.strip().splitlines()[-1]
+  assert last.startswith('stopped by SIGTERM: ') and 'rerun' in last, output
+  assert 'Traceback' not in output
+  done = len(_rows(base_dir))
+  assert done >= 1 and f'{done} of 1000 iterations finished' in last
+  second = _train(cartpole_replay, base_dir,
+                  f'Runner.num_iterations={done + 1}',
+                  'Runner.training_steps=2000')
+  output = second.communicate(timeout=240)[0]
+  assert second.returncode == 0, output
+  assert f'Resuming {base_dir} after iteration {done - 1}' in output
+  assert [int(r['iteration']) for r in _rows(base_dir)] == list(
+      range(done + 1))
+
+
+def test_sigint_during_start_up_stops_the_process(cartpole_replay, tmp_path):
+  started = _train(cartpole_replay, str(tmp_path / 'run'),
+                   'Runner.num_iterations=1')
+  time.sleep(1.5)  # Importing TensorFlow, before any training.
+  started.send_signal(signal.SIGINT)
+  output = started.communicate(timeout=60)[0]
+  assert started.returncode == 128 + signal.SIGINT, output
+  assert output.strip().splitlines()[-1] == (
+      'stopped by SIGINT before training started'), output
+  assert 'Traceback' not in output
 
 
 def test_replay_of_another_environment_is_rejected(cartpole_replay, tmp_path):
@@ -151,7 +224,7 @@ print('replicas', runner.agent._strategy.num_replicas_in_sync,
 def test_mirrored_strategy_trains_on_two_replicas(cartpole_replay, tmp_path):
   result = subprocess.run(
       [sys.executable, '-c', MIRRORED_SCRIPT, cartpole_replay,
-       str(tmp_path), *FAST_RUN, 'FixedReplayRunner.num_iterations=1',
+       str(tmp_path), *FAST_RUN, 'Runner.num_iterations=1',
        "create_runner.distribution='mirrored'"],
       cwd=REPO, capture_output=True, text=True, check=False)
   assert result.returncode == 0, result.stderr[-3000:]
@@ -164,7 +237,7 @@ def test_hopper_td3_through_the_cli_logs_checkpoints_and_resumes(tmp_path):
   log_data.log_online_replay(str(tmp_path / 'logger'), 'Hopper-v5', 'ddpg',
                              num_steps=1500, replay_capacity=1000,
                              random_steps=1500)
-  replay_dir = str(tmp_path / 'logger' / log_data.REPLAY_SUBDIR)
+  replay_dir = RunDirectory(str(tmp_path / 'logger')).replay_logs_path
   base_dir = str(tmp_path / 'td3')
 
   def train(iterations):
@@ -173,10 +246,10 @@ def test_hopper_td3_through_the_cli_logs_checkpoints_and_resumes(tmp_path):
          f'--replay_dir={replay_dir}', f'--base_dir={base_dir}',
          '--gin_files=gin/mujoco/td3.gin', '--gin_files=gin/mujoco/offline.gin',
          "--gin_bindings=create_runner.environment_name='mujoco:Hopper-v5'",
-         '--gin_bindings=FixedReplayRunner.training_steps=150',
-         '--gin_bindings=FixedReplayRunner.evaluation_steps=100',
-         '--gin_bindings=FixedReplayRunner.progress=False',
-         f'--gin_bindings=FixedReplayRunner.num_iterations={iterations}'],
+         '--gin_bindings=Runner.training_steps=150',
+         '--gin_bindings=Runner.evaluation_steps=100',
+         '--gin_bindings=Runner.progress=False',
+         f'--gin_bindings=Runner.num_iterations={iterations}'],
         cwd=REPO, capture_output=True, text=True, check=False)
 
   first = train(1)
@@ -190,32 +263,81 @@ def test_hopper_td3_through_the_cli_logs_checkpoints_and_resumes(tmp_path):
   assert [int(r['gradient_steps']) for r in rows] == [150, 300]
 
 
-class _StepRecorder:
-  """An agent that records how many steps each train_steps call asks for."""
+class _RecordingAgent:
+  """Reads stacks as agents do; records the batches' indices it trains on."""
 
   def __init__(self):
-    self.calls, self.eval_mode = [], True
+    self.calls, self.used, self.eval_mode = [], [], True
 
-  def train_steps(self, iterator, num_steps, stacked):
-    self.calls.append((num_steps, stacked))
+  def train_steps(self, iterator, num_steps):
+    self.calls.append(num_steps)
+    left = num_steps
+    while left > 0:
+      stack = next(iterator)['indices'].numpy()
+      self.used.extend(stack[:left])
+      left -= len(stack)
     return {'loss': 0.}
 
+  def bundle_and_checkpoint(self, unused_path, unused_iteration):
+    return {}
 
-@pytest.mark.parametrize('stacked, calls', [
-    (True, [4, 4, 2]),  # log_every=3 rounded up to whole stacks of 4.
-    (False, [3, 3, 3, 1]),
-])
-def test_runner_trains_in_calls_of_whole_stacks(tmp_path, stacked, calls):
-  stack = tf.data.Dataset.from_tensors({'reward': tf.zeros([4, 2])})
+  def unbundle(self, unused_path, unused_iteration, unused_bundle):
+    return True
 
-  def make_dataset(unused_iteration):
-    return (stack if stacked else stack.unbatch()).repeat()
 
-  agent = _StepRecorder()
-  runner = fixed_replay_runner.FixedReplayRunner(
-      str(tmp_path), agent, environment=None, make_dataset=make_dataset,
-      run_info={}, training_steps=10, log_every=3, progress=False,
-      stacked_batches=stacked)
-  runner._train(0)
-  assert agent.calls == [(n, stacked) for n in calls]
-  assert not agent.eval_mode
+class _NoEvaluation(runner_lib.Runner):
+
+  def _evaluate(self, iteration):
+    return np.zeros(1)
+
+
+class _IndexedReplay(replay_dataset.ReplayDataset):
+  """Batches of the transitions' indices only (what the recorder reads)."""
+
+  def batches(self, *args, **kwargs):
+    return super().batches(*args, **{**kwargs, 'elements': ('indices',)})
+
+
+@pytest.fixture(scope='module')
+def cartpole_dataset(cartpole_replay):
+  store = replay_dataset.open_replay(cartpole_replay, 1, 1, 0.99).store
+  return _IndexedReplay(store, 1, 1, 0.99, DataSelection(fraction=0.5))
+
+
+def _offline_runner(base_dir, replay, agent, iterations, **kwargs):
+  return _NoEvaluation(
+      str(base_dir), agent, environment=None,
+      training=training.OfflineTraining(replay, 4, seed=3, log_every=3),
+      run_info={}, num_iterations=iterations, progress=False, **kwargs)
+
+
+def test_runner_trains_in_calls_of_whole_stacks(tmp_path, cartpole_dataset):
+  agent = _RecordingAgent()
+  k = cartpole_dataset.batches_per_call(4)
+  runner = _offline_runner(tmp_path, cartpole_dataset, agent, 1,
+                           training_steps=2 * k + 2)
+  runner.run_experiment()
+  whole = math.ceil(3 / k) * k  # log_every=3 rounded up to whole stacks.
+  assert sum(agent.calls) == 2 * k + 2 and max(agent.calls) <= whole
+  assert all(n % k == 0 for n in agent.calls[:-1])
+
+
+def test_resumed_run_reads_the_batches_of_an_uninterrupted_run(
+    tmp_path, cartpole_dataset):
+  k = cartpole_dataset.batches_per_call(4)
+  steps = 2 * k + 3  # Iterations end inside a stack.
+  whole = _RecordingAgent()
+  _offline_runner(tmp_path / 'whole', cartpole_dataset, whole, 3,
+                  training_steps=steps).run_experiment()
+  resumed = _RecordingAgent()
+  _offline_runner(tmp_path / 'parts', cartpole_dataset, resumed, 1,
+                  training_steps=steps).run_experiment()
+  again = _offline_runner(tmp_path / 'parts', cartpole_dataset, resumed, 3,
+                          training_steps=steps)
+  assert again.start_iteration == 1
+  again.run_experiment()
+  assert len(whole.used) == 3 * steps
+  np.testing.assert_array_equal(np.stack(resumed.used), np.stack(whole.used))
+  # Training only sees the selected half of the transitions.
+  assert set(np.concatenate(whole.used)) <= set(
+      cartpole_dataset.training_indices % 2000)

@@ -1,11 +1,11 @@
-"""Many gradient steps in one graph call.
+"""Many gradient steps in one graph call, on stacks of batches.
 
 A Python loop pays a function dispatch and a host-side `next()` per step;
 for small networks that is a large share of the step. `make_train_steps`
-runs the steps in a `tf.function` loop that reads batches from the
-iterator in-graph (as Keras' steps_per_execution does), so the host only
-wakes once per call. Reading stacks of batches (`stacked=True`, see
-`pipeline.transition_dataset`) also pays the iterator once per stack.
+runs the steps in a `tf.function` loop that reads stacks of batches (see
+`ReplayDataset.batches`) from the iterator in-graph (as Keras'
+steps_per_execution does), so the host only wakes once per call and the
+iterator is paid once per stack.
 """
 
 import functools
@@ -13,28 +13,32 @@ import functools
 import tensorflow as tf
 
 
-def make_train_steps(train_ops):
-  """f(iterator, num_steps, stacked) -> outputs of the last of num_steps steps.
+def make_train_steps(train_ops, strategy=None):
+  """f(iterator, num_steps) -> outputs of the last of num_steps steps.
 
   Args:
     train_ops: batch -> dict of scalar tensors; the ops of one gradient step,
       traced into the loop body (not a tf.function itself).
+    strategy: with more than one replica, each batch is split along its
+      first axis into one equal part per replica (a PerReplica value).
 
-  The returned function takes an iterator of batches, or with `stacked=True`
-  of stacks [K, batch...] of K batches, used in order; the batches of the
-  last stack that `num_steps` (>= 1) leaves unused are dropped.
+  The returned function takes an iterator of stacks [K, batch...] of K
+  batches, used in order; the batches of the last stack that `num_steps`
+  (>= 1) leaves unused are dropped.
   """
+  replicas = strategy.num_replicas_in_sync if strategy else 1
 
   def batch_of(stack, index):
-    return tf.nest.map_structure(lambda x: x[index], stack)
+    batch = tf.nest.map_structure(lambda x: x[index], stack)
+    if replicas == 1:
+      return batch
+    return strategy.experimental_distribute_values_from_function(
+        lambda context: tf.nest.map_structure(
+            lambda x: tf.split(x, replicas)[context.replica_id_in_sync_group],
+            batch))
 
   @tf.function
-  def train_steps(iterator, num_steps, stacked=False):
-    if not stacked:
-      outputs = train_ops(next(iterator))
-      for _ in tf.range(num_steps - 1):
-        outputs = train_ops(next(iterator))
-      return outputs
+  def train_steps(iterator, num_steps):
     stack = next(iterator)
     per_stack = tf.shape(tf.nest.flatten(stack)[0], out_type=num_steps.dtype)[0]
     outputs = train_ops(batch_of(stack, 0))
@@ -48,8 +52,8 @@ def make_train_steps(train_ops):
 
 
 def whole_stacks(num_steps: int, element_spec) -> int:
-  """`num_steps` rounded up to whole stacks of a stacked dataset's elements,
-  so that calls of that many steps drop no batch."""
+  """`num_steps` rounded up to whole stacks of a dataset's elements, so that
+  calls of that many steps drop no batch."""
   per_stack = tf.nest.flatten(element_spec)[0].shape[0]
   return -(-num_steps // per_stack) * per_stack
 
@@ -57,21 +61,19 @@ def whole_stacks(num_steps: int, element_spec) -> int:
 class MultiStepTraining:
   """Gives an agent with a `train_ops(batch)` method its `train_steps`."""
 
-  def train_steps(self, iterator, num_steps: int,
-                  stacked: bool = False) -> dict:
-    """`num_steps` gradient steps on batches read in-graph from `iterator`.
+  def train_steps(self, iterator, num_steps: int) -> dict:
+    """`num_steps` gradient steps on stacks of batches read from `iterator`.
 
     Args:
-      iterator: of batches, or with `stacked` of stacks of batches
-        (`pipeline.transition_dataset(..., stacked=True)`).
+      iterator: of stacks [K, batch...] of batches
+        (`ReplayDataset.batches`).
       num_steps: gradient steps in this call.
-      stacked: whether the iterator yields stacks.
 
     Returns:
       train_step's outputs for the last step.
     """
-    return self._train_steps_fn(iterator, tf.constant(num_steps), stacked)
+    return self._train_steps_fn(iterator, tf.constant(num_steps))
 
   @functools.cached_property
   def _train_steps_fn(self):
-    return make_train_steps(self.train_ops)
+    return make_train_steps(self.train_ops, getattr(self, '_strategy', None))

@@ -1,102 +1,91 @@
 """Command line for run logs: normalized scores, aggregates with CIs, plots.
 
-  python -m batch_rl.analysis [report] --base_dirs DIR [DIR ...] --out OUT
-      [--reference human|dqn|FILE.csv] [--protocol best|final]
-      [--bootstrap_reps 2000] [--confidence 0.95] [--seed 0]
+  python -m batch_rl.analysis [report] --base_dirs=DIR [--base_dirs=DIR ...]
+      --out=OUT [--reference=human|dqn|FILE.csv] [--protocol=best|final]
+      [--bootstrap_reps=2000] [--confidence=0.95] [--seed=0]
 
-  python -m batch_rl.analysis reference --dopamine_json GAME.json [...]
-      --out dqn_scores.csv [--agent DQN] [--protocol best|final]
+  python -m batch_rl.analysis reference --dopamine_json=GAME.json [...]
+      --out=dqn_scores.csv [--agent=DQN] [--protocol=best|final]
 
 `report` is the default command, so it may be left out. Offline policy
 selection among a run's checkpoints is `python -m batch_rl.policy_selection`.
 """
 
-import argparse
-import sys
+from absl import flags
 
+from batch_rl import cli
 from batch_rl.analysis import reference_scores
 from batch_rl.analysis import report
 from batch_rl.analysis import scores
-from batch_rl.analysis.errors import AnalysisError
 
 _DEFAULT_COMMAND = 'report'
+FLAGS = flags.FlagValues()
+flags.DEFINE_multi_string(
+    'base_dirs', [], 'report: directories searched recursively for runs '
+    '(run_info.json + metrics.csv); repeat the flag for several.',
+    flag_values=FLAGS)
+flags.DEFINE_string('out', None, 'report: output directory for report.md '
+                    'and PNGs; reference: the CSV '
+                    'to write.', flag_values=FLAGS)
+flags.DEFINE_string(
+    'reference', 'human', 'report: "human" (bundled Atari-57 random/human '
+    'table), "dqn" (bundled online-DQN scores, the paper\'s normalization, '
+    'for the games in batch_rl/analysis/data/atari_dqn_dopamine.csv) or a '
+    'CSV with columns environment,random,<reference>.', flag_values=FLAGS)
+flags.DEFINE_enum('protocol', 'best', scores.PROTOCOLS,
+                  "report, reference: a run's score: best iteration (paper) "
+                  'or final.', flag_values=FLAGS)
+flags.DEFINE_integer('bootstrap_reps', 2000, 'report: bootstrap resamples.',
+                     lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_float('confidence', 0.95, 'report: confidence of the intervals.',
+                   lower_bound=0.0, upper_bound=1.0, flag_values=FLAGS)
+flags.DEFINE_integer('seed', 0, 'report: bootstrap seed.', flag_values=FLAGS)
+flags.DEFINE_multi_string('dopamine_json', [], "reference: Dopamine's "
+                          'baseline files (baselines/atari/data/<game>.json), '
+                          'one per game; repeat the flag.', flag_values=FLAGS)
+flags.DEFINE_string('agent', 'DQN', 'reference: the Agent entries to read.',
+                    flag_values=FLAGS)
 
 
-def _report(args):
+def _require(*names) -> None:
+  missing = [name for name in names if not FLAGS[name].value]
+  if missing:
+    raise ValueError(f'missing flags: --{", --".join(missing)}.')
+
+
+def _report():
+  _require('base_dirs', 'out')
   options = report.ReportOptions(
-      reference=args.reference, protocol=args.protocol,
-      bootstrap_reps=args.bootstrap_reps, confidence=args.confidence,
-      seed=args.seed)
-  path = report.write_report(args.base_dirs, args.out, options)
+      reference=FLAGS.reference, protocol=FLAGS.protocol,
+      bootstrap_reps=FLAGS.bootstrap_reps, confidence=FLAGS.confidence,
+      seed=FLAGS.seed)
+  path = report.write_report(FLAGS.base_dirs, FLAGS.out, options)
   print(f'wrote {path}')
 
 
-def _reference(args):
+def _reference():
+  _require('dopamine_json', 'out')
   table = reference_scores.write_reference_csv(
-      args.dopamine_json, args.out, args.agent, args.protocol)
+      FLAGS.dopamine_json, FLAGS.out, FLAGS.agent, FLAGS.protocol)
   print(table.to_string(index=False))
-  print(f'wrote {args.out}')
+  print(f'wrote {FLAGS.out}')
 
 
-def _add_reference_parser(commands) -> None:
-  reference = commands.add_parser(
-      'reference', help="a --reference CSV from Dopamine's published "
-      'baseline curves (baselines/atari/data/<game>.json)')
-  reference.set_defaults(run=_reference)
-  reference.add_argument('--dopamine_json', nargs='+', required=True,
-                         help='Dopamine baseline files, one per game, named '
-                         '<game>.json')
-  reference.add_argument('--out', required=True, help='the CSV to write')
-  reference.add_argument('--agent', default='DQN',
-                         help='the Agent entries to read (default DQN)')
-  reference.add_argument('--protocol', choices=scores.PROTOCOLS,
-                         default='best',
-                         help="each run's score: best iteration or final")
+COMMANDS = {'report': _report, 'reference': _reference}
 
 
-def _parser() -> tuple[argparse.ArgumentParser, dict]:
-  """The parser and its subcommand parsers by name (add new commands here)."""
-  parser = argparse.ArgumentParser(prog='python -m batch_rl.analysis',
-                                   description=__doc__.split('\n')[0])
-  commands = parser.add_subparsers(dest='command', required=True)
-  report_parser = commands.add_parser(
-      'report', help='report.md with tables and PNG plots (default command)')
-  report_parser.set_defaults(run=_report)
-  report_parser.add_argument('--base_dirs', nargs='+', required=True,
-                             help='directories searched recursively for runs '
-                             '(run_info.json + metrics.csv)')
-  report_parser.add_argument('--out', required=True,
-                             help='output directory for report.md and PNGs')
-  report_parser.add_argument(
-      '--reference', default='human',
-      help='"human" (bundled Atari-57 random/human table), "dqn" (bundled '
-      'online-DQN scores, the paper\'s normalization, for the games in '
-      'batch_rl/analysis/data/atari_dqn_dopamine.csv) or a CSV with columns '
-      'environment,random,<reference>')
-  report_parser.add_argument('--protocol', choices=scores.PROTOCOLS,
-                             default='best',
-                             help='run score: best iteration (paper) or final')
-  report_parser.add_argument('--bootstrap_reps', type=int, default=2000)
-  report_parser.add_argument('--confidence', type=float, default=0.95)
-  report_parser.add_argument('--seed', type=int, default=0,
-                             help='bootstrap seed')
-  _add_reference_parser(commands)
-  return parser, commands.choices
-
-
-def main(argv=None) -> int:
-  argv = list(sys.argv[1:] if argv is None else argv)
-  parser, commands = _parser()
-  if not argv or (argv[0] not in commands and argv[0] not in ('-h', '--help')):
-    argv.insert(0, _DEFAULT_COMMAND)
-  args = parser.parse_args(argv)
-  try:
-    args.run(args)
-  except (AnalysisError, ValueError, OSError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
+def _run(positional) -> int:
+  command = positional[0] if positional else _DEFAULT_COMMAND
+  if command not in COMMANDS or len(positional) > 1:
+    raise ValueError(f'expected at most one command, one of '
+                     f'{", ".join(COMMANDS)}; got {positional}.')
+  COMMANDS[command]()
   return 0
 
 
+def main(argv=None) -> int:
+  return cli.main_with_flags(_run, FLAGS, __doc__, argv)
+
+
 if __name__ == '__main__':
-  sys.exit(main())
+  cli.run_with_flags(_run, FLAGS, __doc__)

@@ -1,33 +1,25 @@
 """Run logs written by the runner: discovery and loading.
 
-Each run's directory holds `run_info.json` (agent_name, environment like
-'atari:Pong', seed, data_selection, ...) and `metrics.csv` with one row per
-finished iteration.
+Each run's directory (see batch_rl.run_directory) holds `run_info.json`
+(agent_name, environment like 'atari:Pong', seed, data_selection as a dict
+of DataSelection's fields, ...) and `metrics.csv` with one row per finished
+iteration.
 """
 
 import dataclasses
-import json
 import os
-import re
 from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
 from batch_rl.analysis.errors import AnalysisError
+from batch_rl.run_directory import METRIC_COLUMNS
+from batch_rl.run_directory import METRICS
+from batch_rl.run_directory import RUN_INFO
+from batch_rl.run_directory import RunDirectory
 
-RUN_INFO = 'run_info.json'
-METRICS = 'metrics.csv'
-METRIC_COLUMNS = ('iteration', 'gradient_steps', 'eval_episodes',
-                  'eval_return_mean', 'eval_return_std', 'train_loss',
-                  'wall_time_s')
 _REQUIRED_INFO = ('agent_name', 'environment', 'seed')
-# `DataSelection.describe()` parts, for logs that store the description.
-_DESCRIPTION_PARTS = {
-    'first_k': re.compile(r'first_(\d+)_checkpoints'),
-    'last_k': re.compile(r'last_(\d+)_checkpoints'),
-    'fraction': re.compile(r'random_([0-9.eE+-]+)_of_transitions'),
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,68 +90,47 @@ def find_run_dirs(base_dirs: Sequence[str]) -> list[str]:
 
 
 def parse_data_selection(value, path: str) -> DataSelectionInfo:
-  """Reads run_info's data_selection: a DataSelection dict, its describe()
-  string, or absent (all data)."""
-  if isinstance(value, str):
-    # A held-out set (for offline model selection) leaves the data variant
-    # as it is: "holdout_0.1(seed=0)" alone trains on all the rest.
-    value = re.sub(r',?holdout_[0-9.eE+-]+\(seed=\d+\)', '', value) or 'all'
-  if value is None or value == 'all':
+  """Reads run_info's data_selection: DataSelection's fields as a dict, or
+  absent (all data). A held-out set (for offline model selection) leaves the
+  data variant as it is."""
+  if value is None:
     return DataSelectionInfo()
-  if isinstance(value, str):
-    fields = {}
-    for name, pattern in _DESCRIPTION_PARTS.items():
-      match = pattern.search(value)
-      if match:
-        fields[name] = (float if name == 'fraction' else int)(match.group(1))
-    match = re.search(r'checkpoints=\[([0-9, ]*)\]', value)
-    if match:
-      fields['checkpoints'] = tuple(
-          int(c) for c in match.group(1).split(',') if c.strip())
-    if not fields:
-      raise AnalysisError(
-          f'{path}: data_selection {value!r} is not a DataSelection '
-          'description (expected e.g. "all", "first_5_checkpoints" or '
-          '"random_0.1_of_transitions(seed=0)") nor a dict.')
-    return DataSelectionInfo(**fields)
-  if isinstance(value, dict):
-    def optional(key, convert):
-      return None if value.get(key) is None else convert(value[key])
-    try:
-      return DataSelectionInfo(
-          fraction=float(value.get('fraction', 1.0)),
-          first_k=optional('first_k', int),
-          last_k=optional('last_k', int),
-          checkpoints=optional('checkpoints', lambda c: tuple(map(int, c))))
-    except (TypeError, ValueError) as e:
-      raise AnalysisError(
-          f'{path}: data_selection {value!r} has a non-numeric field '
-          f'({e}); expected fraction, first_k, last_k, checkpoints.') from e
-  raise AnalysisError(
-      f'{path}: data_selection must be a dict or a string, got '
-      f'{type(value).__name__}.')
+  if not isinstance(value, dict):
+    raise AnalysisError(
+        f'{path}: data_selection must be a dict of DataSelection fields, got '
+        f'{value!r}.')
+
+  def optional(key, convert):
+    return None if value.get(key) is None else convert(value[key])
+  try:
+    return DataSelectionInfo(
+        fraction=float(value.get('fraction', 1.0)),
+        first_k=optional('first_k', int),
+        last_k=optional('last_k', int),
+        checkpoints=optional('checkpoints', lambda c: tuple(map(int, c))))
+  except (TypeError, ValueError) as e:
+    raise AnalysisError(
+        f'{path}: data_selection {value!r} has a non-numeric field '
+        f'({e}); expected fraction, first_k, last_k, checkpoints.') from e
 
 
 def read_run_info(run_dir: str) -> dict:
-  path = os.path.join(run_dir, RUN_INFO)
+  run_directory = RunDirectory(run_dir)
   try:
-    with open(path) as f:
-      info = json.load(f)
-  except json.JSONDecodeError as e:
-    raise AnalysisError(f'{path}: not valid JSON ({e}).') from e
-  if not isinstance(info, dict):
-    raise AnalysisError(f'{path}: expected a JSON object.')
+    info = run_directory.read_run_info()
+  except ValueError as e:
+    raise AnalysisError(str(e)) from e
   missing = [key for key in _REQUIRED_INFO if key not in info]
   if missing:
     raise AnalysisError(
-        f'{path}: missing keys {missing}; run_info.json needs '
-        f'{list(_REQUIRED_INFO)}.')
+        f'{run_directory.run_info_path}: missing keys {missing}; '
+        f'run_info.json needs {list(_REQUIRED_INFO)}.')
   return info
 
 
 def read_metrics(run_dir: str) -> pd.DataFrame:
   """metrics.csv sorted by iteration; raises naming the file if malformed."""
-  path = os.path.join(run_dir, METRICS)
+  path = RunDirectory(run_dir).metrics_path
   if not os.path.isfile(path):
     raise AnalysisError(f'{path}: missing (every run directory with '
                         f'{RUN_INFO} needs {METRICS}).')
@@ -190,7 +161,7 @@ def read_metrics(run_dir: str) -> pd.DataFrame:
 
 def load_run(run_dir: str) -> Run:
   info = read_run_info(run_dir)
-  path = os.path.join(run_dir, RUN_INFO)
+  path = RunDirectory(run_dir).run_info_path
   environment = str(info['environment'])
   if ':' not in environment:
     raise AnalysisError(f'{path}: environment {environment!r} must be '
@@ -202,8 +173,7 @@ def load_run(run_dir: str) -> Run:
         f'{path}: seed {info["seed"]!r} is not an integer.') from e
   return Run(
       run_dir=run_dir,
-      # The label tells apart variants of one agent class (REM, Ensemble).
-      agent_name=str(info.get('agent_label') or info['agent_name']),
+      agent_name=str(info['agent_name']),
       environment=environment,
       seed=seed,
       data_selection=parse_data_selection(info.get('data_selection'), path),

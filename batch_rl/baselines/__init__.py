@@ -1,5 +1,5 @@
 """Online agents that log every transition as Dopamine replay checkpoints.
 
-`python -m batch_rl.baselines.train` runs Dopamine's online loop with a
+`python -m batch_rl.log_data` runs Dopamine's online loop with a
 `LoggedReplayBuffer`, producing data laid out like the DQN Replay Dataset.
 """

@@ -25,8 +25,9 @@ class OnlineAgent:
     self.replay = replay
     self.update_period = update_period
     self.min_replay_history = min_replay_history
-    # Agent steps in training mode (Dopamine's `training_steps`).
-    self.training_steps = 0
+    # Agent steps in training mode (Dopamine's `training_steps`), named as
+    # the wrapped agent names them.
+    self.acting_steps = 0
     self.gradient_steps = 0
     self._losses = []  # Since the last `pop_losses`.
     self._observation = None
@@ -42,11 +43,11 @@ class OnlineAgent:
 
   def _train_periodically(self):
     if (self.replay.add_count > self.min_replay_history and
-        self.training_steps % self.update_period == 0):
+        self.acting_steps % self.update_period == 0):
       metrics = self.agent.train_step(self.replay.sample_batch())
       self._losses.append(metrics['loss'])
       self.gradient_steps += 1
-    self.training_steps += 1
+    self.acting_steps += 1
 
   def _act(self, observation, action):
     self._observation = observation
@@ -79,13 +80,13 @@ class OnlineAgent:
   def bundle_and_checkpoint(self, checkpoint_dir: str, iteration: int) -> dict:
     bundle = self.agent.bundle_and_checkpoint(checkpoint_dir, iteration)
     self.replay.save(checkpoint_dir, iteration)
-    return {'agent': bundle, 'training_steps': self.training_steps,
+    return {'agent': bundle, 'acting_steps': self.acting_steps,
             'gradient_steps': self.gradient_steps}
 
   def unbundle(self, checkpoint_dir: str, iteration: int, bundle) -> bool:
     if not self.agent.unbundle(checkpoint_dir, iteration, bundle['agent']):
       return False
     self.replay.load(checkpoint_dir, iteration)
-    self.training_steps = bundle['training_steps']
+    self.acting_steps = bundle['acting_steps']
     self.gradient_steps = bundle['gradient_steps']
     return True

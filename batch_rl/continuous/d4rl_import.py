@@ -13,20 +13,20 @@ Actions must lie in [-1, 1], the agents' action box; pass the task's
 `action_bounds` to rescale data recorded in its own units.
 
   python -m batch_rl.continuous.d4rl_import hopper-medium-v2.hdf5 OUT_DIR \
-      [--capacity 1000000] [--task Hopper-v5]
+      [--capacity=1000000] [--task=Hopper-v5]
 
 (--task rescales actions from that task's bounds).
 """
 
-import argparse
 import dataclasses
 import os
-import sys
 from typing import Iterator, Optional, Sequence
 
+from absl import flags
 import h5py
 import numpy as np
 
+from batch_rl import cli
 from batch_rl.continuous.replay_writer import EpisodeReplayWriter
 from batch_rl.data.dopamine_replay import ReplayArrays
 from batch_rl.data.dopamine_replay import write_checkpoint
@@ -198,30 +198,31 @@ def import_to_replay_dir(path: str, replay_dir: str,
   return list(range(len(checkpoints)))
 
 
-def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(
-      prog='python -m batch_rl.continuous.d4rl_import',
-      description='D4RL/Minari HDF5 -> Dopamine replay checkpoints.')
-  parser.add_argument('hdf5_file')
-  parser.add_argument('replay_dir')
-  parser.add_argument('--capacity', type=int, default=1_000_000)
-  parser.add_argument('--task', default=None,
-                      help='rescale actions from this task\'s bounds')
-  args = parser.parse_args(argv)
-  try:
-    bounds = None
-    if args.task is not None:
-      from batch_rl.continuous import environments  # pylint: disable=g-import-not-at-top
-      _, spec = environments.make_continuous_environment(args.task)
-      bounds = (spec.action_low, spec.action_high)
-    suffixes = import_to_replay_dir(args.hdf5_file, args.replay_dir,
-                                    args.capacity, bounds)
-  except (ReplayDataError, ValueError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
-  print(f'wrote checkpoints {suffixes} to {args.replay_dir}')
+FLAGS = flags.FlagValues()
+flags.DEFINE_integer('capacity', 1_000_000, 'Slots per checkpoint.',
+                     flag_values=FLAGS)
+flags.DEFINE_string('task', None, "Rescale actions from this task's bounds, "
+                    'e.g. Hopper-v5.', flag_values=FLAGS)
+
+
+def _run(positional) -> int:
+  if len(positional) != 2:
+    raise ValueError(f'expected HDF5_FILE REPLAY_DIR, got {positional}.')
+  hdf5_file, replay_dir = positional
+  bounds = None
+  if FLAGS.task is not None:
+    from batch_rl.continuous import environments  # pylint: disable=g-import-not-at-top
+    _, spec = environments.make_continuous_environment(FLAGS.task)
+    bounds = (spec.action_low, spec.action_high)
+  suffixes = import_to_replay_dir(hdf5_file, replay_dir, FLAGS.capacity,
+                                  bounds)
+  print(f'wrote checkpoints {suffixes} to {replay_dir}')
   return 0
 
 
+def main(argv=None) -> int:
+  return cli.main_with_flags(_run, FLAGS, __doc__, argv)
+
+
 if __name__ == '__main__':
-  sys.exit(main())
+  cli.run_with_flags(_run, FLAGS, __doc__)

@@ -1,34 +1,27 @@
-r"""Trains an online DDPG or TD3 agent and logs its full replay.
+"""Trains an online DDPG or TD3 agent and logs its full replay.
 
 Every transition the agent sees is written as Dopamine replay checkpoints
 (`<base_dir>/replay_logs/$store$_*_ckpt.N.gz`, checkpoint N each time
 `replay_capacity` slots have filled, the remainder at the end), the data
 layout of the paper's MuJoCo experiments. Episode returns of the logging
-agent go to `<base_dir>/episode_returns.csv`.
-
-  python -m batch_rl.continuous.log_data --env=Hopper-v5 --agent=ddpg \
-      --base_dir=/tmp/hopper_ddpg --num_steps=1000000 \
-      --gin_files=gin/mujoco/ddpg.gin
+agent go to `<base_dir>/episode_returns.csv`. The command is
+`python -m batch_rl.log_data --agent_name=ddpg ...` (batch_rl/log_data.py).
 """
 
 import csv
 import os
-from typing import Sequence
 
-from absl import app
-from absl import flags
 from absl import logging
 import gin
 import numpy as np
 
-from batch_rl import command_line
 from batch_rl.agents import registry
 from batch_rl.continuous.actor_critic import DDPGAgent
 from batch_rl.continuous.environments import make_continuous_environment
 from batch_rl.continuous.replay_writer import EpisodeReplayWriter
 from batch_rl.data.dopamine_replay import write_checkpoint
+from batch_rl.run_directory import RunDirectory
 
-REPLAY_SUBDIR = 'replay_logs'
 RETURNS_FILE = 'episode_returns.csv'
 
 
@@ -49,11 +42,12 @@ def log_online_replay(base_dir: str, env_name: str = 'Hopper-v5',
     The undiscounted return of every finished episode.
   """
   if not issubclass(registry.agent_class(agent_name), DDPGAgent):
-    raise ValueError(f'--agent={agent_name}: the logger trains deterministic '
-                     'actor-critic agents (ddpg, td3 and their ensembles).')
+    raise ValueError(f'--agent_name={agent_name}: the logger trains '
+                     'deterministic actor-critic agents (ddpg, td3 and their '
+                     'ensembles).')
   env, spec = make_continuous_environment(env_name)
   agent = registry.create_agent(agent_name, spec, seed=seed)
-  replay_dir = os.path.join(base_dir, REPLAY_SUBDIR)
+  replay_dir = RunDirectory(base_dir).replay_logs_path
   writer = EpisodeReplayWriter(
       replay_capacity, spec.observation_dim, spec.action_dim,
       lambda suffix, arrays: write_checkpoint(replay_dir, suffix, arrays))
@@ -93,29 +87,3 @@ def log_online_replay(base_dir: str, env_name: str = 'Hopper-v5',
   writer.truncate_episode(observation)
   writer.close()
   return returns
-
-
-# --base_dir, --gin_files and --gin_bindings are the shared flags of
-# batch_rl.command_line (also imported by the other entry points).
-FLAGS = command_line.FLAGS
-flags.DEFINE_string('env', 'Hopper-v5', 'Task, e.g. HalfCheetah-v5.')
-flags.DEFINE_string('agent', 'ddpg', 'Online agent: ddpg or td3.')
-flags.DEFINE_integer('num_steps', 1_000_000, 'Environment steps to log.')
-flags.DEFINE_integer('replay_capacity', 1_000_000, 'Slots per checkpoint.')
-flags.DEFINE_integer('seed', 0, 'Seed of agent, environment and sampling.')
-
-
-def main(argv: Sequence[str]) -> None:
-  del argv
-  command_line.require_flags('base_dir')
-  command_line.load_gin_configs(FLAGS.gin_files, FLAGS.gin_bindings)
-  returns = log_online_replay(
-      FLAGS.base_dir, env_name=FLAGS.env, agent_name=FLAGS.agent,
-      num_steps=FLAGS.num_steps, replay_capacity=FLAGS.replay_capacity,
-      seed=FLAGS.seed)
-  print(f'logged {len(returns)} episodes to '
-        f'{os.path.join(FLAGS.base_dir, REPLAY_SUBDIR)}')
-
-
-if __name__ == '__main__':
-  app.run(main)

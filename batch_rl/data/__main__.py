@@ -1,66 +1,80 @@
 """Command line for replay data.
 
-  python -m batch_rl.data info REPLAY_DIR [--stack_size 4 --update_horizon 1]
-  python -m batch_rl.data convert REPLAY_DIR OUT_DIR [--checkpoints 0 1 ...]
-  python -m batch_rl.data export-rlds REPLAY_DIR OUT_DIR [--checkpoints ...]
+  python -m batch_rl.data info REPLAY_DIR [--stack_size=4 --update_horizon=1]
+  python -m batch_rl.data convert REPLAY_DIR OUT_DIR [--checkpoints=0,1,...]
+  python -m batch_rl.data export-rlds REPLAY_DIR OUT_DIR [--checkpoints=...]
+      [--stack_size=4]
+
+info: JSON summary of a replay directory; convert: gz checkpoints ->
+memory-mapped files (bounded RAM); export-rlds: Dopamine replay -> RLDS.
 """
 
-import argparse
 import json
-import sys
 
-from batch_rl.data.errors import ReplayDataError
+from absl import flags
+
+from batch_rl import cli
+
+FLAGS = flags.FlagValues()
+flags.DEFINE_integer('stack_size', 4, 'Frames per state (info, export-rlds).',
+                     flag_values=FLAGS)
+flags.DEFINE_integer('update_horizon', 1, 'n of the n-step transitions '
+                     'counted by info.', flag_values=FLAGS)
+flags.DEFINE_list('checkpoints', None, 'Checkpoint suffixes, e.g. 0,3 '
+                  '(convert, export-rlds; default: all).', flag_values=FLAGS)
 
 
-def _info(args):
+def _checkpoints():
+  if FLAGS.checkpoints is None:
+    return None
+  try:
+    return [int(c) for c in FLAGS.checkpoints]
+  except ValueError:
+    raise ValueError(f'--checkpoints={",".join(FLAGS.checkpoints)}: expected '
+                     'integer suffixes, e.g. --checkpoints=0,3.') from None
+
+
+def _info(replay_dir):
   from batch_rl.data import summary  # pylint: disable=g-import-not-at-top
   print(json.dumps(
-      summary.summarize(args.replay_dir, args.stack_size,
-                        args.update_horizon), indent=2))
+      summary.summarize(replay_dir, FLAGS.stack_size, FLAGS.update_horizon),
+      indent=2))
 
 
-def _convert(args):
+def _convert(replay_dir, out_dir):
   from batch_rl.data import converted  # pylint: disable=g-import-not-at-top
-  done = converted.convert(args.replay_dir, args.out_dir, args.checkpoints)
-  print(f'converted checkpoints {done} into {args.out_dir}')
+  done = converted.convert(replay_dir, out_dir, _checkpoints())
+  print(f'converted checkpoints {done} into {out_dir}')
 
 
-def _export_rlds(args):
+def _export_rlds(replay_dir, out_dir):
   from batch_rl.data import rlds_io  # pylint: disable=g-import-not-at-top
-  path = rlds_io.export_to_rlds(args.replay_dir, args.out_dir,
-                                args.checkpoints, args.stack_size)
+  path = rlds_io.export_to_rlds(replay_dir, out_dir, _checkpoints(),
+                                FLAGS.stack_size)
   print(f'wrote RLDS dataset; read it with tfds.builder_from_directory('
         f'{str(path)!r})')
 
 
-def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(prog='python -m batch_rl.data',
-                                   description=__doc__.split('\n')[0])
-  commands = parser.add_subparsers(dest='command', required=True)
-  info = commands.add_parser('info', help='JSON summary of a replay directory')
-  info.add_argument('replay_dir')
-  info.set_defaults(run=_info)
-  convert = commands.add_parser(
-      'convert', help='gz checkpoints -> memory-mapped files (bounded RAM)')
-  convert.set_defaults(run=_convert)
-  export = commands.add_parser('export-rlds', help='Dopamine replay -> RLDS')
-  export.set_defaults(run=_export_rlds)
-  for sub in (convert, export):
-    sub.add_argument('replay_dir')
-    sub.add_argument('out_dir')
-    sub.add_argument('--checkpoints', type=int, nargs='+', default=None,
-                     help='checkpoint suffixes (default: all)')
-  for sub in (info, export):
-    sub.add_argument('--stack_size', type=int, default=4)
-  info.add_argument('--update_horizon', type=int, default=1)
-  args = parser.parse_args(argv)
-  try:
-    args.run(args)
-  except (ReplayDataError, ValueError, OSError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
+COMMANDS = {'info': (_info, 'REPLAY_DIR'),
+            'convert': (_convert, 'REPLAY_DIR OUT_DIR'),
+            'export-rlds': (_export_rlds, 'REPLAY_DIR OUT_DIR')}
+
+
+def _run(positional) -> int:
+  if not positional or positional[0] not in COMMANDS:
+    raise ValueError(f'expected a command, one of {", ".join(COMMANDS)}; '
+                     f'got {positional[:1] or "none"}.')
+  command, *args = positional
+  run, usage = COMMANDS[command]
+  if len(args) != len(usage.split()):
+    raise ValueError(f'{command} takes {usage}, got {len(args)} arguments.')
+  run(*args)
   return 0
 
 
+def main(argv=None) -> int:
+  return cli.main_with_flags(_run, FLAGS, __doc__, argv)
+
+
 if __name__ == '__main__':
-  sys.exit(main())
+  cli.run_with_flags(_run, FLAGS, __doc__)

@@ -1,6 +1,6 @@
-"""tf.data pipelines of uniformly sampled transitions.
+"""The low-level tf.data builder of uniformly sampled transition batches.
 
-Sampling is uniform over the valid transitions of all selected checkpoints
+Runs read it through `replay_dataset.ReplayDataset.batches`. Sampling is uniform over the valid transitions of all selected checkpoints
 (what Dopamine's rejection sampler converges to), deterministic for a seed,
 batched and prefetched; everything but the memory-mapped frame read is
 TensorFlow ops.
@@ -8,16 +8,13 @@ TensorFlow ops.
 
 from typing import Optional
 
-import gin
 import numpy as np
 import tensorflow as tf
 
-from batch_rl.data import sources
 from batch_rl.data import transitions
 from batch_rl.data.errors import ReplayDataError
 from batch_rl.data.replay_store import WINDOW_ELEMENTS
 from batch_rl.data.replay_store import ReplayStore
-from batch_rl.data.selection import DataSelection
 
 # Automatic stacks hold about this many bytes of windows, and at most
 # MAX_BATCHES_PER_CALL batches: few calls for small rows (vector
@@ -46,24 +43,27 @@ def transition_dataset(store: ReplayStore, batch_size: int,
                        jit_compile: bool = True,
                        elements=transitions.TRANSITION_ELEMENTS,
                        batches_per_call: Optional[int] = None,
-                       stacked: bool = False) -> tf.data.Dataset:
-  """An endless dataset of transition batches (dicts, see docs/DESIGN.md).
+                       first_call: int = 0) -> tf.data.Dataset:
+  """An endless dataset of stacks of transition batches.
+
+  Each element is a dict (keys `elements`, see docs/DESIGN.md) of stacks
+  [batches_per_call, batch_size, ...]: the batches of one sampler call.
 
   Args:
     store: the replay data.
     batch_size: transitions per batch.
     stack_size, update_horizon, gamma: Dopamine's transition parameters.
-    seed: fixes the sequence of batches.
+    seed: fixes the sequence of batches: call c draws from the stateless
+      stream (seed, c).
     indices: global slot indices to sample from (default: every valid one).
     num_parallel_calls: parallel batch assembly; order stays deterministic.
     jit_compile: XLA-compile batch assembly (about 2x faster on CPU).
     elements: the keys each batch holds (transitions.TRANSITION_ELEMENTS).
     batches_per_call: batches assembled by one call of the (compiled)
-      sampler, then split; fewer, larger calls cut the per-call cost and
-      the producer's interference with training (default:
-      `auto_batches_per_call`).
-    stacked: yield each call's batches as one stack [batches_per_call,
-      batch_size, ...] instead (for `agent.train_steps(..., stacked=True)`).
+      sampler; fewer, larger calls cut the per-call cost and the producer's
+      interference with training (default: `auto_batches_per_call`).
+    first_call: the call index of the first element: a dataset started at
+      c yields what one started at 0 yields from its c-th element on.
   """
   for name, value in (('batch_size', batch_size),
                       ('batches_per_call', batches_per_call or 1)):
@@ -104,36 +104,6 @@ def transition_dataset(store: ReplayStore, batch_size: int,
   if compile_all:
     sample = tf.function(sample, jit_compile=True)
 
-  dataset = tf.data.Dataset.counter().map(
+  dataset = tf.data.Dataset.counter(start=first_call).map(
       sample, num_parallel_calls=num_parallel_calls, deterministic=True)
-  if not stacked:
-    dataset = dataset.unbatch()
   return dataset.prefetch(tf.data.AUTOTUNE)
-
-
-def open_replay(replay_dir: str, stack_size: int, update_horizon: int,
-                selection: Optional[DataSelection] = None):
-  """(store, indices): the selected data of `replay_dir` and its transitions."""
-  selection = selection or DataSelection()
-  store = sources.open_store(replay_dir, selection, stack_size,
-                             update_horizon)
-  indices = selection.subsample(
-      store.valid_indices(stack_size, update_horizon))
-  return store, indices
-
-
-@gin.configurable
-def replay_dataset(replay_dir: str, batch_size: int = 32,
-                   stack_size: int = 4, update_horizon: int = 1,
-                   gamma: float = 0.99, seed: int = 0,
-                   selection: Optional[DataSelection] = None):
-  """Opens `replay_dir` (any supported layout) as a transition dataset.
-
-  Returns:
-    (dataset, store, indices): the dataset and what it samples from.
-  """
-  store, indices = open_replay(replay_dir, stack_size, update_horizon,
-                               selection)
-  dataset = transition_dataset(store, batch_size, stack_size, update_horizon,
-                               gamma, seed, indices)
-  return dataset, store, indices

@@ -42,6 +42,8 @@ import tqdm
 
 from batch_rl.data import dopamine_replay
 from batch_rl.data.dopamine_replay import ReplayArrays
+from batch_rl.data.episodes import StoredEpisode
+from batch_rl.data.episodes import stored_episodes
 from batch_rl.data.errors import ReplayDataError
 
 DATASET_NAME = 'dopamine_replay'
@@ -61,63 +63,6 @@ def split_name(suffix: int) -> str:
 def builder_dir(out_dir: str, dataset_name: str = DATASET_NAME) -> str:
   """Where `export_to_rlds` writes: pass it to `tfds.builder_from_directory`."""
   return os.path.join(out_dir, dataset_name, VERSION)
-
-
-@dataclasses.dataclass(frozen=True)
-class StoredEpisode:
-  """Buffer slots of one episode's real steps, oldest first."""
-  slots: np.ndarray
-  terminal: bool  # Ends in a terminal (else a time-limit cut or unfinished).
-
-
-def stored_episodes(arrays: ReplayArrays, stack_size: int,
-                    source: str) -> list[StoredEpisode]:
-  """Episodes of a Dopamine buffer in play order, padding slots excluded.
-
-  The oldest episode of a wrapped buffer is skipped: it may have been partly
-  overwritten. Raises ReplayDataError naming `source` when the slots that
-  must be padding for `stack_size` are not all zero.
-  """
-  order = arrays.chronological_slots()
-  if not len(order):
-    return []
-  ends = arrays.chronological_episode_ends()
-  end_positions = list(np.flatnonzero(ends))
-  if arrays.has_wrapped:
-    if not end_positions:
-      return []
-    start = end_positions.pop(0) + 1
-  else:
-    start = 0
-  if not ends[-1]:
-    end_positions.append(len(order) - 1)  # The newest, unfinished episode.
-  episodes = []
-  for end in end_positions:
-    first = start + stack_size - 1
-    if first > end:
-      raise ReplayDataError(
-          f'{source}: an episode ends at slot {order[end]} within the '
-          f'{stack_size - 1} padding slots that start every episode for '
-          f'stack_size={stack_size}; was the data written with another '
-          'stack_size?')
-    _check_padding(arrays, order[start:first], stack_size, source)
-    episodes.append(StoredEpisode(order[first:end + 1],
-                                  bool(arrays.terminal[order[end]])))
-    start = end + 1
-  return episodes
-
-
-def _check_padding(arrays: ReplayArrays, slots: np.ndarray, stack_size: int,
-                   source: str) -> None:
-  if not len(slots):
-    return
-  if any(np.asarray(getattr(arrays, name))[slots].any()
-         for name in dopamine_replay.STORE_ELEMENTS):
-    raise ReplayDataError(
-        f'{source}: slots {slots.tolist()} should be the zero padding that '
-        f'starts an episode for stack_size={stack_size} (zero observation, '
-        'action, reward and terminal); was the data written with another '
-        'stack_size?')
 
 
 def _png(frame: np.ndarray) -> bytes:

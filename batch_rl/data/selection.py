@@ -25,7 +25,7 @@ class DataSelection:
     seed: seed of the random subset and of the held-out set.
     holdout_fraction: hold out this random fraction of the valid transitions
       (before `fraction` applies) for offline model selection: training never
-      sees them and `python -m batch_rl.analysis select` measures TD errors
+      sees them and `python -m batch_rl.policy_selection` measures TD errors
       on them.
   """
   checkpoints: Optional[Sequence[int]] = None
@@ -91,17 +91,3 @@ class DataSelection:
     keep = max(1, int(round(self.fraction * len(indices))))
     rng = np.random.default_rng(self.seed)
     return np.sort(rng.choice(indices, size=keep, replace=False))
-
-  def describe(self) -> str:
-    parts = []
-    if self.checkpoints is not None:
-      parts.append(f'checkpoints={list(self.checkpoints)}')
-    if self.first_k is not None:
-      parts.append(f'first_{self.first_k}_checkpoints')
-    if self.last_k is not None:
-      parts.append(f'last_{self.last_k}_checkpoints')
-    if self.fraction < 1.0:
-      parts.append(f'random_{self.fraction:g}_of_transitions(seed={self.seed})')
-    if self.holdout_fraction > 0.0:
-      parts.append(f'holdout_{self.holdout_fraction:g}(seed={self.seed})')
-    return ','.join(parts) or 'all'

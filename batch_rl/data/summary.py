@@ -8,25 +8,8 @@ from batch_rl.data import converted
 from batch_rl.data import dopamine_replay
 from batch_rl.data import transitions
 from batch_rl.data.dopamine_replay import ReplayArrays
+from batch_rl.data.episodes import episode_returns
 from batch_rl.data.selection import DataSelection
-
-
-def episode_returns(arrays: ReplayArrays) -> np.ndarray:
-  """Undiscounted returns of the complete episodes stored in a checkpoint.
-
-  The oldest episode of a wrapped buffer was partly overwritten and the
-  newest may be unfinished: neither is complete, so neither counts.
-  """
-  slots = arrays.chronological_slots()
-  end_positions = np.flatnonzero(arrays.chronological_episode_ends())
-  if not len(end_positions):
-    return np.zeros(0, dtype=np.float64)
-  cumulative = np.concatenate(
-      [[0.0], np.cumsum(np.asarray(arrays.reward)[slots].astype(np.float64))])
-  totals = np.diff(cumulative[end_positions + 1])
-  if not arrays.has_wrapped:  # The first episode starts at slot 0: complete.
-    totals = np.concatenate([[cumulative[end_positions[0] + 1]], totals])
-  return totals
 
 
 def _checkpoint_summary(arrays: ReplayArrays, frame_shape, frame_dtype,

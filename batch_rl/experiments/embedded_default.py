@@ -16,7 +16,7 @@ import numpy as np
 from batch_rl import command_line
 from batch_rl import experiment
 from batch_rl.data import dopamine_replay
-from batch_rl.data import summary
+from batch_rl.data import episodes
 
 REPLAY_DIR = os.path.join(os.path.dirname(__file__), 'data',
                           'cartpole_dqn_replay')
@@ -27,7 +27,7 @@ GIN_FILES = ('classic/rem.gin', 'classic/offline_cartpole.gin')
 def behaviour_return(replay_dir: str) -> float:
   """Average return of the complete episodes in a logged replay."""
   returns = [
-      summary.episode_returns(dopamine_replay.read_arrays(replay_dir, s))
+      episodes.episode_returns(dopamine_replay.read_arrays(replay_dir, s))
       for s in dopamine_replay.list_checkpoints(replay_dir)
   ]
   return float(np.mean(np.concatenate(returns)))
@@ -44,7 +44,7 @@ def run(base_dir=None, gin_bindings=()) -> list[dict]:
   command_line.load_gin_configs(
       [os.path.join(command_line.GIN_DIR, f) for f in GIN_FILES],
       gin_bindings)
-  rows = experiment.create_runner('rem', REPLAY_DIR,
+  rows = experiment.create_runner(None, REPLAY_DIR,
                                   base_dir).run_experiment()
   best = max(row['eval_return_mean'] for row in rows)
   verdict = 'above' if best > data_return else 'not above'

@@ -1,15 +1,15 @@
 r"""Small-scale replication of Agarwal et al. (2020) on MinAtar, one command.
 
-  python -m batch_rl.experiments.replicate --out runs/replication \
-      [--scale full|smoke] [--games breakout freeway ...] \
-      [--seeds 3 | --seed_ids 1 2] \
-      [--agents dqn qr_dqn ensemble_dqn rem] \
-      [--selections all random_10pct first_10pct] \
-      [--only logging|offline|report] [--dry_run]
+  python -m batch_rl.experiments.replicate --out=runs/replication \
+      [--scale=full|smoke] [--games=breakout --games=freeway ...] \
+      [--seeds=3 | --seed_ids=1 --seed_ids=2] \
+      [--agents=dqn --agents=rem ...] \
+      [--selections=all --selections=first_10pct ...] \
+      [--only=logging|offline|report] [--dry_run]
 
 Stages (all three unless --only names one):
 1. logging: online DQN logs its replay, per game and seed
-   (`python -m batch_rl.baselines.train`, gin/replication/logging.gin).
+   (`python -m batch_rl.log_data`, gin/replication/logging.gin).
 2. offline: DQN, QR-DQN, Ensemble-DQN and REM, per game and seed, on that
    seed's logged replay: all of it, a random 10% of its transitions and its
    first 10% of checkpoints (`python -m batch_rl.train`,
@@ -32,7 +32,6 @@ Layout under --out:
   report/report.md
 """
 
-import argparse
 import csv
 import dataclasses
 import os
@@ -42,15 +41,18 @@ import sys
 import time
 from typing import Optional, Sequence
 
+from absl import flags
 import gin
 from gin import config_parser
 import numpy as np
 
+from batch_rl import cli
 from batch_rl import command_line
 from batch_rl.analysis import runs as run_logs
 from batch_rl.analysis import scores
 from batch_rl.environments import factory
 from batch_rl.environments import minatar
+from batch_rl.run_directory import RunDirectory
 from batch_rl.runner import evaluation
 
 STAGES = ('logging', 'offline', 'report')
@@ -60,9 +62,6 @@ SELECTIONS = ('all', 'random_10pct', 'first_10pct')
 SUBSET_FRACTION = 0.1
 PROTOCOL = 'best'  # A run's score is its best iteration, as in the paper.
 RANDOM_POLICY_SEED = 0
-# batch_rl.baselines.online_experiment.REPLAY_LOG_DIR (importing it would
-# load TensorFlow into this process, which only launches runs).
-REPLAY_LOG_DIR = 'replay_logs'
 
 # Time model: wall seconds measured on the shared 2-core development machine
 # at a load average of 5 to 7 (docs/RESULTS.md). The progress lines rescale
@@ -78,20 +77,19 @@ class OfflineAgent:
   """An offline agent of the replication.
 
   Attributes:
-    label: its name in the report and in run directories.
-    agent_name: the registry name `python -m batch_rl.train` builds.
-    gin_file: its hyperparameters, under gin/.
+    label: its run directories' name.
+    gin_file: its hyperparameters under gin/, binding the registered name
+      (`create_agent.agent_name`) the report shows.
   """
   label: str
-  agent_name: str
   gin_file: str
 
 
 AGENTS = {agent.label: agent for agent in (
-    OfflineAgent('dqn', 'dqn', 'minatar/dqn.gin'),
-    OfflineAgent('qr_dqn', 'quantile', 'minatar/quantile.gin'),
-    OfflineAgent('ensemble_dqn', 'ensemble_dqn', 'minatar/ensemble_dqn.gin'),
-    OfflineAgent('rem', 'rem', 'minatar/rem.gin'),
+    OfflineAgent('dqn', 'minatar/dqn.gin'),
+    OfflineAgent('qr_dqn', 'minatar/quantile.gin'),
+    OfflineAgent('ensemble_dqn', 'minatar/ensemble_dqn.gin'),
+    OfflineAgent('rem', 'minatar/rem.gin'),
 )}
 LOGGING_AGENT = 'dqn'
 
@@ -117,7 +115,7 @@ SCALES = {
 }
 
 
-class ReplicationError(Exception):
+class ReplicationError(ValueError):
   """A run failed or cannot start; the message says which and why."""
 
 
@@ -146,7 +144,8 @@ class Budget:
   max_steps_per_episode: int
 
   @classmethod
-  def from_gin(cls, gin_files: Sequence[str], runner: str) -> 'Budget':
+  def from_gin(cls, gin_files: Sequence[str], runner: str = 'Runner'
+               ) -> 'Budget':
     values = gin_literals(gin_files)
     fields = [f.name for f in dataclasses.fields(cls)]
     missing = [f'{runner}.{f}' for f in fields if f'{runner}.{f}' not in values]
@@ -167,7 +166,7 @@ class Run:
     seed: the run's seed (offline runs train on that seed's logged replay).
     name: its directory relative to --out, e.g. 'logging/breakout/seed_0'.
     base_dir: its run directory.
-    agent_label: the agent's name in the report.
+    agent_label: the agent's directory name (see OfflineAgent.label).
     command: the command line that runs (or resumes) it.
     num_iterations: the iterations of a finished run.
     estimated_s: its expected duration when started from scratch.
@@ -185,15 +184,11 @@ class Run:
   requires: Optional['Run'] = None
 
   def finished_iterations(self) -> int:
-    path = os.path.join(self.base_dir, run_logs.METRICS)
-    if not os.path.isfile(path):
-      return 0
-    with open(path, newline='') as f:
-      return sum(1 for _ in csv.DictReader(f))
+    return RunDirectory(self.base_dir).finished_iterations()
 
   @property
   def finished(self) -> bool:
-    return self.finished_iterations() >= self.num_iterations
+    return RunDirectory(self.base_dir).is_complete(self.num_iterations)
 
   def remaining_s(self) -> float:
     done = min(self.finished_iterations(), self.num_iterations)
@@ -232,16 +227,15 @@ def plan(out: str, scale: Scale, games: Sequence[str], seeds: Sequence[int],
   Seed-major order gives a complete first seed of every game and agent
   early, so an interrupted replication already has something to report.
   """
-  logging_budget = Budget.from_gin(scale.logging_gin_files, 'OnlineRunner')
-  offline_budget = Budget.from_gin(scale.offline_gin_files,
-                                   'FixedReplayRunner')
+  logging_budget = Budget.from_gin(scale.logging_gin_files)
+  offline_budget = Budget.from_gin(scale.offline_gin_files)
   python = sys.executable
   logging_runs = {}
   for seed in seeds:
     for game in games:
       name = os.path.join('logging', game, f'seed_{seed}')
       base_dir = os.path.join(out, name)
-      command = [python, '-m', 'batch_rl.baselines.train',
+      command = [python, '-m', 'batch_rl.log_data',
                  f'--agent_name={LOGGING_AGENT}', f'--base_dir={base_dir}']
       command += _gin_flags(scale.logging_gin_files, [
           f'create_online_runner.environment_name="minatar:{game}"',
@@ -262,13 +256,11 @@ def plan(out: str, scale: Scale, games: Sequence[str], seeds: Sequence[int],
           base_dir = os.path.join(out, name)
           command = [
               python, '-m', 'batch_rl.train',
-              f'--agent_name={agent.agent_name}',
-              f'--replay_dir={os.path.join(source.base_dir, REPLAY_LOG_DIR)}',
+              f'--replay_dir={RunDirectory(source.base_dir).replay_logs_path}',
               f'--base_dir={base_dir}']
           command += _gin_flags((agent.gin_file,) + scale.offline_gin_files, [
               f'create_runner.environment_name="minatar:{game}"',
               f'create_runner.seed={seed}',
-              f'create_runner.agent_label="{label}"',
               'create_runner.selection=@DataSelection()',
               f'DataSelection.seed={seed}',
               # One checkpoint per logging iteration (replication/logging.gin).
@@ -434,7 +426,7 @@ def write_reference(out: str, scale: Scale, logging_runs: Sequence[Run]
                     ) -> str:
   """reference.csv (environment,random,dqn) for the analysis; its path."""
   dqn = dqn_scores(logging_runs)
-  budget = Budget.from_gin(scale.offline_gin_files, 'FixedReplayRunner')
+  budget = Budget.from_gin(scale.offline_gin_files)
   random = random_policy_scores(out, sorted(dqn), scale.random_policy_episodes,
                                 budget.max_steps_per_episode)
   rows = []
@@ -471,69 +463,70 @@ def report(out: str, scale: Scale, runs: Sequence[Run]) -> None:
     raise ReplicationError(f'{out}: no offline run has finished an iteration '
                            'yet; nothing to report.')
   command = [sys.executable, '-m', 'batch_rl.analysis', 'report',
-             '--base_dirs', offline, '--out', os.path.join(out, 'report'),
-             '--reference', reference, '--protocol', PROTOCOL]
+             f'--base_dirs={offline}', f'--out={os.path.join(out, "report")}',
+             f'--reference={reference}', f'--protocol={PROTOCOL}']
   print(shlex.join(command), flush=True)
   if subprocess.call(command) != 0:
     raise ReplicationError(f'the analysis failed: {shlex.join(command)}')
 
 
-def _parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(
-      prog='python -m batch_rl.experiments.replicate',
-      description=__doc__.split('\n')[0])
-  parser.add_argument('--out', required=True,
-                      help='directory of all runs, logs and the report')
-  parser.add_argument('--scale', choices=sorted(SCALES), default='full',
-                      help='full (docs/RESULTS.md) or smoke (minutes)')
-  parser.add_argument('--games', nargs='+', choices=minatar.GAMES,
-                      help='MinAtar games (default: the scale\'s)')
-  parser.add_argument('--seeds', type=int,
-                      help='seeds 0..N-1 (default: the scale\'s)')
-  parser.add_argument('--seed_ids', nargs='+', type=int,
-                      help='exactly these seeds, e.g. 2 to run a third seed '
-                      'beside a running replication (overrides --seeds)')
-  parser.add_argument('--agents', nargs='+', choices=list(AGENTS),
-                      default=list(AGENTS), help='offline agents')
-  parser.add_argument('--selections', nargs='+', choices=SELECTIONS,
-                      default=list(SELECTIONS),
-                      help='data the offline agents train on')
-  parser.add_argument('--only', choices=STAGES, help='run one stage only')
-  parser.add_argument('--dry_run', action='store_true',
-                      help='print the plan, its commands and time estimates')
-  return parser
+FLAGS = flags.FlagValues()
+flags.DEFINE_string('out', None, 'Directory of all runs, logs and the report.',
+                    flag_values=FLAGS)
+flags.DEFINE_enum('scale', 'full', sorted(SCALES),
+                  'full (docs/RESULTS.md) or smoke (minutes).',
+                  flag_values=FLAGS)
+flags.DEFINE_multi_enum('games', [], minatar.GAMES, "MinAtar games (default: "
+                        "the scale's); repeat the flag.", flag_values=FLAGS)
+flags.DEFINE_integer('seeds', None, "Seeds 0..N-1 (default: the scale's).",
+                     lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_multi_integer('seed_ids', [], 'Exactly these seeds, e.g. 2 to '
+                           'run a third seed beside a running replication '
+                           '(overrides --seeds); repeat the flag.',
+                           flag_values=FLAGS)
+flags.DEFINE_multi_enum('agents', list(AGENTS), list(AGENTS),
+                        'Offline agents; repeat the flag.', flag_values=FLAGS)
+flags.DEFINE_multi_enum('selections', list(SELECTIONS), SELECTIONS,
+                        'Data the offline agents train on; repeat the flag.',
+                        flag_values=FLAGS)
+flags.DEFINE_enum('only', None, STAGES, 'Run one stage only.',
+                  flag_values=FLAGS)
+flags.DEFINE_boolean('dry_run', False, 'Print the plan, its commands and time '
+                     'estimates.', flag_values=FLAGS)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-  args = _parser().parse_args(argv)
-  scale = SCALES[args.scale]
-  seeds = range(scale.seeds if args.seeds is None else args.seeds)
-  try:
-    if args.seed_ids is not None:
-      if min(args.seed_ids) < 0:
-        raise ReplicationError(
-            f'--seed_ids {args.seed_ids}: seeds are non-negative.')
-      seeds = sorted(set(args.seed_ids))
-    if not seeds:
-      raise ReplicationError(f'--seeds {args.seeds}: expected at least 1.')
-    runs = plan(args.out, scale, args.games or scale.games, seeds,
-                args.agents, args.selections)
-    stages = [args.only] if args.only else STAGES
-    to_run = [run for run in runs if run.stage in stages]
-    if args.dry_run:
-      print_plan(to_run)
-      if 'report' in stages:
-        print('Then the report: random policy scores (once per game), '
-              'reference.csv and python -m batch_rl.analysis, a few minutes.')
-      return 0
-    execute(to_run, args.out)
+def _run(positional) -> int:
+  if positional:
+    raise ValueError(f'unexpected arguments {positional}; flags are '
+                     '--name=value.')
+  if not FLAGS.out:
+    raise ValueError('missing flags: --out.')
+  scale = SCALES[FLAGS.scale]
+  seeds = range(scale.seeds if FLAGS.seeds is None else FLAGS.seeds)
+  if FLAGS.seed_ids:
+    if min(FLAGS.seed_ids) < 0:
+      raise ValueError(f'--seed_ids {FLAGS.seed_ids}: seeds are '
+                       'non-negative.')
+    seeds = sorted(set(FLAGS.seed_ids))
+  runs = plan(FLAGS.out, scale, FLAGS.games or scale.games, seeds,
+              FLAGS.agents, FLAGS.selections)
+  stages = [FLAGS.only] if FLAGS.only else STAGES
+  to_run = [run for run in runs if run.stage in stages]
+  if FLAGS.dry_run:
+    print_plan(to_run)
     if 'report' in stages:
-      report(args.out, scale, runs)
-  except ReplicationError as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
+      print('Then the report: random policy scores (once per game), '
+            'reference.csv and python -m batch_rl.analysis, a few minutes.')
+    return 0
+  execute(to_run, FLAGS.out)
+  if 'report' in stages:
+    report(FLAGS.out, scale, runs)
   return 0
 
 
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  return cli.main_with_flags(_run, FLAGS, __doc__, argv)
+
+
 if __name__ == '__main__':
-  sys.exit(main())
+  cli.run_with_flags(_run, FLAGS, __doc__)

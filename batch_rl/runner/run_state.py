@@ -1,22 +1,16 @@
-"""What a run keeps on disk to resume: atomic writes, the metrics log.
+"""What a run keeps on disk to resume: atomic writes, iteration checkpoints.
 
-A run directory holds `run_info.json`, `metrics.csv` (one row per finished
-iteration, see docs/DESIGN.md), `tensorboard/`, and `checkpoints/`. Each
+The run directory's files are named in `batch_rl.run_directory`. Each
 iteration's checkpoint is written into a temporary folder and renamed into
 place, then `metrics.csv` is rewritten atomically from the rows stored in
 that checkpoint, so a run killed at any moment resumes from the last
 finished iteration without lost or duplicated rows.
 """
 
-import csv
-import io
 import json
 import os
 import shutil
 
-METRIC_COLUMNS = ('iteration', 'gradient_steps', 'eval_episodes',
-                  'eval_return_mean', 'eval_return_std', 'train_loss',
-                  'wall_time_s')
 _PREFIX = 'iteration_'
 
 
@@ -31,14 +25,6 @@ def write_atomically(path: str, text: str) -> None:
 
 def write_json(path: str, value) -> None:
   write_atomically(path, json.dumps(value, indent=2, sort_keys=True) + '\n')
-
-
-def write_metrics_csv(path: str, rows) -> None:
-  out = io.StringIO()
-  writer = csv.DictWriter(out, fieldnames=METRIC_COLUMNS, extrasaction='ignore')
-  writer.writeheader()
-  writer.writerows(rows)
-  write_atomically(path, out.getvalue())
 
 
 class CheckpointDirectory:

@@ -1,0 +1,83 @@
+"""The one command-line convention: absl flags, --help, one-line errors."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from batch_rl import cli
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CARTPOLE_REPLAY = os.path.join(REPO, 'batch_rl', 'experiments', 'data',
+                               'cartpole_dqn_replay')
+
+
+def _run(*argv, env=None):
+  return subprocess.run([sys.executable, '-m', *argv], cwd=REPO,
+                        capture_output=True, text=True, check=False,
+                        env={**os.environ, **(env or {})}, timeout=300)
+
+
+@pytest.mark.parametrize('module, flags', [
+    ('batch_rl.train', ('--agent_name', '--replay_dir', '--gin_bindings')),
+    ('batch_rl.log_data', ('--agent_name', '--base_dir', '--gin_files')),
+    ('batch_rl.data', ('--stack_size', '--update_horizon', '--checkpoints')),
+    ('batch_rl.analysis', ('--base_dirs', '--out', '--fqe_steps')),
+    ('batch_rl.experiments.replicate', ('--out', '--scale', '--dry_run')),
+    ('batch_rl.continuous.d4rl_import', ('--capacity', '--task')),
+])
+def test_help_lists_the_flags_of_every_entry_point(module, flags):
+  result = _run(module, '--help')
+  for flag in flags:
+    assert flag in result.stdout, (module, result.stdout + result.stderr)
+
+
+@pytest.mark.parametrize('argv, message', [
+    (('batch_rl.data', 'info'), 'info takes REPLAY_DIR, got 0 arguments.'),
+    (('batch_rl.data', '--stack_size=x', 'info', '.'),
+     "flag --stack_size=x: invalid literal for int() with base 10: 'x'"),
+    (('batch_rl.continuous.d4rl_import', 'missing.hdf5', 'out'),
+     'missing.hdf5'),
+    (('batch_rl.experiments.replicate', '--out=x', '--scale=huge'),
+     'flag --scale=huge: value should be one of'),
+    (('batch_rl.log_data', '--base_dir=x', '--replay_dir=y'),
+     '--replay_dir is for offline training'),
+])
+def test_user_errors_are_one_line_and_exit_2(argv, message):
+  result = _run(*argv)
+  assert result.returncode == 2, result.stdout + result.stderr
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith('error: '), result.stderr
+  assert message in lines[0]
+
+
+def test_a_missing_required_gin_binding_is_one_line(tmp_path):
+  argv = ('batch_rl.train', f'--replay_dir={CARTPOLE_REPLAY}',
+          f'--base_dir={tmp_path}', '--gin_files=gin/classic/dqn.gin')
+  result = _run(*argv)
+  assert result.returncode == 2, result.stderr
+  assert result.stderr.strip() == (
+      "error: Required bindings for `create_runner` not provided in config: "
+      "['environment_name']")
+  # The environment variable shows the traceback instead.
+  result = _run(*argv, env={cli.TRACEBACK_ENV: '1'})
+  assert result.returncode == 1 and 'Traceback' in result.stderr
+
+
+def test_call_maps_user_errors_and_lets_bugs_through(capsys):
+  def failing(error):
+    def main(unused_argv):
+      raise error
+    return main
+
+  assert cli.call(failing(ValueError('bad value\n  In call to x')), []) == 2
+  assert capsys.readouterr().err == 'error: bad value\n'
+  assert cli.call(failing(FileNotFoundError(2, 'No such file', 'f')), []) == 2
+  assert "error: [Errno 2] No such file: 'f'" in capsys.readouterr().err
+  assert cli.call(failing(cli.Stopped(15, 'stopped by SIGTERM')), []) == 143
+  assert capsys.readouterr().err == 'stopped by SIGTERM\n'
+  with pytest.raises(KeyError):
+    cli.call(failing(KeyError('a bug')), [])
+  with pytest.raises(RuntimeError):
+    cli.call(failing(RuntimeError('a bug')), [])
