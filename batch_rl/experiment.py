@@ -57,7 +57,7 @@ def _seeded_environment(environment_name: str, seed: int):
 def create_runner(agent_name: Optional[str], replay_dir: str, base_dir: str,
                   environment_name: str = gin.REQUIRED, seed: int = 0,
                   batch_size: int = 32,
-                  selection: DataSelection = DataSelection(),
+                  selection: Optional[DataSelection] = None,
                   distribution: str = 'default') -> Runner:
   """An offline run on `replay_dir`, evaluated online.
 
@@ -71,10 +71,13 @@ def create_runner(agent_name: Optional[str], replay_dir: str, base_dir: str,
     seed: seeds TensorFlow, numpy, the environment and the batches.
     batch_size: transitions per gradient step (the global batch, split over
       the replicas).
-    selection: which checkpoints / fraction of the data to train on.
+    selection: which checkpoints / fraction of the data to train on
+      (default: a DataSelection built under the gin config, so bindings
+      like `DataSelection.first_k = 5` apply without binding this).
     distribution: 'default' (one device) or 'mirrored' (MirroredStrategy:
       each batch is split over the local GPUs).
   """
+  selection = selection or DataSelection()
   agent_name = resolve_agent_name(agent_name)
   env, spec = _seeded_environment(environment_name, seed)
   strategy = make_strategy(distribution)

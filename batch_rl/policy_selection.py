@@ -22,7 +22,6 @@ registered discrete agent can be selected.
 
 import csv
 import dataclasses
-import inspect
 import math
 import os
 from typing import Callable, Optional, Sequence
@@ -195,13 +194,6 @@ class _RunData:
   replay: ReplayDataset
 
 
-def _run_selection() -> DataSelection:
-  """The DataSelection `create_runner` got under the parsed gin config."""
-  default = inspect.signature(
-      experiment.create_runner).parameters['selection'].default
-  return gin.get_bindings(experiment.create_runner).get('selection', default)
-
-
 def _load_run(run_dir: str, replay_dir: Optional[str]) -> _RunData:
   """Rebuilds the run's agent and opens its data; replaces the gin config."""
   info_path = RunDirectory(run_dir).run_info_path
@@ -234,7 +226,8 @@ def _load_run(run_dir: str, replay_dir: Optional[str]) -> _RunData:
         'policy selection scores agents with discrete actions.')
   replay = replay_dataset.open_replay(replay_dir, spec.stack_size,
                                       agent.update_horizon, agent.gamma,
-                                      _run_selection())
+                                      DataSelection(**RunDirectory(
+                                          run_dir).data_selection(info)))
   try:
     replay.check_frame_shape(spec.observation_shape, info['environment'])
   except ReplayDataError as e:
@@ -427,19 +420,25 @@ flags.DEFINE_integer('fqe_target_update_period',
 FLAGS = flags.FLAGS
 
 
+def run(base_dirs: Sequence[str], out_dir: str,
+        options: SelectionOptions) -> int:
+  """Selects among the checkpoints of `base_dirs`, prints the summary."""
+  path, rows = write_selection(base_dirs, out_dir, options)
+  print(summary(rows))
+  print(f'wrote {path}')
+  return 0
+
+
 def main(argv) -> int:
   del argv
   command_line.require_flags('base_dirs', 'out')
-  path, rows = write_selection(FLAGS.base_dirs, FLAGS.out, SelectionOptions(
+  return run(FLAGS.base_dirs, FLAGS.out, SelectionOptions(
       holdout_fraction=FLAGS.holdout_fraction, seed=FLAGS.holdout_seed,
       max_heldout=FLAGS.max_heldout, td_loss=FLAGS.td_loss,
       fqe_steps=FLAGS.fqe_steps, fqe_batch_size=FLAGS.fqe_batch_size,
       fqe_learning_rate=FLAGS.fqe_learning_rate,
       fqe_target_update_period=FLAGS.fqe_target_update_period,
       replay_dir=FLAGS.replay_dir))
-  print(summary(rows))
-  print(f'wrote {path}')
-  return 0
 
 
 if __name__ == '__main__':

@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 from dopamine.replay_memory import circular_replay_buffer
 
+from batch_rl import cli
 from batch_rl import command_line
 from batch_rl import experiment
 from batch_rl import policy_selection
@@ -245,7 +246,8 @@ def test_select_errors_name_the_run(tiny_run, tmp_path, capsys):
     (bare / name).write_bytes(open(os.path.join(tiny_run, name), 'rb').read())
   options = policy_selection.SelectionOptions()
   out = str(tmp_path / 'out')
-  assert policy_selection.run([str(bare)], out, options) == 2
+  assert cli.call(
+      lambda _: policy_selection.run([str(bare)], out, options), []) == 2
   error = capsys.readouterr().err
   assert f'{bare}/checkpoints: no iteration_N checkpoint' in error
   assert 'checkpoints_kept' in error
@@ -254,11 +256,13 @@ def test_select_errors_name_the_run(tiny_run, tmp_path, capsys):
   info = json.loads((bare / 'run_info.json').read_text())
   del info['gin_config']
   (bare / 'run_info.json').write_text(json.dumps(info))
-  assert policy_selection.run([str(bare)], out, options) == 2
+  assert cli.call(
+      lambda _: policy_selection.run([str(bare)], out, options), []) == 2
   error = capsys.readouterr().err
   assert f'{bare}/run_info.json: missing keys [\'gin_config\']' in error
 
-  assert policy_selection.run([str(tmp_path / 'none')], out, options) == 2
+  assert cli.call(lambda _: policy_selection.run(
+      [str(tmp_path / 'none')], out, options), []) == 2
   assert 'no such directory' in capsys.readouterr().err
 
 

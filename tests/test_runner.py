@@ -105,7 +105,7 @@ def test_killed_run_resumes_without_lost_rows(cartpole_replay, tmp_path):
 
 @pytest.mark.parametrize('args, message', [
     (['--agent_name=nope'], "--agent_name=nope disagrees with the gin "
-     "binding create_agent.agent_name='dqn'; drop one of them."),
+     "binding create_agent.agent_name = 'dqn'; drop one or make them agree."),
     (['--agent_name=nope', '--gin_files=gin/classic/offline_cartpole.gin'],
      "Unknown agent_name 'nope'; valid names:"),
     (['--gin_bindings=Runner.no_such_parameter=1'],
@@ -148,7 +148,7 @@ def test_the_gin_file_alone_picks_the_agent(cartpole_replay, tmp_path):
   assert result.returncode == 0, result.stderr[-3000:]
   with open(tmp_path / 'run_info.json') as f:
     info = json.load(f)
-  assert info['agent_name'] == 'multi_head_dqn'
+  assert info['agent_name'] == 'rem'
   assert 'agent_label' not in info
   assert info['data_selection'] == {
       'checkpoints': None, 'first_k': None, 'last_k': None, 'fraction': 1.0,
