@@ -10,6 +10,10 @@
   python -m batch_rl.analysis reference --dopamine_json GAME.json [...]
       --out dqn_scores.csv [--agent DQN] [--protocol best|final]
 
+A base directory may be a study's output (python -m batch_rl.sweep): its
+offline runs are read and normalized with the study's reference. `report`
+also writes the per-game raw scores and the normalization constants as CSV.
+
 `report` is the default command, so it may be left out. `select` scores every
 saved checkpoint offline (held-out TD error, FQE); it alone loads TensorFlow.
 """
@@ -117,12 +121,14 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
   report_parser.set_defaults(run=_report)
   report_parser.add_argument('--base_dirs', nargs='+', required=True,
                              help='directories searched recursively for runs '
-                             '(run_info.json + metrics.csv)')
+                             '(run_info.json + metrics.csv), or a study\'s '
+                             'output (study.json)')
   report_parser.add_argument('--out', required=True,
                              help='output directory for report.md and PNGs')
   report_parser.add_argument(
-      '--reference', default='human',
-      help='"human" (bundled Atari-57 random/human table), "dqn" (bundled '
+      '--reference', default=None,
+      help='default: a study\'s own reference (study.json), else "human". '
+      '"human" (bundled Atari-57 random/human table), "dqn" (bundled '
       'online-DQN scores, the paper\'s normalization, for the games in '
       'batch_rl/analysis/data/atari_dqn_dopamine.csv) or a CSV with columns '
       'environment,random,<reference>')
