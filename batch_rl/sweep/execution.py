@@ -75,8 +75,10 @@ def _package_root() -> str:
 
 
 def child_environment() -> dict:
-  """The run's environment: this batch_rl first on the path."""
+  """The run's environment: this batch_rl first on the path, and TensorFlow
+  taking GPU memory as it needs it (runs may share a GPU), unless set."""
   env = dict(os.environ)
+  env.setdefault('TF_FORCE_GPU_ALLOW_GROWTH', 'true')
   env['PYTHONPATH'] = os.pathsep.join(
       p for p in (_package_root(), env.get('PYTHONPATH')) if p)
   return env
