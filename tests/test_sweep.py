@@ -303,3 +303,42 @@ def test_smoke_study_on_ray_survives_a_killed_worker_and_a_failed_run(
     rows = list(csv.DictReader(f))
   assert sorted(row['run_dir'] for row in rows) == sorted(
       r.run_dir for r in runs[1:5])
+
+
+def test_study_json_of_parts_adds_up_to_the_whole(tmp_path):
+  seed_0 = load('minatar_replication_smoke.gin')
+  seed_2 = load('minatar_replication_smoke.gin', 'Study.seeds=[2]')
+  first = study_lib.describe(seed_0, study_lib.plan(seed_0, str(tmp_path)))
+  both = study_lib.describe(seed_2, study_lib.plan(seed_2, str(tmp_path)),
+                            json.loads(json.dumps(first)))
+  assert sorted({entry['seed'] for entry in both['runs']}) == [0, 2]
+  assert len(both['runs']) == 2 * len(first['runs'])
+  rem = next(e for e in both['runs']
+             if e['name'] == 'offline/breakout/rem/all/seed_2')
+  assert rem == {'name': rem['name'], 'kind': 'offline', 'num_iterations': 2,
+                 'game': 'breakout', 'environment': 'minatar:breakout',
+                 'seed': 2, 'agent': 'rem', 'selection': 'all',
+                 'budget': '1x', 'max_steps_per_episode': 500}
+
+
+def test_runs_to_start_are_the_unfinished_and_the_data_they_need(tmp_path):
+  runs = study_lib.plan(load('minatar_replication_smoke.gin'), str(tmp_path))
+  logging, offline = runs[0], runs[1:]
+  assert study_lib.runs_to_start(runs) == runs
+  write_metrics(logging.run_dir, [0.0] * 10)
+  for run in offline[1:]:
+    write_metrics(run.run_dir, [0.0, 0.0])
+  assert study_lib.runs_to_start(runs) == [offline[0]]
+  write_metrics(offline[0].run_dir, [0.0, 0.0])
+  assert not study_lib.runs_to_start(runs)
+  # Staging runs start only for a run that needs them.
+  smoke = study_lib.plan(load('smoke.gin'), str(tmp_path / 'smoke'))
+  for run in smoke[1:4]:
+    write_metrics(run.run_dir, [0.0, 0.0])
+  assert study_lib.runs_to_start(smoke) == [smoke[0], smoke[4]]
+  write_metrics(smoke[4].run_dir, [0.0, 0.0])
+  assert not study_lib.runs_to_start(smoke)
+  result = run_cli(os.path.join(STUDIES, 'smoke.gin'),
+                   f'--out={tmp_path / "smoke"}', '--noreport')
+  assert (result.returncode, result.stdout) == (
+      0, 'All 4 runs of the study are finished.\n')

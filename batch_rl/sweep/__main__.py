@@ -19,6 +19,7 @@ import sys
 
 from absl import app
 from absl import flags
+import gin
 
 from batch_rl import command_line
 from batch_rl.sweep import storage
@@ -55,9 +56,16 @@ FLAGS = flags.FLAGS
 
 
 def load_study(study_file: str, bindings) -> study_lib.Study:
-  """Parses the study file and bindings; returns the Study they bind."""
+  """Parses the study file and bindings; returns the Study they bind.
+
+  The configuration is cleared afterwards: the driver configures nothing
+  else, and the report imports gin-configurable modules.
+  """
   command_line.load_gin_configs([study_file], bindings)
-  return study_lib.Study()
+  try:
+    return study_lib.Study()
+  finally:
+    gin.clear_config()
 
 
 def _status(run: study_lib.Run) -> str:
@@ -119,22 +127,28 @@ def run_study(argv) -> int:
           f'--out={FLAGS.out} is a URL: pass --run_logs, a directory on a '
           'filesystem every worker can write to.')
     log_dir = storage.join(FLAGS.out, 'logs')
-  storage.write_text(storage.join(FLAGS.out, study_lib.STUDY_FILE),
-                     json.dumps(study_lib.describe(study, runs),
-                                indent=1))
-  # Ray loads here only, so that --dry_run and --help answer at once.
-  from batch_rl.sweep import execution  # pylint: disable=g-import-not-at-top
-  execution.init_ray(FLAGS.address, FLAGS.num_cpus, FLAGS.num_gpus,
-                     FLAGS.dashboard)
-  outcome = execution.execute(
-      runs, log_dir,
-      execution.Resources(FLAGS.cpus_per_run, FLAGS.gpus_per_run),
-      FLAGS.max_retries, FLAGS.progress_every)
-  print(f'{len(outcome.finished)} run(s) done, {len(outcome.skipped)} '
-        f'finished before, {len(outcome.failed)} failed.')
-  if outcome.failed:
-    print(execution.failure_summary(outcome), file=sys.stderr)
-    return 1
+  description_path = storage.join(FLAGS.out, study_lib.STUDY_FILE)
+  previous = (json.loads(storage.read_text(description_path))
+              if storage.exists(description_path) else None)
+  storage.write_text(description_path, json.dumps(
+      study_lib.describe(study, runs, previous), indent=1))
+  if not study_lib.runs_to_start(runs):
+    print(f'All {sum(r.kind != study_lib.STAGING for r in runs)} runs of the '
+          'study are finished.')
+  else:
+    # Ray loads here only, so that --dry_run and --help answer at once.
+    from batch_rl.sweep import execution  # pylint: disable=g-import-not-at-top
+    execution.init_ray(FLAGS.address, FLAGS.num_cpus, FLAGS.num_gpus,
+                       FLAGS.dashboard)
+    outcome = execution.execute(
+        runs, log_dir,
+        execution.Resources(FLAGS.cpus_per_run, FLAGS.gpus_per_run),
+        FLAGS.max_retries, FLAGS.progress_every)
+    print(f'{len(outcome.finished)} run(s) done, {len(outcome.skipped)} '
+          f'finished before, {len(outcome.failed)} failed.')
+    if outcome.failed:
+      print(execution.failure_summary(outcome), file=sys.stderr)
+      return 1
   if FLAGS.report:
     _report(FLAGS.out)
   return 0

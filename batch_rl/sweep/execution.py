@@ -11,6 +11,7 @@ so do the runs that need it, while the others go on.
 
 import ctypes
 import dataclasses
+import functools
 import os
 import shlex
 import signal
@@ -154,7 +155,8 @@ def _failure_report(run: study_lib.Run, error: Exception, log_file: str
 def execute(runs: Sequence[study_lib.Run], log_dir: str,
             resources: Resources = Resources(), max_retries: int = 3,
             progress_every_s: float = 30.0,
-            printer: Callable[[str], None] = print) -> Outcome:
+            printer: Callable[[str], None] = functools.partial(
+                print, flush=True)) -> Outcome:
   """Runs the unfinished runs of `runs` on the connected Ray instance.
 
   Finished runs are skipped; a staging run is needed only by unfinished
@@ -162,27 +164,14 @@ def execute(runs: Sequence[study_lib.Run], log_dir: str,
   a run ends.
   """
   by_name = {run.name: run for run in runs}
-  unfinished = {run.name for run in runs if not study_lib.is_finished(run)}
-  needed = set()
-
-  def need(name):
-    if name in needed or name not in unfinished:
-      return
-    needed.add(name)
-    for requirement in by_name[name].requires:
-      need(requirement)
-
-  for run in runs:
-    if run.kind != study_lib.STAGING:
-      need(run.name)
+  to_start = study_lib.runs_to_start(runs)
+  started = {run.name for run in to_start}
   skipped = [run.name for run in runs
-             if run.name not in needed and run.kind != study_lib.STAGING]
+             if run.name not in started and run.kind != study_lib.STAGING]
   tracker = Tracker.remote()
   task = ray.remote(execute_run)
   refs = {}
-  for run in runs:  # The plan lists every run after the runs it needs.
-    if run.name not in needed:
-      continue
+  for run in to_start:  # Every run comes after the runs it needs.
     options = dict(num_cpus=resources.num_cpus, num_gpus=resources.num_gpus)
     if run.kind == study_lib.STAGING:
       options = dict(num_cpus=1, num_gpus=0)

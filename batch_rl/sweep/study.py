@@ -186,6 +186,26 @@ def is_finished(run: Run) -> bool:
   return finished_iterations(run.run_dir) >= run.num_iterations
 
 
+def runs_to_start(runs: Sequence[Run]) -> list[Run]:
+  """The unfinished logging and offline runs of `runs` and the runs they
+  need that are not finished (staging runs only when a run needs them), in
+  the plan's order (every run after the runs it needs)."""
+  by_name = {run.name: run for run in runs}
+  needed = set()
+
+  def need(run):
+    if run.name in needed or is_finished(run):
+      return
+    needed.add(run.name)
+    for requirement in run.requires:
+      need(by_name[requirement])
+
+  for run in runs:
+    if run.kind != STAGING:
+      need(run)
+  return [run for run in runs if run.name in needed]
+
+
 def _gin_path(name: str) -> str:
   for candidate in (name, os.path.join(command_line.GIN_DIR, name),
                     os.path.join(os.path.dirname(command_line.GIN_DIR), name)):
@@ -342,13 +362,24 @@ def plan(study: Study, out: str) -> list[Run]:
   return logging + staging + offline
 
 
-def describe(study: Study, runs: Sequence[Run]) -> dict:
-  """study.json: what the analysis needs to read the study's output."""
+def describe(study: Study, runs: Sequence[Run],
+             previous: Optional[dict] = None) -> dict:
+  """study.json: what the analysis needs to read the study's output.
+
+  Runs of `previous` (the study.json already in the output) that this plan
+  does not have are kept, so that parts of a study run one after another
+  (--gin_bindings="Study.seeds=[2]") add up to the whole.
+  """
+  entries = {entry['name']: entry
+             for entry in (previous or {}).get('runs', ())}
+  for run in runs:
+    if run.kind != STAGING:
+      entries[run.name] = {'name': run.name, 'kind': run.kind,
+                           'num_iterations': run.num_iterations,
+                           **run.labels}
   return {
       'name': study.name,
       'reference': study.reference,
       'random_policy_episodes': study.random_policy_episodes,
-      'runs': [{'name': run.name, 'kind': run.kind,
-                'num_iterations': run.num_iterations, **run.labels}
-               for run in runs if run.kind != STAGING],
+      'runs': list(entries.values()),
   }
