@@ -160,6 +160,12 @@ def main(argv) -> int:
   except ValueError as e:  # StudyError, bad gin configuration.
     print(f'error: {e}', file=sys.stderr)
     return 2
+  except KeyboardInterrupt:
+    # Ray ends this driver's tasks with it (their workers exit, and every
+    # run process with its worker); finished runs are kept.
+    print('interrupted: rerun the same command to resume the study.',
+          file=sys.stderr)
+    return 130
 
 
 if __name__ == '__main__':
