@@ -2,9 +2,9 @@
 
 The estimate uses only the run times measured in this execution: per kind
 of run (logging, staging, offline), the mean duration of the runs that
-finished, applied to the runs not finished yet and divided by the number
-of runs seen going on in parallel at once (at least 1). Until a run of a kind has finished, its
-estimate is unknown.
+finished, applied to the runs not finished yet and divided by the most
+runs seen going on at once (at least 1). Until a run of a kind has
+finished, its estimate is unknown.
 """
 
 import time
