@@ -66,9 +66,10 @@ def study_dir(tmp_path):
 
 
 def test_study_stands_for_its_offline_runs_and_logging_reference(study_dir):
-  run_dirs, reference = study.resolve([study_dir], None)
+  run_dirs, reference, labels = study.resolve([study_dir], None)
   assert run_dirs == [os.path.join(study_dir, f'offline/{g}/rem/all/seed_0')
                       for g in ('breakout', 'freeway')]
+  assert labels == {run_dir: 'rem' for run_dir in run_dirs}
   assert reference == os.path.join(study_dir, 'reference.csv')
   table = pd.read_csv(reference, comment='#')
   random = {g: random_policy.random_policy_score(
@@ -97,8 +98,8 @@ def test_report_of_a_study_writes_scores_and_constants(study_dir, tmp_path):
   breakout = per_game[per_game['environment'] == 'minatar:breakout']
   (row,) = breakout.to_dict('records')
   random = float(reference['random'][0])
-  assert (row['variant'], row['runs'], row['raw_mean']) == ('multi_head_dqn',
-                                                            1, 2.0)
+  # Named by the study's label, not the run's registered agent name.
+  assert (row['variant'], row['runs'], row['raw_mean']) == ('rem', 1, 2.0)
   low, high = min(random, 4.0), max(random, 4.0)
   assert row['normalized_mean'] == pytest.approx((2.0 - low) / (high - low))
   scores = pd.read_csv(os.path.join(out, report.SCORES))

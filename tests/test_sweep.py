@@ -72,11 +72,13 @@ def test_replication_plan_keeps_the_replication_commands(tmp_path):
       os.path.join(logging.run_dir, 'replay_logs')]
   assert flag_values(rem.command, 'gin_files') == [
       'minatar/rem.gin', 'minatar/offline.gin', 'replication/offline.gin']
-  # The bindings of the runs in docs/RESULTS.md, in their order, so that the
-  # replication's existing run directories resume under the study.
+  # The runs of docs/RESULTS.md, in their directories, so that the
+  # replication's existing runs resume under the study; the agent's name in
+  # reports is the study's label (study.json), no longer a binding.
+  assert rem.labels['agent'] == 'rem'
   assert flag_values(rem.command, 'gin_bindings') == [
       'create_runner.environment_name="minatar:freeway"',
-      'create_runner.seed=1', 'create_runner.agent_label="rem"',
+      'create_runner.seed=1',
       'create_runner.selection=@DataSelection()',
       'DataSelection.seed=1', 'DataSelection.fraction=0.1']
   assert rem.num_iterations == 10
@@ -117,8 +119,7 @@ def test_atari_study_is_the_papers(tmp_path):
   assert flag_values(rem.command, 'replay_dir') == [convert.run_dir]
   assert flag_values(rem.command, 'gin_files') == [
       'atari/rem.gin', 'atari/offline.gin']
-  assert 'create_runner.agent_label="rem 5x"' in flag_values(
-      rem.command, 'gin_bindings')
+  assert rem.labels['agent'] == 'rem 5x'
   assert rem.num_iterations == 1000
   one_x = next(r for r in offline if r.name == 'offline/Pong/rem/all/1x/seed_3')
   assert one_x.num_iterations == 200  # atari/offline.gin.

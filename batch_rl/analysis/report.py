@@ -321,10 +321,14 @@ def write_report(base_dirs: Sequence[str], out_dir: str,
   report.md's path.
 
   A base directory holding a study's output (study.json) stands for its
-  offline runs; a reference of None is the study's (else 'human').
+  offline runs, named by the study's agent labels; a reference of None is
+  the study's (else 'human').
   """
-  run_dirs, reference_spec = study_lib.resolve(base_dirs, options.reference)
-  runs = runs_lib.load_runs(run_dirs)
+  run_dirs, reference_spec, labels = study_lib.resolve(base_dirs,
+                                                       options.reference)
+  runs = [dataclasses.replace(run, agent_name=labels.get(run.run_dir,
+                                                         run.agent_name))
+          for run in runs_lib.load_runs(run_dirs)]
   reference = scores_lib.load_reference(reference_spec)
   os.makedirs(out_dir, exist_ok=True)
   report = _Report(runs, reference, options, out_dir)

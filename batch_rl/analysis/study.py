@@ -60,13 +60,14 @@ def _runs(path: str, study: dict, kind: str, complete: bool) -> list[dict]:
   return found
 
 
-def offline_run_dirs(path: str) -> list[str]:
-  """The study's offline runs that finished at least one iteration."""
+def offline_runs(path: str) -> dict[str, str]:
+  """Run directory -> agent label of the study's offline runs that finished
+  at least one iteration."""
   runs = _runs(path, read_study(path), 'offline', complete=False)
   if not runs:
     raise AnalysisError(f'{path}: no offline run of the study has finished '
                         'an iteration yet; nothing to report.')
-  return [run['run_dir'] for run in runs]
+  return {os.path.normpath(run['run_dir']): run['agent'] for run in runs}
 
 
 def write_logging_reference(path: str, study: dict) -> str:
@@ -116,23 +117,25 @@ def write_logging_reference(path: str, study: dict) -> str:
 
 
 def resolve(base_dirs: Sequence[str], reference: Optional[str]
-            ) -> tuple[list[str], str]:
-  """Run directories and reference of `base_dirs`, reading studies.
+            ) -> tuple[list[str], str, dict[str, str]]:
+  """Run directories, reference and agent labels of `base_dirs`.
 
-  A base directory that holds study.json stands for its offline runs. A
-  reference of None is the study's (one study among `base_dirs`), else
-  'human'.
+  A base directory that holds study.json stands for its offline runs, whose
+  agents are named by the study's labels (run directory -> label; 'rem',
+  'rem 5x'), so that agents of one class (Ensemble-DQN and REM) and budgets
+  are told apart. A reference of None is the study's (one study among
+  `base_dirs`), else 'human'.
   """
   studies = [d for d in base_dirs if is_study(d)]
-  resolved = []
+  resolved, labels = [], {}
   for base_dir in base_dirs:
-    resolved += (offline_run_dirs(base_dir) if base_dir in studies
-                 else [base_dir])
-  if reference is not None:
-    return resolved, reference
-  if len(studies) != 1:
-    return resolved, 'human'
-  study = read_study(studies[0])
-  if study['reference'] == 'logging':
-    return resolved, write_logging_reference(studies[0], study)
-  return resolved, study['reference']
+    if base_dir in studies:
+      labels.update(offline_runs(base_dir))
+      resolved += sorted(offline_runs(base_dir))
+    else:
+      resolved.append(base_dir)
+  if reference is None and len(studies) == 1:
+    study = read_study(studies[0])
+    reference = (write_logging_reference(studies[0], study)
+                 if study['reference'] == 'logging' else study['reference'])
+  return resolved, reference or 'human', labels

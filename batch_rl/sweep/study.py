@@ -78,7 +78,8 @@ class Study:
         selection; the DQN Replay Dataset's runs are 1 to 5.
       agents: label -> (registered agent name, its gin files), e.g.
         {'rem': ('multi_head_dqn', ['atari/rem.gin'])}. The label names the
-        agent in run directories and reports.
+        agent in run directories, study.json and the study's report ('rem
+        5x' with more than one budget).
       gin_files: gin files of every offline run, after the agent's own.
       gin_bindings: bindings of every offline run.
       selections: label -> DataSelection bindings, e.g.
@@ -342,7 +343,6 @@ def plan(study: Study, out: str) -> list[Run]:
             bindings = (
                 f'create_runner.environment_name="{environment}"',
                 f'create_runner.seed={seed}',
-                f'create_runner.agent_label="{agent_label}"',
                 'create_runner.selection=@DataSelection()',
                 f'DataSelection.seed={seed}',
                 *selection_bindings, *study.gin_bindings, *budget_bindings)
