@@ -121,8 +121,11 @@ def test_atari_study_is_the_papers(tmp_path):
       'atari/rem.gin', 'atari/offline.gin']
   assert rem.labels['agent'] == 'rem 5x'
   assert rem.num_iterations == 1000
+  assert rem.command[-1] == (
+      '--gin_bindings=FixedReplayRunner.num_iterations=1000')
   one_x = next(r for r in offline if r.name == 'offline/Pong/rem/all/1x/seed_3')
   assert one_x.num_iterations == 200  # atari/offline.gin.
+  assert one_x.command[-1] == '--gin_bindings=DataSelection.seed=3'
   assert one_x.requires == rem.requires  # One prepared copy per dataset.
 
 
@@ -131,6 +134,7 @@ def test_atari_study_is_the_papers(tmp_path):
     (['Study.seeds=[]'], r'Study.seeds is empty'),
     (["Study.selections={'all': [], 'a/b': []}"], r"label 'a/b'"),
     (["Study.reference='logging'"], 'needs a logging stage'),
+    (["Study.budgets={'half': 0}"], r"Study.budgets\['half'\] = 0"),
 ])
 def test_study_errors_name_the_parameter(bindings, message):
   with pytest.raises(study_lib.StudyError, match=message):

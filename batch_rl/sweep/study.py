@@ -10,7 +10,7 @@ A study file binds `Study`'s parameters (see gin/studies/):
   Study.agents = {'rem': ('multi_head_dqn', ['atari/rem.gin'])}
   Study.gin_files = ['atari/offline.gin']
   Study.selections = {'all': [], 'random_10pct': ['DataSelection.fraction=0.1']}
-  Study.budgets = {'1x': [], '5x': ['FixedReplayRunner.num_iterations=1000']}
+  Study.budgets = {'1x': 1, '5x': 5}
 
 The plan has three kinds of runs, each a command line:
 - logging: an online agent logs the data of (game, seed) when the study has
@@ -34,6 +34,10 @@ from batch_rl import command_line
 from batch_rl.sweep import storage
 
 LOGGING, STAGING, OFFLINE = 'logging', 'staging', 'offline'
+# The commands and the gin names of their runners: one place to follow when
+# the command lines change.
+OFFLINE_MODULE, OFFLINE_RUNNER = 'batch_rl.train', 'FixedReplayRunner'
+LOGGING_MODULE, LOGGING_RUNNER = 'batch_rl.baselines.train', 'OnlineRunner'
 # batch_rl.baselines.online_experiment.REPLAY_LOG_DIR (importing it would
 # load TensorFlow into the driver).
 REPLAY_LOG_DIR = 'replay_logs'
@@ -59,7 +63,7 @@ class Study:
                gin_files: Sequence[str] = (),
                gin_bindings: Sequence[str] = (),
                selections: Optional[Mapping[str, Sequence[str]]] = None,
-               budgets: Optional[Mapping[str, Sequence[str]]] = None,
+               budgets: Optional[Mapping[str, float]] = None,
                replay_dir: Optional[str] = None,
                data_root: Optional[str] = None,
                logging_agent: Optional[str] = None,
@@ -84,8 +88,8 @@ class Study:
       gin_bindings: bindings of every offline run.
       selections: label -> DataSelection bindings, e.g.
         {'all': [], 'first_10pct': ['DataSelection.first_k=5']}; default all.
-      budgets: label -> runner bindings, e.g.
-        {'1x': [], '5x': ['FixedReplayRunner.num_iterations=1000']}.
+      budgets: label -> multiple of the iterations the gin files give the
+        offline runner, e.g. {'1x': 1, '5x': 5}; default {'1x': 1}.
       replay_dir: where the data of (game, seed) is, with {data_root},
         {game}, {seed} and {repository} (this checkout) replaced; for
         studies without a logging stage.
@@ -111,7 +115,7 @@ class Study:
     self.gin_bindings = tuple(gin_bindings)
     self.selections = {k: tuple(v) for k, v in
                        (selections or {'all': ()}).items()}
-    self.budgets = {k: tuple(v) for k, v in (budgets or {'1x': ()}).items()}
+    self.budgets = {k: float(v) for k, v in (budgets or {'1x': 1}).items()}
     self.replay_dir = replay_dir
     self.data_root = data_root
     self.logging_agent = logging_agent
@@ -137,6 +141,10 @@ class Study:
     if self.reference == 'logging' and self.logging_agent is None:
       raise StudyError("Study.reference = 'logging' needs a logging stage "
                        '(Study.logging_agent).')
+    for label, multiple in self.budgets.items():
+      if multiple <= 0:
+        raise StudyError(f'Study.budgets[{label!r}] = {multiple:g}: a budget '
+                         'is a positive multiple of the iterations.')
     names = set()
     for label in (*self.agents, *self.selections, *self.budgets):
       if not label or os.sep in label or label in names:
@@ -256,7 +264,7 @@ def _gin_flags(gin_files: Sequence[str], bindings: Sequence[str]
 def logging_command(agent_name: str, base_dir: str, gin_files: Sequence[str],
                     environment: str, seed: int) -> tuple[str, ...]:
   """The online run that logs the replay of (environment, seed)."""
-  return (PYTHON, '-m', 'batch_rl.baselines.train',
+  return (PYTHON, '-m', LOGGING_MODULE,
           f'--agent_name={agent_name}', f'--base_dir={base_dir}',
           *_gin_flags(gin_files, [
               f'create_online_runner.environment_name="{environment}"',
@@ -267,7 +275,7 @@ def offline_command(agent_name: str, replay_dir: str, base_dir: str,
                     gin_files: Sequence[str], bindings: Sequence[str]
                     ) -> tuple[str, ...]:
   """`python -m batch_rl.train` of one offline run."""
-  return (PYTHON, '-m', 'batch_rl.train', f'--agent_name={agent_name}',
+  return (PYTHON, '-m', OFFLINE_MODULE, f'--agent_name={agent_name}',
           f'--replay_dir={replay_dir}', f'--base_dir={base_dir}',
           *_gin_flags(gin_files, bindings))
 
@@ -302,7 +310,7 @@ def plan(study: Study, out: str) -> list[Run]:
         run_dir = storage.join(out, name)
         logging_iterations = num_iterations(
             gin_literals(study.logging_gin_files), study.logging_gin_files,
-            'OnlineRunner')
+            LOGGING_RUNNER)
         logging.append(Run(
             name, LOGGING,
             logging_command(study.logging_agent, run_dir,
@@ -331,7 +339,7 @@ def plan(study: Study, out: str) -> list[Run]:
       replay_dir, source = data[game, seed]
       for label, (agent_name, agent_gin) in study.agents.items():
         for selection, selection_bindings in study.selections.items():
-          for budget, budget_bindings in study.budgets.items():
+          for budget, multiple in study.budgets.items():
             parts = [OFFLINE, game, label, selection]
             if labels_multiple_budgets:
               parts.append(budget)
@@ -345,20 +353,23 @@ def plan(study: Study, out: str) -> list[Run]:
                 f'create_runner.seed={seed}',
                 'create_runner.selection=@DataSelection()',
                 f'DataSelection.seed={seed}',
-                *selection_bindings, *study.gin_bindings, *budget_bindings)
+                *selection_bindings, *study.gin_bindings)
             literals = gin_literals(gin_files, bindings)
+            iterations = num_iterations(literals, gin_files, OFFLINE_RUNNER)
+            if multiple != 1:
+              iterations = max(1, round(multiple * iterations))
+              bindings += (f'{OFFLINE_RUNNER}.num_iterations={iterations}',)
             offline.append(Run(
                 name, OFFLINE,
                 offline_command(agent_name, replay_dir, run_dir, gin_files,
                                 bindings),
-                run_dir,
-                num_iterations(literals, gin_files, 'FixedReplayRunner'),
+                run_dir, iterations,
                 requires=(source,) if source else (),
                 labels={'game': game, 'environment': environment,
                         'seed': seed, 'agent': agent_label,
                         'selection': selection, 'budget': budget,
                         'max_steps_per_episode': literals.get(
-                            'FixedReplayRunner.max_steps_per_episode')}))
+                            f'{OFFLINE_RUNNER}.max_steps_per_episode')}))
   return logging + staging + offline
 
 
