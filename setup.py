@@ -33,6 +33,9 @@ INSTALL_REQUIRES = [
     'isal==1.9.1',
     'zstandard==0.25.0',
     'ray==2.60.0',
+    # tensorflow-datasets pulls the newest pyarrow, which needs NumPy 2 and
+    # breaks Ray's import under the pinned NumPy 1.26.
+    'pyarrow==18.1.0',
 ]
 
 setuptools.setup(

@@ -25,8 +25,8 @@ def _run(*argv, env=None):
     ('batch_rl.data', ('--stack_size', '--update_horizon', '--checkpoints')),
     ('batch_rl.analysis', ('--base_dirs', '--out', '--reference')),
     ('batch_rl.policy_selection', ('--base_dirs', '--out', '--fqe_steps')),
-    ('batch_rl.experiments.replicate', ('--out', '--scale', '--dry_run')),
     ('batch_rl.continuous.d4rl_import', ('--capacity', '--task')),
+    ('batch_rl.sweep', ('--out', '--address', '--gpus_per_run')),
 ])
 def test_help_lists_the_flags_of_every_entry_point(module, flags):
   result = _run(module, '--help')
@@ -40,8 +40,7 @@ def test_help_lists_the_flags_of_every_entry_point(module, flags):
      "flag --stack_size=x: invalid literal for int() with base 10: 'x'"),
     (('batch_rl.continuous.d4rl_import', 'missing.hdf5', 'out'),
      'missing.hdf5'),
-    (('batch_rl.experiments.replicate', '--out=x', '--scale=huge'),
-     'flag --scale=huge: value should be one of'),
+    (('batch_rl.sweep', 'gin/studies/smoke.gin'), 'missing flag --out'),
     (('batch_rl.log_data', '--base_dir=x', '--replay_dir=y'),
      '--replay_dir is for offline training'),
 ])

@@ -7,6 +7,10 @@
   python -m batch_rl.analysis reference --dopamine_json=GAME.json [...]
       --out=dqn_scores.csv [--agent=DQN] [--protocol=best|final]
 
+A base directory may be a study's output (python -m batch_rl.sweep): its
+offline runs are read and normalized with the study's reference. `report`
+also writes the per-game raw scores and the normalization constants as CSV.
+
 `report` is the default command, so it may be left out. Offline policy
 selection among a run's checkpoints is `python -m batch_rl.policy_selection`.
 """
@@ -28,7 +32,8 @@ flags.DEFINE_string('out', None, 'report: output directory for report.md '
                     'and PNGs; reference: the CSV '
                     'to write.', flag_values=FLAGS)
 flags.DEFINE_string(
-    'reference', 'human', 'report: "human" (bundled Atari-57 random/human '
+    'reference', None, "report: default a study's own reference "
+    '(study.json), else "human". "human" (bundled Atari-57 random/human '
     'table), "dqn" (bundled online-DQN scores, the paper\'s normalization, '
     'for the games in batch_rl/analysis/data/atari_dqn_dopamine.csv) or a '
     'CSV with columns environment,random,<reference>.', flag_values=FLAGS)

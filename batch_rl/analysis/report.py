@@ -9,7 +9,7 @@ gradient steps, and data-selection ablations when runs trained on subsets.
 import dataclasses
 import itertools
 import os
-from typing import Sequence
+from typing import Optional, Sequence
 
 import pandas as pd
 
@@ -17,6 +17,7 @@ from batch_rl.analysis import aggregates
 from batch_rl.analysis import plots
 from batch_rl.analysis import runs as runs_lib
 from batch_rl.analysis import scores as scores_lib
+from batch_rl.analysis import study as study_lib
 
 LEARNING_CURVES = 'learning_curves.png'
 AGGREGATES = 'aggregate_metrics.png'
@@ -24,6 +25,9 @@ SCORE_VS_STEPS = 'score_vs_gradient_steps.png'
 DATA_SELECTIONS = 'data_selection.png'
 DATA_FRACTION = 'score_vs_data_fraction.png'
 REPORT = 'report.md'
+SCORES = 'scores.csv'
+PER_GAME_SCORES = 'per_game_scores.csv'
+NORMALIZATION = 'normalization.csv'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,13 +35,14 @@ class ReportOptions:
   """How scores are computed and summarized.
 
   Attributes:
-    reference: 'human' or the path of a reference CSV (see scores.py).
+    reference: 'human', 'dqn' or the path of a reference CSV (see scores.py);
+      None: a study's own reference, else 'human'.
     protocol: 'best' (the paper's: best iteration) or 'final' iteration.
     bootstrap_reps: stratified bootstrap repetitions per interval.
     confidence: coverage of the percentile intervals.
     seed: seed of the bootstrap.
   """
-  reference: str = 'human'
+  reference: Optional[str] = None
   protocol: str = 'best'
   bootstrap_reps: int = 2000
   confidence: float = 0.95
@@ -277,17 +282,60 @@ class _Report:
     return lines
 
 
+  def score_tables_section(self):
+    """The numbers behind the report as CSV files.
+
+    - scores.csv: every run's raw score (its protocol iteration's mean
+      return) and normalized score, with variant, environment, seed, run_dir;
+    - per_game_scores.csv: per game and variant, the runs' raw mean and std
+      and the normalized mean;
+    - normalization.csv: the random and reference score of every game of the
+      runs that the reference covers (the constants of the normalized score).
+    """
+    self.scores.to_csv(self._path(SCORES), index=False)
+    per_game = self.scores.groupby(['environment', 'variant'], sort=True).agg(
+        runs=('raw', 'size'), raw_mean=('raw', 'mean'),
+        raw_std=('raw', lambda x: x.std(ddof=0)),
+        normalized_mean=('normalized', 'mean')).reset_index()
+    per_game.to_csv(self._path(PER_GAME_SCORES), index=False)
+    reference = self.reference
+    environments = sorted(e for e in self.scores['environment'].unique()
+                          if reference.covers(e))
+    keys = [scores_lib.environment_key(e) for e in environments]
+    pd.DataFrame({
+        'environment': environments,
+        'random': [reference.random[k] for k in keys],
+        reference.name: [reference.reference[k] for k in keys]}).to_csv(
+            self._path(NORMALIZATION), index=False)
+    return ['## Tables', '',
+            f'- `{SCORES}`: every run\'s raw and normalized score.',
+            f'- `{PER_GAME_SCORES}`: per game and variant, raw mean and std '
+            'over runs and the normalized mean.',
+            f'- `{NORMALIZATION}`: the random and {reference.name} score of '
+            f'each game (from `{reference.source}`).', '']
+
+
 def write_report(base_dirs: Sequence[str], out_dir: str,
                  options: ReportOptions = ReportOptions()) -> str:
-  """Writes report.md and its PNGs into `out_dir`; returns report.md's path."""
-  runs = runs_lib.load_runs(base_dirs)
-  reference = scores_lib.load_reference(options.reference)
+  """Writes report.md, its PNGs and CSV tables into `out_dir`; returns
+  report.md's path.
+
+  A base directory holding a study's output (study.json) stands for its
+  offline runs, named by the study's agent labels; a reference of None is
+  the study's (else 'human').
+  """
+  run_dirs, reference_spec, labels = study_lib.resolve(base_dirs,
+                                                       options.reference)
+  runs = [dataclasses.replace(run, agent_name=labels.get(run.run_dir,
+                                                         run.agent_name))
+          for run in runs_lib.load_runs(run_dirs)]
+  reference = scores_lib.load_reference(reference_spec)
   os.makedirs(out_dir, exist_ok=True)
   report = _Report(runs, reference, options, out_dir)
   sections = (report.header, report.aggregate_section,
               report.improvement_section, report.per_game_section,
               report.learning_curve_section, report.gradient_steps_section,
-              report.data_selection_section)
+              report.data_selection_section, report.score_tables_section)
   lines = [line for section in sections for line in section()]
   path = os.path.join(out_dir, REPORT)
   with open(path, 'w') as f:

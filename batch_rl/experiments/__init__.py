@@ -1,1 +1,1 @@
-"""Complete experiments built from the layers: the embedded default, replication."""
+"""Complete experiments built from the layers: the embedded default."""

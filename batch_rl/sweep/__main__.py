@@ -1,0 +1,172 @@
+r"""Runs a study (gin) on Ray: every run a task, resumable, on one machine or a
+cluster.
+
+  python -m batch_rl.sweep gin/studies/minatar_replication.gin \
+      --out=runs/replication [--dry_run] [--address=auto] \
+      [--cpus_per_run=1 --gpus_per_run=0.25] [--num_cpus=N] \
+      [--data_root=DIR] [--gin_bindings="Study.seeds=[0]"]
+
+Rerunning the command skips finished runs and resumes interrupted ones from
+their checkpoints. Each run's output is appended to <run_logs>/<run>.log.
+When the runs are done, the report of `python -m batch_rl.analysis` on the
+study is written to <out>/report/ (--noreport to leave it out).
+See docs/STUDIES.md.
+"""
+
+import json
+import shlex
+import sys
+
+from absl import app
+from absl import flags
+import gin
+
+from batch_rl import command_line
+from batch_rl.sweep import storage
+from batch_rl.sweep import study as study_lib
+
+flags.DEFINE_string('out', None, 'The study\'s output: a local directory, a '
+                    'shared filesystem or a tf.io.gfile URL.')
+flags.DEFINE_string('data_root', None, 'Replaces {data_root} in '
+                    'Study.replay_dir (overrides Study.data_root).')
+flags.DEFINE_string('run_logs', None, 'Where each run\'s output goes '
+                    '(default <out>/logs; required for URL outputs).')
+flags.DEFINE_string('address', None, 'A running Ray cluster to join, e.g. '
+                    '"auto" or "10.0.0.1:6379"; default: a local Ray '
+                    'instance.')
+flags.DEFINE_integer('num_cpus', None, 'CPUs of the local Ray instance '
+                     '(default: all).')
+flags.DEFINE_integer('num_gpus', None, 'GPUs of the local Ray instance '
+                     '(default: all).')
+flags.DEFINE_float('cpus_per_run', 1.0, 'Ray CPUs each logging or offline '
+                   'run holds.')
+flags.DEFINE_float('gpus_per_run', 0.0, 'Ray GPUs each logging or offline '
+                   'run holds; 0.25 packs four runs on a GPU.')
+flags.DEFINE_integer('max_retries', 3, 'Retries of a run whose process or '
+                     'worker was killed.')
+flags.DEFINE_float('progress_every', 30.0, 'Seconds between progress '
+                   'tables (one is printed whenever a run ends too).')
+flags.DEFINE_bool('dry_run', False, 'Print the plan (runs, status, '
+                  'commands, resources) and exit without starting Ray.')
+flags.DEFINE_bool('report', True, 'Write the analysis report to '
+                  '<out>/report/ when the runs are done.')
+flags.DEFINE_bool('dashboard', False, 'Start Ray\'s dashboard with the '
+                  'local instance.')
+FLAGS = flags.FLAGS
+
+
+def load_study(study_file: str, bindings) -> study_lib.Study:
+  """Parses the study file and bindings; returns the Study they bind.
+
+  The configuration is cleared afterwards: the driver configures nothing
+  else, and the report imports gin-configurable modules.
+  """
+  command_line.load_gin_configs([study_file], bindings)
+  try:
+    return study_lib.Study()
+  finally:
+    gin.clear_config()
+
+
+def _status(run: study_lib.Run) -> str:
+  if run.kind == study_lib.STAGING:
+    return 'prepares the data'
+  done = study_lib.finished_iterations(run.run_dir)
+  if done >= run.num_iterations:
+    return 'finished'
+  if done:
+    return f'resumes after iteration {done - 1} of {run.num_iterations}'
+  return f'new, {run.num_iterations} iterations'
+
+
+def print_plan(runs, cpus: float, gpus: float) -> None:
+  """Every run with its status, resources, dependencies and command."""
+  for i, run in enumerate(runs, 1):
+    resources = ('1 CPU' if run.kind == study_lib.STAGING
+                 else f'{cpus:g} CPU, {gpus:g} GPU')
+    after = f', after {", ".join(run.requires)}' if run.requires else ''
+    print(f'[{i}/{len(runs)}] {run.name}: {_status(run)} ({resources}'
+          f'{after})\n  {shlex.join(run.command)}')
+  todo = [r for r in runs
+          if r.kind != study_lib.STAGING and not study_lib.is_finished(r)]
+  print(f'{len(todo)} of {sum(r.kind != study_lib.STAGING for r in runs)} '
+        'runs to do.')
+
+
+def _report(out: str) -> None:
+  from batch_rl.analysis import report  # pylint: disable=g-import-not-at-top
+  path = report.write_report([out], storage.join(out, 'report'),
+                             report.ReportOptions(reference=None))
+  print(f'wrote {path}')
+
+
+def run_study(argv) -> int:
+  if len(argv) != 2:
+    raise study_lib.StudyError(
+        'expected one study file, e.g. python -m batch_rl.sweep '
+        f'gin/studies/minatar_replication.gin --out=DIR; got {argv[1:]}.')
+  if FLAGS.out is None:
+    raise study_lib.StudyError('missing flag --out (the study\'s output).')
+  bindings = list(FLAGS.gin_bindings)
+  if FLAGS.data_root is not None:
+    bindings.append(f'Study.data_root={json.dumps(FLAGS.data_root)}')
+  study = load_study(argv[1], bindings)
+  runs = study_lib.plan(study, FLAGS.out)
+  if FLAGS.dry_run:
+    print_plan(runs, FLAGS.cpus_per_run, FLAGS.gpus_per_run)
+    return 0
+  if FLAGS.cpus_per_run <= 0 or FLAGS.gpus_per_run < 0:
+    raise study_lib.StudyError(
+        f'--cpus_per_run={FLAGS.cpus_per_run} --gpus_per_run='
+        f'{FLAGS.gpus_per_run}: expected a positive CPU share and a '
+        'non-negative GPU share.')
+  log_dir = FLAGS.run_logs
+  if log_dir is None:
+    if storage.is_url(FLAGS.out):
+      raise study_lib.StudyError(
+          f'--out={FLAGS.out} is a URL: pass --run_logs, a directory on a '
+          'filesystem every worker can write to.')
+    log_dir = storage.join(FLAGS.out, 'logs')
+  description_path = storage.join(FLAGS.out, study_lib.STUDY_FILE)
+  previous = (json.loads(storage.read_text(description_path))
+              if storage.exists(description_path) else None)
+  storage.write_text(description_path, json.dumps(
+      study_lib.describe(study, runs, previous), indent=1))
+  if not study_lib.runs_to_start(runs):
+    print(f'All {sum(r.kind != study_lib.STAGING for r in runs)} runs of the '
+          'study are finished.')
+  else:
+    # Ray loads here only, so that --dry_run and --help answer at once.
+    from batch_rl.sweep import execution  # pylint: disable=g-import-not-at-top
+    execution.init_ray(FLAGS.address, FLAGS.num_cpus, FLAGS.num_gpus,
+                       FLAGS.dashboard)
+    outcome = execution.execute(
+        runs, log_dir,
+        execution.Resources(FLAGS.cpus_per_run, FLAGS.gpus_per_run),
+        FLAGS.max_retries, FLAGS.progress_every)
+    print(f'{len(outcome.finished)} run(s) done, {len(outcome.skipped)} '
+          f'finished before, {len(outcome.failed)} failed.')
+    if outcome.failed:
+      print(execution.failure_summary(outcome), file=sys.stderr)
+      return 1
+  if FLAGS.report:
+    _report(FLAGS.out)
+  return 0
+
+
+def main(argv) -> int:
+  try:
+    return run_study(argv)
+  except ValueError as e:  # StudyError, bad gin configuration.
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  except KeyboardInterrupt:
+    # Ray ends this driver's tasks with it (their workers exit, and every
+    # run process with its worker); finished runs are kept.
+    print('interrupted: rerun the same command to resume the study.',
+          file=sys.stderr)
+    return 130
+
+
+if __name__ == '__main__':
+  app.run(lambda argv: sys.exit(main(argv)))

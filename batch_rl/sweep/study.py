@@ -1,0 +1,394 @@
+"""A study (gin) and its plan: every run with its command and dependencies.
+
+A study file binds `Study`'s parameters (see gin/studies/):
+
+  Study.name = 'atari_paper'
+  Study.environment = 'atari:{game}'
+  Study.games = ['Pong', 'Breakout']
+  Study.seeds = [1, 2, 3, 4, 5]
+  Study.replay_dir = '{data_root}/{game}/{seed}/replay_logs'
+  Study.agents = {'rem': ('rem', ['atari/rem.gin'])}
+  Study.gin_files = ['atari/offline.gin']
+  Study.selections = {'all': [], 'random_10pct': ['DataSelection.fraction=0.1']}
+  Study.budgets = {'1x': 1, '5x': 5}
+
+The plan has three kinds of runs, each a command line:
+- logging: an online agent logs the data of (game, seed) when the study has
+  a logging stage (`Study.logging_agent`), as the MinAtar replication does;
+- staging: `python -m batch_rl.data convert` prepares one copy of a dataset
+  that many runs read (`Study.convert_data`);
+- offline: `python -m batch_rl.train`, one per game, agent, data selection,
+  budget and seed, training on its seed's data.
+
+Nothing here imports TensorFlow or Ray: planning and `--dry_run` are instant.
+"""
+
+import dataclasses
+import os
+from typing import Mapping, Optional, Sequence
+
+import gin
+from gin import config_parser
+
+from batch_rl import command_line
+from batch_rl.run_directory import METRICS
+from batch_rl.run_directory import REPLAY_LOGS
+from batch_rl.sweep import storage
+
+LOGGING, STAGING, OFFLINE = 'logging', 'staging', 'offline'
+# The commands and the gin names of their runners: one place to follow when
+# the command lines change.
+OFFLINE_MODULE, OFFLINE_RUNNER = 'batch_rl.train', 'Runner'
+LOGGING_MODULE, LOGGING_RUNNER = 'batch_rl.log_data', 'Runner'
+STUDY_FILE = 'study.json'
+PYTHON = 'python'  # Replaced by the worker's interpreter when a run starts.
+
+
+class StudyError(ValueError):
+  """A study file or flag is wrong; the message says which and why."""
+
+
+@gin.configurable
+class Study:
+  """What a study runs: games x agents x data selections x budgets x seeds."""
+
+  def __init__(self,
+               name: str = gin.REQUIRED,
+               environment: str = gin.REQUIRED,
+               games: Sequence[str] = gin.REQUIRED,
+               seeds: Sequence[int] = gin.REQUIRED,
+               agents: Mapping[str, tuple[str, Sequence[str]]] = gin.REQUIRED,
+               gin_files: Sequence[str] = (),
+               gin_bindings: Sequence[str] = (),
+               selections: Optional[Mapping[str, Sequence[str]]] = None,
+               budgets: Optional[Mapping[str, float]] = None,
+               replay_dir: Optional[str] = None,
+               data_root: Optional[str] = None,
+               logging_agent: Optional[str] = None,
+               logging_gin_files: Sequence[str] = (),
+               convert_data: bool = False,
+               staged_dir: str = '{out}/staged_data/{game}/seed_{seed}',
+               reference: str = 'human',
+               random_policy_episodes: int = 100):
+    """Args:
+      name: the study's name (in study.json and the report).
+      environment: the environment of a game, '{game}' replaced, e.g.
+        'atari:{game}' or 'minatar:{game}'.
+      games: the games.
+      seeds: seed s trains on the data of seed s (`{seed}` in `replay_dir`,
+        the logging run of seed s) and seeds the agent and the data
+        selection; the DQN Replay Dataset's runs are 1 to 5.
+      agents: label -> (registered agent name, its gin files), e.g.
+        {'rem': ('rem', ['atari/rem.gin'])}. The label names the
+        agent in run directories, study.json and the study's report ('rem
+        5x' with more than one budget).
+      gin_files: gin files of every offline run, after the agent's own.
+      gin_bindings: bindings of every offline run.
+      selections: label -> DataSelection bindings, e.g.
+        {'all': [], 'first_10pct': ['DataSelection.first_k=5']}; default all.
+      budgets: label -> multiple of the iterations the gin files give the
+        offline runner, e.g. {'1x': 1, '5x': 5}; default {'1x': 1}.
+      replay_dir: where the data of (game, seed) is, with {data_root},
+        {game}, {seed} and {repository} (this checkout) replaced; for
+        studies without a logging stage.
+      data_root: {data_root} of `replay_dir` (also the --data_root flag).
+      logging_agent: the online agent whose logged replay is the data
+        (`python -m batch_rl.log_data`), one run per game and seed.
+      logging_gin_files: the logging runs' gin files.
+      convert_data: prepare each dataset once with `python -m batch_rl.data
+        convert` before its runs start; they read the converted copy.
+      staged_dir: where a converted dataset goes ({out}, {game}, {seed}).
+      reference: how the analysis normalizes: 'logging' (the study's logging
+        runs = 100%, a random policy measured on the game = 0%) or any
+        `python -m batch_rl.analysis --reference` ('human', 'dqn', a CSV).
+      random_policy_episodes: episodes of the random policy ('logging').
+    """
+    self.name = name
+    self.environment = environment
+    self.games = tuple(games)
+    self.seeds = tuple(int(s) for s in seeds)
+    self.agents = {label: (agent_name, tuple(files))
+                   for label, (agent_name, files) in dict(agents).items()}
+    self.gin_files = tuple(gin_files)
+    self.gin_bindings = tuple(gin_bindings)
+    self.selections = {k: tuple(v) for k, v in
+                       (selections or {'all': ()}).items()}
+    self.budgets = {k: float(v) for k, v in (budgets or {'1x': 1}).items()}
+    self.replay_dir = replay_dir
+    self.data_root = data_root
+    self.logging_agent = logging_agent
+    self.logging_gin_files = tuple(logging_gin_files)
+    self.convert_data = convert_data
+    self.staged_dir = staged_dir
+    self.reference = reference
+    self.random_policy_episodes = random_policy_episodes
+    self._check()
+
+  def _check(self):
+    for field in ('games', 'seeds', 'agents', 'selections', 'budgets'):
+      if not getattr(self, field):
+        raise StudyError(f'Study.{field} is empty; a study needs at least '
+                         'one of each.')
+    if (self.replay_dir is None) == (self.logging_agent is None):
+      raise StudyError(
+          'a study needs exactly one source of data: Study.replay_dir (a '
+          'pattern like "{data_root}/{game}/{seed}/replay_logs") or '
+          'Study.logging_agent (a logging stage); got '
+          f'replay_dir={self.replay_dir!r}, '
+          f'logging_agent={self.logging_agent!r}.')
+    if self.reference == 'logging' and self.logging_agent is None:
+      raise StudyError("Study.reference = 'logging' needs a logging stage "
+                       '(Study.logging_agent).')
+    for label, multiple in self.budgets.items():
+      if multiple <= 0:
+        raise StudyError(f'Study.budgets[{label!r}] = {multiple:g}: a budget '
+                         'is a positive multiple of the iterations.')
+    names = set()
+    for label in (*self.agents, *self.selections, *self.budgets):
+      if not label or os.sep in label or label in names:
+        raise StudyError(f'label {label!r} of Study.agents/selections/'
+                         'budgets: labels are unique non-empty names '
+                         'without "/", used in run directories.')
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """One command of the plan.
+
+  Attributes:
+    name: unique, and its directory under the study's output for logging and
+      offline runs, e.g. 'offline/Pong/rem/all/seed_1'.
+    kind: LOGGING, STAGING or OFFLINE.
+    command: the command line ('python' stands for the worker's interpreter).
+    run_dir: where it writes (the staged copy, for a staging run).
+    num_iterations: the iterations of a finished run (None for staging).
+    requires: names of the runs that must finish first.
+    labels: what study.json records of it: game, environment, seed, agent,
+      selection, budget, max_steps_per_episode (as they apply).
+  """
+  name: str
+  kind: str
+  command: tuple[str, ...]
+  run_dir: str
+  num_iterations: Optional[int] = None
+  requires: tuple[str, ...] = ()
+  labels: Mapping[str, object] = dataclasses.field(default_factory=dict)
+
+
+def finished_iterations(run_dir: str) -> int:
+  """The iterations metrics.csv holds (0 without one): the one place that
+  decides whether a run is finished."""
+  path = storage.join(run_dir, METRICS)
+  if not storage.exists(path):
+    return 0
+  lines = [line for line in storage.read_text(path).splitlines() if line]
+  return max(len(lines) - 1, 0)
+
+
+def is_finished(run: Run) -> bool:
+  """Whether `run` needs no (more) work; staging runs always run when a run
+  that needs them does (conversion skips what is already converted)."""
+  if run.num_iterations is None:
+    return False
+  return finished_iterations(run.run_dir) >= run.num_iterations
+
+
+def runs_to_start(runs: Sequence[Run]) -> list[Run]:
+  """The unfinished logging and offline runs of `runs` and the runs they
+  need that are not finished (staging runs only when a run needs them), in
+  the plan's order (every run after the runs it needs)."""
+  by_name = {run.name: run for run in runs}
+  needed = set()
+
+  def need(run):
+    if run.name in needed or is_finished(run):
+      return
+    needed.add(run.name)
+    for requirement in run.requires:
+      need(by_name[requirement])
+
+  for run in runs:
+    if run.kind != STAGING:
+      need(run)
+  return [run for run in runs if run.name in needed]
+
+
+def _gin_path(name: str) -> str:
+  for candidate in (name, os.path.join(command_line.GIN_DIR, name),
+                    os.path.join(os.path.dirname(command_line.GIN_DIR), name)):
+    if os.path.isfile(candidate):
+      return candidate
+  raise StudyError(f'gin file {name!r}: not found as given nor under '
+                   f'{command_line.GIN_DIR}.')
+
+
+def gin_literals(gin_files: Sequence[str], bindings: Sequence[str] = ()
+                 ) -> dict:
+  """'Configurable.parameter' -> value bound by `gin_files`, then `bindings`.
+
+  Later statements override earlier ones, as when gin parses them; read
+  without importing the configurables, which would load TensorFlow.
+  """
+  values = {}
+  delegate = gin.config.ParserDelegate(skip_unknown=True)
+  sources = []
+  for name in gin_files:
+    with open(_gin_path(name)) as f:
+      sources.append(f.read())
+  for text in sources + list(bindings):
+    for statement in config_parser.ConfigParser(text, delegate):
+      if isinstance(statement, config_parser.BindingStatement):
+        values[f'{statement.selector}.{statement.arg_name}'] = statement.value
+  return values
+
+
+def num_iterations(literals: dict, gin_files: Sequence[str], runner: str
+                   ) -> int:
+  """`runner`.num_iterations in `literals` (of `gin_files` and bindings)."""
+  key = f'{runner}.num_iterations'
+  value = literals.get(key)
+  if value is None:
+    raise StudyError(f'{", ".join(gin_files)}: no binding of {key}; a study '
+                     "reads each run's length from its gin files.")
+  return int(value)
+
+
+def _gin_flags(gin_files: Sequence[str], bindings: Sequence[str]
+               ) -> list[str]:
+  return ([f'--gin_files={f}' for f in gin_files] +
+          [f'--gin_bindings={b}' for b in bindings])
+
+
+def logging_command(agent_name: str, base_dir: str, gin_files: Sequence[str],
+                    environment: str, seed: int) -> tuple[str, ...]:
+  """The online run that logs the replay of (environment, seed)."""
+  return (PYTHON, '-m', LOGGING_MODULE,
+          f'--agent_name={agent_name}', f'--base_dir={base_dir}',
+          *_gin_flags(gin_files, [
+              f'create_online_runner.environment_name="{environment}"',
+              f'create_online_runner.seed={seed}']))
+
+
+def offline_command(agent_name: str, replay_dir: str, base_dir: str,
+                    gin_files: Sequence[str], bindings: Sequence[str]
+                    ) -> tuple[str, ...]:
+  """`python -m batch_rl.train` of one offline run."""
+  return (PYTHON, '-m', OFFLINE_MODULE, f'--agent_name={agent_name}',
+          f'--replay_dir={replay_dir}', f'--base_dir={base_dir}',
+          *_gin_flags(gin_files, bindings))
+
+
+def staging_command(replay_dir: str, staged_dir: str) -> tuple[str, ...]:
+  """Converts a dataset once for all the runs that read it."""
+  return (PYTHON, '-m', 'batch_rl.data', 'convert', replay_dir, staged_dir)
+
+
+def plan(study: Study, out: str) -> list[Run]:
+  """Every run of `study` under `out`: logging, staging, then offline runs,
+  each seed by seed (an interrupted study has a complete first seed early).
+  """
+  out = storage.join(out)
+  fields = {'out': out, 'data_root': study.data_root,
+            'repository': os.path.dirname(command_line.GIN_DIR)}
+  if study.replay_dir and '{data_root}' in study.replay_dir and (
+      study.data_root is None):
+    raise StudyError(f'Study.replay_dir {study.replay_dir!r} needs the data '
+                     'root: pass --data_root=DIR (the directory holding '
+                     '<game>/<run>/replay_logs).')
+  labels_multiple_budgets = len(study.budgets) > 1
+  logging, staging, offline = [], [], []
+  data = {}  # (game, seed) -> (replay_dir, the run producing it or None)
+  staged_by = {}  # staged copy -> the staging run that prepares it
+  for seed in study.seeds:
+    for game in study.games:
+      environment = study.environment.format(game=game)
+      source = None
+      if study.logging_agent:
+        name = f'{LOGGING}/{game}/seed_{seed}'
+        run_dir = storage.join(out, name)
+        logging_iterations = num_iterations(
+            gin_literals(study.logging_gin_files), study.logging_gin_files,
+            LOGGING_RUNNER)
+        logging.append(Run(
+            name, LOGGING,
+            logging_command(study.logging_agent, run_dir,
+                            study.logging_gin_files, environment, seed),
+            run_dir, logging_iterations,
+            labels={'game': game, 'environment': environment, 'seed': seed,
+                    'agent': study.logging_agent}))
+        replay_dir, source = storage.join(run_dir, REPLAY_LOGS), name
+      else:
+        replay_dir = storage.join(
+            study.replay_dir.format(game=game, seed=seed, **fields))
+      if study.convert_data:
+        staged = storage.join(
+            study.staged_dir.format(game=game, seed=seed, **fields))
+        if staged not in staged_by:  # One staging run per prepared copy.
+          staged_by[staged] = f'{STAGING}/{game}/seed_{seed}'
+          staging.append(Run(
+              staged_by[staged], STAGING, staging_command(replay_dir, staged),
+              staged, requires=(source,) if source else (),
+              labels={'game': game, 'seed': seed}))
+        replay_dir, source = staged, staged_by[staged]
+      data[game, seed] = replay_dir, source
+  for seed in study.seeds:
+    for game in study.games:
+      environment = study.environment.format(game=game)
+      replay_dir, source = data[game, seed]
+      for label, (agent_name, agent_gin) in study.agents.items():
+        for selection, selection_bindings in study.selections.items():
+          for budget, multiple in study.budgets.items():
+            parts = [OFFLINE, game, label, selection]
+            if labels_multiple_budgets:
+              parts.append(budget)
+            name = '/'.join(parts + [f'seed_{seed}'])
+            run_dir = storage.join(out, name)
+            agent_label = (f'{label} {budget}' if labels_multiple_budgets
+                           else label)
+            gin_files = agent_gin + study.gin_files
+            bindings = (
+                f'create_runner.environment_name="{environment}"',
+                f'create_runner.seed={seed}',
+                'create_runner.selection=@DataSelection()',
+                f'DataSelection.seed={seed}',
+                *selection_bindings, *study.gin_bindings)
+            literals = gin_literals(gin_files, bindings)
+            iterations = num_iterations(literals, gin_files, OFFLINE_RUNNER)
+            if multiple != 1:
+              iterations = max(1, round(multiple * iterations))
+              bindings += (f'{OFFLINE_RUNNER}.num_iterations={iterations}',)
+            offline.append(Run(
+                name, OFFLINE,
+                offline_command(agent_name, replay_dir, run_dir, gin_files,
+                                bindings),
+                run_dir, iterations,
+                requires=(source,) if source else (),
+                labels={'game': game, 'environment': environment,
+                        'seed': seed, 'agent': agent_label,
+                        'selection': selection, 'budget': budget,
+                        'max_steps_per_episode': literals.get(
+                            f'{OFFLINE_RUNNER}.max_steps_per_episode')}))
+  return logging + staging + offline
+
+
+def describe(study: Study, runs: Sequence[Run],
+             previous: Optional[dict] = None) -> dict:
+  """study.json: what the analysis needs to read the study's output.
+
+  Runs of `previous` (the study.json already in the output) that this plan
+  does not have are kept, so that parts of a study run one after another
+  (--gin_bindings="Study.seeds=[2]") add up to the whole.
+  """
+  entries = {entry['name']: entry
+             for entry in (previous or {}).get('runs', ())}
+  for run in runs:
+    if run.kind != STAGING:
+      entries[run.name] = {'name': run.name, 'kind': run.kind,
+                           'num_iterations': run.num_iterations,
+                           **run.labels}
+  return {
+      'name': study.name,
+      'reference': study.reference,
+      'random_policy_episodes': study.random_policy_episodes,
+      'runs': list(entries.values()),
+  }
