@@ -124,6 +124,23 @@ def as_trajectory(batch, data_spec, update_horizon: int = 1,
           [gamma**(update_horizon - 1) * not_terminal, ones], axis=1))
 
 
+def transition_batches(replay_dir: str, batch_size: int, stack_size: int,
+                       update_horizon: int = 1, gamma: float = 0.99,
+                       seed: int = 0,
+                       selection: Optional[DataSelection] = None
+                       ) -> tf.data.Dataset:
+  """Our endless dataset of transition batches (dicts of TRAJECTORY_ELEMENTS).
+
+  Sampling is the pipeline's: uniform over the valid transitions of the
+  selected data (any layout `batch_rl.data` opens), deterministic for a seed.
+  """
+  store, indices = pipeline.open_replay(replay_dir, stack_size,
+                                        update_horizon, selection)
+  return pipeline.transition_dataset(
+      store, batch_size, stack_size, update_horizon, gamma, seed, indices,
+      elements=TRAJECTORY_ELEMENTS)
+
+
 def trajectory_dataset(replay_dir: str, data_spec, batch_size: int,
                        stack_size: int, update_horizon: int = 1,
                        gamma: float = 0.99, seed: int = 0,
@@ -131,9 +148,7 @@ def trajectory_dataset(replay_dir: str, data_spec, batch_size: int,
                        ) -> tf.data.Dataset:
   """An endless dataset of Trajectory [batch_size, 2] from `replay_dir`.
 
-  Sampling is the pipeline's: uniform over the valid transitions of the
-  selected data (any layout `batch_rl.data` opens), deterministic for a
-  seed. Feed it to an agent built with `n_step_update=1` and this `gamma`:
+  Feed it to an agent built with `n_step_update=1` and this `gamma`:
 
     dataset = trajectory_dataset(replay_dir, agent.training_data_spec, 32,
                                  stack_size=1)
@@ -148,10 +163,7 @@ def trajectory_dataset(replay_dir: str, data_spec, batch_size: int,
     seed: fixes the sequence of batches.
     selection: which checkpoints / fraction of the data (default: all).
   """
-  store, indices = pipeline.open_replay(replay_dir, stack_size,
-                                        update_horizon, selection)
-  transitions = pipeline.transition_dataset(
-      store, batch_size, stack_size, update_horizon, gamma, seed, indices,
-      elements=TRAJECTORY_ELEMENTS)
-  return transitions.map(
-      lambda batch: as_trajectory(batch, data_spec, update_horizon, gamma))
+  return transition_batches(
+      replay_dir, batch_size, stack_size, update_horizon, gamma, seed,
+      selection).map(
+          lambda batch: as_trajectory(batch, data_spec, update_horizon, gamma))
