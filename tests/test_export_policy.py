@@ -145,3 +145,12 @@ def test_every_registered_agent_exports_its_evaluation_policy(tmp_path):
                                  err_msg=name)
     np.testing.assert_allclose(loaded.action(states), expected, atol=1e-6,
                                err_msg=name)
+
+
+def test_export_command_without_base_dir_is_a_user_error(tmp_path):
+  result = subprocess.run(
+      [sys.executable, '-m', 'batch_rl.export_policy',
+       f'--out={tmp_path / "policy"}'],
+      cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+  assert result.returncode == 2
+  assert result.stderr.strip() == 'error: missing flags: --base_dir.'
