@@ -13,6 +13,7 @@ import gin
 import numpy as np
 import tensorflow as tf
 
+from batch_rl import command_line
 from batch_rl.agents import registry
 from batch_rl.data import replay_dataset
 from batch_rl.data.selection import DataSelection
@@ -135,3 +136,34 @@ def create_online_runner(agent_name: Optional[str], base_dir: str,
   return Runner(base_dir=base_dir, agent=OnlineAgent(agent, replay),
                 environment=env, training=training.OnlineTraining(seed),
                 run_info=run_info)
+
+
+def rebuild_agent(run_dir: str, gin_files=(), gin_bindings=()):
+  """(agent, spec, info): a run's agent, rebuilt as the run built it.
+
+  Replaces the process's gin config with the run's own (run_info.json's
+  gin_config), then applies `gin_files` and `gin_bindings` on top; the agent
+  holds fresh weights until a checkpoint is restored into it.
+
+  Raises:
+    ValueError: naming run_info.json when it lacks what a rebuild needs.
+  """
+  run_directory = RunDirectory(run_dir)
+  info = run_directory.read_run_info()
+  if 'gin_config' not in info:
+    raise ValueError(f'{run_directory.run_info_path}: no gin_config; the '
+                     'logs of batch_rl.train have one.')
+  register_all_agents()
+  gin.clear_config()
+  try:
+    gin.parse_config(info['gin_config'])
+  except (ValueError, SyntaxError, ImportError) as e:
+    message = str(e).strip().splitlines()[0]
+    raise ValueError(f'{run_directory.run_info_path}: gin_config does not '
+                     f'parse: {message}') from None
+  command_line.load_gin_configs(gin_files, gin_bindings)
+  env, spec = factory.create_environment(info['environment'])
+  env.close()
+  agent = registry.create_agent(info['agent_name'], spec,
+                                seed=int(info['seed']))
+  return agent, spec, info

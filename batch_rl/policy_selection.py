@@ -27,7 +27,6 @@ import os
 from typing import Callable, Optional, Sequence
 
 from absl import flags
-import gin
 import numpy as np
 from scipy import stats
 import tensorflow as tf
@@ -39,7 +38,6 @@ from batch_rl.agents import base
 from batch_rl.agents import dqn_agent
 from batch_rl.agents import losses
 from batch_rl.agents import networks
-from batch_rl.agents import registry
 from batch_rl.analysis import runs
 from batch_rl.analysis.errors import AnalysisError
 from batch_rl.data import replay_dataset
@@ -48,7 +46,6 @@ from batch_rl.data.errors import ReplayDataError
 from batch_rl.data.replay_dataset import ReplayDataset
 from batch_rl.data.replay_store import ReplayStore
 from batch_rl.data.selection import DataSelection
-from batch_rl.environments import factory
 from batch_rl.run_directory import RunDirectory
 
 SELECTION_CSV = 'selection.csv'
@@ -208,18 +205,7 @@ def _load_run(run_dir: str, replay_dir: Optional[str]) -> _RunData:
     raise AnalysisError(
         f'{info_path}: replay_dir {replay_dir!r} does not exist here (a '
         'relative path is relative to where training ran); pass --replay_dir.')
-  experiment.register_all_agents()
-  gin.clear_config()
-  try:
-    gin.parse_config(info['gin_config'])
-  except (ValueError, SyntaxError, ImportError) as e:
-    message = str(e).strip().splitlines()[0]
-    raise AnalysisError(f'{info_path}: gin_config does not parse: '
-                        f'{message}') from e
-  env, spec = factory.create_environment(info['environment'])
-  env.close()
-  agent = registry.create_agent(info['agent_name'], spec,
-                                seed=int(info['seed']))
+  agent, spec, _ = experiment.rebuild_agent(run_dir)
   if not isinstance(agent.actions, base.DiscreteActions):
     raise AnalysisError(
         f'{info_path}: agent {info["agent_name"]!r} has continuous actions; '

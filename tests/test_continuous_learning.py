@@ -13,7 +13,6 @@ some episodes); the test asks for better than -400. With a third of the
 data (10,000 steps) two seeds of five stayed near -530 for 3,000 steps.
 """
 
-import os
 
 import numpy as np
 import pytest

@@ -18,7 +18,6 @@ and `sample_transition_batch` return exactly what dopamine-rl's
 
 import dataclasses
 import gzip
-import io
 import os
 import pickle
 import re

@@ -1,0 +1,1 @@
+"""Bridges to neighbouring libraries: TF-Agents experience, exported policies."""
