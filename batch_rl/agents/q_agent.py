@@ -8,6 +8,7 @@ network outputs per action and what its loss is:
   _q_values(outputs)           -> [B, A] values to act greedily on
   _per_example_loss(batch, step_inputs) -> [B]
   _sample_step_inputs()        -> dict of per-step random draws (REM's alpha)
+  _greedy_actions(outputs)     -> [B] actions acted on (argmax of _q_values)
 """
 
 import abc
@@ -171,10 +172,17 @@ class QAgent(train_loop.MultiStepTraining, abc.ABC):
     """[B] gamma ** n, zero where a terminal occurs within the n steps."""
     return self.cumulative_gamma * (1. - tf.cast(batch['terminal'], tf.float32))
 
+  def _greedy_actions(self, outputs):
+    """[B] int32 greedy actions: of highest `_q_values` unless overridden.
+
+    What the agent acts on and what `_greedy_outputs` bootstraps from; an
+    agent that restricts its actions (discrete BCQ) overrides this.
+    """
+    return tf.argmax(self._q_values(outputs), axis=1, output_type=tf.int32)
+
   def _greedy_outputs(self, outputs):
-    """[B, D] outputs at the action of highest `_q_values`."""
-    greedy = tf.argmax(self._q_values(outputs), axis=1, output_type=tf.int32)
-    return losses.select_actions(outputs, greedy)
+    """[B, D] outputs at the action of `_greedy_actions`."""
+    return losses.select_actions(outputs, self._greedy_actions(outputs))
 
   # ---- Acting. ----
 
@@ -183,7 +191,7 @@ class QAgent(train_loop.MultiStepTraining, abc.ABC):
     return self._q_values(self.online_network(states))
 
   def _greedy_action_fn(self, state):
-    return tf.argmax(self.q_values(state), axis=1, output_type=tf.int32)[0]
+    return self._greedy_actions(self.online_network(state))[0]
 
   def _epsilon(self) -> float:
     if self.eval_mode:

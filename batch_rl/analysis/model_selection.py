@@ -141,9 +141,12 @@ def mean_td_error_fn(agent: q_agent.QAgent, td_loss=losses.huber_loss
 
 
 def greedy_policy(agent: q_agent.QAgent) -> Callable:
-  """states [B, ...] -> [B] int32 actions of highest online Q-value."""
-  return lambda states: tf.argmax(agent.q_values(states), axis=1,
-                                  output_type=tf.int32)
+  """states [B, ...] -> [B] int32 actions the agent acts on greedily.
+
+  The action of highest online Q-value, or of highest allowed Q-value for
+  agents that restrict their actions (discrete BCQ).
+  """
+  return lambda states: agent._greedy_actions(agent.online_network(states))  # pylint: disable=protected-access
 
 
 def fitted_q_evaluation(policy: Callable, make_network: Callable,
