@@ -73,7 +73,10 @@ def bcq_action_mask(logits, threshold: float):
 
 
 def constrained_greedy_actions(q_values, mask):
-  """argmax over allowed a of Q(s, a): the first such action on ties.
+  """argmax over allowed a of Q(s, a); ties go to the lowest index.
+
+  (tf.argmax's choice on CPU, tested; TensorFlow does not promise it on
+  other devices.)
 
   Args:
     q_values: [B, A] or [B, A, H] Q-values.
