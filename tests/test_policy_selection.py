@@ -239,6 +239,27 @@ def test_select_writes_one_finite_row_per_checkpoint(tiny_run, tmp_path,
   assert 'ranked by FQE' in printed and 'Spearman' in printed
 
 
+def test_select_scores_every_checkpoint_of_a_rem_bcq_run(tmp_path):
+  base_dir = str(tmp_path / 'rem_bcq_cartpole')
+  experiment.register_all_agents()
+  command_line.load_gin_configs(
+      ['gin/classic/rem_bcq.gin', 'gin/classic/offline_cartpole.gin'],
+      TINY_RUN)
+  experiment.create_runner('rem_bcq', CARTPOLE_REPLAY,
+                           base_dir).run_experiment()
+  gin.clear_config()
+  out = str(tmp_path / 'selection')
+  assert analysis_main.main([
+      'select', '--base_dirs', base_dir, '--out', out, '--fqe_steps', '40',
+      '--max_heldout', '300']) == 0
+  with open(os.path.join(out, 'selection.csv')) as f:
+    rows = list(csv.DictReader(f))
+  assert [r['iteration'] for r in rows] == ['0', '1', '2']
+  for row in rows:
+    assert np.isfinite(float(row['heldout_td_error']))
+    assert np.isfinite(float(row['fqe_estimate']))
+
+
 def test_select_errors_name_the_run(tiny_run, tmp_path, capsys):
   bare = tmp_path / 'bare_run'
   bare.mkdir()

@@ -48,7 +48,12 @@ class DQNAgent(q_agent.QAgent):
     return heads
 
   def _per_example_loss(self, batch, step_inputs):
-    q = self._combine_heads(self.online_network(batch['state']), step_inputs)
+    return self._bellman_loss(self.online_network(batch['state']), batch,
+                              step_inputs)
+
+  def _bellman_loss(self, outputs, batch, step_inputs):
+    """[B] TD loss of `outputs`, the online network's on batch['state']."""
+    q = self._combine_heads(outputs, step_inputs)
     next_q = self._combine_heads(
         self.target_network(batch['next_state']), step_inputs)
     target = losses.bellman_target(batch['reward'],

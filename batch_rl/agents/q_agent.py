@@ -9,6 +9,7 @@ what its network outputs per action and what its loss is:
   _q_values(outputs)           -> [B, A] values to act greedily on
   _per_example_loss(batch, step_inputs) -> [B]
   _sample_step_inputs()        -> dict of per-step random draws (REM's alpha)
+  _greedy_from_outputs(outputs) -> [B] actions acted on (argmax of _q_values)
 and may use `_bootstrap_discount(batch)` and `_greedy_outputs(outputs)`.
 """
 
@@ -117,10 +118,17 @@ class QAgent(base.Agent, abc.ABC):
     """[B] gamma ** n, zero where a terminal occurs within the n steps."""
     return self.cumulative_gamma * (1. - tf.cast(batch['terminal'], tf.float32))
 
+  def _greedy_from_outputs(self, outputs):
+    """[B] int32 greedy actions: of highest `_q_values` unless overridden.
+
+    What the agent acts on and what `_greedy_outputs` bootstraps from; an
+    agent that restricts its actions (discrete BCQ) overrides this.
+    """
+    return tf.argmax(self._q_values(outputs), axis=1, output_type=tf.int32)
+
   def _greedy_outputs(self, outputs):
-    """[B, D] outputs at the action of highest `_q_values`."""
-    greedy = tf.argmax(self._q_values(outputs), axis=1, output_type=tf.int32)
-    return losses.select_actions(outputs, greedy)
+    """[B, D] outputs at the action of `_greedy_actions`."""
+    return losses.select_actions(outputs, self._greedy_from_outputs(outputs))
 
   def _clip_rewards(self, batch):
     if self.reward_clip is None:
@@ -135,7 +143,7 @@ class QAgent(base.Agent, abc.ABC):
     return self._q_values(self.online_network(states))
 
   def _greedy_actions(self, states):
-    return tf.argmax(self.q_values(states), axis=1, output_type=tf.int32)
+    return self._greedy_from_outputs(self.online_network(states))
 
   def _td_error(self, batch):
     """y - Q(s, a), y = clip(r) + gamma^n (1 - terminal) Q_target(s', a*).

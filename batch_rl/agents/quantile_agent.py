@@ -35,11 +35,15 @@ class QuantileAgent(q_agent.QAgent):
                      optimizer_fn=optimizer_fn, **kwargs)
 
   def _per_example_loss(self, batch, step_inputs):
+    return self._bellman_loss(self.online_network(batch['state']), batch,
+                              step_inputs)
+
+  def _bellman_loss(self, outputs, batch, step_inputs):
+    """[B] TD loss of `outputs`, the online network's on batch['state']."""
     del step_inputs
     target = losses.bellman_target(
         batch['reward'], self._bootstrap_discount(batch),
         self._greedy_outputs(self.target_network(batch['next_state'])))
-    chosen = losses.select_actions(
-        self.online_network(batch['state']), batch['action'])
+    chosen = losses.select_actions(outputs, batch['action'])
     return losses.quantile_huber_loss(
         tf.stop_gradient(target), chosen, kappa=self.kappa)
