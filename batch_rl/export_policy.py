@@ -17,7 +17,7 @@ from absl import flags
 from batch_rl import cli
 from batch_rl import command_line
 
-flags.DEFINE_string('out', None, 'Directory to write the SavedModel to.')
+flags.adopt_module_key_flags(command_line)
 FLAGS = command_line.FLAGS
 
 

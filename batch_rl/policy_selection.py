@@ -384,7 +384,6 @@ def write_selection(base_dirs: Sequence[str], out_dir: str,
 
 flags.DEFINE_list('base_dirs', None, 'Directories searched recursively for '
                   'runs (run_info.json + metrics.csv + checkpoints/).')
-flags.DEFINE_string('out', None, 'Output directory for selection.csv.')
 flags.DEFINE_float('holdout_fraction', None, 'Fraction held out (default: '
                    "the run's DataSelection.holdout_fraction, else "
                    f'{DEFAULT_HOLDOUT_FRACTION}).')
@@ -403,6 +402,7 @@ flags.DEFINE_float('fqe_learning_rate', SelectionOptions.fqe_learning_rate,
 flags.DEFINE_integer('fqe_target_update_period',
                      SelectionOptions.fqe_target_update_period,
                      'FQE steps between target-network copies.')
+flags.adopt_module_key_flags(command_line)
 FLAGS = flags.FLAGS
 
 
