@@ -43,6 +43,8 @@ published atomically), otherwise the sibling `out_dir + '.partial'`, which
 disk or any other OSError becomes a ReplayDataError naming the file.
 """
 
+import contextlib
+import io
 import json
 import mmap
 import os
@@ -96,7 +98,7 @@ def _fsync_dir(path: str) -> None:
     os.close(fd)
 
 
-def _write_json(path: str, value) -> None:
+def write_json(path: str, value) -> None:
   """Writes `path` atomically (temporary file, fsync, rename)."""
   tmp = path + '.tmp'
   try:
@@ -106,7 +108,7 @@ def _write_json(path: str, value) -> None:
       os.fsync(f.fileno())
     os.replace(tmp, path)
   except OSError as e:
-    raise ReplayDataError(f'{path}: cannot write ({e.strerror}).') from None
+    raise ReplayDataError(f'{path}: cannot write ({e.strerror or e}).') from None
 
 
 def finished_checkpoints(out_dir: str) -> list[int]:
@@ -148,7 +150,7 @@ def begin_output(out_dir: str, source: str, layout: str = FORMAT) -> str:
     os.makedirs(work_dir, exist_ok=True)
   except OSError as e:
     raise ReplayDataError(f'{work_dir}: cannot create ({e.strerror}).') from None
-  _write_json(os.path.join(work_dir, MANIFEST),
+  write_json(os.path.join(work_dir, MANIFEST),
               {'format': layout, 'source': source, 'checkpoints': []})
   return work_dir
 
@@ -158,7 +160,7 @@ def finish_output(work_dir: str, out_dir: str) -> list[int]:
   to `out_dir` (when they differ); returns the checkpoints."""
   manifest = read_manifest(work_dir)
   manifest['checkpoints'] = finished_checkpoints(work_dir)
-  _write_json(os.path.join(work_dir, MANIFEST), manifest)
+  write_json(os.path.join(work_dir, MANIFEST), manifest)
   out_dir = os.path.abspath(out_dir)
   if os.path.abspath(work_dir) != out_dir:
     if os.path.isdir(out_dir):  # Empty (begin_output checked).
@@ -168,8 +170,19 @@ def finish_output(work_dir: str, out_dir: str) -> list[int]:
   return manifest['checkpoints']
 
 
-def _npy_header(shape, dtype) -> bytes:
-  import io  # pylint: disable=g-import-not-at-top
+@contextlib.contextmanager
+def writing(path: str):
+  """Turns an OSError (a full disk, a read-only directory) into one line."""
+  try:
+    yield
+  except OSError as e:
+    raise ReplayDataError(
+        f'{path}: {e.strerror or e} (nothing incomplete was published; '
+        'rerunning resumes).') from None
+
+
+def npy_header(shape, dtype) -> bytes:
+  """The `.npy` header of an array, for writing its data in chunks."""
   buffer = io.BytesIO()
   np.lib.format.write_array_header_1_0(buffer, {
       'descr': np.lib.format.dtype_to_descr(np.dtype(dtype)),
@@ -207,21 +220,15 @@ class CheckpointWriter:
     for name in SMALL_ELEMENTS:
       shape, dtype = self.specs[name]
       f = self._files[name] = self._open(f'{name}.npy')
-      self._write(f, _npy_header((self.capacity, *shape), dtype))
+      self._write(f, npy_header((self.capacity, *shape), dtype))
 
   def _open(self, filename):
     path = os.path.join(self.partial_dir, filename)
     return self._guard(path, open, path, 'wb')
 
   def _guard(self, path, function, *args):
-    """Calls `function`, turning an OSError into one line naming `path`."""
-    try:
+    with writing(path):
       return function(*args)
-    except OSError as e:
-      raise ReplayDataError(
-          f'{path}: {e.strerror or e} (writing checkpoint '
-          f'{self.final_dir}; nothing was published, a rerun resumes).'
-      ) from None
 
   def _write(self, f, data) -> None:
     self._guard(f.name, f.write, data)
@@ -314,7 +321,7 @@ class CheckpointWriter:
     for f in self._files.values():
       self._guard(f.name, os.fsync, f.fileno())
       self._guard(f.name, f.close)
-    _write_json(os.path.join(self.partial_dir, 'meta.json'), meta)
+    write_json(os.path.join(self.partial_dir, 'meta.json'), meta)
     self._guard(self.final_dir, os.replace, self.partial_dir, self.final_dir)
     _fsync_dir(os.path.dirname(self.final_dir))
     return self.final_dir

@@ -1,7 +1,7 @@
 """Opens a replay directory of any supported layout as a ReplayStore.
 
 Layouts: Dopamine gz checkpoints (loaded into memory), `convert`ed
-memory-mapped checkpoints (streamed from disk), and RLDS datasets laid out
+checkpoints (compact or memory-mapped, read from disk per batch), and RLDS datasets laid out
 like TFDS `rlu_atari`, splits `checkpoint_NN` (rebuilt into Dopamine's
 layout in memory).
 """
