@@ -240,12 +240,18 @@ class CheckpointWriter:
                         ('reward', reward), ('terminal', terminal)):
       shape, dtype = self.specs[name]
       value = np.asarray(value)
-      if value.shape[1:] != shape or not np.can_cast(value.dtype, dtype,
-                                                     'same_kind'):
+      if value.shape[1:] != shape or (dtype.kind in 'iub' and
+                                      value.dtype.kind not in 'iub'):
         raise ReplayDataError(
             f'{self.final_dir}: {name} chunk has shape {value.shape[1:]} and '
             f'dtype {value.dtype} per slot, expected {shape} and {dtype}.')
       chunk[name] = np.ascontiguousarray(value, dtype=dtype)
+      if dtype.kind in 'iub' and not np.array_equal(chunk[name], value):
+        bad = np.flatnonzero(
+            (chunk[name] != value).reshape(len(value), -1).any(axis=1))[0]
+        raise ReplayDataError(
+            f'{self.final_dir}: {name} of slot {self.written + bad} is '
+            f'{value[bad]}, which {dtype} cannot hold.')
     lengths = {len(v) for v in chunk.values()}
     if len(lengths) != 1:
       raise ReplayDataError(
