@@ -384,33 +384,37 @@ class CompactFrames:
   def __len__(self):
     return self.shape[0]
 
-  @property
-  def block_bytes(self) -> int:
-    return self.block_frames * int(np.prod(self.shape[1:])) * (
-        self.dtype.itemsize)
+  def read_blocks(self, blocks: np.ndarray, frames: np.ndarray,
+                  out: np.ndarray, decompressor) -> None:
+    """Decodes the first frames[j] frames of block blocks[j] into out[j].
 
-  def read_blocks(self, blocks: np.ndarray, out: np.ndarray,
-                  decompressor) -> None:
-    """Decodes `blocks` into out[j] ([block_frames, *frame] each)."""
+    Decoding stops there (a window rarely needs a whole block), and writes
+    into `out` in place: a fresh buffer per block costs more in page faults
+    than the decoding itself.
+    """
     flat = out.reshape(len(out), -1).view(np.uint8)
-    for j, block in enumerate(blocks):
-      data = self._view[self.offsets[block]:self.offsets[block + 1]]
+    frame_bytes = flat.shape[1] // self.block_frames
+    for j, (block, count) in enumerate(zip(blocks, frames)):
+      target = memoryview(flat[j, :count * frame_bytes])
+      reader = decompressor.stream_reader(
+          self._view[self.offsets[block]:self.offsets[block + 1]])
+      filled = 0
       try:
-        decoded = decompressor.decompress(data)
+        while filled < len(target):
+          read = reader.readinto(target[filled:])
+          if not read:
+            raise zstandard.ZstdError('block ends early')
+          filled += read
       except zstandard.ZstdError as e:
         raise ReplayDataError(
             f'{self.path}: block {block} does not decode ({e}).') from None
-      flat[j, :len(decoded)] = np.frombuffer(decoded, np.uint8)
 
   def __getitem__(self, key):
     slots = np.arange(self.shape[0])[key]
-    blocks, inverse = np.unique(slots // self.block_frames,
-                                return_inverse=True)
-    buffer = np.empty((len(blocks), self.block_frames, *self.shape[1:]),
-                      self.dtype)
-    self.read_blocks(blocks, buffer, zstandard.ZstdDecompressor())
-    return buffer[inverse.reshape(np.shape(slots)),
-                  slots % self.block_frames]
+    column = np.reshape(slots, (-1, 1))
+    frames = FrameReader([self], threads=1).read(
+        np.zeros(len(column), np.int64), column)
+    return frames.reshape(*np.shape(slots), *self.shape[1:])
 
   def __array__(self, dtype=None):
     return self[:] if dtype is None else self[:].astype(dtype)
@@ -463,36 +467,49 @@ class FrameReader:
                   if self.threads > 1 else None)
     self._local = threading.local()
 
-  def _decompressor(self):
+  def _local_decompressor(self):
     if not hasattr(self._local, 'decompressor'):
       self._local.decompressor = zstandard.ZstdDecompressor()
     return self._local.decompressor
 
-  def _decode(self, keys: np.ndarray, out: np.ndarray) -> None:
+  def _decode(self, keys: np.ndarray, frames: np.ndarray,
+              out: np.ndarray) -> None:
     """Decodes blocks keyed ckpt * stride + block (sorted) into out."""
     ckpts = keys // self.stride
     bounds = np.flatnonzero(np.diff(ckpts)) + 1
-    for part, rows in zip(np.split(keys, bounds),
-                          np.split(np.arange(len(keys)), bounds)):
+    begin = 0
+    for part, count in zip(np.split(keys, bounds), np.split(frames, bounds)):
       if len(part):
         self.frames[part[0] // self.stride].read_blocks(
-            part % self.stride, out[rows[0]:rows[-1] + 1],
-            self._decompressor())
+            part % self.stride, count, out[begin:begin + len(part)],
+            self._local_decompressor())
+      begin += len(part)
+
+  def _scratch(self, shape, dtype) -> np.ndarray:
+    """This thread's reused decode buffer, grown as needed."""
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    buffer = getattr(self._local, 'scratch', None)
+    if buffer is None or buffer.size < size:
+      buffer = self._local.scratch = np.empty(size, np.uint8)
+    return buffer[:size].view(dtype).reshape(shape)
 
   def read(self, ckpt: np.ndarray, slots: np.ndarray) -> np.ndarray:
-    """Frames at slots[i, ...] of checkpoints ckpt[i]: [*slots.shape, *frame]."""
+    """Frames at slots[i, j] of checkpoints ckpt[i]: [*slots.shape, *frame]."""
     first = self.frames[0]
-    keys = ckpt.reshape(-1, *[1] * (slots.ndim - 1)) * self.stride + (
-        slots // self.block_frames)
+    within = slots % self.block_frames
+    keys = ckpt[:, None] * self.stride + slots // self.block_frames
     unique, inverse = np.unique(keys, return_inverse=True)
-    buffer = np.empty((len(unique), self.block_frames, *first.shape[1:]),
-                      first.dtype)
+    inverse = inverse.reshape(keys.shape)
+    frames = np.zeros(len(unique), np.int64)  # Frames needed per block.
+    np.maximum.at(frames, inverse, within + 1)
+    buffer = self._scratch(
+        (len(unique), self.block_frames, *first.shape[1:]), first.dtype)
     if self._pool is None or len(unique) < 2 * self.threads:
-      self._decode(unique, buffer)
+      self._decode(unique, frames, buffer)
     else:
       parts = np.array_split(np.arange(len(unique)), self.threads)
-      for done in [self._pool.submit(self._decode, unique[p],
+      for done in [self._pool.submit(self._decode, unique[p], frames[p],
                                      buffer[p[0]:p[-1] + 1])
                    for p in parts]:
         done.result()
-    return buffer[inverse.reshape(keys.shape), slots % self.block_frames]
+    return buffer[inverse, within]

@@ -196,16 +196,14 @@ def _convert_in_worker(layout, replay_dir, suffix, work_dir) -> int:
   return suffix
 
 
-def _uncompressed_size_hint(replay_dir: str, suffix: int) -> int:
-  """gzip's trailer holds the size modulo 2**32: good enough for a progress bar."""
+def _uncompressed_size(replay_dir: str, suffix: int) -> int:
+  """Bytes of the stored arrays, from their headers (for a progress bar)."""
   total = 0
   for name in STORE_ELEMENTS:
-    path = dopamine_replay.checkpoint_filename(
-        replay_dir, STORE_PREFIX + name, suffix)
-    if os.path.exists(path) and os.path.getsize(path) >= 4:
-      with open(path, 'rb') as f:
-        f.seek(-4, os.SEEK_END)
-        total += int.from_bytes(f.read(4), 'little')
+    shape, dtype = dopamine_replay.read_array_header(
+        dopamine_replay.checkpoint_filename(
+            replay_dir, STORE_PREFIX + name, suffix))
+    total += dtype.itemsize * int(np.prod(shape))
   return total
 
 
@@ -240,7 +238,7 @@ def convert(replay_dir: str, out_dir: str, suffixes=None,
   work_dir = compact.begin_output(out_dir, replay_dir, LAYOUTS[layout])
   done = set(compact.finished_checkpoints(work_dir))
   todo = [s for s in suffixes if s not in done]
-  total = sum(_uncompressed_size_hint(replay_dir, s) for s in todo)
+  total = sum(_uncompressed_size(replay_dir, s) for s in todo)
   with tqdm.tqdm(total=total, unit='B', unit_scale=True, disable=not progress,
                  desc=f'convert {len(todo)} checkpoints') as bar:
     if workers == 1 or len(todo) <= 1:
