@@ -265,3 +265,31 @@ def test_a_second_process_waits_for_the_cache_and_does_not_convert_again(
   waiter.join(60)
   assert f'already converted in {path}' in capsys.readouterr().out
   assert opened['store'].num_slots == 1600
+
+
+@pytest.mark.parametrize('damage', ['truncated', 'corrupt', 'other_shape'])
+def test_bad_source_is_one_error_naming_the_file(run_dir, tmp_path, damage):
+  source = tmp_path / 'source'
+  os.makedirs(source)
+  for name in os.listdir(run_dir):
+    with open(os.path.join(run_dir, name), 'rb') as f:
+      data = f.read()
+    with open(source / name, 'wb') as f:
+      f.write(data)
+  bad = source / '$store$_observation_ckpt.1.gz'
+  if damage == 'other_shape':
+    fill_dopamine_buffer(50, 70, frame_shape=(84, 83)).save(str(source), 1)
+    message = r'observation_ckpt.1.gz: frames of shape \(84, 83\)'
+  else:
+    data = bytearray(bad.read_bytes())
+    if damage == 'truncated':
+      data = data[:len(data) // 2]
+    else:
+      data[len(data) // 2] ^= 0xff
+    bad.write_bytes(bytes(data))
+    message = 'observation_ckpt.1.gz: truncated or corrupt gzip file'
+  with pytest.raises(ReplayDataError, match=message):
+    converted.convert(str(source), str(tmp_path / 'out'), progress=False)
+  assert not converted.is_converted(str(tmp_path / 'out'))
+  assert compact.finished_checkpoints(str(tmp_path / 'out.partial')) in (
+      [], [0])

@@ -19,12 +19,10 @@ source: converting another source into OUT is refused.
 """
 
 import contextlib
-import gzip
 import json
 import multiprocessing
 import os
 import shutil
-import zlib
 from concurrent import futures
 from typing import Callable, Optional
 
@@ -38,11 +36,6 @@ from batch_rl.data.dopamine_replay import STORE_ELEMENTS
 from batch_rl.data.dopamine_replay import STORE_PREFIX
 from batch_rl.data.errors import ReplayDataError
 from batch_rl.data.selection import DataSelection
-
-try:
-  from isal import igzip as _gzip  # pylint: disable=g-import-not-at-top
-except ImportError:  # The standard library's reader: slower, same bytes.
-  _gzip = gzip
 
 MANIFEST = compact.MANIFEST
 LAYOUTS = {'compact': compact.FORMAT, 'npy': 'batch_rl.memmap.v1'}
@@ -74,7 +67,7 @@ def _reading(gz_path: str):
     yield
   except ReplayDataError:
     raise
-  except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as e:
+  except dopamine_replay.GZIP_ERRORS as e:
     raise ReplayDataError(
         f'{gz_path}: truncated or corrupt gzip file ({e}).') from None
   except ValueError as e:
@@ -84,7 +77,7 @@ def _reading(gz_path: str):
 def _array_chunks(gz_path: str, chunk_rows: Callable[[int], int]):
   """Yields (shape, dtype), then the rows of the `np.save` array in `gz_path`
   in chunks of `chunk_rows(row_bytes)` rows."""
-  with _reading(gz_path), _gzip.open(gz_path, 'rb') as f:
+  with _reading(gz_path), dopamine_replay.fast_gzip.open(gz_path, 'rb') as f:
     version = np.lib.format.read_magic(f)
     shape, fortran, dtype = (
         np.lib.format.read_array_header_1_0(f) if version == (1, 0) else
@@ -160,7 +153,8 @@ def _convert_npy(replay_dir: str, suffix: int, work_dir: str,
                                    getattr(arrays, name).dtype))
         for chunk in chunks:
           f.write(chunk.tobytes())
-          progress(chunk.nbytes)
+          if name == 'observation':
+            progress(chunk.nbytes)
         f.flush()
         os.fsync(f.fileno())
     compact.write_json(os.path.join(partial, 'meta.json'), {
@@ -196,15 +190,23 @@ def _convert_in_worker(layout, replay_dir, suffix, work_dir) -> int:
   return suffix
 
 
-def _uncompressed_size(replay_dir: str, suffix: int) -> int:
-  """Bytes of the stored arrays, from their headers (for a progress bar)."""
-  total = 0
-  for name in STORE_ELEMENTS:
-    shape, dtype = dopamine_replay.read_array_header(
-        dopamine_replay.checkpoint_filename(
-            replay_dir, STORE_PREFIX + name, suffix))
-    total += dtype.itemsize * int(np.prod(shape))
-  return total
+def frame_bytes(replay_dir: str, suffixes) -> dict[int, int]:
+  """{suffix: bytes of its frames}, from the files' headers; raises if the
+  checkpoints' frame shapes or dtypes differ."""
+  sizes, first = {}, None
+  for suffix in suffixes:
+    path = dopamine_replay.checkpoint_filename(
+        replay_dir, STORE_PREFIX + 'observation', suffix)
+    shape, dtype = dopamine_replay.read_array_header(path)
+    if first is None:
+      first = (path, shape[1:], dtype)
+    elif (shape[1:], dtype) != first[1:]:
+      raise ReplayDataError(
+          f'{path}: frames of shape {shape[1:]} and dtype {dtype}, but '
+          f'{first[0]} has {first[1]} and {first[2]}; one output holds one '
+          'frame shape.')
+    sizes[suffix] = dtype.itemsize * int(np.prod(shape))
+  return sizes
 
 
 def convert(replay_dir: str, out_dir: str, suffixes=None,
@@ -235,10 +237,11 @@ def convert(replay_dir: str, out_dir: str, suffixes=None,
   missing = sorted(set(suffixes) - set(available))
   if missing:
     raise ReplayDataError(f'{replay_dir}: checkpoints {missing} not found.')
+  sizes = frame_bytes(replay_dir, suffixes)
   work_dir = compact.begin_output(out_dir, replay_dir, LAYOUTS[layout])
   done = set(compact.finished_checkpoints(work_dir))
   todo = [s for s in suffixes if s not in done]
-  total = sum(_uncompressed_size(replay_dir, s) for s in todo)
+  total = sum(sizes[s] for s in todo)
   with tqdm.tqdm(total=total, unit='B', unit_scale=True, disable=not progress,
                  desc=f'convert {len(todo)} checkpoints') as bar:
     if workers == 1 or len(todo) <= 1:

@@ -29,6 +29,17 @@ import numpy as np
 
 from batch_rl.data.errors import ReplayDataError
 
+try:  # isal's gzip reads about 1.8x faster than the standard library's.
+  from isal import igzip as fast_gzip  # pylint: disable=g-import-not-at-top
+  from isal import isal_zlib  # pylint: disable=g-import-not-at-top
+  _DECODER_ERRORS = (isal_zlib.error,)
+except ImportError:  # Same bytes, slower.
+  fast_gzip = gzip
+  _DECODER_ERRORS = ()
+# What reading a truncated or corrupt gzip file raises.
+GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error, OSError,
+               *_DECODER_ERRORS)
+
 STORE_PREFIX = '$store$_'
 STORE_ELEMENTS = ('observation', 'action', 'reward', 'terminal')
 _CHECKPOINT_RE = re.compile(r'^\$store\$_observation_ckpt\.(\d+)\.gz$')
@@ -75,9 +86,9 @@ def _read_gzip_payload(path: str, reader):
   if not os.path.exists(path):
     raise ReplayDataError(f'{path}: file is missing.')
   try:
-    with gzip.open(path, 'rb') as f:
+    with fast_gzip.open(path, 'rb') as f:
       return reader(f)
-  except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as e:
+  except GZIP_ERRORS as e:
     raise ReplayDataError(
         f'{path}: truncated or corrupt gzip file ({e}).') from None
   except (ValueError, pickle.UnpicklingError) as e:

@@ -26,7 +26,6 @@ import sys
 from typing import Optional
 
 import gin
-import numpy as np
 
 from batch_rl.data import compact
 from batch_rl.data import converted
@@ -127,13 +126,11 @@ def open_gz(replay_dir: str, selection: DataSelection,
   cache = cache or GzReplayCache()
   suffixes = selection.select_checkpoints(
       dopamine_replay.list_checkpoints(replay_dir))
-  frame_bytes, slots = 0, 0
-  for suffix in suffixes:
-    shape, dtype = dopamine_replay.read_array_header(
-        dopamine_replay.checkpoint_filename(
-            replay_dir, STORE_PREFIX + 'observation', suffix))
-    frame_bytes += dtype.itemsize * int(np.prod(shape))
-    slots += shape[0]
+  sizes = converted.frame_bytes(replay_dir, suffixes)
+  frame_bytes = sum(sizes.values())
+  slots = sum(dopamine_replay.read_array_header(
+      dopamine_replay.checkpoint_filename(
+          replay_dir, STORE_PREFIX + 'terminal', s))[0][0] for s in suffixes)
   what = (f'replay: {len(suffixes)} checkpoints of {replay_dir} ({slots:,} '
           f'slots, {_gb(frame_bytes)} of frames)')
   if frame_bytes <= cache.memory_budget_gib * 2**30:
@@ -146,7 +143,7 @@ def open_gz(replay_dir: str, selection: DataSelection,
   with _Lock(path + '.lock'):
     todo = [s for s in suffixes
             if s not in compact.finished_checkpoints(path)]
-    todo_frames = frame_bytes * len(todo) / len(suffixes)
+    todo_frames = sum(sizes[s] for s in todo)
     disk = COMPACT_TO_GZ * sum(
         os.path.getsize(dopamine_replay.checkpoint_filename(
             replay_dir, STORE_PREFIX + name, s))
