@@ -1,7 +1,7 @@
 """Conversion and converted-layout figures on full-size checkpoints.
 
   python benchmarks/convert.py REPLAY_DIR WORK_DIR [--seconds 20]
-      [--copies 10] [--layouts compact npy]
+      [--copies 10]
 
 REPLAY_DIR holds Dopamine gz checkpoints (e.g. two 1M-transition Atari
 checkpoints from benchmarks/make_replay.py). Each step runs in a fresh
@@ -10,16 +10,15 @@ process, and prints one line:
   convert    `python -m batch_rl.data convert` of every checkpoint, with
              --workers 1 and --workers 2: wall time per checkpoint and the
              peak RSS of the largest conversion process;
-  disk       the gz files, and each layout;
+  disk       the gz files and the compact layout;
   read       batches/s of 32 transitions (stack 4, update horizon 1) as the
              runner reads them (`transition_dataset(..., stacked=True)`),
-             after a warm-up, and the reader's peak RSS; for the compact
-             layout also with `--copies` checkpoints (the converted ones
-             repeated through symlinks: RAM grows with the checkpoint
-             count; the page cache holds only the distinct files).
+             after a warm-up, and the reader's peak RSS, with 1 and with
+             `--copies` checkpoints (the converted ones repeated through
+             symlinks: RAM would grow with the checkpoint count; the page
+             cache holds only the distinct files).
 
-WORK_DIR receives the outputs (delete it afterwards: the npy layout takes
-about 7 GB per 1M checkpoint).
+WORK_DIR receives the outputs.
 """
 
 import argparse
@@ -102,7 +101,6 @@ def main():
   parser.add_argument('work_dir')
   parser.add_argument('--seconds', type=float, default=20)
   parser.add_argument('--copies', type=int, default=10)
-  parser.add_argument('--layouts', nargs='+', default=['compact', 'npy'])
   args = parser.parse_args()
   sys.path.insert(0, REPO)
   from batch_rl.data import dopamine_replay  # pylint: disable=g-import-not-at-top
@@ -112,31 +110,25 @@ def main():
   print(f'disk gz: {gz / 1e9:.3f} GB for {len(suffixes)} checkpoints; '
         f'load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores',
         flush=True)
-  for layout in args.layouts:
-    for workers in (1, 2) if layout == 'compact' else (1,):
-      out = os.path.join(args.work_dir, f'{layout}_w{workers}')
-      seconds, cpu_seconds, rss, _ = _measured(
-          [sys.executable, '-m', 'batch_rl.data', 'convert', args.replay_dir,
-           out, '--workers', str(workers), '--layout', layout])
-      print(f'convert {layout} --workers {workers}: '
-            f'{seconds / len(suffixes):.1f} s per checkpoint ({seconds:.1f} s '
-            f'for {len(suffixes)}; CPU {cpu_seconds / len(suffixes):.1f} s '
-            f'per checkpoint), peak RSS {rss:.2f} GiB; disk '
-            f'{_size(out) / 1e9:.3f} GB ({_size(out) / gz:.2f}x gz)',
-            flush=True)
-    out = os.path.join(args.work_dir, f'{layout}_w1')
-    targets = [(out, len(suffixes))]
-    if layout == 'compact' and args.copies > len(suffixes):
-      single = _with_copies(out, 1)
-      targets = [(single, 1), (_with_copies(out, args.copies), args.copies)]
-    for path, count in targets:
-      _, _, _, stdout = _measured([sys.executable, '-c', _READ, REPO, path,
-                                str(args.seconds)])
-      result = json.loads(stdout.strip().splitlines()[-1])
-      print(f'read {layout}, {count} checkpoints ({result["slots"]:,} '
-            f'slots): {result["batches_per_s"]:.0f} batches/s, peak RSS '
-            f'{result["peak_rss_gib"]:.2f} GiB (load average '
-            f'{os.getloadavg()[0]:.1f})', flush=True)
+  for workers in (1, 2):
+    out = os.path.join(args.work_dir, f'compact_w{workers}')
+    seconds, cpu_seconds, rss, _ = _measured(
+        [sys.executable, '-m', 'batch_rl.data', 'convert', args.replay_dir,
+         out, '--workers', str(workers)])
+    print(f'convert --workers {workers}: {seconds / len(suffixes):.1f} s per '
+          f'checkpoint ({seconds:.1f} s for {len(suffixes)}; CPU '
+          f'{cpu_seconds / len(suffixes):.1f} s per checkpoint), peak RSS '
+          f'{rss:.2f} GiB; disk {_size(out) / 1e9:.3f} GB '
+          f'({_size(out) / gz:.2f}x gz)', flush=True)
+  out = os.path.join(args.work_dir, 'compact_w1')
+  for count in (1, args.copies):
+    _, _, _, stdout = _measured([sys.executable, '-c', _READ, REPO,
+                                 _with_copies(out, count), str(args.seconds)])
+    result = json.loads(stdout.strip().splitlines()[-1])
+    print(f'read {count} checkpoints ({result["slots"]:,} slots): '
+          f'{result["batches_per_s"]:.0f} batches/s, peak RSS '
+          f'{result["peak_rss_gib"]:.2f} GiB (load average '
+          f'{os.getloadavg()[0]:.1f})', flush=True)
 
 
 if __name__ == '__main__':

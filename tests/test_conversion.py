@@ -121,8 +121,7 @@ def test_interrupted_conversion_resumes_to_the_same_bytes(
       raise KeyboardInterrupt
     convert_compact(replay_dir, suffix, work_dir, progress)
 
-  monkeypatch.setattr(converted, '_CONVERTERS',
-                      {'compact': fail_on_second})
+  monkeypatch.setattr(converted, '_convert_compact', fail_on_second)
   with pytest.raises(KeyboardInterrupt):
     converted.convert(run_dir, out, progress=False)
   assert not os.path.exists(out)  # Nothing that looks complete.
@@ -193,14 +192,11 @@ def test_output_of_another_source_is_refused(run_dir, other_run_dir,
   out = str(tmp_path / 'out')
   converted.convert(run_dir, out, suffixes=[0], progress=False)
   manifest = compact.read_manifest(out)
-  for layout in ('compact', 'npy'):
-    with pytest.raises(ReplayDataError) as error:
-      converted.convert(other_run_dir, out, progress=False, layout=layout)
-    assert f'holds data converted from {run_dir}, not from {other_run_dir}' \
-        in str(error.value)
+  with pytest.raises(ReplayDataError) as error:
+    converted.convert(other_run_dir, out, progress=False)
+  assert f'holds data converted from {run_dir}, not from {other_run_dir}' in (
+      str(error.value))
   assert compact.read_manifest(out) == manifest
-  with pytest.raises(ReplayDataError, match='holds layout batch_rl.compact'):
-    converted.convert(run_dir, out, progress=False, layout='npy')
   # The same source adds checkpoints in place.
   assert converted.convert(run_dir, out, progress=False) == [0, 1]
   assert compact.read_manifest(out)['checkpoints'] == [0, 1]

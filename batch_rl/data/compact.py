@@ -120,11 +120,11 @@ def finished_checkpoints(out_dir: str) -> list[int]:
       if name.startswith('ckpt_') and name[len('ckpt_'):].isdigit())
 
 
-def begin_output(out_dir: str, source: str, layout: str = FORMAT) -> str:
+def begin_output(out_dir: str, source: str) -> str:
   """The directory to write checkpoints of `source` into (see module doc).
 
   Raises ReplayDataError when `out_dir` (or its unfinished sibling) holds
-  data of another source or layout, or is a non-empty directory that is not
+  data of another source or format, or is a non-empty directory that is not
   a converted output.
   """
   out_dir = os.path.abspath(out_dir)
@@ -137,9 +137,9 @@ def begin_output(out_dir: str, source: str, layout: str = FORMAT) -> str:
       raise ReplayDataError(
           f'{path} holds data converted from {manifest.get("source")}, not '
           f'from {source}; choose another output directory.')
-    if manifest.get('format') != layout:
+    if manifest.get('format') != FORMAT:
       raise ReplayDataError(
-          f'{path} holds layout {manifest.get("format")}, not {layout}; '
+          f'{path} holds format {manifest.get("format")}, not {FORMAT}; '
           'choose another output directory.')
     return path
   if os.path.isdir(out_dir) and os.listdir(out_dir):
@@ -151,7 +151,7 @@ def begin_output(out_dir: str, source: str, layout: str = FORMAT) -> str:
   except OSError as e:
     raise ReplayDataError(f'{work_dir}: cannot create ({e.strerror}).') from None
   write_json(os.path.join(work_dir, MANIFEST),
-              {'format': layout, 'source': source, 'checkpoints': []})
+              {'format': FORMAT, 'source': source, 'checkpoints': []})
   return work_dir
 
 

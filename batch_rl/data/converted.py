@@ -1,14 +1,12 @@
-"""One-time conversion of gz checkpoints into a random-access layout.
+"""One-time conversion of gz checkpoints into the compact layout.
 
 A 1M-transition Atari checkpoint holds about 7 GB of frames, so loading all
 50 checkpoints of a run is out of reach. `convert` decompresses each
-checkpoint once, streaming (bounded memory, plain writes), into OUT in one of
-two layouts:
-
-* `compact` (default, see `compact.py`): frames in zstd blocks, about 1.2x
-  the gz files on disk, decoded in parallel when sampled;
-* `npy`: uncompressed `OUT/ckpt_N/{observation,action,reward,terminal}.npy`
-  and `meta.json`, memory-mapped when sampled (about 10x the gz files).
+checkpoint once, streaming (bounded memory, plain writes), into OUT in the
+compact layout (`compact.py`): frames in zstd blocks, about 1.1-1.2x the gz
+files on disk, decoded in parallel when sampled. (An uncompressed,
+memory-mapped layout was 10-40x the gz files, slower to write and, once
+larger than the page cache, 5x slower to sample: docs/PERFORMANCE.md.)
 
 Checkpoints convert in parallel worker processes (`workers`), each reading
 with isal's gzip (about 1.8x the standard library's) and holding one chunk of
@@ -19,10 +17,8 @@ source: converting another source into OUT is refused.
 """
 
 import contextlib
-import json
 import multiprocessing
 import os
-import shutil
 from concurrent import futures
 from typing import Callable, Optional
 
@@ -32,30 +28,17 @@ import tqdm
 from batch_rl.data import compact
 from batch_rl.data import dopamine_replay
 from batch_rl.data.dopamine_replay import ReplayArrays
-from batch_rl.data.dopamine_replay import STORE_ELEMENTS
 from batch_rl.data.dopamine_replay import STORE_PREFIX
 from batch_rl.data.errors import ReplayDataError
 from batch_rl.data.selection import DataSelection
 
 MANIFEST = compact.MANIFEST
-LAYOUTS = {'compact': compact.FORMAT, 'npy': 'batch_rl.memmap.v1'}
 _CHUNK_BYTES = 64 << 20
 checkpoint_suffix = compact.checkpoint_suffix
 
 
 def is_converted(path: str) -> bool:
   return os.path.isfile(os.path.join(path, MANIFEST))
-
-
-def layout_of(path: str) -> str:
-  """'compact' or 'npy' for a converted directory."""
-  manifest = compact.read_manifest(path)
-  for name, fmt in LAYOUTS.items():
-    if manifest.get('format') == fmt:
-      return name
-  raise ReplayDataError(
-      f'{os.path.join(path, MANIFEST)}: format {manifest.get("format")!r}, '
-      f'expected one of {sorted(LAYOUTS.values())}.')
 
 
 @contextlib.contextmanager
@@ -133,45 +116,6 @@ def _convert_compact(replay_dir: str, suffix: int, work_dir: str,
                  arrays.episode_end_indices)
 
 
-def _convert_npy(replay_dir: str, suffix: int, work_dir: str,
-                 progress: Callable[[int], None]) -> None:
-  arrays, frames = _read_checkpoint_without_frames(replay_dir, suffix)
-  final = compact.checkpoint_dir(work_dir, suffix)
-  partial = final + compact.PARTIAL
-  shutil.rmtree(partial, ignore_errors=True)
-  try:
-    with compact.writing(partial):
-      os.makedirs(partial)
-    for name in STORE_ELEMENTS:
-      path = os.path.join(partial, f'{name}.npy')
-      if name == 'observation':
-        chunks = frames
-      else:
-        chunks = [getattr(arrays, name)]
-      with compact.writing(path), open(path, 'wb') as f:
-        f.write(compact.npy_header(getattr(arrays, name).shape,
-                                   getattr(arrays, name).dtype))
-        for chunk in chunks:
-          f.write(chunk.tobytes())
-          if name == 'observation':
-            progress(chunk.nbytes)
-        f.flush()
-        os.fsync(f.fileno())
-    compact.write_json(os.path.join(partial, 'meta.json'), {
-        'add_count': arrays.add_count,
-        'invalid_range': arrays.invalid_range.tolist(),
-        'episode_end_indices': (
-            None if arrays.episode_end_indices is None else
-            arrays.episode_end_indices.tolist()),
-    })
-    with compact.writing(final):
-      os.replace(partial, final)
-  except BaseException:
-    shutil.rmtree(partial, ignore_errors=True)
-    raise
-
-
-_CONVERTERS = {'compact': _convert_compact, 'npy': _convert_npy}
 _worker_progress = None  # The shared byte counter, in worker processes.
 
 
@@ -185,8 +129,8 @@ def _count(nbytes: int) -> None:
     _worker_progress.value += nbytes
 
 
-def _convert_in_worker(layout, replay_dir, suffix, work_dir) -> int:
-  _CONVERTERS[layout](replay_dir, suffix, work_dir, _count)
+def _convert_in_worker(replay_dir, suffix, work_dir) -> int:
+  _convert_compact(replay_dir, suffix, work_dir, _count)
   return suffix
 
 
@@ -210,21 +154,17 @@ def frame_bytes(replay_dir: str, suffixes) -> dict[int, int]:
 
 
 def convert(replay_dir: str, out_dir: str, suffixes=None,
-            progress: bool = True, workers: int = 1,
-            layout: str = 'compact') -> list[int]:
+            progress: bool = True, workers: int = 1) -> list[int]:
   """Converts checkpoints of `replay_dir` into `out_dir`; returns suffixes.
 
   Args:
     replay_dir: a Dopamine gz replay directory (never written to).
-    out_dir: the output (created; an existing output of the same source and
-      layout gets the missing checkpoints).
+    out_dir: the output (created; an existing output of the same source
+      gets the missing checkpoints).
     suffixes: checkpoints to convert (default: all).
     progress: show a progress bar on stderr.
     workers: checkpoints converted at once, each in its own process.
-    layout: 'compact' or 'npy'.
   """
-  if layout not in LAYOUTS:
-    raise ValueError(f'layout={layout!r}: expected one of {sorted(LAYOUTS)}.')
   if workers < 1:
     raise ValueError(f'workers={workers}: must be at least 1.')
   replay_dir, out_dir = os.path.abspath(replay_dir), os.path.abspath(out_dir)
@@ -238,7 +178,7 @@ def convert(replay_dir: str, out_dir: str, suffixes=None,
   if missing:
     raise ReplayDataError(f'{replay_dir}: checkpoints {missing} not found.')
   sizes = frame_bytes(replay_dir, suffixes)
-  work_dir = compact.begin_output(out_dir, replay_dir, LAYOUTS[layout])
+  work_dir = compact.begin_output(out_dir, replay_dir)
   done = set(compact.finished_checkpoints(work_dir))
   todo = [s for s in suffixes if s not in done]
   total = sum(sizes[s] for s in todo)
@@ -246,22 +186,21 @@ def convert(replay_dir: str, out_dir: str, suffixes=None,
                  desc=f'convert {len(todo)} checkpoints') as bar:
     if workers == 1 or len(todo) <= 1:
       for suffix in todo:
-        _CONVERTERS[layout](replay_dir, suffix, work_dir, bar.update)
+        _convert_compact(replay_dir, suffix, work_dir, bar.update)
     else:
-      _convert_in_processes(layout, replay_dir, todo, work_dir,
+      _convert_in_processes(replay_dir, todo, work_dir,
                             min(workers, len(todo)), bar)
   compact.finish_output(work_dir, out_dir)
   return suffixes
 
 
-def _convert_in_processes(layout, replay_dir, todo, work_dir, workers,
-                          bar) -> None:
+def _convert_in_processes(replay_dir, todo, work_dir, workers, bar) -> None:
   context = multiprocessing.get_context('spawn')  # No TensorFlow state forked.
   counter = context.Value('q', 0)
   with futures.ProcessPoolExecutor(workers, context, _init_worker,
                                    (counter,)) as pool:
-    pending = {pool.submit(_convert_in_worker, layout, replay_dir, s,
-                           work_dir) for s in todo}
+    pending = {pool.submit(_convert_in_worker, replay_dir, s, work_dir)
+               for s in todo}
     try:
       while pending:
         finished, pending = futures.wait(
@@ -279,41 +218,22 @@ def open_store(out_dir: str, selection: DataSelection,
                decode_threads: Optional[int] = None):
   """The selected checkpoints of a converted directory as a ReplayStore.
 
-  Frames stay on disk: compact checkpoints are decoded per batch on
-  `decode_threads` threads (default: one per core), npy ones memory-mapped.
+  Frames stay on disk and are decoded per batch on `decode_threads`
+  threads (default: one per core).
   """
   # TensorFlow only for reading: conversion workers never import it.
   from batch_rl.data import compact_store  # pylint: disable=g-import-not-at-top
-  from batch_rl.data.replay_store import ReplayStore  # pylint: disable=g-import-not-at-top
-  layout = layout_of(out_dir)
-  suffixes = selection.select_checkpoints(
-      compact.read_manifest(out_dir)['checkpoints'])
+  manifest = compact.read_manifest(out_dir)
+  if manifest.get('format') != compact.FORMAT:
+    raise ReplayDataError(
+        f'{os.path.join(out_dir, MANIFEST)}: format '
+        f'{manifest.get("format")!r}, expected {compact.FORMAT!r}; convert '
+        f'{manifest.get("source", "the replay directory")} again into a new '
+        'directory.')
+  suffixes = selection.select_checkpoints(manifest['checkpoints'])
   dirs = [compact.checkpoint_dir(out_dir, s) for s in suffixes]
   for ckpt_dir in dirs:
     if not os.path.isdir(ckpt_dir):
       raise ReplayDataError(f'{ckpt_dir}: converted checkpoint is missing.')
-  if layout == 'compact':
-    return compact_store.CompactStore(
-        [compact.CompactCheckpoint(d) for d in dirs], dirs, decode_threads)
-  checkpoints = []
-  for ckpt_dir in dirs:
-    arrays = _load_npy_arrays(ckpt_dir)
-    arrays.validate(ckpt_dir)
-    checkpoints.append(arrays)
-  return ReplayStore(checkpoints, dirs, memory_mapped=True)
-
-
-def _load_npy_arrays(ckpt_dir: str) -> ReplayArrays:
-  with open(os.path.join(ckpt_dir, 'meta.json')) as f:
-    metadata = json.load(f)
-  store = {
-      name: np.load(os.path.join(ckpt_dir, f'{name}.npy'), mmap_mode='r')
-      for name in STORE_ELEMENTS
-  }
-  episode_ends = metadata['episode_end_indices']
-  return ReplayArrays(
-      add_count=int(metadata['add_count']),
-      invalid_range=np.array(metadata['invalid_range'], dtype=np.int64),
-      episode_end_indices=(None if episode_ends is None else np.array(
-          episode_ends, dtype=np.int64)),
-      **store)
+  return compact_store.CompactStore(
+      [compact.CompactCheckpoint(d) for d in dirs], dirs, decode_threads)

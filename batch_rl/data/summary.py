@@ -100,8 +100,8 @@ def summarize(replay_dir: str, stack_size: int = 4,
   first = next(iter(per_checkpoint.values()))
   return {
       'replay_dir': os.path.abspath(replay_dir),
-      'layout': (converted.layout_of(replay_dir)
-                 if converted.is_converted(replay_dir) else 'dopamine_gz'),
+      'layout': ('compact' if converted.is_converted(replay_dir)
+                 else 'dopamine_gz'),
       'checkpoints': list(per_checkpoint),
       'num_checkpoints': len(items),
       'stored_slots': sum(c['stored_slots'] for c in per_checkpoint.values()),
