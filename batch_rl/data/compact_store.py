@@ -3,7 +3,7 @@
 Actions, rewards and terminals (9 bytes a slot for Atari) are held in RAM;
 a batch's frame windows are read by one host call that decodes the zstd
 blocks they touch on a thread pool (`compact.FrameReader`). Like the
-memory-mapped store, reads are `tf.numpy_function`s (`memory_mapped` is
+memory-mapped stores, reads are `tf.numpy_function`s (`memory_mapped` is
 True), and RAM does not grow with the number of checkpoints beyond the small
 arrays.
 """

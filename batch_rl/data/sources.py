@@ -2,7 +2,7 @@
 
 Layouts: Dopamine gz checkpoints (loaded into memory, or converted once into
 a compact cache when larger than a memory budget: `gz_cache`), `convert`ed
-checkpoints (compact or memory-mapped, read from disk per batch), and RLDS
+checkpoints (compact zstd blocks, decoded per batch), and RLDS
 datasets laid out like TFDS `rlu_atari`, splits `checkpoint_NN` (rebuilt
 into Dopamine's layout in memory).
 """
