@@ -1,22 +1,24 @@
 """Conversion and converted-layout figures on full-size checkpoints.
 
   python benchmarks/convert.py REPLAY_DIR WORK_DIR [--seconds 20]
-      [--copies 10]
+      [--copies 10] [--read_only]
 
 REPLAY_DIR holds Dopamine gz checkpoints (e.g. two 1M-transition Atari
 checkpoints from benchmarks/make_replay.py). Each step runs in a fresh
 process, and prints one line:
 
   convert    `python -m batch_rl.data convert` of every checkpoint, with
-             --workers 1 and --workers 2: wall time per checkpoint and the
-             peak RSS of the largest conversion process;
+             --workers 1 and --workers 2: wall and CPU time per checkpoint
+             and the peak RSS of the largest conversion process;
   disk       the gz files and the compact layout;
   read       batches/s of 32 transitions (stack 4, update horizon 1) as the
              runner reads them (`transition_dataset(..., stacked=True)`),
-             after a warm-up, and the reader's peak RSS, with 1 and with
-             `--copies` checkpoints (the converted ones repeated through
-             symlinks: RAM would grow with the checkpoint count; the page
-             cache holds only the distinct files).
+             after a warm-up, per second and per CPU second of the process
+             (a figure other load on the machine changes less), and the
+             reader's peak RSS, with 1 and with `--copies` checkpoints (the
+             converted ones repeated through symlinks: RAM would grow with
+             the checkpoint count; the page cache holds only the distinct
+             files).
 
 WORK_DIR receives the outputs.
 """
@@ -45,12 +47,13 @@ iterator = iter(dataset)
 start = time.time()
 while time.time() - start < 5:  # Warm-up: tracing, thread pools, caches.
   stack = next(iterator)
-count, start = 0, time.time()
+count, start, cpu = 0, time.time(), sum(os.times()[:2])
 while time.time() - start < float(sys.argv[3]):
   next(iterator)
   count += stack['reward'].shape[0]
 print(json.dumps({
     'batches_per_s': count / (time.time() - start),
+    'batches_per_cpu_s': count / (sum(os.times()[:2]) - cpu),
     'peak_rss_gib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
     'slots': store.num_slots}), flush=True)
 os._exit(0)  # See docs/PERFORMANCE.md: tf.data threads may block exit.
@@ -101,6 +104,8 @@ def main():
   parser.add_argument('work_dir')
   parser.add_argument('--seconds', type=float, default=20)
   parser.add_argument('--copies', type=int, default=10)
+  parser.add_argument('--read_only', action='store_true',
+                      help='reuse WORK_DIR/compact_w1 from an earlier run')
   args = parser.parse_args()
   sys.path.insert(0, REPO)
   from batch_rl.data import dopamine_replay  # pylint: disable=g-import-not-at-top
@@ -110,7 +115,7 @@ def main():
   print(f'disk gz: {gz / 1e9:.3f} GB for {len(suffixes)} checkpoints; '
         f'load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores',
         flush=True)
-  for workers in (1, 2):
+  for workers in () if args.read_only else (1, 2):
     out = os.path.join(args.work_dir, f'compact_w{workers}')
     seconds, cpu_seconds, rss, _ = _measured(
         [sys.executable, '-m', 'batch_rl.data', 'convert', args.replay_dir,
@@ -126,7 +131,8 @@ def main():
                                  _with_copies(out, count), str(args.seconds)])
     result = json.loads(stdout.strip().splitlines()[-1])
     print(f'read {count} checkpoints ({result["slots"]:,} slots): '
-          f'{result["batches_per_s"]:.0f} batches/s, peak RSS '
+          f'{result["batches_per_s"]:.0f} batches/s '
+          f'({result["batches_per_cpu_s"]:.0f} per CPU second), peak RSS '
           f'{result["peak_rss_gib"]:.2f} GiB (load average '
           f'{os.getloadavg()[0]:.1f})', flush=True)
 

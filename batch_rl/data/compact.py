@@ -13,7 +13,7 @@ writes, and the cache that training fills from a gz directory) holds
   OUT/ckpt_N/meta.json        capacity, frame shape and dtype, block_frames,
                               add_count, invalid_range, episode_end_indices
 
-Atari frames take about 1.2x their gz size (docs/PERFORMANCE.md); a
+Atari frames take about 1.1x their gz size (docs/PERFORMANCE.md); a
 transition's window of K+N slots touches one or two blocks, which the reader
 decodes on a thread pool (zstd releases the GIL).
 
@@ -62,8 +62,10 @@ from batch_rl.data.errors import ReplayDataError
 FORMAT = 'batch_rl.compact.v1'
 MANIFEST = 'manifest.json'
 PARTIAL = '.partial'
-# 8 Atari frames (56 KB) per block: 1.2x the gz size, where single frames
-# take 3.6x; a window of 5 slots then touches 1.5 blocks on average.
+# 8 Atari frames (56 KB) per block keep most of the cross-frame matches gzip
+# finds (1.12x the gz size, docs/PERFORMANCE.md; single frames lose them
+# and take several times more); a window of 5 slots touches 1.5 blocks on
+# average, decoded up to the last frame it needs.
 BLOCK_FRAMES = 8
 LEVEL = 3
 SMALL_ELEMENTS = ('action', 'reward', 'terminal')
