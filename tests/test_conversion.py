@@ -214,7 +214,7 @@ def test_large_gz_selection_is_converted_once_into_the_cache(
   plan = capsys.readouterr().out.strip()
   assert '\n' not in plan
   assert plan.startswith(f'replay: 2 checkpoints of {run_dir} (1,600 slots, '
-                         '0.0 GB of frames) exceed GzReplayCache.'
+                         '11.3 MB of frames) exceed GzReplayCache.'
                          'memory_budget_gib=0.001: converting 2 of them')
   assert type(store).__name__ == 'CompactStore'
   path = cache.cache_path(run_dir)
@@ -237,7 +237,7 @@ def test_cache_refuses_when_the_disk_is_too_small(run_dir, tmp_path,
                       lambda path: type('Usage', (), {'free': 1000}))
   with pytest.raises(ReplayDataError) as error:
     sources.open_store(run_dir, DataSelection(), cache=cache)
-  assert 'of disk, 0.0 GB is free' in str(error.value)
+  assert 'of disk, 0.0 MB is free' in str(error.value)
   assert f'python -m batch_rl.data convert {run_dir} OUT' in str(error.value)
   assert not os.path.exists(cache.cache_path(run_dir))
 

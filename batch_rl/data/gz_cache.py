@@ -82,7 +82,8 @@ class GzReplayCache:
 
 
 def _gb(nbytes: float) -> str:
-  return f'{nbytes / 1e9:.1f} GB'
+  return (f'{nbytes / 1e9:.1f} GB' if nbytes >= 1e9 else
+          f'{nbytes / 1e6:.1f} MB')
 
 
 def _minutes(seconds: float) -> str:
