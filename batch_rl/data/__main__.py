@@ -1,6 +1,8 @@
 """Command line for replay data.
 
   python -m batch_rl.data info REPLAY_DIR [--stack_size 4 --update_horizon 1]
+      REPLAY_DIR may be a TFDS name: tfds:rlu_atari_checkpoints_ordered/
+      Pong_run_1 [--tfds_data_dir DIR]
   python -m batch_rl.data convert REPLAY_DIR OUT_DIR [--checkpoints 0 1 ...]
   python -m batch_rl.data export-rlds REPLAY_DIR OUT_DIR [--checkpoints ...]
 """
@@ -16,7 +18,7 @@ def _info(args):
   from batch_rl.data import summary  # pylint: disable=g-import-not-at-top
   print(json.dumps(
       summary.summarize(args.replay_dir, args.stack_size,
-                        args.update_horizon), indent=2))
+                        args.update_horizon, args.tfds_data_dir), indent=2))
 
 
 def _convert(args):
@@ -37,7 +39,8 @@ def main(argv=None) -> int:
   parser = argparse.ArgumentParser(prog='python -m batch_rl.data',
                                    description=__doc__.split('\n')[0])
   commands = parser.add_subparsers(dest='command', required=True)
-  info = commands.add_parser('info', help='JSON summary of a replay directory')
+  info = commands.add_parser(
+      'info', help='JSON summary of a replay directory or TFDS dataset')
   info.add_argument('replay_dir')
   info.set_defaults(run=_info)
   convert = commands.add_parser(
@@ -53,6 +56,9 @@ def main(argv=None) -> int:
   for sub in (info, export):
     sub.add_argument('--stack_size', type=int, default=4)
   info.add_argument('--update_horizon', type=int, default=1)
+  info.add_argument('--tfds_data_dir', default=None,
+                    help='TFDS data directory of a tfds: name (default: '
+                    'TFDS\'s, $TFDS_DATA_DIR or ~/tensorflow_datasets)')
   args = parser.parse_args(argv)
   try:
     args.run(args)
