@@ -52,7 +52,7 @@ def test_info_names_checkpoints_alike_before_and_after_conversion(
     return json.loads(capsys.readouterr().out)
 
   gz, memmap = info(run), info(out)
-  assert (gz['layout'], memmap['layout']) == ('dopamine_gz', 'memmap')
+  assert (gz['layout'], memmap['layout']) == ('dopamine_gz', 'compact')
   assert gz['checkpoints'] == memmap['checkpoints'] == ['0', '3']
   assert memmap['per_checkpoint'] == gz['per_checkpoint']
 

@@ -4,11 +4,13 @@
       REPLAY_DIR may be a TFDS name: tfds:rlu_atari_checkpoints_ordered/
       Pong_run_1 [--tfds_data_dir DIR]
   python -m batch_rl.data convert REPLAY_DIR OUT_DIR [--checkpoints 0 1 ...]
+      [--workers N] [--layout compact|npy]
   python -m batch_rl.data export-rlds REPLAY_DIR OUT_DIR [--checkpoints ...]
 """
 
 import argparse
 import json
+import os
 import sys
 
 from batch_rl.data.errors import ReplayDataError
@@ -23,8 +25,9 @@ def _info(args):
 
 def _convert(args):
   from batch_rl.data import converted  # pylint: disable=g-import-not-at-top
-  done = converted.convert(args.replay_dir, args.out_dir, args.checkpoints)
-  print(f'converted checkpoints {done} into {args.out_dir}')
+  done = converted.convert(args.replay_dir, args.out_dir, args.checkpoints,
+                           workers=args.workers, layout=args.layout)
+  print(f'converted checkpoints {done} into {args.out_dir} ({args.layout})')
 
 
 def _export_rlds(args):
@@ -44,7 +47,15 @@ def main(argv=None) -> int:
   info.add_argument('replay_dir')
   info.set_defaults(run=_info)
   convert = commands.add_parser(
-      'convert', help='gz checkpoints -> memory-mapped files (bounded RAM)')
+      'convert', help='gz checkpoints -> a random-access layout on disk')
+  convert.add_argument(
+      '--workers', type=int, default=os.cpu_count() or 1,
+      help='checkpoints converted at once, one process each (default: one '
+      'per core; each holds under 1 GiB)')
+  convert.add_argument(
+      '--layout', choices=('compact', 'npy'), default='compact',
+      help='compact: zstd frame blocks, ~1.2x the gz size (default); npy: '
+      'uncompressed, memory-mapped, ~10x the gz size')
   convert.set_defaults(run=_convert)
   export = commands.add_parser('export-rlds', help='Dopamine replay -> RLDS')
   export.set_defaults(run=_export_rlds)

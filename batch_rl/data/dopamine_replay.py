@@ -27,7 +27,6 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from batch_rl.data import transitions
 from batch_rl.data.errors import ReplayDataError
 
 STORE_PREFIX = '$store$_'
@@ -277,6 +276,10 @@ class ReplayCheckpoint:
 
   def __init__(self, arrays: ReplayArrays, stack_size: int = 4,
                update_horizon: int = 1, gamma: float = 0.99):
+    # Imported here: the file format above stays free of TensorFlow, so
+    # conversion worker processes start in a second, not fifteen.
+    from batch_rl.data import transitions  # pylint: disable=g-import-not-at-top
+    self._transitions = transitions
     self.arrays = arrays
     self.stack_size = stack_size
     self.update_horizon = update_horizon
@@ -288,7 +291,7 @@ class ReplayCheckpoint:
     return bool(0 <= index < self.arrays.capacity and self.valid_mask[index])
 
   def get_transition_elements(self) -> tuple[str, ...]:
-    return transitions.TRANSITION_ELEMENTS
+    return self._transitions.TRANSITION_ELEMENTS
 
   def sample_transition_batch(self, batch_size: int, indices=None,
                               rng: Optional[np.random.Generator] = None):
@@ -303,9 +306,10 @@ class ReplayCheckpoint:
     indices = np.asarray(indices, dtype=np.int64)
     if len(indices) != batch_size:
       raise ValueError(f'got {len(indices)} indices for batch_size {batch_size}')
-    batch = transitions.gather_from_arrays(
+    batch = self._transitions.gather_from_arrays(
         self.arrays, indices, self.stack_size, self.update_horizon, self.gamma)
-    return tuple(batch[name] for name in transitions.TRANSITION_ELEMENTS)
+    return tuple(batch[name]
+                 for name in self._transitions.TRANSITION_ELEMENTS)
 
 
 def load_checkpoint(replay_dir: str, suffix: int, stack_size: int = 4,
