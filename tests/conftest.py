@@ -43,8 +43,8 @@ def dopamine_buffer_factory():
 
 @pytest.fixture(autouse=True)
 def _batch_rl_cache_in_tmp(tmp_path, monkeypatch):
-  """Conversions of TFDS datasets go to the test's directory, not ~/.cache."""
-  monkeypatch.setenv('BATCH_RL_CACHE_DIR', str(tmp_path / 'batch_rl_cache'))
+  """Replay caches go to the test's directory, not ~/.cache."""
+  monkeypatch.setenv('BATCH_RL_CACHE', str(tmp_path / 'batch_rl_cache'))
 
 
 def reference_transitions(episodes, stack_size, update_horizon, gamma):

@@ -225,7 +225,8 @@ def test_import_builds_hand_computed_layout(tmp_path):
       'is_last': np.bool_, 'is_terminal': np.bool_})
   store = rlu.open_store(str(tmp_path / 'ds'), DataSelection(), stack_size=2)
   arrays = store.checkpoints[0]
-  np.testing.assert_array_equal(arrays.observation[:, 0, 0],
+  frames = arrays.observation[np.arange(arrays.capacity)]
+  np.testing.assert_array_equal(frames[:, 0, 0],
                                 [0, 10, 11, 0, 20, 21])
   np.testing.assert_array_equal(arrays.action, [0, 1, 2, 0, 1, 2])
   assert arrays.action.dtype == np.int32
@@ -258,7 +259,7 @@ def test_malformed_steps_are_named(tmp_path, broken, match):
   with pytest.raises(ReplayDataError, match=match):
     rlu.open_store(str(tmp_path / 'ds'), DataSelection())
   assert not any('ckpt_0' in dirs for _, dirs, _ in os.walk(
-      os.environ['BATCH_RL_CACHE_DIR']))  # Nothing that looks converted.
+      os.environ['BATCH_RL_CACHE']))  # Nothing that looks converted.
 
 
 def test_export_refuses_to_write_into_the_replay_dir(exported):

@@ -17,17 +17,18 @@ Replay checkpoint N is split `checkpoint_NN` (rlu_atari_checkpoints_ordered,
 the episodes whose checkpoint_id is N. Each checkpoint is converted once,
 streamed episode chunk by chunk with frames decoded in parallel, into
 Dopamine's slot layout (`rlds_io.SlotMapper`: exactly the episodes'
-transitions) in the cache directory (`tfds_replay.cache_dir`, default
-$BATCH_RL_CACHE_DIR or ~/.cache/batch_rl); later opens read the cache.
+transitions), in the compact layout (`compact.py`) under the cache
+directory (`tfds_replay.cache_dir`, default the gz cache's:
+$BATCH_RL_CACHE or ~/.cache/batch_rl); later opens read the cache.
 """
 
+import contextlib
 import dataclasses
 import fcntl
 import hashlib
 import json
 import os
 import re
-import shutil
 import sys
 from typing import Optional
 
@@ -35,7 +36,9 @@ import gin
 import numpy as np
 import tqdm
 
+from batch_rl.data import compact
 from batch_rl.data import converted
+from batch_rl.data import gz_cache
 from batch_rl.data.dopamine_replay import ReplayArrays
 from batch_rl.data.errors import ReplayDataError
 from batch_rl.data.replay_store import ReplayStore
@@ -56,15 +59,14 @@ class TFDSReplayOptions:
 
   Attributes:
     data_dir: TFDS data directory for `tfds:` names (None: TFDS's default).
-    cache_dir: where converted checkpoints go (None: $BATCH_RL_CACHE_DIR or
-      ~/.cache/batch_rl).
+    cache_dir: where converted checkpoints go (None: the gz cache's,
+      `GzReplayCache.cache_dir`, $BATCH_RL_CACHE or ~/.cache/batch_rl).
   """
   data_dir: Optional[str] = None
   cache_dir: Optional[str] = None
 
   def resolved_cache_dir(self) -> str:
-    return self.cache_dir or os.environ.get(
-        'BATCH_RL_CACHE_DIR', os.path.expanduser('~/.cache/batch_rl'))
+    return gz_cache.GzReplayCache(cache_dir=self.cache_dir).root()
 
 
 def _is_dataset_dir(path: str) -> bool:
@@ -119,6 +121,11 @@ def resolve(replay_dir: str, data_dir: Optional[str] = None) -> str:
   return os.path.join(config_dir, versions[-1])
 
 
+def _check_layout(builder, source: str) -> None:
+  from batch_rl.data import rlds_io  # pylint: disable=g-import-not-at-top
+  rlds_io.check_rlds_layout(builder, source)
+
+
 def _checkpoint_splits(builder, source: str) -> Optional[dict[int, str]]:
   """{checkpoint: split} for checkpoint_NN splits; None for a grouped
   `train` split (its checkpoints are known once read)."""
@@ -149,58 +156,11 @@ def _cache_path(dataset_dir: str, stack_size: int, cache_dir: str) -> str:
                       f'{fingerprint}_stack{stack_size}')
 
 
-class _NpyCheckpointWriter:
-  """Writes one checkpoint of the `converted` layout from slot chunks.
+class _NullSink:
+  """Drops slots: a pass that only counts them."""
 
-  Plain appends (no memory-mapped writes); each .npy header is rewritten
-  with the final length on close, which publishes the checkpoint atomically.
-  """
-  _HEADER_BYTES = 128
-
-  def __init__(self, out_dir: str, suffix: int):
-    self._final = os.path.join(out_dir, f'ckpt_{suffix}')
-    self._partial = self._final + '.partial'
-    shutil.rmtree(self._partial, ignore_errors=True)
-    os.makedirs(self._partial)
-    self._files = {}  # name -> [file, dtype, item shape, rows]
-
-  def append(self, observation, action, reward, terminal) -> None:
-    for name, value in zip(converted.STORE_ELEMENTS,
-                           (observation, action, reward, terminal)):
-      if name not in self._files:
-        f = open(os.path.join(self._partial, f'{name}.npy'), 'wb')
-        f.write(b'\0' * self._HEADER_BYTES)
-        self._files[name] = [f, value.dtype, value.shape[1:], 0]
-      entry = self._files[name]
-      entry[0].write(np.ascontiguousarray(value, entry[1]).tobytes())
-      entry[3] += len(value)
-
-  def close(self, metadata) -> None:
-    for f, dtype, item_shape, rows in self._files.values():
-      header = repr({'descr': np.lib.format.dtype_to_descr(np.dtype(dtype)),
-                     'fortran_order': False,
-                     'shape': (rows,) + tuple(item_shape)})
-      text = header.ljust(self._HEADER_BYTES - 11) + '\n'
-      f.seek(0)
-      f.write(b'\x93NUMPY\x01\x00' + len(text).to_bytes(2, 'little') +
-              text.encode('latin1'))
-      f.close()
-    with open(os.path.join(self._partial, 'meta.json'), 'w') as f:
-      json.dump({'add_count': metadata.add_count,
-                 'invalid_range': metadata.invalid_range.tolist(),
-                 'episode_end_indices':
-                     metadata.episode_end_indices.tolist()}, f)
-    os.replace(self._partial, self._final)
-
-  def abort(self) -> None:
-    for entry in self._files.values():
-      entry[0].close()
-    shutil.rmtree(self._partial, ignore_errors=True)
-
-
-def _checkpoint_writer(cache: str, suffix: int):
-  """The one place that picks the cache's on-disk layout."""
-  return _NpyCheckpointWriter(cache, suffix)
+  def append(self, *slots) -> None:
+    del slots
 
 
 class _ArraySink:
@@ -257,20 +217,18 @@ def _map_split(builder, split: str, stack_size: int, new_sink, source: str,
   return {int(c): (sinks[c], mappers[c].close()) for c in sorted(mappers)}
 
 
-def _write_manifest(cache: str, dataset_dir: str, checkpoints) -> None:
-  tmp = os.path.join(cache, converted.MANIFEST + '.tmp')
-  with open(tmp, 'w') as f:
-    json.dump({'format': converted.FORMAT, 'source': dataset_dir,
-               'checkpoints': sorted(checkpoints)}, f)
-  os.replace(tmp, os.path.join(cache, converted.MANIFEST))
-
-
-def _converted_checkpoints(cache: str) -> list[int]:
-  path = os.path.join(cache, converted.MANIFEST)
-  if not os.path.isfile(path):
-    return []
-  with open(path) as f:
-    return json.load(f)['checkpoints']
+def _slot_specs(builder) -> dict:
+  """CheckpointWriter's frame and action shapes and dtypes for `builder`."""
+  steps = builder.info.features['steps']
+  frame_shape = tuple(steps['observation'].shape)
+  if len(frame_shape) == 3 and frame_shape[-1] == 1:
+    frame_shape = frame_shape[:-1]  # Dopamine's (H, W).
+  action = steps['action']
+  return {'frame_shape': frame_shape,
+          'frame_dtype': np.dtype(steps['observation'].np_dtype),
+          'action_shape': tuple(action.shape),
+          'action_dtype': (np.int32 if np.dtype(action.np_dtype).kind in 'iub'
+                           else np.float32)}
 
 
 def convert(replay_dir: str, stack_size: int = 4,
@@ -279,52 +237,59 @@ def convert(replay_dir: str, stack_size: int = 4,
             progress: bool = True) -> tuple[str, list[int]]:
   """Converts the selected checkpoints once; returns (cache, checkpoints).
 
-  A `train` split is converted whole in one pass (its checkpoints are only
-  known once read). Holds one chunk of frames per checkpoint in memory.
+  Two passes per split: one without decoding frames counts each
+  checkpoint's slots (the writer's capacity) for the plan line, the other
+  decodes and writes. A `train` split is converted whole (its checkpoints
+  are only known once read). Holds a chunk of frames in memory at a time.
   """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  from batch_rl.data import rlds_io  # pylint: disable=g-import-not-at-top
   options = options or TFDSReplayOptions()
   selection = selection or DataSelection()
   dataset_dir = resolve(replay_dir, options.data_dir)
   builder = tfds.builder_from_directory(dataset_dir)
   source = f'TFDS dataset {dataset_dir}'
-  rlds_io.check_rlds_layout(builder, source)
+  _check_layout(builder, source)
   splits = _checkpoint_splits(builder, source)
   cache = _cache_path(dataset_dir, stack_size, options.resolved_cache_dir())
-  os.makedirs(cache, exist_ok=True)
-  with open(os.path.join(cache, '.lock'), 'w') as lock:
+  os.makedirs(os.path.dirname(cache), exist_ok=True)
+  with open(cache + '.lock', 'w') as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)  # One converter per cache at a time.
-    done = _converted_checkpoints(cache)
+    done = compact.finished_checkpoints(cache)
     if splits is None:
       todo = [] if done else ['train']
     else:
-      chosen = selection.select_checkpoints(splits)
-      todo = [splits[c] for c in chosen if c not in done]
+      todo = [splits[c] for c in selection.select_checkpoints(splits)
+              if c not in done]
     if todo:
-      print(f'converting {len(todo)} split(s) of {dataset_dir} into {cache} '
-            '(once; later runs read the cache)', file=sys.stderr)
-    for split in todo:
-      writers = {}
+      work_dir = compact.begin_output(cache, source=dataset_dir)
+      for split in todo:
+        _convert_split(builder, split, stack_size, work_dir, source,
+                       group=splits is None, progress=progress)
+      done = compact.finish_output(work_dir, cache)
+  return cache, selection.select_checkpoints(done)
 
-      def new_writer(checkpoint, writers=writers):
-        writers[checkpoint] = _checkpoint_writer(cache, checkpoint)
-        return writers[checkpoint]
 
-      try:
-        mapped = _map_split(builder, split, stack_size, new_writer, source,
-                            group=splits is None, observations=True,
-                            progress=progress)
-        for writer, metadata in mapped.values():
-          writer.close(metadata)
-      except BaseException:
-        for writer in writers.values():
-          writer.abort()
-        raise
-      done = sorted(set(done) | set(mapped))
-      _write_manifest(cache, dataset_dir, done)
-  chosen = selection.select_checkpoints(done)
-  return cache, chosen
+def _convert_split(builder, split: str, stack_size: int, work_dir: str,
+                   source: str, group: bool, progress: bool) -> None:
+  counted = _map_split(builder, split, stack_size, lambda _: _NullSink(),
+                       source, group, observations=False, progress=False)
+  specs = _slot_specs(builder)
+  slots = sum(metadata.add_count for _, metadata in counted.values())
+  frame_bytes = slots * int(np.prod(specs['frame_shape'])) * (
+      specs['frame_dtype'].itemsize)
+  print(f'replay: converting {source}, split {split} ({len(counted)} '
+        f'checkpoint(s), {slots:,} slots, {frame_bytes / 1e9:.1f} GB of '
+        f'frames before compression) once into {work_dir}', file=sys.stderr,
+        flush=True)
+  with contextlib.ExitStack() as writers:
+    mapped = _map_split(
+        builder, split, stack_size,
+        lambda c: writers.enter_context(compact.CheckpointWriter(
+            work_dir, c, counted[c][1].add_count, **specs)),
+        source, group, observations=True, progress=progress)
+    for writer, metadata in mapped.values():
+      writer.close(metadata.add_count, metadata.invalid_range,
+                   metadata.episode_end_indices)
 
 
 def open_store(replay_dir: str, selection: DataSelection,
@@ -340,25 +305,21 @@ def summary_checkpoints(replay_dir: str, stack_size: int = 4,
   """[(checkpoint, ReplayArrays with shape-only frames, frame shape, dtype)]
   of every checkpoint, read without decoding a frame (for `info`)."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  from batch_rl.data import rlds_io  # pylint: disable=g-import-not-at-top
   options = options or TFDSReplayOptions()
   dataset_dir = resolve(replay_dir, options.data_dir)
   builder = tfds.builder_from_directory(dataset_dir)
   source = f'TFDS dataset {dataset_dir}'
-  rlds_io.check_rlds_layout(builder, source)
+  _check_layout(builder, source)
   splits = _checkpoint_splits(builder, source)
-  feature = builder.info.features['steps']['observation']
-  frame_shape = tuple(feature.shape)
-  if frame_shape[-1:] == (1,) and len(frame_shape) == 3:
-    frame_shape = frame_shape[:-1]
+  specs = _slot_specs(builder)
   items = []
   for split in (['train'] if splits is None else
                 [splits[c] for c in sorted(splits)]):
     mapped = _map_split(builder, split, stack_size, lambda _: _ArraySink(),
                         source, group=splits is None, observations=False,
                         progress=False)
-    items += [(checkpoint, sink.arrays(metadata, frame_shape,
-                                       np.dtype(feature.np_dtype)),
-               frame_shape, np.dtype(feature.np_dtype))
+    items += [(checkpoint, sink.arrays(metadata, specs['frame_shape'],
+                                       specs['frame_dtype']),
+               specs['frame_shape'], specs['frame_dtype'])
               for checkpoint, (sink, metadata) in mapped.items()]
   return items
