@@ -1,30 +1,23 @@
 """RL Unplugged Atari prepared by TFDS's own builders, read as replay.
 
-The datasets are made as TFDS makes the real ones: RL Unplugged-format
-tfrecords (gzip tf.Examples of whole episodes, PNG frames) run through
-TFDS's `rlu_atari_checkpoints_ordered` and `rlu_atari` builder code (their
-features, episode conversion and split logic; only the input location and
-shard count are set here, and rlu_atari's Beam pipeline is replaced by its
-own per-file generator). The transitions batch_rl samples are compared with
-a reference that enumerates them straight from the episodes.
+The datasets are made as TFDS makes the real ones (`rlu_testing`: RL
+Unplugged-format tfrecords run through TFDS's rlu_atari_checkpoints_ordered
+and rlu_atari builder code). The transitions batch_rl samples are compared
+with a reference that enumerates them straight from the episodes.
 """
 
-import io
 import json
 import os
 
 import gin
 import numpy as np
-from PIL import Image
 import pytest
-import tensorflow as tf
-from tensorflow_datasets.rl_unplugged.rlu_atari import rlu_atari
-from tensorflow_datasets.rl_unplugged.rlu_atari_checkpoints_ordered import rlu_atari_checkpoints_ordered
 
 from batch_rl.data import __main__ as data_cli
 from batch_rl.data import pipeline
 from batch_rl.data import rlds_io
 from batch_rl.data import rlu
+from batch_rl.data import rlu_testing
 from batch_rl.data import transitions
 from batch_rl.data.errors import ReplayDataError
 from batch_rl.data.selection import DataSelection
@@ -44,48 +37,6 @@ PLAN = {
 }
 
 
-class OrderedBuilder(rlu_atari_checkpoints_ordered.RluAtariCheckpointsOrdered,
-                     skip_registration=True):
-  name = 'rlu_atari_checkpoints_ordered'
-  _SHARDS = len(PLAN)
-
-
-class TrainSplitBuilder(rlu_atari.RluAtari, skip_registration=True):
-  """rlu_atari with its per-file generator in place of the Beam pipeline."""
-  name = 'rlu_atari'
-  _SHARDS = len(PLAN)
-
-  def _generate_examples(self, paths):
-    for path in paths['file_paths']:
-      yield from self.generate_examples_one_file(path)
-
-
-def _png(frame):
-  buffer = io.BytesIO()
-  Image.fromarray(frame).save(buffer, format='png')
-  return buffer.getvalue()
-
-
-def _rlu_example(checkpoint, episode_id, episode):
-  """One episode in RL Unplugged Atari's tfrecord format."""
-  frames, actions, rewards, ending = episode
-  discounts = np.ones(len(actions), np.float32)
-  if ending == 'terminal':
-    discounts[-1] = 0.
-  feature = tf.train.Feature
-  floats = lambda v: feature(float_list=tf.train.FloatList(value=v))
-  ints = lambda v: feature(int64_list=tf.train.Int64List(value=v))
-  return tf.train.Example(features=tf.train.Features(feature={
-      'checkpoint_idx': ints([checkpoint]), 'episode_idx': ints([episode_id]),
-      'episode_return': floats([rewards.sum()]),
-      'clipped_episode_return': floats([rewards.sum()]),
-      'observations': feature(bytes_list=tf.train.BytesList(
-          value=[_png(f) for f in frames])),
-      'actions': ints(actions), 'unclipped_rewards': floats(rewards),
-      'clipped_rewards': floats(rewards), 'discounts': floats(discounts),
-  })).SerializeToString()
-
-
 @pytest.fixture(scope='module')
 def rlu_data(tmp_path_factory):
   """Episodes per checkpoint, and both datasets prepared by TFDS."""
@@ -96,17 +47,7 @@ def rlu_data(tmp_path_factory):
            rng.integers(0, 6, steps), rng.normal(size=steps).astype(
                np.float32), ending) for steps, ending in plan]
       for c, plan in PLAN.items()}
-  prefix = root / 'download'
-  os.makedirs(prefix / 'Pong')
-  for c, checkpoint_episodes in episodes.items():
-    path = f'{prefix}/Pong/run_1-{c:05d}-of-{len(PLAN):05d}'
-    with tf.io.TFRecordWriter(path, 'GZIP') as writer:
-      for episode_id, episode in enumerate(checkpoint_episodes):
-        writer.write(_rlu_example(c, episode_id, episode))
-  data_dir = str(root / 'tensorflow_datasets')
-  for builder_class in (OrderedBuilder, TrainSplitBuilder):
-    builder_class._INPUT_FILE_PREFIX = str(prefix)
-    builder_class(config=CONFIG, data_dir=data_dir).download_and_prepare()
+  data_dir = rlu_testing.prepare(str(root), [episodes[c] for c in PLAN])
   return episodes, data_dir
 
 
