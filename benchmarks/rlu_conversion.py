@@ -7,8 +7,9 @@ Plays `--steps` agent steps of an Atari game with a uniform random policy
 `--max_episode_steps` are truncated), writes them in RL Unplugged's tfrecord
 format and prepares them with TFDS's own rlu_atari_checkpoints_ordered
 builder (`batch_rl.data.rlu_testing`), then, in a fresh process, converts
-the split as `--replay_dir=tfds:...` does and prints JSON: steps/s, wall
-and CPU seconds (both passes), the extrapolation to a 1M-step checkpoint,
+the split as `--replay_dir=tfds:...` does and prints JSON: the rate of
+reading and decoding frames alone, conversion steps/s, wall and CPU seconds
+(both passes), the extrapolation to a 1M-step checkpoint,
 peak RSS, the TFDS split's and the compact cache's size, and the time to
 open the converted cache again.
 """
@@ -68,15 +69,25 @@ def measure(data_dir: str, cache_dir: str) -> dict:
   """Runs in a fresh process: conversion, then a second open."""
   from batch_rl.data import rlu  # pylint: disable=g-import-not-at-top
   from batch_rl.data.selection import DataSelection  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from batch_rl.data import rlds_io  # pylint: disable=g-import-not-at-top
   options = rlu.TFDSReplayOptions(data_dir=data_dir, cache_dir=cache_dir)
   name = 'tfds:rlu_atari_checkpoints_ordered/Pong_run_1'
+  builder = tfds.builder_from_directory(rlu.resolve(name, data_dir))
+  cpu, start = time.process_time(), time.perf_counter()
+  decoded = sum(len(chunk['observation']) for chunk in rlds_io.step_chunks(
+      builder, 'checkpoint_00'))
+  decode = {'decode_frames_per_s': round(
+                decoded / (time.perf_counter() - start)),
+            'decode_frames_per_cpu_s': round(
+                decoded / (time.process_time() - cpu))}
   cpu, start = time.process_time(), time.perf_counter()
   cache, _ = rlu.convert(name, 4, options=options, progress=False)
   wall, cpu = time.perf_counter() - start, time.process_time() - cpu
   start = time.perf_counter()
   store = rlu.open_store(name, DataSelection(), 4, options)
   reopen = time.perf_counter() - start
-  return {'convert_wall_s': round(wall, 1), 'convert_cpu_s': round(cpu, 1),
+  return {**decode, 'convert_wall_s': round(wall, 1), 'convert_cpu_s': round(cpu, 1),
           'reopen_s': round(reopen, 2), 'slots': store.num_slots,
           'cache_bytes': _size(cache),
           'peak_rss_mib': round(resource.getrusage(

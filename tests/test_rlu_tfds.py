@@ -51,12 +51,28 @@ def rlu_data(tmp_path_factory):
   return episodes, data_dir
 
 
-@pytest.fixture
-def options(rlu_data, tmp_path):
+@pytest.fixture(scope='module')
+def shared_cache(tmp_path_factory):
+  return str(tmp_path_factory.mktemp('cache'))
+
+
+def _bind(data_dir, cache_dir):
   """TFDS data dir and cache given as gin arguments, as a run gives them."""
-  gin.bind_parameter('tfds_replay.data_dir', rlu_data[1])
-  gin.bind_parameter('tfds_replay.cache_dir', str(tmp_path / 'cache'))
-  yield rlu.TFDSReplayOptions()
+  gin.bind_parameter('tfds_replay.data_dir', data_dir)
+  gin.bind_parameter('tfds_replay.cache_dir', cache_dir)
+  return rlu.TFDSReplayOptions()
+
+
+@pytest.fixture
+def options(rlu_data, shared_cache):
+  """Conversions shared by the tests that only read them."""
+  yield _bind(rlu_data[1], shared_cache)
+  gin.clear_config()
+
+
+@pytest.fixture
+def fresh_options(rlu_data, tmp_path):
+  yield _bind(rlu_data[1], str(tmp_path / 'cache'))
   gin.clear_config()
 
 
@@ -139,7 +155,7 @@ def test_selection_applies_to_checkpoints_and_transitions(rlu_data, options):
 
 
 def test_three_ways_to_name_a_dataset_share_one_conversion(
-    rlu_data, options, monkeypatch):
+    rlu_data, fresh_options, monkeypatch):
   _, data_dir = rlu_data
   config_dir = os.path.join(data_dir, 'rlu_atari_checkpoints_ordered', CONFIG)
   names = [f'tfds:rlu_atari_checkpoints_ordered/{CONFIG}',
@@ -152,7 +168,7 @@ def test_three_ways_to_name_a_dataset_share_one_conversion(
   monkeypatch.setattr(rlds_io, 'step_chunks', None)
   for name in names[1:]:
     assert _sampled(name, 1) == want
-  caches = os.path.join(options.cache_dir, 'tfds',
+  caches = os.path.join(fresh_options.cache_dir, 'tfds',
                         'rlu_atari_checkpoints_ordered', CONFIG, '1.1.0')
   assert len([n for n in os.listdir(caches)
               if os.path.isdir(os.path.join(caches, n))]) == 1
@@ -222,23 +238,24 @@ def test_dataset_without_checkpoints_is_named(tmp_path, options):
     rlu.open_store(os.path.dirname(path), DataSelection(), STACK, options)
 
 
-def test_interrupted_conversion_leaves_no_checkpoint(rlu_data, options,
-                                                     monkeypatch):
+def test_interrupted_conversion_publishes_nothing(fresh_options, monkeypatch):
   original = rlds_io.step_chunks
 
-  def fail_midway(*args, **kwargs):
-    yield next(original(*args, **kwargs))
+  def fail_while_writing(builder, split, observations=True, **kwargs):
+    chunks = original(builder, split, observations, **kwargs)
+    if not observations:  # The counting pass.
+      yield from chunks
+      return
+    yield next(chunks)
     raise KeyboardInterrupt
 
-  monkeypatch.setattr(rlds_io, 'step_chunks', fail_midway)
+  monkeypatch.setattr(rlds_io, 'step_chunks', fail_while_writing)
+  name = f'tfds:rlu_atari/{CONFIG}'
   with pytest.raises(KeyboardInterrupt):
-    rlu.convert(f'tfds:rlu_atari/{CONFIG}', STACK, options=options,
-                progress=False)
-  del rlu_data
+    rlu.convert(name, STACK, options=fresh_options, progress=False)
   assert not any(  # Nothing that looks converted.
       name.startswith('ckpt_') and not name.endswith('.partial')
-      for _, dirs, _ in os.walk(options.cache_dir) for name in dirs)
+      for _, dirs, _ in os.walk(fresh_options.cache_dir) for name in dirs)
   monkeypatch.setattr(rlds_io, 'step_chunks', original)
-  _, chosen = rlu.convert(f'tfds:rlu_atari/{CONFIG}', STACK, options=options,
-                          progress=False)
+  _, chosen = rlu.convert(name, STACK, options=fresh_options, progress=False)
   assert chosen == [0, 1, 2]

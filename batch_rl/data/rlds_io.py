@@ -25,11 +25,12 @@ end with is_last=True, is_terminal=False on their last stored slot, whose
 action and reward are kept. The oldest episode of a wrapped (full) buffer may
 have lost its start to the write cursor, so it is never exported.
 
-`read_rlds_as_replay_arrays` inverts this mapping for any dataset laid out
-like rlu_atari and rebuilds Dopamine's circular buffer, padding included.
+Reading (`step_chunks`, `SlotMapper`; rlu.py names datasets and converts
+them) streams any dataset laid out like rlu_atari, episode chunk by chunk,
+into Dopamine's slot layout such that the valid transitions are exactly the
+episodes' own.
 """
 
-import collections
 import dataclasses
 import io
 import os

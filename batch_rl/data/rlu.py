@@ -196,25 +196,22 @@ def _map_split(builder, split: str, stack_size: int, new_sink, source: str,
   own = None if group else int(_CHECKPOINT_SPLIT.match(split).group(1))
   total = builder.info.splits[split].num_examples
   with tqdm.tqdm(total=total, unit='episode', disable=not progress,
-                 desc=f'{source}: {split}', file=sys.stderr) as bar:
+                 desc=f'convert {split}', file=sys.stderr) as bar:
+    # A chunk holds steps of one episode, so of one checkpoint.
     for chunk in rlds_io.step_chunks(
         builder, split, observations,
         episode_features=(CHECKPOINT_ID,) if group else ()):
-      ids = chunk[CHECKPOINT_ID] if group else np.full(len(chunk['action']),
-                                                       own)
-      for checkpoint in np.unique(ids):
-        if checkpoint not in mappers:
-          sinks[checkpoint] = new_sink(int(checkpoint))
-          mappers[checkpoint] = rlds_io.SlotMapper(
-              stack_size, sinks[checkpoint],
-              f'{source}, checkpoint {checkpoint}')
-        rows = ids == checkpoint
-        mappers[checkpoint].add({n: v[rows] for n, v in chunk.items()
-                                 if n != CHECKPOINT_ID})
+      checkpoint = int(chunk.pop(CHECKPOINT_ID)[0]) if group else own
+      if checkpoint not in mappers:
+        sinks[checkpoint] = new_sink(checkpoint)
+        mappers[checkpoint] = rlds_io.SlotMapper(
+            stack_size, sinks[checkpoint],
+            f'{source}, checkpoint {checkpoint}')
+      mappers[checkpoint].add(chunk)
       bar.update(int(np.sum(chunk['is_last'])))
   if not mappers:
     raise ReplayDataError(f'{source}: split {split} holds no episode.')
-  return {int(c): (sinks[c], mappers[c].close()) for c in sorted(mappers)}
+  return {c: (sinks[c], mappers[c].close()) for c in sorted(mappers)}
 
 
 def _slot_specs(builder) -> dict:
