@@ -50,6 +50,9 @@ _CHECKPOINT_SPLIT = re.compile(r'^checkpoint_(\d+)$')
 _VERSION = re.compile(r'^\d+\.\d+\.\d+$')
 # The episode feature that groups a `train` split into checkpoints.
 CHECKPOINT_ID = 'checkpoint_id'
+# Conversion cost for the plan line: 90 CPU-s per 1M Atari steps, both
+# passes (benchmarks/rlu_conversion.py, docs/RL_UNPLUGGED.md).
+CONVERT_CPU_S_PER_SLOT = 90e-6
 
 
 @gin.configurable('tfds_replay')
@@ -260,24 +263,30 @@ def convert(replay_dir: str, stack_size: int = 4,
     if todo:
       work_dir = compact.begin_output(cache, source=dataset_dir)
       for split in todo:
-        _convert_split(builder, split, stack_size, work_dir, source,
+        _convert_split(builder, split, stack_size, work_dir, cache, source,
                        group=splits is None, progress=progress)
       done = compact.finish_output(work_dir, cache)
   return cache, selection.select_checkpoints(done)
 
 
 def _convert_split(builder, split: str, stack_size: int, work_dir: str,
-                   source: str, group: bool, progress: bool) -> None:
+                   cache: str, source: str, group: bool,
+                   progress: bool) -> None:
   counted = _map_split(builder, split, stack_size, lambda _: _NullSink(),
                        source, group, observations=False, progress=False)
   specs = _slot_specs(builder)
   slots = sum(metadata.add_count for _, metadata in counted.values())
   frame_bytes = slots * int(np.prod(specs['frame_shape'])) * (
       specs['frame_dtype'].itemsize)
-  print(f'replay: converting {source}, split {split} ({len(counted)} '
-        f'checkpoint(s), {slots:,} slots, {frame_bytes / 1e9:.1f} GB of '
-        f'frames before compression) once into {work_dir}', file=sys.stderr,
-        flush=True)
+  split_bytes = builder.info.splits[split].num_bytes
+  print(f'replay: {source}, split {split}: {len(counted)} checkpoint(s), '
+        f'{slots:,} slots, {frame_bytes / 1e9:.1f} GB of frames; converting '
+        f'once into {cache} (disk: the split holds '
+        f'{split_bytes / 1e9:.1f} GB, its cache 0.24x that on Seaquest; '
+        'under 1 GiB RAM; ~'
+        f'{slots * CONVERT_CPU_S_PER_SLOT / 60:.0f} CPU-minutes, PNG '
+        'decoding on every core), then reading frames from disk.',
+        file=sys.stderr, flush=True)
   with contextlib.ExitStack() as writers:
     mapped = _map_split(
         builder, split, stack_size,
