@@ -238,24 +238,40 @@ def test_dataset_without_checkpoints_is_named(tmp_path, options):
     rlu.open_store(os.path.dirname(path), DataSelection(), STACK, options)
 
 
-def test_interrupted_conversion_publishes_nothing(fresh_options, monkeypatch):
+@pytest.mark.parametrize('name', ['rlu_atari_checkpoints_ordered',
+                                  'rlu_atari'])
+def test_interrupted_conversion_resumes(rlu_data, fresh_options, monkeypatch,
+                                        name):
+  """Interrupted while writing its second split (ordered) or its only one
+  (rlu_atari): nothing incomplete is published, and the next run finishes
+  the conversion."""
   original = rlds_io.step_chunks
+  written = []
 
   def fail_while_writing(builder, split, observations=True, **kwargs):
     chunks = original(builder, split, observations, **kwargs)
     if not observations:  # The counting pass.
       yield from chunks
       return
+    written.append(split)
+    if len(written) < 2 and split != 'train':
+      yield from chunks
+      return
     yield next(chunks)
     raise KeyboardInterrupt
 
   monkeypatch.setattr(rlds_io, 'step_chunks', fail_while_writing)
-  name = f'tfds:rlu_atari/{CONFIG}'
+  replay_dir = f'tfds:{name}/{CONFIG}'
   with pytest.raises(KeyboardInterrupt):
-    rlu.convert(name, STACK, options=fresh_options, progress=False)
-  assert not any(  # Nothing that looks converted.
-      name.startswith('ckpt_') and not name.endswith('.partial')
-      for _, dirs, _ in os.walk(fresh_options.cache_dir) for name in dirs)
+    rlu.convert(replay_dir, STACK, options=fresh_options, progress=False)
+  published = [name for _, dirs, _ in os.walk(fresh_options.cache_dir)
+               for name in dirs if name.startswith('ckpt_') and
+               not name.endswith('.partial')]
+  assert published == (['ckpt_0'] if name == 'rlu_atari_checkpoints_ordered'
+                       else [])
   monkeypatch.setattr(rlds_io, 'step_chunks', original)
-  _, chosen = rlu.convert(name, STACK, options=fresh_options, progress=False)
+  _, chosen = rlu.convert(replay_dir, STACK, options=fresh_options,
+                          progress=False)
   assert chosen == [0, 1, 2]
+  assert _sampled(replay_dir, 1) == _reference(
+      sum(rlu_data[0].values(), []), 1)

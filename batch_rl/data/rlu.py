@@ -254,17 +254,18 @@ def convert(replay_dir: str, stack_size: int = 4,
   os.makedirs(os.path.dirname(cache), exist_ok=True)
   with open(cache + '.lock', 'w') as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)  # One converter per cache at a time.
-    done = compact.finished_checkpoints(cache)
+    # The cache, or its .partial sibling holding an interrupted first run.
+    work_dir = compact.begin_output(cache, source=dataset_dir)
+    done = compact.finished_checkpoints(work_dir)
     if splits is None:
       todo = [] if done else ['train']
     else:
       todo = [splits[c] for c in selection.select_checkpoints(splits)
               if c not in done]
-    if todo:
-      work_dir = compact.begin_output(cache, source=dataset_dir)
-      for split in todo:
-        _convert_split(builder, split, stack_size, work_dir, cache, source,
-                       group=splits is None, progress=progress)
+    for split in todo:
+      _convert_split(builder, split, stack_size, work_dir, cache, source,
+                     group=splits is None, progress=progress)
+    if todo or work_dir != cache:
       done = compact.finish_output(work_dir, cache)
   return cache, selection.select_checkpoints(done)
 
