@@ -225,22 +225,30 @@ def test_convert_reports_truncated_source(run_dir, tmp_path):
 
 
 def test_rlds_export_feeds_the_same_transitions(tmp_path):
-  """Dopamine gz -> RLDS -> pipeline gives the source's transitions."""
+  """Dopamine gz -> RLDS -> pipeline gives the source's transitions, less
+  those Dopamine samples from the padding after a cut episode."""
   from batch_rl.data import rlds_io  # pylint: disable=g-import-not-at-top
+  from batch_rl.data import rlu  # pylint: disable=g-import-not-at-top
   source = fill_dopamine_buffer(400, 150, update_horizon=3, gamma=GAMMA,
                                 short_episodes=True, episode_end_prob=0.03)
   assert not source.is_full()  # So every stored episode is exported.
+  assert not source._store['terminal'][source.cursor() - 1]  # pylint: disable=protected-access
   os.makedirs(tmp_path / 'replay')
   source.save(str(tmp_path / 'replay'), 0)
   path = rlds_io.export_to_rlds(str(tmp_path / 'replay'), str(tmp_path / 'rlds'),
                                 stack_size=4, progress=False)
-  assert sources.is_rlds(path)
+  assert rlu.is_tfds_dataset(path)
   replay = replay_dataset.open_replay(path, 4, 3, GAMMA)
   store, indices = replay.store, replay.training_indices
   windows, local = store.window_reader(4, 3)(tf.constant(indices, tf.int64))
   batch = transitions.transitions_from_windows(windows, local, 4, 3, GAMMA)
+  cuts = {i for i in source.episode_end_indices
+          if not source._store['terminal'][i]}  # pylint: disable=protected-access
   valid = [i for i in range(source._replay_capacity)
-           if source.is_valid_transition(i)]
+           if source.is_valid_transition(i) and
+           not cuts & set(range(i - 3, i))]
+  assert len(valid) < sum(map(source.is_valid_transition,
+                              range(source._replay_capacity)))
   want = source.sample_transition_batch(len(valid), indices=valid)
 
   def rows(state, action, reward, next_state, terminal):

@@ -1,11 +1,13 @@
 """What is in a replay directory: the `info` command's JSON summary."""
 
 import os
+from typing import Optional
 
 import numpy as np
 
 from batch_rl.data import converted
 from batch_rl.data import dopamine_replay
+from batch_rl.data import rlu
 from batch_rl.data import transitions
 from batch_rl.data.dopamine_replay import ReplayArrays
 from batch_rl.data.episodes import episode_returns
@@ -37,19 +39,28 @@ def _return_stats(returns: np.ndarray) -> dict:
 
 
 def summarize(replay_dir: str, stack_size: int = 4,
-              update_horizon: int = 1) -> dict:
+              update_horizon: int = 1,
+              tfds_data_dir: Optional[str] = None) -> dict:
   """JSON-ready summary of every checkpoint in `replay_dir` (never writes).
 
-  Checkpoints are named by their suffix ('3') in both layouts, so the
+  Checkpoints are named by their suffix ('3') in every layout, so the
   summaries of a gz directory and of its conversion compare key by key.
+  `tfds_data_dir`: the TFDS data directory of a `tfds:` name.
   """
   per_checkpoint = {}
-  if converted.is_converted(replay_dir):
+  if rlu.is_tfds_dataset(replay_dir):
+    layout = 'tfds'
+    items = [(str(checkpoint), *rest) for checkpoint, *rest in
+             rlu.summary_checkpoints(replay_dir, stack_size,
+                                     rlu.TFDSReplayOptions(tfds_data_dir))]
+  elif converted.is_converted(replay_dir):
+    layout = converted.layout_of(replay_dir)
     store = converted.open_store(replay_dir, DataSelection())
     items = [(str(converted.checkpoint_suffix(name)), a,
               a.observation.shape[1:], a.observation.dtype)
              for name, a in zip(store.names, store.checkpoints)]
   else:
+    layout = 'dopamine_gz'
     items = []
     for suffix in dopamine_replay.list_checkpoints(replay_dir):
       shape, dtype = dopamine_replay.read_array_header(
@@ -82,9 +93,9 @@ def summarize(replay_dir: str, stack_size: int = 4,
   returns = np.concatenate(all_returns)
   first = next(iter(per_checkpoint.values()))
   return {
-      'replay_dir': os.path.abspath(replay_dir),
-      'layout': ('compact' if converted.is_converted(replay_dir)
-                 else 'dopamine_gz'),
+      'replay_dir': (replay_dir if replay_dir.startswith(rlu.TFDS_PREFIX)
+                     else os.path.abspath(replay_dir)),
+      'layout': layout,
       'checkpoints': list(per_checkpoint),
       'num_checkpoints': len(items),
       'stored_slots': sum(c['stored_slots'] for c in per_checkpoint.values()),
