@@ -14,6 +14,8 @@ from batch_rl.data.errors import ReplayDataError
 
 def _info(args):
   from batch_rl.data import summary  # pylint: disable=g-import-not-at-top
+  if args.verify:
+    summary.verify(args.replay_dir)
   print(json.dumps(
       summary.summarize(args.replay_dir, args.stack_size,
                         args.update_horizon), indent=2))
@@ -39,6 +41,8 @@ def main(argv=None) -> int:
   commands = parser.add_subparsers(dest='command', required=True)
   info = commands.add_parser('info', help='JSON summary of a replay directory')
   info.add_argument('replay_dir')
+  info.add_argument('--verify', action='store_true',
+                    help='read every byte first (CRC, lengths, finite values)')
   info.set_defaults(run=_info)
   convert = commands.add_parser(
       'convert', help='gz checkpoints -> memory-mapped files (bounded RAM)')
