@@ -28,6 +28,9 @@ flags.DEFINE_integer('update_horizon', 1, 'n of the n-step transitions '
 flags.DEFINE_integer('workers', os.cpu_count() or 1, 'convert: checkpoints '
                      'converted at once, one process each (each holds under '
                      '1 GiB).', lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_bool('verify', False, 'info: first read every byte of a gz '
+                  "directory's arrays (gzip CRC and length, finite values), "
+                  'with a progress bar.', flag_values=FLAGS)
 flags.DEFINE_string('tfds_data_dir', None, "info: TFDS's data directory for "
                     'a tfds: name (default: TFDS\'s own).', flag_values=FLAGS)
 flags.DEFINE_list('checkpoints', None, 'Checkpoint suffixes, e.g. 0,3 '
@@ -46,6 +49,8 @@ def _checkpoints():
 
 def _info(replay_dir):
   from batch_rl.data import summary  # pylint: disable=g-import-not-at-top
+  if FLAGS.verify:
+    summary.verify(replay_dir)
   print(json.dumps(
       summary.summarize(replay_dir, FLAGS.stack_size, FLAGS.update_horizon,
                         FLAGS.tfds_data_dir), indent=2))

@@ -96,7 +96,7 @@ def _read_checkpoint_without_frames(replay_dir: str, suffix: int):
          for name in ('action', 'reward', 'terminal')},
       **dopamine_replay.read_small_elements(replay_dir, suffix))
   arrays.validate(dopamine_replay.checkpoint_filename(
-      replay_dir, STORE_PREFIX + '*', suffix))
+      replay_dir, STORE_PREFIX + '*', suffix), check_frames=False)
   return arrays, frames
 
 

@@ -26,6 +26,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from batch_rl.data import validation
 from batch_rl.data.errors import ReplayDataError
 
 try:  # isal's gzip reads about 1.8x faster than the standard library's.
@@ -112,6 +113,64 @@ def read_array_header(path: str) -> tuple[tuple[int, ...], np.dtype]:
   return _read_gzip_payload(path, header)
 
 
+def check_gzip_size(path: str) -> None:
+  """Detects a truncated `np.save` gzip file without decompressing it.
+
+  gzip's trailer holds the uncompressed size modulo 2**32, and the array's
+  header gives the size it must have; a file cut short ends in other bytes.
+  """
+
+  def expected_size(f):
+    version = np.lib.format.read_magic(f)
+    read = (np.lib.format.read_array_header_1_0 if version == (1, 0) else
+            np.lib.format.read_array_header_2_0)
+    shape, _, dtype = read(f)
+    return f.tell() + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+
+  expected = _read_gzip_payload(path, expected_size)
+  trailer = uncompressed_size_hint(path)
+  if trailer != expected % 2**32:
+    raise ReplayDataError(
+        f'{path}: truncated or corrupt gzip file (its trailer records '
+        f'{trailer} bytes modulo 2**32, the array needs {expected}).')
+
+
+def uncompressed_size_hint(path: str) -> int:
+  """A gz file's uncompressed size modulo 2**32 (its trailer); 0 if absent."""
+  if not os.path.exists(path) or os.path.getsize(path) < 4:
+    return 0
+  with open(path, 'rb') as f:
+    f.seek(-4, os.SEEK_END)
+    return int.from_bytes(f.read(4), 'little')
+
+
+def stream_array(path: str, consume, chunk_bytes: int = 64 << 20) -> None:
+  """Decompresses the `np.save` array in `path` chunk by chunk.
+
+  Calls consume(chunk, offset, shape) with flat arrays of whole elements,
+  `offset` the flat index of the chunk's first element, `shape` the array's; gzip verifies the CRC and
+  length at the end. Errors name the file.
+  """
+
+  def read(f):
+    version = np.lib.format.read_magic(f)
+    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                   else np.lib.format.read_array_header_2_0)
+    shape, _, dtype = read_header(f)
+    count = int(np.prod(shape, dtype=np.int64))
+    per_chunk = max(1, chunk_bytes // dtype.itemsize)
+    for offset in range(0, count, per_chunk):
+      size = min(per_chunk, count - offset) * dtype.itemsize
+      data = f.read(size)
+      if len(data) != size:
+        raise EOFError('array data ends early')
+      consume(np.frombuffer(data, dtype), offset, tuple(shape))
+    if f.read(1):
+      raise ValueError('trailing bytes after the array')
+
+  _read_gzip_payload(path, read)
+
+
 def _read_index_set(path: str) -> np.ndarray:
   indices = _read_gzip_payload(path, lambda f: _SetUnpickler(f).load())
   if not isinstance(indices, (set, frozenset)):
@@ -175,8 +234,10 @@ class ReplayArrays:
       ends |= is_end[slots]
     return ends
 
-  def validate(self, source: str) -> None:
-    """Raises ReplayDataError naming `source` if the arrays are inconsistent."""
+  def validate(self, source: str, check_frames: bool = True) -> None:
+    """Raises ReplayDataError naming `source` if the arrays are inconsistent
+    or hold bad values (validation.check_replay_values; frames only when
+    `check_frames`)."""
     lengths = {name: len(getattr(self, name)) for name in STORE_ELEMENTS}
     if len(set(lengths.values())) != 1:
       raise ReplayDataError(
@@ -199,10 +260,10 @@ class ReplayArrays:
           f'{self.observation.shape}, expected (capacity, *frame_shape).')
     if self.add_count < 0:
       raise ReplayDataError(f'{source}: add_count is negative.')
-    bad = (self.invalid_range < 0) | (self.invalid_range >= self.capacity)
-    if self.invalid_range.ndim != 1 or bad.any():
+    if self.invalid_range.ndim != 1:
       raise ReplayDataError(
           f'{source}: invalid_range must be indices in [0, {self.capacity}).')
+    validation.check_replay_values(self, source, check_frames)
 
 
 def read_small_elements(replay_dir: str, suffix: int) -> dict:

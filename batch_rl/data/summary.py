@@ -4,13 +4,16 @@ import os
 from typing import Optional
 
 import numpy as np
+import tqdm
 
 from batch_rl.data import converted
 from batch_rl.data import dopamine_replay
 from batch_rl.data import rlu
 from batch_rl.data import transitions
+from batch_rl.data import validation
 from batch_rl.data.dopamine_replay import ReplayArrays
 from batch_rl.data.episodes import episode_returns
+from batch_rl.data.errors import ReplayDataError
 from batch_rl.data.selection import DataSelection
 
 
@@ -63,10 +66,10 @@ def summarize(replay_dir: str, stack_size: int = 4,
     layout = 'dopamine_gz'
     items = []
     for suffix in dopamine_replay.list_checkpoints(replay_dir):
-      shape, dtype = dopamine_replay.read_array_header(
-          dopamine_replay.checkpoint_filename(
-              replay_dir, dopamine_replay.STORE_PREFIX + 'observation',
-              suffix))
+      observation_file = dopamine_replay.checkpoint_filename(
+          replay_dir, dopamine_replay.STORE_PREFIX + 'observation', suffix)
+      dopamine_replay.check_gzip_size(observation_file)
+      shape, dtype = dopamine_replay.read_array_header(observation_file)
       small = {
           name: dopamine_replay.read_array(
               dopamine_replay.checkpoint_filename(
@@ -80,8 +83,14 @@ def summarize(replay_dir: str, stack_size: int = 4,
           observation=frames,
           **small, **dopamine_replay.read_small_elements(replay_dir, suffix))
       arrays.validate(dopamine_replay.checkpoint_filename(
-          replay_dir, dopamine_replay.STORE_PREFIX + '*', suffix))
+          replay_dir, dopamine_replay.STORE_PREFIX + '*', suffix),
+                      check_frames=False)
       items.append((str(suffix), arrays, shape[1:], dtype))
+  validation.check_same_specs(
+      (f'{replay_dir} checkpoint {suffix}', name,
+       np.shape(getattr(arrays, name))[1:], getattr(arrays, name).dtype)
+      for suffix, arrays, _, _ in items
+      for name in dopamine_replay.STORE_ELEMENTS)
   all_returns = []
   for suffix, arrays, frame_shape, frame_dtype in items:
     summary = _checkpoint_summary(arrays, frame_shape, frame_dtype,
@@ -109,3 +118,45 @@ def summarize(replay_dir: str, stack_size: int = 4,
       'update_horizon': update_horizon,
       'per_checkpoint': per_checkpoint,
   }
+
+
+def verify(replay_dir: str, progress: bool = True) -> int:
+  """Reads every byte of a gz replay directory's arrays; returns the bytes.
+
+  gzip checks each file's CRC and length at its end; the stored slots of
+  float arrays are checked for nan and inf chunk by chunk, so RAM stays at
+  one chunk however large the frames. Raises ReplayDataError naming the
+  first bad file, element and value.
+  """
+  suffixes = dopamine_replay.list_checkpoints(replay_dir)
+  paths = {(suffix, name): dopamine_replay.checkpoint_filename(
+      replay_dir, dopamine_replay.STORE_PREFIX + name, suffix)
+           for suffix in suffixes for name in dopamine_replay.STORE_ELEMENTS}
+  total = sum(map(dopamine_replay.uncompressed_size_hint, paths.values()))
+  with tqdm.tqdm(total=total, unit='B', unit_scale=True, desc='verify',
+                 disable=not progress) as bar:
+    for suffix in suffixes:
+      add_count = dopamine_replay.read_small_elements(
+          replay_dir, suffix)['add_count']
+      for name in dopamine_replay.STORE_ELEMENTS:
+        path = paths[suffix, name]
+        dopamine_replay.stream_array(
+            path, lambda chunk, offset, shape, path=path: _check_chunk(
+                path, chunk, offset, shape, add_count, bar))
+  return total
+
+
+def _check_chunk(path: str, chunk: np.ndarray, offset: int, shape,
+                 add_count: int, bar) -> None:
+  """Finite values in the chunk's part of the stored slots, if floats."""
+  bar.update(chunk.nbytes)
+  if chunk.dtype.kind != 'f':
+    return
+  per_slot = int(np.prod(shape[1:], dtype=np.int64))
+  stored_end = min(add_count, shape[0]) * per_slot - offset
+  bad = validation.first_index(~np.isfinite(chunk[:max(0, stored_end)]))
+  if bad is not None:
+    index = np.unravel_index(offset + int(bad[0]), shape)
+    raise ReplayDataError(
+        f'{path}: [{", ".join(map(str, index))}] = {chunk[bad]!r}: values '
+        'must be finite.')
