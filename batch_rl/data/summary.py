@@ -57,7 +57,7 @@ def summarize(replay_dir: str, stack_size: int = 4,
              rlu.summary_checkpoints(replay_dir, stack_size,
                                      rlu.TFDSReplayOptions(tfds_data_dir))]
   elif converted.is_converted(replay_dir):
-    layout = converted.layout_of(replay_dir)
+    layout = 'compact'
     store = converted.open_store(replay_dir, DataSelection())
     items = [(str(converted.checkpoint_suffix(name)), a,
               a.observation.shape[1:], a.observation.dtype)
