@@ -7,7 +7,7 @@ every n-step transition of it twice and prints the seconds each took:
 * rlds: episodes -> `rlds.transformations.batch(steps, size=n+1, shift=1)`
   sliding windows per episode -> discounted n-step returns cut at the
   terminal, as a tf.data pass over all windows;
-* ours: `pipeline.open_replay` on the RLDS directory (Dopamine's slot
+* ours: `replay_dataset.open_replay` on the RLDS directory (Dopamine's slot
   layout rebuilt from the episodes) and `transitions.gather_from_arrays`
   over every valid index.
 Both count the transitions they built (they must agree up to the episode
@@ -26,7 +26,7 @@ import rlds  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
-from batch_rl.data import pipeline  # pylint: disable=g-import-not-at-top
+from batch_rl.data import replay_dataset  # pylint: disable=g-import-not-at-top
 from batch_rl.data import rlds_io  # pylint: disable=g-import-not-at-top
 from batch_rl.data import transitions  # pylint: disable=g-import-not-at-top
 from batch_rl.experiments import embedded_default  # pylint: disable=g-import-not-at-top
@@ -59,7 +59,8 @@ def rlds_n_step(builder_dir: str, n: int, gamma: float) -> int:
 
 def ours_n_step(builder_dir: str, n: int, gamma: float) -> int:
   start = time.perf_counter()
-  store, indices = pipeline.open_replay(builder_dir, 1, n)
+  replay = replay_dataset.open_replay(builder_dir, 1, n, gamma)
+  store, indices = replay.store, replay.training_indices
   print(f'  batch_rl reads the episodes into slot arrays in '
         f'{time.perf_counter() - start:.2f} s')
   count = 0

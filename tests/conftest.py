@@ -39,3 +39,63 @@ def fill_dopamine_buffer(capacity, num_adds, stack_size=4, update_horizon=1,
 @pytest.fixture
 def dopamine_buffer_factory():
   return fill_dopamine_buffer
+
+
+@pytest.fixture(autouse=True)
+def _batch_rl_cache_in_tmp(tmp_path, monkeypatch):
+  """Replay caches go to the test's directory, not ~/.cache."""
+  monkeypatch.setenv('BATCH_RL_CACHE', str(tmp_path / 'batch_rl_cache'))
+
+
+def reference_transitions(episodes, stack_size, update_horizon, gamma):
+  """Every transition of `episodes`, enumerated straight from them.
+
+  An episode is (frames, actions, rewards, terminal) of its stored steps;
+  a terminal episode ends in a terminal after its last step, any other
+  (time-limit cut, unfinished) has no frame after its last step. A state
+  stacks the last `stack_size` frames, zeros before the episode's start;
+  the n-step return stops at a terminal; no window runs past a
+  non-terminal episode's last frame. Rows as `sampled_transitions` gives
+  them (a terminal transition's next state, which no loss reads, as b'').
+  """
+  from batch_rl.data import transitions  # pylint: disable=g-import-not-at-top
+  discounts = transitions.discount_vector(gamma, update_horizon)
+  rows = []
+  for frames, actions, rewards, terminal_episode in episodes:
+    frames = np.asarray(frames)
+    steps = len(frames)
+    padded = np.concatenate(
+        [np.zeros((stack_size - 1,) + frames.shape[1:], frames.dtype), frames])
+    stack = lambda t: np.moveaxis(padded[t:t + stack_size], 0, -1).tobytes()
+    for t in range(steps):
+      terminal = terminal_episode and t + update_horizon >= steps
+      length = steps - t if terminal else update_horizon
+      if not terminal and t + length > steps - 1:
+        continue  # The window runs past the episode's last frame.
+      discounted = np.float32(0.)
+      for j in range(length):
+        discounted += discounts[j] * np.float32(rewards[t + j])
+      rows.append((stack(t), np.asarray(actions[t]).tobytes(),
+                   round(float(discounted), 5),
+                   b'' if terminal else stack(t + length), int(terminal)))
+  return sorted(rows)
+
+
+def sampled_transitions(replay_dir, stack_size, update_horizon, gamma,
+                        selection=None):
+  """Every transition the pipeline samples from `replay_dir`, as rows."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from batch_rl.data import replay_dataset  # pylint: disable=g-import-not-at-top
+  from batch_rl.data import transitions  # pylint: disable=g-import-not-at-top
+  replay = replay_dataset.open_replay(replay_dir, stack_size, update_horizon,
+                                      gamma, selection)
+  store, indices = replay.store, replay.training_indices
+  windows, local = store.window_reader(stack_size, update_horizon)(
+      tf.constant(indices, tf.int64))
+  batch = {k: v.numpy() for k, v in transitions.transitions_from_windows(
+      windows, local, stack_size, update_horizon, gamma).items()}
+  return sorted(
+      (s.tobytes(), a.tobytes(), round(float(r), 5),
+       b'' if t else n.tobytes(), int(t))
+      for s, a, r, n, t in zip(*(batch[k] for k in (
+          'state', 'action', 'reward', 'next_state', 'terminal'))))

@@ -36,10 +36,11 @@ def run_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope='module')
-def converted_dir(run_dir, tmp_path_factory):
-  out = str(tmp_path_factory.mktemp('converted') / 'memmap')
+def converted_dirs(run_dir, tmp_path_factory):
+  """{layout: the run in that layout}."""
+  out = str(tmp_path_factory.mktemp('converted') / 'compact')
   converted.convert(run_dir[0], out, progress=False)
-  return out
+  return {'gz': run_dir[0], 'compact': out}
 
 
 def _expected(buffers, suffix, local):
@@ -49,13 +50,12 @@ def _expected(buffers, suffix, local):
   return {n: v[0] for n, v in zip(names, batch)}
 
 
-@pytest.mark.parametrize('layout', ['gz', 'memmap'])
-def test_every_global_index_gives_dopamines_transition(run_dir, converted_dir,
+@pytest.mark.parametrize('layout', ['gz', 'compact'])
+def test_every_global_index_gives_dopamines_transition(run_dir, converted_dirs,
                                                        layout):
-  replay_dir, buffers = run_dir
-  store = sources.open_store(
-      replay_dir if layout == 'gz' else converted_dir, DataSelection())
-  assert store.memory_mapped == (layout == 'memmap')
+  _, buffers = run_dir
+  store = sources.open_store(converted_dirs[layout], DataSelection())
+  assert store.memory_mapped == (layout != 'gz')
   indices = store.valid_indices(4, 3)
   read = store.window_reader(4, 3)
   windows, local = read(tf.constant(indices, tf.int64))
@@ -73,9 +73,9 @@ def test_every_global_index_gives_dopamines_transition(run_dir, converted_dir,
       np.testing.assert_array_equal(got, value, err_msg=f'{name} @ {row}')
 
 
-@pytest.mark.parametrize('layout', ['gz', 'memmap'])
-def test_dataset_batches_are_seeded_and_uniform(run_dir, converted_dir, layout):
-  source = run_dir[0] if layout == 'gz' else converted_dir
+@pytest.mark.parametrize('layout', ['gz', 'compact'])
+def test_dataset_batches_are_seeded_and_uniform(converted_dirs, layout):
+  source = converted_dirs[layout]
   replay = replay_dataset.open_replay(source, 4, 3, GAMMA)
   store, indices = replay.store, replay.training_indices
 
@@ -199,10 +199,10 @@ def test_convert_resumes_and_never_writes_into_source(run_dir, tmp_path):
   before = sorted(os.listdir(replay_dir))
   out = str(tmp_path / 'out')
   assert converted.convert(replay_dir, out, suffixes=[0], progress=False) == [0]
-  mtime = os.stat(os.path.join(out, 'ckpt_0', 'observation.npy')).st_mtime_ns
+  mtime = os.stat(os.path.join(out, 'ckpt_0', 'frames.zst')).st_mtime_ns
   converted.convert(replay_dir, out, progress=False)
   assert os.stat(os.path.join(out, 'ckpt_0',
-                              'observation.npy')).st_mtime_ns == mtime
+                              'frames.zst')).st_mtime_ns == mtime
   assert sorted(d for d in os.listdir(out) if d.startswith('ckpt_')) == [
       'ckpt_0', 'ckpt_1', 'ckpt_2']
   assert sorted(os.listdir(replay_dir)) == before
@@ -225,22 +225,30 @@ def test_convert_reports_truncated_source(run_dir, tmp_path):
 
 
 def test_rlds_export_feeds_the_same_transitions(tmp_path):
-  """Dopamine gz -> RLDS -> pipeline gives the source's transitions."""
+  """Dopamine gz -> RLDS -> pipeline gives the source's transitions, less
+  those Dopamine samples from the padding after a cut episode."""
   from batch_rl.data import rlds_io  # pylint: disable=g-import-not-at-top
+  from batch_rl.data import rlu  # pylint: disable=g-import-not-at-top
   source = fill_dopamine_buffer(400, 150, update_horizon=3, gamma=GAMMA,
                                 short_episodes=True, episode_end_prob=0.03)
   assert not source.is_full()  # So every stored episode is exported.
+  assert not source._store['terminal'][source.cursor() - 1]  # pylint: disable=protected-access
   os.makedirs(tmp_path / 'replay')
   source.save(str(tmp_path / 'replay'), 0)
   path = rlds_io.export_to_rlds(str(tmp_path / 'replay'), str(tmp_path / 'rlds'),
                                 stack_size=4, progress=False)
-  assert sources.is_rlds(path)
+  assert rlu.is_tfds_dataset(path)
   replay = replay_dataset.open_replay(path, 4, 3, GAMMA)
   store, indices = replay.store, replay.training_indices
   windows, local = store.window_reader(4, 3)(tf.constant(indices, tf.int64))
   batch = transitions.transitions_from_windows(windows, local, 4, 3, GAMMA)
+  cuts = {i for i in source.episode_end_indices
+          if not source._store['terminal'][i]}  # pylint: disable=protected-access
   valid = [i for i in range(source._replay_capacity)
-           if source.is_valid_transition(i)]
+           if source.is_valid_transition(i) and
+           not cuts & set(range(i - 3, i))]
+  assert len(valid) < sum(map(source.is_valid_transition,
+                              range(source._replay_capacity)))
   want = source.sample_transition_batch(len(valid), indices=valid)
 
   def rows(state, action, reward, next_state, terminal):

@@ -1,4 +1,8 @@
-"""RLDS export/import round-trips replay written by dopamine-rl's own buffer."""
+"""RLDS export/import round-trips replay written by dopamine-rl's own buffer.
+
+The import (rlu.py, rlds_io.SlotMapper) gives exactly the exported
+episodes' transitions, checked against conftest.reference_transitions.
+"""
 
 import collections
 import dataclasses
@@ -11,7 +15,11 @@ from dopamine.replay_memory import circular_replay_buffer
 
 from batch_rl.data import dopamine_replay
 from batch_rl.data import rlds_io
+from batch_rl.data import rlu
 from batch_rl.data.errors import ReplayDataError
+from batch_rl.data.selection import DataSelection
+from conftest import reference_transitions
+from conftest import sampled_transitions
 
 STACK = 4
 CAPACITY = 64
@@ -30,8 +38,7 @@ class Episode:
   actions: np.ndarray
   rewards: np.ndarray
   ending: str
-  first_add: int = -1  # Add number of its first padding slot.
-  last_add: int = -1
+  last_add: int = -1  # Add number of its last slot.
 
 
 def _random_episodes(plan, rng):
@@ -41,21 +48,19 @@ def _random_episodes(plan, rng):
           for steps, ending in plan]
 
 
-def _play(buffer, episodes, cut_unfinished=False):
+def _play(buffer, episodes):
   for episode in episodes:
-    episode.first_add = int(buffer.add_count)
     for t, (frame, action, reward) in enumerate(
         zip(episode.frames, episode.actions, episode.rewards)):
       last = t == len(episode.frames) - 1
-      cut = episode.ending == 'cut' or (cut_unfinished and not episode.ending)
       buffer.add(frame, action, reward, last and episode.ending == 'terminal',
-                 episode_end=last and cut)
+                 episode_end=last and episode.ending == 'cut')
     episode.last_add = int(buffer.add_count) - 1
 
 
-def _dopamine_buffer(update_horizon, capacity=CAPACITY):
+def _dopamine_buffer(update_horizon):
   return circular_replay_buffer.OutOfGraphReplayBuffer(
-      FRAME, STACK, capacity, batch_size=8, update_horizon=update_horizon)
+      FRAME, STACK, CAPACITY, batch_size=8, update_horizon=update_horizon)
 
 
 def _exported_episodes(played, add_count):
@@ -136,75 +141,52 @@ def test_export_writes_each_checkpoint_as_rlds_episodes(exported):
   assert len(wrapped_episodes) == len(CHECKPOINT_0 + CHECKPOINT_1) - 1
 
 
-def _transitions(checkpoint, indices):
-  batch = checkpoint.sample_transition_batch(len(indices), indices=indices)
-  state, action, reward, next_state, _, _, terminal, _ = batch
-  return collections.Counter(
-      (s.tobytes(), int(a), float(r), n.tobytes(), int(t))
-      for s, a, r, n, t in zip(state, action, reward, next_state, terminal))
+def _stored(episode):
+  """conftest.reference_transitions' form of a played episode."""
+  return (episode.frames, episode.actions, episode.rewards,
+          episode.ending == 'terminal')
 
 
 @pytest.mark.parametrize('update_horizon', [1, 3])
 @pytest.mark.parametrize('suffix', [0, 1])
-def test_reimported_split_samples_the_source_transitions(
+def test_reimported_split_samples_the_exported_episodes_transitions(
     exported, suffix, update_horizon):
-  source = dopamine_replay.load_checkpoint(
-      exported.replay_dirs[update_horizon], suffix, STACK, update_horizon)
-  arrays = rlds_io.read_rlds_as_replay_arrays(
-      exported.path, rlds_io.split_name(suffix), STACK,
-      update_horizon=update_horizon)
-  reimported = dopamine_replay.ReplayCheckpoint(arrays, STACK, update_horizon)
-  add_count, episodes = exported.checkpoints[suffix]
-  # Transitions whose state starts in an exported episode; of a buffer that
-  # never wrapped, that is all of them.
-  last_add_to_slot = add_count - 1 - (add_count - 1 - source.valid_indices) % (
-      CAPACITY)
-  from_exported = last_add_to_slot >= episodes[0].first_add + STACK - 1
-  assert from_exported.all() == (add_count <= CAPACITY)
-  want = _transitions(source, source.valid_indices[from_exported])
-  assert sum(want.values()) >= 10  # Not vacuous.
-  assert _transitions(reimported, reimported.valid_indices) == want
+  _, episodes = exported.checkpoints[suffix]
+  want = reference_transitions(map(_stored, episodes), STACK, update_horizon,
+                               0.99)
+  assert len(want) >= 10  # Not vacuous.
+  assert sampled_transitions(
+      exported.path, STACK, update_horizon, 0.99,
+      DataSelection(checkpoints=[suffix])) == want
 
 
-def _assert_same_buffer(got, want):
-  written = min(want.add_count, want.capacity)
-  for name in dopamine_replay.STORE_ELEMENTS:
-    np.testing.assert_array_equal(getattr(got, name)[:written],
-                                  getattr(want, name)[:written], err_msg=name)
-    assert getattr(got, name).dtype == getattr(want, name).dtype, name
-  assert got.add_count == want.add_count
-  np.testing.assert_array_equal(got.invalid_range, want.invalid_range)
-  np.testing.assert_array_equal(got.episode_end_indices,
-                                want.episode_end_indices)
-
-
-def test_reimport_with_source_capacity_rebuilds_dopamine_layout(exported):
-  source = dopamine_replay.read_arrays(exported.replay_dirs[3], 0)
-  # By name, as `tfds.builder(name, data_dir=...)` finds it.
-  out_dir = os.path.dirname(os.path.dirname(exported.path))
-  arrays = rlds_io.read_rlds_as_replay_arrays(
-      rlds_io.DATASET_NAME, 'checkpoint_00', STACK, data_dir=out_dir,
-      update_horizon=3, capacity=CAPACITY)
-  _assert_same_buffer(arrays, source)
-
-
-def test_reimport_into_small_capacity_wraps_as_dopamine(exported, tmp_path):
-  # Dopamine fed the exported episodes (the unfinished one ending in a cut,
-  # as the RLDS episode ends there) into 40 slots.
-  buffer = _dopamine_buffer(3, capacity=40)
-  _play(buffer, list(map(dataclasses.replace, exported.checkpoints[1][1])),
-        cut_unfinished=True)
-  assert buffer.add_count > 40
-  buffer.save(str(tmp_path), 0)
-  arrays = rlds_io.read_rlds_as_replay_arrays(
-      exported.path, 'checkpoint_01', STACK, update_horizon=3, capacity=40)
-  _assert_same_buffer(arrays, dopamine_replay.read_arrays(str(tmp_path), 0))
-
-
-def test_unknown_split_is_named(exported):
-  with pytest.raises(ValueError,
-                     match=r"no split 'checkpoint_07'.*checkpoint_00"):
-    rlds_io.read_rlds_as_replay_arrays(exported.path, 'checkpoint_07')
+def test_reimport_differs_from_dopamine_only_where_dopamine_is_wrong(
+    exported):
+  """Dopamine samples states ending in the padding after a cut episode
+  (its stack check looks for terminals only); the re-import does not."""
+  source = dopamine_replay.load_checkpoint(exported.replay_dirs[1], 0, STACK)
+  arrays = source.arrays
+  cut = np.zeros(CAPACITY, bool)
+  cut[arrays.episode_end_indices] = True
+  cut &= ~arrays.terminal.astype(bool)
+  after_cut = np.zeros(CAPACITY, bool)
+  for back in range(1, STACK):
+    after_cut |= np.roll(cut, back)
+  indices = source.valid_indices
+  assert after_cut[indices].any()
+  state, action, reward, next_state, _, _, terminal, _ = (
+      source.sample_transition_batch(len(indices), indices=indices))
+  dopamine = sorted(
+      (s.tobytes(), a.tobytes(), round(float(r), 5),
+       b'' if t else n.tobytes(), int(t)) for keep, s, a, r, n, t in zip(
+           ~after_cut[indices], state, action, reward, next_state, terminal)
+      if keep)
+  # Checkpoint 0 ends in a terminal: Dopamine leaves its last transition
+  # at the write cursor, the re-import keeps it.
+  reimported = sampled_transitions(exported.path, STACK, 1, 0.99,
+                                   DataSelection(checkpoints=[0]))
+  assert len(reimported) == len(dopamine) + 1
+  assert set(dopamine) < set(reimported)
 
 
 def _write_rlds(path, episodes, step_features):
@@ -232,7 +214,7 @@ def _hand_made_episode(first_frame, num_steps, terminal):
           'is_terminal': last & terminal}
 
 
-def test_import_rebuilds_hand_computed_dopamine_layout(tmp_path):
+def test_import_builds_hand_computed_layout(tmp_path):
   # (H, W) frames without a channel axis; stack_size 2 pads 1 slot.
   _write_rlds(str(tmp_path / 'ds'), [
       _hand_made_episode(10, 3, terminal=True),  # Slots 1, 2; then terminal.
@@ -241,27 +223,43 @@ def test_import_rebuilds_hand_computed_dopamine_layout(tmp_path):
   ], {'observation': tfds.features.Tensor(shape=FRAME, dtype=np.uint8),
       'action': np.int64, 'reward': np.float32, 'is_first': np.bool_,
       'is_last': np.bool_, 'is_terminal': np.bool_})
-  arrays = rlds_io.read_rlds_as_replay_arrays(str(tmp_path / 'ds'),
-                                              'checkpoint_00', stack_size=2)
-  np.testing.assert_array_equal(arrays.observation[:, 0, 0],
-                                [0, 10, 11, 0, 20, 21, 0])
-  np.testing.assert_array_equal(arrays.action, [0, 1, 2, 0, 1, 2, 0])
-  np.testing.assert_array_equal(arrays.reward, [0, .5, 1.5, 0, .5, 1.5, 0])
-  np.testing.assert_array_equal(arrays.terminal, [0, 0, 1, 0, 0, 0, 0])
+  store = rlu.open_store(str(tmp_path / 'ds'), DataSelection(), stack_size=2)
+  arrays = store.checkpoints[0]
+  frames = arrays.observation[np.arange(arrays.capacity)]
+  np.testing.assert_array_equal(frames[:, 0, 0],
+                                [0, 10, 11, 0, 20, 21])
+  np.testing.assert_array_equal(arrays.action, [0, 1, 2, 0, 1, 2])
+  assert arrays.action.dtype == np.int32
+  np.testing.assert_array_equal(arrays.reward, [0, .5, 1.5, 0, .5, 1.5])
+  np.testing.assert_array_equal(arrays.terminal, [0, 0, 1, 0, 0, 0])
   np.testing.assert_array_equal(arrays.episode_end_indices, [2, 5])
-  assert arrays.add_count == 6
-  np.testing.assert_array_equal(arrays.invalid_range, [5, 6, 0])
+  # Full: nothing at the end waits for a write cursor; padding is invalid.
+  assert arrays.add_count == arrays.capacity == 6
+  np.testing.assert_array_equal(arrays.invalid_range, [0, 3])
 
 
-def test_missing_step_feature_is_named(tmp_path):
-  episode = _hand_made_episode(10, 2, terminal=False)
-  del episode['is_terminal']
-  _write_rlds(str(tmp_path / 'ds'), [episode], {
-      'observation': tfds.features.Tensor(shape=FRAME, dtype=np.uint8),
-      'action': np.int64, 'reward': np.float32, 'is_first': np.bool_,
-      'is_last': np.bool_})
-  with pytest.raises(ValueError, match=r"\['is_terminal'\]"):
-    rlds_io.read_rlds_as_replay_arrays(str(tmp_path / 'ds'), 'checkpoint_00')
+@pytest.mark.parametrize('broken, match', [
+    ('is_terminal', r"\['is_terminal'\]"),
+    ('is_first', 'step 3 .* breaks the episode structure'),
+])
+def test_malformed_steps_are_named(tmp_path, broken, match):
+  episodes = [_hand_made_episode(10, 3, terminal=False),
+              _hand_made_episode(20, 2, terminal=False)]
+  features = {'observation': tfds.features.Tensor(shape=FRAME,
+                                                  dtype=np.uint8),
+              'action': np.int64, 'reward': np.float32, 'is_first': np.bool_,
+              'is_last': np.bool_, 'is_terminal': np.bool_}
+  if broken == 'is_terminal':
+    for episode in episodes:
+      del episode['is_terminal']
+    del features['is_terminal']
+  else:
+    episodes[1]['is_first'][:] = False
+  _write_rlds(str(tmp_path / 'ds'), episodes, features)
+  with pytest.raises(ReplayDataError, match=match):
+    rlu.open_store(str(tmp_path / 'ds'), DataSelection())
+  assert not any('ckpt_0' in dirs for _, dirs, _ in os.walk(
+      os.environ['BATCH_RL_CACHE']))  # Nothing that looks converted.
 
 
 def test_export_refuses_to_write_into_the_replay_dir(exported):
@@ -279,13 +277,9 @@ def test_export_with_a_larger_stack_size_names_the_padding(exported, tmp_path):
 
 
 def test_continuous_replay_round_trips_through_rlds(tmp_path):
-  """Float observations and actions, checkpoints filled exactly to capacity
-  (as the MuJoCo logger writes them): every transition survives export but
-  the newest, which the re-imported buffer leaves invalid as Dopamine leaves
-  the slot before its write cursor (its `invalid_range`)."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from batch_rl.data import replay_dataset  # pylint: disable=g-import-not-at-top
-  from batch_rl.data import transitions  # pylint: disable=g-import-not-at-top
+  """Float observations and actions, a checkpoint filled exactly to
+  capacity (as the MuJoCo logger writes them): every transition survives
+  export and import, the newest (terminal) one included."""
   rng = np.random.default_rng(0)
   terminal = np.zeros(50, np.uint8)
   terminal[[9, 29, 49]] = 1
@@ -298,19 +292,6 @@ def test_continuous_replay_round_trips_through_rlds(tmp_path):
   path = rlds_io.export_to_rlds(str(tmp_path / 'replay'),
                                 str(tmp_path / 'rlds'), stack_size=1,
                                 progress=False)
-
-  def rows(replay_dir, skip=()):
-    replay = replay_dataset.open_replay(replay_dir, 1, 1, 0.99)
-    store, indices = replay.store, replay.training_indices
-    indices = np.setdiff1d(indices, skip)
-    windows, local = store.window_reader(1, 1)(tf.constant(indices, tf.int64))
-    batch = transitions.transitions_from_windows(windows, local, 1, 1, 0.99)
-    # Dopamine leaves next_state undefined after a terminal: not compared.
-    return sorted(
-        tuple(batch[k][i].numpy().tobytes() for k in (
-            'state', 'action', 'reward', 'terminal')) +
-        ((batch['next_state'][i].numpy().tobytes()
-          if not batch['terminal'][i] else b''),)
-        for i in range(len(indices)))
-
-  assert rows(str(tmp_path / 'replay'), skip=[49]) == rows(path)
+  source = sampled_transitions(str(tmp_path / 'replay'), 1, 1, 0.99)
+  assert len(source) == 50
+  assert sampled_transitions(path, 1, 1, 0.99) == source

@@ -1,15 +1,20 @@
 """Command line for replay data.
 
   python -m batch_rl.data info REPLAY_DIR [--stack_size=4 --update_horizon=1]
+      [--verify] [--tfds_data_dir=DIR]    (REPLAY_DIR may be a TFDS name:
+      tfds:rlu_atari_checkpoints_ordered/Pong_run_1)
   python -m batch_rl.data convert REPLAY_DIR OUT_DIR [--checkpoints=0,1,...]
+      [--workers=N]
   python -m batch_rl.data export-rlds REPLAY_DIR OUT_DIR [--checkpoints=...]
       [--stack_size=4]
 
-info: JSON summary of a replay directory; convert: gz checkpoints ->
-memory-mapped files (bounded RAM); export-rlds: Dopamine replay -> RLDS.
+info: JSON summary of a replay directory; convert: gz checkpoints -> the
+compact random-access layout (bounded RAM); export-rlds: Dopamine replay ->
+RLDS.
 """
 
 import json
+import os
 
 from absl import flags
 
@@ -20,6 +25,14 @@ flags.DEFINE_integer('stack_size', 4, 'Frames per state (info, export-rlds).',
                      flag_values=FLAGS)
 flags.DEFINE_integer('update_horizon', 1, 'n of the n-step transitions '
                      'counted by info.', flag_values=FLAGS)
+flags.DEFINE_integer('workers', os.cpu_count() or 1, 'convert: checkpoints '
+                     'converted at once, one process each (each holds under '
+                     '1 GiB).', lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_bool('verify', False, 'info: first read every byte of a gz '
+                  "directory's arrays (gzip CRC and length, finite values), "
+                  'with a progress bar.', flag_values=FLAGS)
+flags.DEFINE_string('tfds_data_dir', None, "info: TFDS's data directory for "
+                    'a tfds: name (default: TFDS\'s own).', flag_values=FLAGS)
 flags.DEFINE_list('checkpoints', None, 'Checkpoint suffixes, e.g. 0,3 '
                   '(convert, export-rlds; default: all).', flag_values=FLAGS)
 
@@ -36,14 +49,17 @@ def _checkpoints():
 
 def _info(replay_dir):
   from batch_rl.data import summary  # pylint: disable=g-import-not-at-top
+  if FLAGS.verify:
+    summary.verify(replay_dir)
   print(json.dumps(
-      summary.summarize(replay_dir, FLAGS.stack_size, FLAGS.update_horizon),
-      indent=2))
+      summary.summarize(replay_dir, FLAGS.stack_size, FLAGS.update_horizon,
+                        FLAGS.tfds_data_dir), indent=2))
 
 
 def _convert(replay_dir, out_dir):
   from batch_rl.data import converted  # pylint: disable=g-import-not-at-top
-  done = converted.convert(replay_dir, out_dir, _checkpoints())
+  done = converted.convert(replay_dir, out_dir, _checkpoints(),
+                           workers=FLAGS.workers)
   print(f'converted checkpoints {done} into {out_dir}')
 
 

@@ -67,7 +67,7 @@ def _check_padding(arrays: ReplayArrays, slots: np.ndarray, stack_size: int,
                    source: str) -> None:
   if not len(slots):
     return
-  if any(np.asarray(getattr(arrays, name))[slots].any()
+  if any(np.asarray(getattr(arrays, name)[slots]).any()
          for name in dopamine_replay.STORE_ELEMENTS):
     raise ReplayDataError(
         f'{source}: slots {slots.tolist()} should be the zero padding that '

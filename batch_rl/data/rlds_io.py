@@ -25,11 +25,12 @@ end with is_last=True, is_terminal=False on their last stored slot, whose
 action and reward are kept. The oldest episode of a wrapped (full) buffer may
 have lost its start to the write cursor, so it is never exported.
 
-`read_rlds_as_replay_arrays` inverts this mapping for any dataset laid out
-like rlu_atari and rebuilds Dopamine's circular buffer, padding included.
+Reading (`step_chunks`, `SlotMapper`; rlu.py names datasets and converts
+them) streams any dataset laid out like rlu_atari, episode chunk by chunk,
+into Dopamine's slot layout such that the valid transitions are exactly the
+episodes' own.
 """
 
-import collections
 import dataclasses
 import io
 import os
@@ -206,25 +207,16 @@ def export_to_rlds(replay_dir: str, out_dir: str,
   return path
 
 
-def dopamine_invalid_range(cursor: int, capacity: int, stack_size: int,
-                           update_horizon: int) -> np.ndarray:
-  """Dopamine's `invalid_range`: slots cursor-N .. cursor+K-1, modulo C."""
-  return (cursor - update_horizon +
-          np.arange(stack_size + update_horizon)) % capacity
+# ---- Reading: RLDS steps, streamed into Dopamine's slot order. ----
+
+REQUIRED_STEP_FEATURES = ('observation', 'action', 'reward', 'is_first',
+                          'is_last', 'is_terminal')
+# Steps per chunk read: ~14 MB of decoded 84x84 frames.
+READ_CHUNK_STEPS = 2048
 
 
-def _open_builder(builder_dir_or_name: str, data_dir: Optional[str]):
-  if os.path.isdir(builder_dir_or_name):
-    return tfds.builder_from_directory(builder_dir_or_name)
-  return tfds.builder(builder_dir_or_name, data_dir=data_dir)
-
-
-def _check_rlds_layout(builder, split: str, source: str) -> None:
-  splits = builder.info.splits
-  if split not in splits:
-    raise ReplayDataError(
-        f'{source}: no split {split!r}; the dataset has splits '
-        f'{sorted(splits)}.')
+def check_rlds_layout(builder, source: str) -> None:
+  """Raises ReplayDataError unless episodes hold `steps` like rlu_atari's."""
   features = builder.info.features
   if 'steps' not in features or not isinstance(features['steps'],
                                                tfds.features.Dataset):
@@ -240,124 +232,169 @@ def _check_rlds_layout(builder, split: str, source: str) -> None:
         f'out like rlu_atari have {list(REQUIRED_STEP_FEATURES)}.')
 
 
-def _step_batches(builder, split: str) -> Iterator[dict]:
-  episodes = builder.as_dataset(split=split, shuffle_files=False)
-  steps = episodes.flat_map(lambda episode: episode['steps']).map(
-      lambda step: {name: step[name] for name in REQUIRED_STEP_FEATURES})
-  return iter(tfds.as_numpy(steps.batch(_READ_BATCH_STEPS)))
+def step_chunks(builder, split: str, observations: bool = True,
+                episode_features: Sequence[str] = (),
+                chunk_steps: int = READ_CHUNK_STEPS) -> Iterator[dict]:
+  """The split's steps in play order, as dicts of numpy arrays [T, ...].
+
+  A chunk holds up to `chunk_steps` consecutive steps of one episode, so
+  memory is bounded whatever the episode or split length. Episodes are read
+  undecoded (one tensor per step feature, not TFDS's per-step nested
+  dataset, which costs ~100 us a step) and frames are decoded chunk by chunk
+  in parallel with the feature's own decoder; (H, W, 1) frames are squeezed
+  to Dopamine's (H, W). `observations=False` never decodes frames. Each step
+  also carries the `episode_features` of its episode (e.g. checkpoint_id).
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  observation = builder.info.features['steps']['observation']
+  names = [n for n in REQUIRED_STEP_FEATURES
+           if observations or n != 'observation']
+  episodes = builder.as_dataset(split=split, shuffle_files=False,
+                                decoders={'steps': tfds.decode.SkipDecoding()})
+
+  def chunks_of(episode):
+    steps = {n: episode['steps'][n] for n in names}
+    length = tf.shape(steps['action'], out_type=tf.int64)[0]
+
+    def chunk(begin):
+      end = tf.minimum(begin + chunk_steps, length)
+      return {**{n: value[begin:end] for n, value in steps.items()},
+              **{n: tf.fill([end - begin], episode[n])
+                 for n in episode_features}}
+
+    return tf.data.Dataset.range(0, length, chunk_steps).map(chunk)
+
+  squeeze = observation.shape[-1:] == (1,) and len(observation.shape) == 3
+
+  def decode(chunk):
+    frames = observation.decode_batch_example(chunk['observation'])
+    return {**chunk, 'observation': frames[..., 0] if squeeze else frames}
+
+  chunks = episodes.flat_map(chunks_of)
+  if observations:
+    chunks = chunks.map(decode, num_parallel_calls=tf.data.AUTOTUNE,
+                        deterministic=True)
+  return iter(tfds.as_numpy(chunks.prefetch(2)))
 
 
 @dataclasses.dataclass(frozen=True)
-class _SlotLayout:
-  """Where each RLDS step of a split lands among Dopamine's added slots."""
-  slot: np.ndarray      # Add number of the step's slot; -1: not a slot.
-  terminal: np.ndarray  # The step's slot has terminal=1.
-  end: np.ndarray       # The step's slot ends an episode.
-  num_slots: int        # Slots added, padding included.
+class SlotLayoutMetadata:
+  """What a checkpoint's slots need besides the slot arrays (see SlotMapper)."""
+  add_count: int
+  invalid_range: np.ndarray        # Every padding slot.
+  episode_end_indices: np.ndarray  # The last slot of every episode.
 
 
-def _slot_layout(is_first: np.ndarray, is_last: np.ndarray,
-                 is_terminal: np.ndarray, stack_size: int,
-                 source: str) -> _SlotLayout:
-  """Dopamine's add order for a split's steps, padding inserted."""
-  misplaced = np.flatnonzero(is_first != np.concatenate([[True], is_last[:-1]]))
-  if len(misplaced) or not is_last[-1]:
-    step = misplaced[0] if len(misplaced) else len(is_last) - 1
-    raise ReplayDataError(
-        f'{source}: step {step} (counting all steps of the split) breaks the '
-        'episode structure: is_first must mark exactly the step after each '
-        'is_last step.')
-  if (is_terminal & ~is_last).any():
-    raise ReplayDataError(
-        f'{source}: step {np.flatnonzero(is_terminal & ~is_last)[0]} has '
-        'is_terminal without is_last.')
-  # A terminal episode's last step only holds the terminal observation.
-  observation_only = is_last & is_terminal
-  starts = is_first & ~observation_only  # An episode with a transition.
-  added = np.cumsum((stack_size - 1) * starts + ~observation_only)
-  terminal = np.zeros_like(is_first)
-  terminal[:-1] = observation_only[1:] & ~is_first[1:]
-  return _SlotLayout(
-      slot=np.where(observation_only, -1, added - 1),
-      terminal=terminal,
-      end=terminal | (is_last & ~observation_only),
-      num_slots=int(added[-1]))
+class SlotMapper:
+  """Streams one checkpoint's RLDS steps into Dopamine's slot layout.
 
+  Every episode gets stack_size - 1 zero padding slots, then one slot
+  (o_t, a_t, r_t, terminal_t) per step. A step with is_terminal only holds
+  the terminal observation (RLDS): it gets no slot and sets terminal on the
+  slot before it. Every episode's last slot is in `episode_end_indices`, so
+  an episode cut without a terminal (is_last only) ends n-step windows, as
+  Dopamine's `episode_end`; its last step is no transition (no next frame).
 
-def read_rlds_as_replay_arrays(builder_dir_or_name: str, split: str,
-                               stack_size: int = 4,
-                               data_dir: Optional[str] = None,
-                               update_horizon: int = 1,
-                               capacity: Optional[int] = None) -> ReplayArrays:
-  """One split of an rlu_atari-like RLDS dataset as a Dopamine buffer.
+  The buffer is laid out full (add_count = capacity = slots), so nothing is
+  lost at its end, and `invalid_range` lists every padding slot, so no
+  transition's state ends in padding: with `transitions.valid_mask` the
+  valid transitions are exactly the episodes' own (for update_horizon <=
+  stack_size; Dopamine's rule that an episode cut within an n-step window
+  invalidates it, terminal or not, can drop the transitions before an even
+  shorter cut episode).
 
-  Replays the split's steps into a circular buffer as Dopamine's `add` would:
-  stack_size - 1 zero padding slots before each episode, terminal=1 on the
-  slot before a terminal step (which only holds the terminal observation),
-  `episode_end_indices` on every episode's last slot (an is_last step without
-  is_terminal is a cut, as Dopamine's `episode_end`), `add_count` the slots
-  added and `invalid_range` as Dopamine computes it for `update_horizon`.
-  `capacity` defaults to one slot more than added, so the buffer is not full
-  and its valid transitions are the split's for any update horizon; a smaller
-  capacity keeps the newest slots, as a wrapped buffer. (H, W, 1) frames are
-  squeezed to Dopamine's (H, W); integer actions become int32.
-
-  Args:
-    builder_dir_or_name: a dataset directory (`tfds.builder_from_directory`)
-      or a TFDS name with its config and version (`tfds.builder`).
-    split: e.g. 'checkpoint_00'.
-    stack_size, update_horizon: as in Dopamine.
-    data_dir: TFDS data directory, for a dataset name.
-    capacity: replay capacity.
+  `add(chunk)` takes consecutive steps (dicts of arrays, `observation`
+  optional) and hands finished slots to `sink.append(observation, action,
+  reward, terminal)` (observation None without frames); the newest slot is
+  held back until the next step says whether it is terminal. `close()`
+  flushes it and returns the SlotLayoutMetadata.
   """
-  builder = _open_builder(builder_dir_or_name, data_dir)
-  source = f'RLDS dataset {builder_dir_or_name}'
-  _check_rlds_layout(builder, split, source)
-  source = f'{source}, split {split}'
-  batches = collections.deque(_step_batches(builder, split))
-  if not batches:
-    raise ReplayDataError(f'{source}: the split holds no episode.')
-  layout = _slot_layout(
-      *(np.concatenate([batch[name] for batch in batches])
-        for name in ('is_first', 'is_last', 'is_terminal')),
-      stack_size, source)
-  if capacity is None:
-    capacity = layout.num_slots + 1
-  if capacity < stack_size + update_horizon:
-    raise ReplayDataError(
-        f'{source}: capacity {capacity} is below stack_size + update_horizon '
-        f'= {stack_size + update_horizon}, the least Dopamine accepts.')
 
-  first = batches[0]
-  frame_shape = first['observation'].shape[1:]
-  if len(frame_shape) == 3 and frame_shape[-1] == 1:
-    frame_shape = frame_shape[:-1]
-  action = first['action']
-  arrays = ReplayArrays(
-      observation=np.zeros((capacity,) + frame_shape,
-                           first['observation'].dtype),
-      action=np.zeros((capacity,) + action.shape[1:],
-                      np.int32 if action.dtype.kind in 'iu' else np.float32),
-      reward=np.zeros(capacity, np.float32),
-      terminal=np.zeros(capacity, np.uint8),
-      add_count=layout.num_slots,
-      invalid_range=dopamine_invalid_range(layout.num_slots % capacity,
-                                           capacity, stack_size,
-                                           update_horizon))
-  oldest_kept = layout.num_slots - capacity  # Older slots were overwritten.
-  step = 0
-  while batches:  # Frees each batch once it is copied.
-    batch = batches.popleft()
-    added = layout.slot[step:step + len(batch['action'])]
-    kept = added >= max(oldest_kept, 0)
-    slots = added[kept] % capacity
-    arrays.observation[slots] = batch['observation'][kept].reshape(
-        (-1,) + frame_shape)
-    arrays.action[slots] = batch['action'][kept]
-    arrays.reward[slots] = batch['reward'][kept]
-    arrays.terminal[slots] = layout.terminal[step:step + len(added)][kept]
-    step += len(added)
-  ends = layout.slot[layout.end]
-  arrays.episode_end_indices = np.sort(ends[ends >= oldest_kept] % capacity)
-  arrays.validate(source)
-  return arrays
+  def __init__(self, stack_size: int, sink, source: str):
+    self._padding = stack_size - 1
+    self._sink = sink
+    self._source = source
+    self._pending = None  # The newest slot: dict of arrays of length 1.
+    self._added = 0       # Slots emitted, the pending one included.
+    self._steps = 0
+    self._after_last = True  # The previous step ended an episode.
+    self._padding_slots = []
+    self._episode_ends = []
+
+  def add(self, steps: dict) -> None:
+    first, last, terminal = (np.asarray(steps[n], bool) for n in (
+        'is_first', 'is_last', 'is_terminal'))
+    previous_last = np.concatenate([[self._after_last], last[:-1]])
+    misplaced = np.flatnonzero(first != previous_last)
+    if len(misplaced):
+      raise ReplayDataError(
+          f'{self._source}: step {self._steps + misplaced[0]} (counting all '
+          'steps of the checkpoint) breaks the episode structure: is_first '
+          'must mark exactly the step after each is_last step.')
+    if (terminal & ~last).any():
+      raise ReplayDataError(
+          f'{self._source}: step '
+          f'{self._steps + np.flatnonzero(terminal & ~last)[0]} has '
+          'is_terminal without is_last.')
+    observation_only = last & terminal
+    real = ~observation_only
+    counts = self._padding * (first & real) + real
+    ends_after = np.cumsum(counts)  # Slots emitted by steps <= t, this chunk.
+    emitted = int(ends_after[-1])
+    # Chunk positions relative to the new slots; -1 is the pending slot.
+    real_positions = ends_after[real] - 1
+    padding_positions = ((ends_after[first & real] - 1)[:, None] -
+                         np.arange(self._padding, 0, -1)[None, :]).ravel()
+    terminal_positions = ends_after[observation_only & ~first] - 1
+    end_positions = np.concatenate([terminal_positions,
+                                    ends_after[last & real] - 1])
+    self._padding_slots.append(self._added + padding_positions)
+    self._episode_ends.append(self._added + end_positions)
+
+    held = 0 if self._pending is None else 1
+    slots = {
+        'action': np.zeros((held + emitted,) + np.shape(steps['action'])[1:],
+                           self._action_dtype(steps['action'])),
+        'reward': np.zeros(held + emitted, np.float32),
+        'terminal': np.zeros(held + emitted, np.uint8),
+    }
+    if 'observation' in steps:
+      frames = np.asarray(steps['observation'])
+      slots['observation'] = np.zeros((held + emitted,) + frames.shape[1:],
+                                      frames.dtype)
+      slots['observation'][held + real_positions] = frames[real]
+    slots['action'][held + real_positions] = np.asarray(steps['action'])[real]
+    slots['reward'][held + real_positions] = np.asarray(steps['reward'])[real]
+    if held:
+      for name, value in self._pending.items():
+        slots[name][:1] = value
+    slots['terminal'][held + terminal_positions] = 1
+    if held + emitted:
+      self._emit({name: value[:-1] for name, value in slots.items()})
+      self._pending = {name: value[-1:] for name, value in slots.items()}
+    self._added += emitted
+    self._steps += len(first)
+    self._after_last = bool(last[-1])
+
+  @staticmethod
+  def _action_dtype(action) -> np.dtype:
+    return np.int32 if np.asarray(action).dtype.kind in 'iub' else np.float32
+
+  def _emit(self, slots: dict) -> None:
+    if len(slots['terminal']):
+      self._sink.append(slots.get('observation'), slots['action'],
+                        slots['reward'], slots['terminal'])
+
+  def close(self) -> SlotLayoutMetadata:
+    if not self._after_last:
+      raise ReplayDataError(f'{self._source}: the last episode has no '
+                            'is_last step (the data ends mid-episode).')
+    if self._pending is None:
+      raise ReplayDataError(f'{self._source}: no step that is a transition '
+                            '(no episode, or only terminal observations).')
+    self._emit(self._pending)
+    return SlotLayoutMetadata(
+        add_count=self._added,
+        invalid_range=np.concatenate(self._padding_slots).astype(np.int64),
+        episode_end_indices=np.sort(np.concatenate(
+            self._episode_ends)).astype(np.int64))

@@ -1,14 +1,19 @@
 """What is in a replay directory: the `info` command's JSON summary."""
 
 import os
+from typing import Optional
 
 import numpy as np
+import tqdm
 
 from batch_rl.data import converted
 from batch_rl.data import dopamine_replay
+from batch_rl.data import rlu
 from batch_rl.data import transitions
+from batch_rl.data import validation
 from batch_rl.data.dopamine_replay import ReplayArrays
 from batch_rl.data.episodes import episode_returns
+from batch_rl.data.errors import ReplayDataError
 from batch_rl.data.selection import DataSelection
 
 
@@ -37,25 +42,34 @@ def _return_stats(returns: np.ndarray) -> dict:
 
 
 def summarize(replay_dir: str, stack_size: int = 4,
-              update_horizon: int = 1) -> dict:
+              update_horizon: int = 1,
+              tfds_data_dir: Optional[str] = None) -> dict:
   """JSON-ready summary of every checkpoint in `replay_dir` (never writes).
 
-  Checkpoints are named by their suffix ('3') in both layouts, so the
+  Checkpoints are named by their suffix ('3') in every layout, so the
   summaries of a gz directory and of its conversion compare key by key.
+  `tfds_data_dir`: the TFDS data directory of a `tfds:` name.
   """
   per_checkpoint = {}
-  if converted.is_converted(replay_dir):
+  if rlu.is_tfds_dataset(replay_dir):
+    layout = 'tfds'
+    items = [(str(checkpoint), *rest) for checkpoint, *rest in
+             rlu.summary_checkpoints(replay_dir, stack_size,
+                                     rlu.TFDSReplayOptions(tfds_data_dir))]
+  elif converted.is_converted(replay_dir):
+    layout = 'compact'
     store = converted.open_store(replay_dir, DataSelection())
     items = [(str(converted.checkpoint_suffix(name)), a,
               a.observation.shape[1:], a.observation.dtype)
              for name, a in zip(store.names, store.checkpoints)]
   else:
+    layout = 'dopamine_gz'
     items = []
     for suffix in dopamine_replay.list_checkpoints(replay_dir):
-      shape, dtype = dopamine_replay.read_array_header(
-          dopamine_replay.checkpoint_filename(
-              replay_dir, dopamine_replay.STORE_PREFIX + 'observation',
-              suffix))
+      observation_file = dopamine_replay.checkpoint_filename(
+          replay_dir, dopamine_replay.STORE_PREFIX + 'observation', suffix)
+      dopamine_replay.check_gzip_size(observation_file)
+      shape, dtype = dopamine_replay.read_array_header(observation_file)
       small = {
           name: dopamine_replay.read_array(
               dopamine_replay.checkpoint_filename(
@@ -69,8 +83,14 @@ def summarize(replay_dir: str, stack_size: int = 4,
           observation=frames,
           **small, **dopamine_replay.read_small_elements(replay_dir, suffix))
       arrays.validate(dopamine_replay.checkpoint_filename(
-          replay_dir, dopamine_replay.STORE_PREFIX + '*', suffix))
+          replay_dir, dopamine_replay.STORE_PREFIX + '*', suffix),
+                      check_frames=False)
       items.append((str(suffix), arrays, shape[1:], dtype))
+  validation.check_same_specs(
+      (f'{replay_dir} checkpoint {suffix}', name,
+       np.shape(getattr(arrays, name))[1:], getattr(arrays, name).dtype)
+      for suffix, arrays, _, _ in items
+      for name in dopamine_replay.STORE_ELEMENTS)
   all_returns = []
   for suffix, arrays, frame_shape, frame_dtype in items:
     summary = _checkpoint_summary(arrays, frame_shape, frame_dtype,
@@ -82,9 +102,9 @@ def summarize(replay_dir: str, stack_size: int = 4,
   returns = np.concatenate(all_returns)
   first = next(iter(per_checkpoint.values()))
   return {
-      'replay_dir': os.path.abspath(replay_dir),
-      'layout': ('memmap' if converted.is_converted(replay_dir)
-                 else 'dopamine_gz'),
+      'replay_dir': (replay_dir if replay_dir.startswith(rlu.TFDS_PREFIX)
+                     else os.path.abspath(replay_dir)),
+      'layout': layout,
       'checkpoints': list(per_checkpoint),
       'num_checkpoints': len(items),
       'stored_slots': sum(c['stored_slots'] for c in per_checkpoint.values()),
@@ -98,3 +118,45 @@ def summarize(replay_dir: str, stack_size: int = 4,
       'update_horizon': update_horizon,
       'per_checkpoint': per_checkpoint,
   }
+
+
+def verify(replay_dir: str, progress: bool = True) -> int:
+  """Reads every byte of a gz replay directory's arrays; returns the bytes.
+
+  gzip checks each file's CRC and length at its end; the stored slots of
+  float arrays are checked for nan and inf chunk by chunk, so RAM stays at
+  one chunk however large the frames. Raises ReplayDataError naming the
+  first bad file, element and value.
+  """
+  suffixes = dopamine_replay.list_checkpoints(replay_dir)
+  paths = {(suffix, name): dopamine_replay.checkpoint_filename(
+      replay_dir, dopamine_replay.STORE_PREFIX + name, suffix)
+           for suffix in suffixes for name in dopamine_replay.STORE_ELEMENTS}
+  total = sum(map(dopamine_replay.uncompressed_size_hint, paths.values()))
+  with tqdm.tqdm(total=total, unit='B', unit_scale=True, desc='verify',
+                 disable=not progress) as bar:
+    for suffix in suffixes:
+      add_count = dopamine_replay.read_small_elements(
+          replay_dir, suffix)['add_count']
+      for name in dopamine_replay.STORE_ELEMENTS:
+        path = paths[suffix, name]
+        dopamine_replay.stream_array(
+            path, lambda chunk, offset, shape, path=path: _check_chunk(
+                path, chunk, offset, shape, add_count, bar))
+  return total
+
+
+def _check_chunk(path: str, chunk: np.ndarray, offset: int, shape,
+                 add_count: int, bar) -> None:
+  """Finite values in the chunk's part of the stored slots, if floats."""
+  bar.update(chunk.nbytes)
+  if chunk.dtype.kind != 'f':
+    return
+  per_slot = int(np.prod(shape[1:], dtype=np.int64))
+  stored_end = min(add_count, shape[0]) * per_slot - offset
+  bad = validation.first_index(~np.isfinite(chunk[:max(0, stored_end)]))
+  if bad is not None:
+    index = np.unravel_index(offset + int(bad[0]), shape)
+    raise ReplayDataError(
+        f'{path}: [{", ".join(map(str, index))}] = {chunk[bad]!r}: values '
+        'must be finite.')
