@@ -103,7 +103,7 @@ def test_shared_runner_trains_evaluates_and_resumes_a_continuous_agent(
   assert [r['gradient_steps'] for r in rows] == [10]
   resumed = runner(2)
   assert resumed.start_iteration == 1
-  assert resumed.agent.training_steps == 10
+  assert resumed.agent.gradient_steps == 10
   rows = resumed.run_experiment()
   assert [r['iteration'] for r in rows] == [0, 1]
   assert all(np.isfinite(r['train_loss']) and r['eval_episodes'] == 1
