@@ -108,19 +108,20 @@ def resolve_agent_name(flag_name: Optional[str],
     gin_name: `bound_agent_name()`, or None.
 
   Raises:
-    ValueError: they disagree, neither is given, or the name is unknown.
+    ValueError: a name is unknown, they disagree, or neither is given.
   """
+  for name in (flag_name, gin_name):
+    if name:
+      _entry(name)
   if flag_name and gin_name and flag_name != gin_name:
     raise ValueError(
         f"--agent_name={flag_name} disagrees with the gin binding "
         f"create_agent.agent_name = '{gin_name}'; drop one or make them "
         'agree.')
-  name = flag_name or gin_name
-  if not name:
+  if not (flag_name or gin_name):
     raise ValueError('no agent: pass --agent_name or bind '
                      'create_agent.agent_name in a gin file.')
-  _entry(name)
-  return name
+  return flag_name or gin_name
 
 
 @gin.configurable
