@@ -54,7 +54,7 @@ def _handle(signum, unused_frame):
     return
   # Start-up or shutdown: nothing half-written to protect, stop now.
   sys.stdout.flush()
-  print(f'stopped by {signal.Signals(signum).name} before training started',
+  print(f'stopped by {signal.Signals(signum).name} during start-up',
         file=sys.stderr, flush=True)
   os._exit(128 + signum)  # pylint: disable=protected-access
 

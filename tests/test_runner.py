@@ -187,7 +187,7 @@ def test_sigint_during_start_up_stops_the_process(cartpole_replay, tmp_path):
   output = started.communicate(timeout=60)[0]
   assert started.returncode == 128 + signal.SIGINT, output
   assert output.strip().splitlines()[-1] == (
-      'stopped by SIGINT before training started'), output
+      'stopped by SIGINT during start-up'), output
   assert 'Traceback' not in output
 
 

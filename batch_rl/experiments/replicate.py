@@ -166,7 +166,7 @@ class Run:
     seed: the run's seed (offline runs train on that seed's logged replay).
     name: its directory relative to --out, e.g. 'logging/breakout/seed_0'.
     base_dir: its run directory.
-    agent_label: the agent's directory name (see OfflineAgent.label).
+    label: the agent's directory name (see OfflineAgent.label).
     command: the command line that runs (or resumes) it.
     num_iterations: the iterations of a finished run.
     estimated_s: its expected duration when started from scratch.
@@ -177,7 +177,7 @@ class Run:
   seed: int
   name: str
   base_dir: str
-  agent_label: str
+  label: str
   command: tuple[str, ...]
   num_iterations: int
   estimated_s: float
