@@ -182,7 +182,7 @@ def test_sigterm_stops_at_a_train_call_and_the_rerun_resumes(
 def test_sigint_during_start_up_stops_the_process(cartpole_replay, tmp_path):
   started = _train(cartpole_replay, str(tmp_path / 'run'),
                    'Runner.num_iterations=1')
-  time.sleep(1.5)  # Importing TensorFlow, before any training.
+  time.sleep(3)  # Importing TensorFlow, before any training.
   started.send_signal(signal.SIGINT)
   output = started.communicate(timeout=60)[0]
   assert started.returncode == 128 + signal.SIGINT, output
