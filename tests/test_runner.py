@@ -221,6 +221,67 @@ print('replicas', runner.agent._strategy.num_replicas_in_sync,
 '''
 
 
+MIRRORED_STEPS_SCRIPT = '''
+import functools
+import gin
+import numpy as np
+import tensorflow as tf
+cpu = tf.config.list_physical_devices('CPU')[0]
+tf.config.set_logical_device_configuration(
+    cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from batch_rl.agents import networks, optimizers, registry
+gin.bind_parameter('QHeadsNetwork.torso', networks.MLPTorso)
+gin.bind_parameter('MLPTorso.hidden_units', (16,))
+
+def make(strategy):
+  return registry.create_agent(
+      'dqn', 3, (4,), np.float32, 1, seed=3, strategy=strategy,
+      target_update_period=2, optimizer_fn=functools.partial(
+          optimizers.adam_optimizer, learning_rate=1e-2, epsilon=1e-4))
+
+single = make(None)
+mirrored = make(tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1']))
+for network in ('online_network', 'target_network'):
+  getattr(mirrored, network).set_weights(
+      getattr(single, network).get_weights())
+rng = np.random.default_rng(0)
+stacks = {  # 3 stacks of 2 batches of 8 transitions.
+    'state': rng.normal(size=(3, 2, 8, 4, 1)).astype(np.float32),
+    'next_state': rng.normal(size=(3, 2, 8, 4, 1)).astype(np.float32),
+    'action': rng.integers(0, 3, (3, 2, 8)).astype(np.int32),
+    'reward': rng.normal(size=(3, 2, 8)).astype(np.float32),
+    'terminal': rng.integers(0, 2, (3, 2, 8)).astype(np.uint8),
+}
+def steps(agent):
+  dataset = tf.data.Dataset.from_tensor_slices(stacks)
+  return float(agent.train_steps(iter(dataset), 5)['loss'])
+np.testing.assert_allclose(steps(mirrored), steps(single), rtol=1e-5)
+for x, y in zip(mirrored.online_network.get_weights(),
+                single.online_network.get_weights()):
+  np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
+# Each replica reads half of each batch (not the whole batch twice).
+from batch_rl.agents import train_loop
+strategy = mirrored._strategy
+def sizes(batch):
+  per_replica = strategy.run(lambda b: tf.shape(b['reward'])[0], args=(batch,))
+  return {'rows': strategy.reduce('SUM', per_replica, axis=None),
+          'replicas': len(strategy.experimental_local_results(per_replica))}
+read = train_loop.make_train_steps(sizes, strategy)(
+    iter(tf.data.Dataset.from_tensor_slices(stacks)), tf.constant(1))
+assert int(read['rows']) == 8 and read['replicas'] == 2, read
+print('mirrored train_steps OK')
+'''
+
+
+def test_mirrored_train_steps_split_each_batch_over_the_replicas():
+  """The one-branch train loop gives each replica half of every batch:
+  the same steps as on one device."""
+  result = subprocess.run([sys.executable, '-c', MIRRORED_STEPS_SCRIPT],
+                          cwd=REPO, capture_output=True, text=True,
+                          check=False, timeout=300)
+  assert 'mirrored train_steps OK' in result.stdout, result.stderr[-3000:]
+
+
 def test_mirrored_strategy_trains_on_two_replicas(cartpole_replay, tmp_path):
   result = subprocess.run(
       [sys.executable, '-c', MIRRORED_SCRIPT, cartpole_replay,
