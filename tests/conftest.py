@@ -39,3 +39,20 @@ def fill_dopamine_buffer(capacity, num_adds, stack_size=4, update_horizon=1,
 @pytest.fixture
 def dopamine_buffer_factory():
   return fill_dopamine_buffer
+
+
+# Start of the scripts of the two-replica tests (run in their own process:
+# logical devices are fixed at TensorFlow's start): two CPU replicas and
+# small Q-networks.
+TWO_CPU_REPLICAS_PREAMBLE = '''
+import functools
+import gin
+import numpy as np
+import tensorflow as tf
+cpu = tf.config.list_physical_devices('CPU')[0]
+tf.config.set_logical_device_configuration(
+    cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from batch_rl.agents import networks, optimizers, registry
+gin.bind_parameter('QHeadsNetwork.torso', networks.MLPTorso)
+gin.bind_parameter('MLPTorso.hidden_units', (16,))
+'''

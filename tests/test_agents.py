@@ -20,6 +20,7 @@ from batch_rl.agents import optimizers
 from batch_rl.agents import q_agent
 from batch_rl.agents import quantile_agent
 from batch_rl.agents import registry
+from conftest import TWO_CPU_REPLICAS_PREAMBLE
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -387,17 +388,7 @@ def test_agent_trains_learns_chain_q_values_and_acts_greedily(config):
 
 # ---- Distribution and XLA. ----
 
-MIRRORED_SCRIPT = textwrap.dedent("""
-    import functools
-    import gin
-    import numpy as np
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices('CPU')[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from batch_rl.agents import networks, optimizers, registry
-    gin.bind_parameter('QHeadsNetwork.torso', networks.MLPTorso)
-    gin.bind_parameter('MLPTorso.hidden_units', (16,))
+MIRRORED_SCRIPT = TWO_CPU_REPLICAS_PREAMBLE + textwrap.dedent("""
 
     def make(strategy):
       return registry.create_agent(

@@ -20,6 +20,7 @@ from batch_rl.environments import factory
 from batch_rl.run_directory import RunDirectory
 from batch_rl.runner import runner as runner_lib
 from batch_rl.runner import training
+from conftest import TWO_CPU_REPLICAS_PREAMBLE
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST_RUN = [
@@ -221,17 +222,7 @@ print('replicas', runner.agent._strategy.num_replicas_in_sync,
 '''
 
 
-MIRRORED_STEPS_SCRIPT = '''
-import functools
-import gin
-import numpy as np
-import tensorflow as tf
-cpu = tf.config.list_physical_devices('CPU')[0]
-tf.config.set_logical_device_configuration(
-    cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from batch_rl.agents import networks, optimizers, registry
-gin.bind_parameter('QHeadsNetwork.torso', networks.MLPTorso)
-gin.bind_parameter('MLPTorso.hidden_units', (16,))
+MIRRORED_STEPS_SCRIPT = TWO_CPU_REPLICAS_PREAMBLE + '''
 
 def make(strategy):
   return registry.create_agent(
