@@ -54,7 +54,7 @@ def _handle(signum, unused_frame):
     return
   # Start-up or shutdown: nothing half-written to protect, stop now.
   sys.stdout.flush()
-  print(f'stopped by {signal.Signals(signum).name} before training started',
+  print(f'stopped by {signal.Signals(signum).name} during start-up',
         file=sys.stderr, flush=True)
   os._exit(128 + signum)  # pylint: disable=protected-access
 
@@ -103,7 +103,8 @@ def call(main, argv) -> int:
   try:
     return main(argv) or 0
   except Stopped as stopped:
-    print(str(stopped), file=sys.stderr, flush=True)
+    # First line only: gin appends its call chain to errors raised inside.
+    print(str(stopped).strip().splitlines()[0], file=sys.stderr, flush=True)
     return 128 + stopped.signum
   except Exception as e:  # pylint: disable=broad-except
     if os.environ.get(TRACEBACK_ENV) or not is_user_error(e):

@@ -40,16 +40,19 @@ def load_gin_configs(gin_files, gin_bindings) -> None:
     ValueError: with a one-line message naming the bad file or binding.
   """
   search_paths = ('', GIN_DIR, os.path.dirname(GIN_DIR))
+  paths = []
   for name in gin_files:
-    if not any(os.path.isfile(os.path.join(path, name))
-               for path in search_paths):
+    found = [os.path.join(path, name) for path in search_paths
+             if os.path.isfile(os.path.join(path, name))]
+    if not found:
       raise ValueError(
           f'bad gin configuration: gin file {name} not found (looked in the '
           "current directory and the repository's gin/ and root).")
-  for path in search_paths[1:]:
+    paths.append(found[0])
+  for path in search_paths[1:]:  # For the files' own `include`s.
     gin.add_config_file_search_path(path)
   try:
-    gin.parse_config_files_and_bindings(list(gin_files), list(gin_bindings))
+    gin.parse_config_files_and_bindings(paths, list(gin_bindings))
   except (ValueError, OSError, SyntaxError) as e:
     message = str(e).strip().splitlines()[0]
     raise ValueError(f'bad gin configuration: {message}') from None

@@ -35,14 +35,17 @@ def log_data(agent_name, base_dir: str, gin_files=(), gin_bindings=()):
     Discrete agents: the metrics rows of every finished iteration;
     continuous agents: the return of every logged episode.
   """
-  # Imported here so `--help` answers without loading TensorFlow.
+  # Imported here so `--help` answers without loading TensorFlow; both
+  # loggers' configurables must exist before gin parses their bindings.
   from batch_rl import experiment  # pylint: disable=g-import-not-at-top
   from batch_rl import continuous  # pylint: disable=g-import-not-at-top
+  from batch_rl.baselines import logged_replay_buffer  # pylint: disable=g-import-not-at-top,unused-import
+  from batch_rl.baselines import online_agent  # pylint: disable=g-import-not-at-top,unused-import
+  from batch_rl.continuous import log_data as continuous_log  # pylint: disable=g-import-not-at-top
   experiment.register_all_agents()
   command_line.load_gin_configs(list(gin_files), list(gin_bindings))
   agent_name = experiment.resolve_agent_name(agent_name)
   if agent_name in continuous.CONTINUOUS_AGENTS:
-    from batch_rl.continuous import log_data as continuous_log  # pylint: disable=g-import-not-at-top
     return continuous_log.log_online_replay(base_dir, agent_name=agent_name)
   return experiment.create_online_runner(agent_name,
                                          base_dir).run_experiment()

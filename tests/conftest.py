@@ -99,3 +99,19 @@ def sampled_transitions(replay_dir, stack_size, update_horizon, gamma,
        b'' if t else n.tobytes(), int(t))
       for s, a, r, n, t in zip(*(batch[k] for k in (
           'state', 'action', 'reward', 'next_state', 'terminal'))))
+# Start of the scripts of the two-replica tests (run in their own process:
+# logical devices are fixed at TensorFlow's start): two CPU replicas and
+# small Q-networks.
+TWO_CPU_REPLICAS_PREAMBLE = '''
+import functools
+import gin
+import numpy as np
+import tensorflow as tf
+cpu = tf.config.list_physical_devices('CPU')[0]
+tf.config.set_logical_device_configuration(
+    cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from batch_rl.agents import networks, optimizers, registry
+from batch_rl.environments.environment_spec import EnvironmentSpec
+gin.bind_parameter('QHeadsNetwork.torso', networks.MLPTorso)
+gin.bind_parameter('MLPTorso.hidden_units', (16,))
+'''

@@ -21,6 +21,7 @@ from batch_rl.agents import optimizers
 from batch_rl.agents import quantile_agent
 from batch_rl.agents import registry
 from batch_rl.environments.environment_spec import EnvironmentSpec
+from conftest import TWO_CPU_REPLICAS_PREAMBLE
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -393,18 +394,7 @@ def test_agent_trains_learns_chain_q_values_and_acts_greedily(config):
 
 # ---- Distribution and XLA. ----
 
-MIRRORED_SCRIPT = textwrap.dedent("""
-    import functools
-    import gin
-    import numpy as np
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices('CPU')[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from batch_rl.agents import networks, optimizers, registry
-    from batch_rl.environments.environment_spec import EnvironmentSpec
-    gin.bind_parameter('QHeadsNetwork.torso', networks.MLPTorso)
-    gin.bind_parameter('MLPTorso.hidden_units', (16,))
+MIRRORED_SCRIPT = TWO_CPU_REPLICAS_PREAMBLE + textwrap.dedent("""
 
     def make(strategy):
       return registry.create_agent(

@@ -3,6 +3,11 @@
 import collections
 import csv
 import os
+import re
+import signal
+import subprocess
+import sys
+import time
 
 import gin
 import gymnasium as gym
@@ -342,6 +347,36 @@ def test_one_logging_command_runs_continuous_agents(tmp_path):
   assert len(returns) == 2
   replay_dir = RunDirectory(str(tmp_path)).replay_logs_path
   assert dopamine_replay.list_checkpoints(replay_dir) == [0, 1]
+
+
+def test_sigterm_stops_the_logger_with_every_played_step_logged(tmp_path):
+  base_dir = str(tmp_path / 'run')
+  replay_dir = RunDirectory(base_dir).replay_logs_path
+  logger = subprocess.Popen(
+      [sys.executable, '-m', 'batch_rl.log_data', f'--base_dir={base_dir}',
+       '--gin_files=gin/mujoco/ddpg.gin',
+       "--gin_bindings=log_online_replay.env_name='Pendulum-v1'",
+       '--gin_bindings=log_online_replay.num_steps=1000000',
+       '--gin_bindings=log_online_replay.random_steps=1000000',
+       '--gin_bindings=log_online_replay.replay_capacity=300'],
+      cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 240
+  while time.time() < deadline and not (
+      os.path.isdir(replay_dir) and dopamine_replay.list_checkpoints(
+          replay_dir)):
+    time.sleep(0.1)
+  logger.send_signal(signal.SIGTERM)
+  _, stderr = logger.communicate(timeout=120)
+  assert logger.returncode == 128 + signal.SIGTERM, stderr
+  match = re.fullmatch(r'stopped by SIGTERM after (\d+) of 1000000 steps; '
+                       r'the replay of those steps is in .*\.',
+                       stderr.strip().splitlines()[-1])
+  assert match, stderr
+  checkpoints = [dopamine_replay.read_arrays(replay_dir, s)
+                 for s in dopamine_replay.list_checkpoints(replay_dir)]
+  assert sum(sampleable_transitions(checkpoints).values()) == int(
+      match.group(1))
 
 
 def test_logger_refuses_offline_only_agents(tmp_path):

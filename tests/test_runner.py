@@ -20,6 +20,7 @@ from batch_rl.environments import factory
 from batch_rl.run_directory import RunDirectory
 from batch_rl.runner import runner as runner_lib
 from batch_rl.runner import training
+from conftest import TWO_CPU_REPLICAS_PREAMBLE
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST_RUN = [
@@ -182,12 +183,12 @@ def test_sigterm_stops_at_a_train_call_and_the_rerun_resumes(
 def test_sigint_during_start_up_stops_the_process(cartpole_replay, tmp_path):
   started = _train(cartpole_replay, str(tmp_path / 'run'),
                    'Runner.num_iterations=1')
-  time.sleep(1.5)  # Importing TensorFlow, before any training.
+  time.sleep(3)  # Importing TensorFlow, before any training.
   started.send_signal(signal.SIGINT)
   output = started.communicate(timeout=60)[0]
   assert started.returncode == 128 + signal.SIGINT, output
   assert output.strip().splitlines()[-1] == (
-      'stopped by SIGINT before training started'), output
+      'stopped by SIGINT during start-up'), output
   assert 'Traceback' not in output
 
 
@@ -219,6 +220,57 @@ rows = runner.run_experiment()
 print('replicas', runner.agent._strategy.num_replicas_in_sync,
       'gradient_steps', runner.agent.gradient_steps, 'rows', len(rows))
 '''
+
+
+MIRRORED_STEPS_SCRIPT = TWO_CPU_REPLICAS_PREAMBLE + '''
+
+def make(strategy):
+  return registry.create_agent(
+      'dqn', 3, (4,), np.float32, 1, seed=3, strategy=strategy,
+      target_update_period=2, optimizer_fn=functools.partial(
+          optimizers.adam_optimizer, learning_rate=1e-2, epsilon=1e-4))
+
+single = make(None)
+mirrored = make(tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1']))
+for network in ('online_network', 'target_network'):
+  getattr(mirrored, network).set_weights(
+      getattr(single, network).get_weights())
+rng = np.random.default_rng(0)
+stacks = {  # 3 stacks of 2 batches of 8 transitions.
+    'state': rng.normal(size=(3, 2, 8, 4, 1)).astype(np.float32),
+    'next_state': rng.normal(size=(3, 2, 8, 4, 1)).astype(np.float32),
+    'action': rng.integers(0, 3, (3, 2, 8)).astype(np.int32),
+    'reward': rng.normal(size=(3, 2, 8)).astype(np.float32),
+    'terminal': rng.integers(0, 2, (3, 2, 8)).astype(np.uint8),
+}
+def steps(agent):
+  dataset = tf.data.Dataset.from_tensor_slices(stacks)
+  return float(agent.train_steps(iter(dataset), 5)['loss'])
+np.testing.assert_allclose(steps(mirrored), steps(single), rtol=1e-5)
+for x, y in zip(mirrored.online_network.get_weights(),
+                single.online_network.get_weights()):
+  np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
+# Each replica reads half of each batch (not the whole batch twice).
+from batch_rl.agents import train_loop
+strategy = mirrored._strategy
+def sizes(batch):
+  per_replica = strategy.run(lambda b: tf.shape(b['reward'])[0], args=(batch,))
+  return {'rows': strategy.reduce('SUM', per_replica, axis=None),
+          'replicas': len(strategy.experimental_local_results(per_replica))}
+read = train_loop.make_train_steps(sizes, strategy)(
+    iter(tf.data.Dataset.from_tensor_slices(stacks)), tf.constant(1))
+assert int(read['rows']) == 8 and read['replicas'] == 2, read
+print('mirrored train_steps OK')
+'''
+
+
+def test_mirrored_train_steps_split_each_batch_over_the_replicas():
+  """The one-branch train loop gives each replica half of every batch:
+  the same steps as on one device."""
+  result = subprocess.run([sys.executable, '-c', MIRRORED_STEPS_SCRIPT],
+                          cwd=REPO, capture_output=True, text=True,
+                          check=False, timeout=300)
+  assert 'mirrored train_steps OK' in result.stdout, result.stderr[-3000:]
 
 
 def test_mirrored_strategy_trains_on_two_replicas(cartpole_replay, tmp_path):

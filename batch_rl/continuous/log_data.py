@@ -10,11 +10,13 @@ agent go to `<base_dir>/episode_returns.csv`. The command is
 
 import csv
 import os
+import signal
 
 from absl import logging
 import gin
 import numpy as np
 
+from batch_rl import cli
 from batch_rl.agents import registry
 from batch_rl.continuous.actor_critic import DDPGAgent
 from batch_rl.continuous.environments import make_continuous_environment
@@ -55,12 +57,15 @@ def log_online_replay(base_dir: str, env_name: str = 'Hopper-v5',
   os.makedirs(base_dir, exist_ok=True)
   train_start = max(random_steps, batch_size)
   returns = []
-  with open(os.path.join(base_dir, RETURNS_FILE), 'w', newline='') as f:
+  with open(os.path.join(base_dir, RETURNS_FILE), 'w', newline='') as f, \
+       cli.deferred_signals():
     log = csv.writer(f)
     log.writerow(['step', 'episode_return', 'episode_length'])
     observation, _ = env.reset(seed=seed)
     reward, episode_return, episode_length = 0.0, 0.0, 0
     for step in range(num_steps):
+      if cli.stop_requested() is not None:
+        break  # SIGINT/SIGTERM: log what was played, then stop.
       if step < random_steps:
         action = rng.uniform(-1.0, 1.0, spec.action_dim).astype(np.float32)
       elif episode_length == 0:
@@ -86,4 +91,9 @@ def log_online_replay(base_dir: str, env_name: str = 'Hopper-v5',
         observation = next_observation
   writer.truncate_episode(observation)
   writer.close()
+  signum = cli.stop_requested()
+  if signum is not None:
+    raise cli.Stopped(signum, f'stopped by {signal.Signals(signum).name} '
+                      f'after {step} of {num_steps} steps; the replay of '
+                      f'those steps is in {replay_dir}.')
   return returns

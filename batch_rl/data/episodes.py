@@ -82,7 +82,7 @@ def episode_returns(arrays: ReplayArrays) -> np.ndarray:
   Padding slots hold reward 0, so splitting with stack_size 1 (no padding
   check) gives every stack size's returns.
   """
-  reward = np.asarray(arrays.reward).astype(np.float64)
-  return np.array([reward[e.slots].sum()
+  reward = np.asarray(arrays.reward)
+  return np.array([reward[e.slots].astype(np.float64).sum()
                    for e in stored_episodes(arrays, 1, 'returns')
                    if e.complete], dtype=np.float64)

@@ -1,1 +1,1 @@
-"""Runner layer: the offline train/evaluate loop, checkpoints and logs."""
+"""Runner layer: iterations of training and evaluation, checkpoints, logs."""

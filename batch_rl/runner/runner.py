@@ -47,8 +47,8 @@ class Runner:
       agent: an agent with the interface of docs/DESIGN.md.
       environment: a gymnasium environment for evaluation.
       training: the training function, with `begin(runner)`,
-        `train(runner, iteration, bar) -> (train_loss, gradient_steps)` and
-        `finish(runner)` (see batch_rl.runner.training).
+        `train(runner, iteration, bar) -> (train_loss, gradient_steps,
+        summaries)` and `finish(runner)` (see batch_rl.runner.training).
       run_info: facts about the run written to run_info.json.
       selection: the DataSelection trained on (stored as data), if any.
       num_iterations: iterations in the whole run.
@@ -161,10 +161,10 @@ class Runner:
         'wall_time_s': round(time.time() - start, 3),
     }
     self.rows.append(row)
+    summaries.update((name, row[name]) for name in (
+        'eval_return_mean', 'eval_return_std', 'train_loss'))
     with self.summary_writer.as_default(step=iteration):
-      for name, value in {**summaries, **{
-          name: row[name] for name in ('eval_return_mean', 'eval_return_std',
-                                       'train_loss')}}.items():
+      for name, value in summaries.items():
         tf.summary.scalar(name, value)
     self.summary_writer.flush()
     self._checkpoint(iteration)
