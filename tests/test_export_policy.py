@@ -12,7 +12,7 @@ import pytest
 from batch_rl import command_line
 from batch_rl import experiment
 from batch_rl import export_policy
-from batch_rl.continuous import create_continuous_agent
+from batch_rl.agents import registry
 from batch_rl.continuous import make_continuous_environment
 from batch_rl.experiments import embedded_default
 from batch_rl.interop import saved_policy
@@ -62,10 +62,10 @@ def test_exported_dqn_run_reproduces_the_greedy_actions(tmp_path):
   experiment.register_all_agents()
   command_line.load_gin_configs(
       ['classic/dqn.gin', 'classic/offline_cartpole.gin'],
-      ['FixedReplayRunner.num_iterations = 2',
-       'FixedReplayRunner.training_steps = 100',
-       'FixedReplayRunner.evaluation_steps = 10',
-       'FixedReplayRunner.progress = False'])
+      ['Runner.num_iterations = 2',
+       'Runner.training_steps = 100',
+       'Runner.evaluation_steps = 10',
+       'Runner.progress = False'])
   runner = experiment.create_runner('dqn', embedded_default.REPLAY_DIR,
                                     base_dir)
   runner.run_experiment()
@@ -90,7 +90,7 @@ def test_exported_dqn_run_reproduces_the_greedy_actions(tmp_path):
 
 def test_exported_cql_policy_reproduces_its_actions(tmp_path):
   _, spec = make_continuous_environment('Pendulum-v1')
-  agent = create_continuous_agent('cql', spec, seed=0, hidden_sizes=(32,))
+  agent = registry.create_agent('cql', spec, seed=0, hidden_sizes=(32,))
   rng = np.random.default_rng(0)
   batch = {
       'state': rng.normal(size=(64, 3, 1)).astype(np.float32),
@@ -128,7 +128,7 @@ def test_every_registered_agent_exports_its_evaluation_policy(tmp_path):
   for name in registry.agent_names():
     out = str(tmp_path / name)
     if name in CONTINUOUS_AGENTS:
-      agent = create_continuous_agent(name, pendulum, seed=0)
+      agent = registry.create_agent(name, pendulum, seed=0)
       states = rng.normal(size=(16, 3)).astype(np.float32)
       saved_policy.save(agent, out)
       expected = agent.policy(states).numpy()
