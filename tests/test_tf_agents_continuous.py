@@ -22,7 +22,8 @@ from tf_agents.policies import greedy_policy
 from tf_agents.trajectories import time_step as ts
 from tf_agents.utils import common
 
-from batch_rl.continuous import create_continuous_agent
+from batch_rl.agents import registry
+from batch_rl.continuous import TD3_SETTINGS
 from batch_rl.continuous import log_data
 from batch_rl.continuous import make_continuous_environment
 from batch_rl.interop import tf_agents as interop
@@ -68,10 +69,13 @@ def test_td3_matches_tf_agents_td3_agent_step_for_step():
   docs/CONTINUOUS.md. Tolerances: rtol 1e-4 on losses, atol 1e-5 on weights
   (float32 round-off through Adam's normalised steps)."""
   _, spec = make_continuous_environment('Hopper-v5')
-  ours = create_continuous_agent(
-      'td3', spec, seed=0, hidden_sizes=HIDDEN, actor_learning_rate=1e-3,
-      critic_learning_rate=1e-3, tau=0.005, policy_noise=0.0,
-      policy_delay=1, gamma=0.9, update_horizon=2)
+  # TD3's clipped double Q with its noise off and delay 1: the registered
+  # 'td3' presets those, so the settings go to the base DDPG agent.
+  ours = registry.create_agent(
+      'ddpg', spec, seed=0, hidden_sizes=HIDDEN, actor_learning_rate=1e-3,
+      critic_learning_rate=1e-3, tau=0.005,
+      **{**TD3_SETTINGS, 'policy_noise': 0.0, 'policy_delay': 1},
+      gamma=0.9, update_horizon=2)
   time_step_spec, action_spec = interop.specs(spec)
   observation_spec = time_step_spec.observation
   actor = actor_network.ActorNetwork(observation_spec, action_spec,
@@ -128,7 +132,7 @@ def test_cql_matches_cql_sac_agent_up_to_its_named_differences():
   The remaining differences are listed in docs/CONTINUOUS.md."""
   _, spec = make_continuous_environment('Pendulum-v1')
   samples = 64
-  ours = create_continuous_agent(
+  ours = registry.create_agent(
       'cql', spec, seed=0, hidden_sizes=HIDDEN, num_sampled_actions=samples,
       critic_learning_rate=1e-7, gamma=0.9, update_horizon=2)
   kernel, bias = ours.actor.trainable_variables[-2:]
