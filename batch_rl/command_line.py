@@ -25,7 +25,9 @@ flags.DEFINE_multi_string('gin_files', [], 'Gin config files (also looked '
 flags.DEFINE_multi_string('gin_bindings', [], 'Gin bindings, e.g. '
                           '"Runner.num_iterations=10".')
 flags.DEFINE_string('out', None, 'Output directory of policy_selection '
-                    '(selection.csv) and export_policy (the SavedModel).')
+                    '(selection.csv), export_policy (the SavedModel) and '
+                    'sweep (the study\'s output: a local directory, a '
+                    'shared filesystem or a tf.io.gfile URL).')
 FLAGS = flags.FLAGS
 # Dopamine logs every replay-buffer argument at INFO; -v 0 shows it again.
 FLAGS.set_default('verbosity', logging.WARNING)

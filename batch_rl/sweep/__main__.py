@@ -25,8 +25,6 @@ from batch_rl import command_line
 from batch_rl.sweep import storage
 from batch_rl.sweep import study as study_lib
 
-flags.DEFINE_string('out', None, 'The study\'s output: a local directory, a '
-                    'shared filesystem or a tf.io.gfile URL.')
 flags.DEFINE_string('data_root', None, 'Replaces {data_root} in '
                     'Study.replay_dir (overrides Study.data_root).')
 flags.DEFINE_string('run_logs', None, 'Where each run\'s output goes '
