@@ -131,6 +131,46 @@ def test_atari_study_is_the_papers(tmp_path):
   assert one_x.requires == rem.requires  # One prepared copy per dataset.
 
 
+def test_regularized_study_plans_nine_agents_on_four_selections_at_5x(
+    tmp_path):
+  from batch_rl.agents import registry  # pylint: disable=g-import-not-at-top
+  runs = study_lib.plan(load('minatar_regularized.gin'), str(tmp_path))
+  logging = [run for run in runs if run.kind == 'logging']
+  offline = [run for run in runs if run.kind == 'offline']
+  assert [run.name for run in logging] == [
+      f'logging/{game}/seed_0'
+      for game in ('breakout', 'freeway', 'space_invaders')]
+  agents = {'dqn': 'dqn', 'qr_dqn': 'quantile', 'rem': 'rem',
+            'bc': 'discrete_bc', 'cql': 'discrete_cql',
+            'qr_cql': 'quantile_cql', 'bcq': 'discrete_bcq',
+            'rem_cql': 'rem_cql', 'rem_bcq': 'rem_bcq'}
+  selections = {'all': [], 'random_10pct': ['DataSelection.fraction=0.1'],
+                'random_1pct': ['DataSelection.fraction=0.01'],
+                'first_10pct': ['DataSelection.first_k=1']}
+  assert len(offline) == 3 * 9 * 4
+  assert {(run.labels['agent'], run.labels['selection']) for run in offline
+          } == {(a, s) for a in agents for s in selections}
+  cql_alphas = ['DiscreteCQLAgent.cql_alpha=4.0',
+                'QuantileCQLAgent.cql_alpha=4.0', 'REMCQLAgent.cql_alpha=4.0']
+  for run in offline:
+    label, selection = run.labels['agent'], run.labels['selection']
+    name = agents[label]
+    assert name in registry.agent_names()
+    assert flag_values(run.command, 'agent_name') == [name]
+    assert flag_values(run.command, 'gin_files') == [
+        f'minatar/{name}.gin', 'minatar/offline.gin', 'replication/offline.gin']
+    # 5x the replication's 10 iterations: the budget of docs/RESULTS.md at
+    # which offline REM beat the logging DQN.
+    assert run.num_iterations == 50
+    game = run.labels['game']
+    assert run.requires == (f'logging/{game}/seed_0',)
+    bindings = flag_values(run.command, 'gin_bindings')
+    assert bindings[4:] == (
+        selections[selection]
+        + (cql_alphas if selection == 'random_1pct' else [])
+        + ['Runner.num_iterations=50'])
+
+
 @pytest.mark.parametrize('bindings, message', [
     (["Study.logging_agent='dqn'"], 'exactly one source of data'),
     (['Study.seeds=[]'], r'Study.seeds is empty'),
