@@ -33,13 +33,13 @@ def load_trained_agent(base_dir: str, gin_files=(), gin_bindings=()):
   from batch_rl import experiment
   from batch_rl.run_directory import RunDirectory
   # pylint: enable=g-import-not-at-top
-  agent, _, _ = experiment.rebuild_agent(base_dir, gin_files, gin_bindings)
   run_directory = RunDirectory(base_dir)
   root = run_directory.checkpoints_path
   iteration = (run_directory.checkpoints().latest()
                if os.path.isdir(root) else None)
   if iteration is None:
     raise ValueError(f'{root}: no iteration_N checkpoint to export.')
+  agent, _, _ = experiment.rebuild_agent(base_dir, gin_files, gin_bindings)
   path = run_directory.checkpoints().path(iteration)
   if not agent.unbundle(path, iteration, None):
     raise ValueError(f'{path}: no agent checkpoint of iteration {iteration}.')

@@ -6,7 +6,6 @@ parallel workers, a full disk, another source, the cache and its lock.
 """
 
 import errno
-import filecmp
 import os
 import threading
 import time

@@ -249,9 +249,8 @@ def test_select_scores_every_checkpoint_of_a_rem_bcq_run(tmp_path):
                            base_dir).run_experiment()
   gin.clear_config()
   out = str(tmp_path / 'selection')
-  assert analysis_main.main([
-      'select', '--base_dirs', base_dir, '--out', out, '--fqe_steps', '40',
-      '--max_heldout', '300']) == 0
+  options = policy_selection.SelectionOptions(fqe_steps=40, max_heldout=300)
+  assert policy_selection.run([base_dir], out, options) == 0
   with open(os.path.join(out, 'selection.csv')) as f:
     rows = list(csv.DictReader(f))
   assert [r['iteration'] for r in rows] == ['0', '1', '2']

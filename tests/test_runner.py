@@ -11,7 +11,6 @@ import time
 
 import numpy as np
 import pytest
-import tensorflow as tf
 from dopamine.replay_memory import circular_replay_buffer
 
 from batch_rl.data import replay_dataset
@@ -105,7 +104,7 @@ def test_killed_run_resumes_without_lost_rows(cartpole_replay, tmp_path):
 
 
 @pytest.mark.parametrize('args, message', [
-    (['--agent_name=nope'], "--agent_name=nope disagrees with the gin "
+    (['--agent_name=rem'], "--agent_name=rem disagrees with the gin "
      "binding create_agent.agent_name = 'dqn'; drop one or make them agree."),
     (['--agent_name=nope', '--gin_files=gin/classic/offline_cartpole.gin'],
      "Unknown agent_name 'nope'; valid names:"),
@@ -226,7 +225,8 @@ MIRRORED_STEPS_SCRIPT = TWO_CPU_REPLICAS_PREAMBLE + '''
 
 def make(strategy):
   return registry.create_agent(
-      'dqn', 3, (4,), np.float32, 1, seed=3, strategy=strategy,
+      'dqn', EnvironmentSpec(3, (4,), np.float32, 1), seed=3,
+      strategy=strategy,
       target_update_period=2, optimizer_fn=functools.partial(
           optimizers.adam_optimizer, learning_rate=1e-2, epsilon=1e-4))
 

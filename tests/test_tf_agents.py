@@ -131,7 +131,8 @@ def dqn_pair(stack_size, hidden_units, target_update_period):
   gin.bind_parameter('QHeadsNetwork.torso', networks.MLPTorso)
   gin.bind_parameter('MLPTorso.hidden_units', hidden_units)
   ours = registry.create_agent(
-      'dqn', 2, (4,), np.float32, stack_size, gamma=0.9, update_horizon=3,
+      'dqn', EnvironmentSpec(2, (4,), np.float32, stack_size), gamma=0.9,
+      update_horizon=3,
       target_update_period=target_update_period, reward_clip=None,
       optimizer_fn=lambda: tf.keras.optimizers.SGD(1.0), seed=0)
   time_step_spec, action_spec = interop.specs(

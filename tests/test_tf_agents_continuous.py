@@ -6,7 +6,6 @@ k-th slice of each `EnsembleDense` kernel and bias).
 """
 
 import functools
-import os
 
 import numpy as np
 import pytest
@@ -27,6 +26,7 @@ from batch_rl.continuous import TD3_SETTINGS
 from batch_rl.continuous import log_data
 from batch_rl.continuous import make_continuous_environment
 from batch_rl.interop import tf_agents as interop
+from batch_rl.run_directory import RunDirectory
 
 HIDDEN = (32, 32)
 CQL_STEPS, EVALUATION_PERIOD = 1000, 500
@@ -227,7 +227,7 @@ def test_tf_agents_cql_sac_learns_from_a_random_replay(tmp_path):
       random_seed=0, initial_log_alpha=np.log(0.1))
   agent.initialize()
   experience = iter(interop.trajectory_dataset(
-      os.path.join(base_dir, log_data.REPLAY_SUBDIR),
+      RunDirectory(base_dir).replay_logs_path,
       agent.training_data_spec, 256, spec.stack_size, seed=0))
   train = common.function(agent.train)
   policy = greedy_policy.GreedyPolicy(agent.policy)
