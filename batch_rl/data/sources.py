@@ -49,6 +49,4 @@ def open_store(replay_dir: str, selection: DataSelection,
     return _open_rlds(replay_dir, selection, stack_size, update_horizon)
   suffixes = selection.select_checkpoints(
       dopamine_replay.list_checkpoints(replay_dir))
-  return ReplayStore(
-      [dopamine_replay.read_arrays(replay_dir, s) for s in suffixes],
-      [os.path.join(replay_dir, f'checkpoint {s}') for s in suffixes])
+  return ReplayStore.read_dopamine(replay_dir, suffixes)
