@@ -105,7 +105,7 @@ def read_array_header(path: str) -> tuple[tuple[int, ...], np.dtype]:
   return shape, dtype
 
 
-_READ_CHUNK = 16 * 2**20
+_READ_CHUNK = 2**20
 
 
 def read_array_into(path: str, out: np.ndarray) -> None:

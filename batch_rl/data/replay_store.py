@@ -150,6 +150,13 @@ class ReplayStore:
         replay_dir, dopamine_replay.STORE_PREFIX + name, suffix)
     specs = [{name: dopamine_replay.read_array_header(filename(name, s))
               for name in WINDOW_ELEMENTS} for s in suffixes]
+    for spec, name in zip(specs, names):
+      lengths = {e: shape[0] if shape else None
+                 for e, (shape, _) in spec.items()}
+      if len(set(lengths.values())) != 1 or None in lengths.values():
+        raise ReplayDataError(
+            f'{name}: stored arrays have lengths {lengths}; all must equal '
+            'the replay capacity.')
     _check_same_layout(specs, names)
     slot_arrays = {}
     for name in WINDOW_ELEMENTS:
