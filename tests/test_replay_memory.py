@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from batch_rl.data import converted
 from batch_rl.data import dopamine_replay
 from batch_rl.data import pipeline
 from batch_rl.data.errors import ReplayDataError
@@ -112,3 +113,28 @@ def test_read_dopamine_names_the_inconsistent_checkpoint(tmp_path):
   with pytest.raises(ReplayDataError, match=r'checkpoint 0: stored arrays '
                      r"have lengths \{'observation': 50, 'action': 49"):
     ReplayStore.read_dopamine(str(tmp_path), [0])
+
+
+_ITERATE_AND_EXIT = r'''
+import sys
+from batch_rl.data import pipeline
+dataset, _, _ = pipeline.replay_dataset(sys.argv[1], 32)
+iterator = iter(dataset)
+for _ in range(10):
+  next(iterator)
+print('iterated')
+'''
+
+
+def test_process_exits_after_iterating_a_memory_mapped_dataset(tmp_path):
+  """Issue 10: exit hung (threads on futexes) with host reads in flight."""
+  os.makedirs(tmp_path / 'run')
+  fill_dopamine_buffer(2000, 3000, frame_shape=(84, 84)).save(
+      str(tmp_path / 'run'), 0)
+  converted.convert(str(tmp_path / 'run'), str(tmp_path / 'memmap'),
+                    progress=False)
+  out = subprocess.run(
+      [sys.executable, '-c', _ITERATE_AND_EXIT, str(tmp_path / 'memmap')],
+      capture_output=True, text=True, timeout=120,
+      cwd=os.path.dirname(os.path.dirname(__file__)))
+  assert out.returncode == 0 and 'iterated' in out.stdout, out.stderr[-2000:]

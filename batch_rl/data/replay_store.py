@@ -15,9 +15,12 @@ the windows of slots a batch of transitions needs:
   of checkpoints (see docs/PERFORMANCE.md).
 """
 
+import atexit
 import dataclasses
 import mmap
 import os
+import threading
+import time
 from typing import Optional, Sequence
 
 import numpy as np
@@ -85,6 +88,56 @@ def _views(checkpoints: Sequence[ReplayArrays], slot_arrays: dict):
                    for name in WINDOW_ELEMENTS}))
     start = end
   return views
+
+
+class _HostReads:
+  """Host reads (numpy_functions) in flight, waited out at exit.
+
+  At interpreter exit, Python ends a tf.data thread that enters Python (a
+  numpy_function read) mid-call; the dataset iterator's destructor then
+  waits forever for that call, and the process hangs with its threads on
+  futexes. So before exit (atexit runs before the iterators are destroyed)
+  this waits until no read is in flight and none started for QUIET_SECONDS:
+  the pipeline's buffers are full and it launches no more reads.
+  """
+
+  QUIET_SECONDS = 0.5
+  MAX_WAIT_SECONDS = 60
+
+  def __init__(self):
+    self._lock = threading.Lock()
+    self._in_flight = 0
+    self._last_start = 0.0
+    atexit.register(self.wait_until_quiet)
+
+  def run(self, read, *args):
+    with self._lock:
+      self._in_flight += 1
+      self._last_start = time.monotonic()
+    try:
+      return read(*args)
+    finally:
+      with self._lock:
+        self._in_flight -= 1
+
+  def wait_until_quiet(self) -> None:
+    deadline = time.monotonic() + self.MAX_WAIT_SECONDS
+    while time.monotonic() < deadline:
+      with self._lock:
+        if (not self._in_flight and
+            time.monotonic() - self._last_start > self.QUIET_SECONDS):
+          return
+      time.sleep(0.05)
+
+
+_HOST_READS = None
+
+
+def _host_reads() -> _HostReads:
+  global _HOST_READS
+  if _HOST_READS is None:
+    _HOST_READS = _HostReads()
+  return _HOST_READS
 
 
 class ReplayStore:
@@ -228,11 +281,13 @@ class ReplayStore:
       return read
 
     specs = [self.element_spec(n) for n in WINDOW_ELEMENTS]
+    host_reads = _host_reads()
 
     def read(global_index):
       ckpt, local = locate(global_index)
       windows = tf.numpy_function(
-          lambda c, l: self._read_windows(c, l, offsets, specs), [ckpt, local],
+          lambda c, l: host_reads.run(self._read_windows, c, l, offsets,
+                                      specs), [ckpt, local],
           [tf.as_dtype(dtype) for _, dtype in specs], stateful=False)
       for window, (shape, _) in zip(windows, specs):
         window.set_shape([None, len(offsets), *shape])
