@@ -51,10 +51,10 @@ def test_info_names_checkpoints_alike_before_and_after_conversion(
     assert cli.main(['info', str(path)]) == 0
     return json.loads(capsys.readouterr().out)
 
-  gz, memmap = info(run), info(out)
-  assert (gz['layout'], memmap['layout']) == ('dopamine_gz', 'memmap')
-  assert gz['checkpoints'] == memmap['checkpoints'] == ['0', '3']
-  assert memmap['per_checkpoint'] == gz['per_checkpoint']
+  gz, compact = info(run), info(out)
+  assert (gz['layout'], compact['layout']) == ('dopamine_gz', 'compact')
+  assert gz['checkpoints'] == compact['checkpoints'] == ['0', '3']
+  assert compact['per_checkpoint'] == gz['per_checkpoint']
 
 
 def test_episode_returns_skip_the_overwritten_first_episode():

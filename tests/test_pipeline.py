@@ -34,10 +34,11 @@ def run_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope='module')
-def converted_dir(run_dir, tmp_path_factory):
-  out = str(tmp_path_factory.mktemp('converted') / 'memmap')
+def converted_dirs(run_dir, tmp_path_factory):
+  """{layout: the run in that layout}."""
+  out = str(tmp_path_factory.mktemp('converted') / 'compact')
   converted.convert(run_dir[0], out, progress=False)
-  return out
+  return {'gz': run_dir[0], 'compact': out}
 
 
 def _expected(buffers, suffix, local):
@@ -47,13 +48,12 @@ def _expected(buffers, suffix, local):
   return {n: v[0] for n, v in zip(names, batch)}
 
 
-@pytest.mark.parametrize('layout', ['gz', 'memmap'])
-def test_every_global_index_gives_dopamines_transition(run_dir, converted_dir,
+@pytest.mark.parametrize('layout', ['gz', 'compact'])
+def test_every_global_index_gives_dopamines_transition(run_dir, converted_dirs,
                                                        layout):
-  replay_dir, buffers = run_dir
-  store = sources.open_store(
-      replay_dir if layout == 'gz' else converted_dir, DataSelection())
-  assert store.memory_mapped == (layout == 'memmap')
+  _, buffers = run_dir
+  store = sources.open_store(converted_dirs[layout], DataSelection())
+  assert store.memory_mapped == (layout != 'gz')
   indices = store.valid_indices(4, 3)
   read = store.window_reader(4, 3)
   windows, local = read(tf.constant(indices, tf.int64))
@@ -71,9 +71,9 @@ def test_every_global_index_gives_dopamines_transition(run_dir, converted_dir,
       np.testing.assert_array_equal(got, value, err_msg=f'{name} @ {row}')
 
 
-@pytest.mark.parametrize('layout', ['gz', 'memmap'])
-def test_dataset_batches_are_seeded_and_uniform(run_dir, converted_dir, layout):
-  source = run_dir[0] if layout == 'gz' else converted_dir
+@pytest.mark.parametrize('layout', ['gz', 'compact'])
+def test_dataset_batches_are_seeded_and_uniform(converted_dirs, layout):
+  source = converted_dirs[layout]
   dataset, store, indices = pipeline.replay_dataset(
       source, batch_size=32, update_horizon=3, gamma=GAMMA, seed=7)
   first = [b['indices'].numpy() for b in dataset.take(5)]
@@ -136,10 +136,10 @@ def test_convert_resumes_and_never_writes_into_source(run_dir, tmp_path):
   before = sorted(os.listdir(replay_dir))
   out = str(tmp_path / 'out')
   assert converted.convert(replay_dir, out, suffixes=[0], progress=False) == [0]
-  mtime = os.stat(os.path.join(out, 'ckpt_0', 'observation.npy')).st_mtime_ns
+  mtime = os.stat(os.path.join(out, 'ckpt_0', 'frames.zst')).st_mtime_ns
   converted.convert(replay_dir, out, progress=False)
   assert os.stat(os.path.join(out, 'ckpt_0',
-                              'observation.npy')).st_mtime_ns == mtime
+                              'frames.zst')).st_mtime_ns == mtime
   assert sorted(d for d in os.listdir(out) if d.startswith('ckpt_')) == [
       'ckpt_0', 'ckpt_1', 'ckpt_2']
   assert sorted(os.listdir(replay_dir)) == before

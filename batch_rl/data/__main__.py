@@ -2,11 +2,13 @@
 
   python -m batch_rl.data info REPLAY_DIR [--stack_size 4 --update_horizon 1]
   python -m batch_rl.data convert REPLAY_DIR OUT_DIR [--checkpoints 0 1 ...]
+      [--workers N]
   python -m batch_rl.data export-rlds REPLAY_DIR OUT_DIR [--checkpoints ...]
 """
 
 import argparse
 import json
+import os
 import sys
 
 from batch_rl.data.errors import ReplayDataError
@@ -21,7 +23,8 @@ def _info(args):
 
 def _convert(args):
   from batch_rl.data import converted  # pylint: disable=g-import-not-at-top
-  done = converted.convert(args.replay_dir, args.out_dir, args.checkpoints)
+  done = converted.convert(args.replay_dir, args.out_dir, args.checkpoints,
+                           workers=args.workers)
   print(f'converted checkpoints {done} into {args.out_dir}')
 
 
@@ -41,7 +44,11 @@ def main(argv=None) -> int:
   info.add_argument('replay_dir')
   info.set_defaults(run=_info)
   convert = commands.add_parser(
-      'convert', help='gz checkpoints -> memory-mapped files (bounded RAM)')
+      'convert', help='gz checkpoints -> compact random-access layout')
+  convert.add_argument(
+      '--workers', type=int, default=os.cpu_count() or 1,
+      help='checkpoints converted at once, one process each (default: one '
+      'per core; each holds under 1 GiB)')
   convert.set_defaults(run=_convert)
   export = commands.add_parser('export-rlds', help='Dopamine replay -> RLDS')
   export.set_defaults(run=_export_rlds)

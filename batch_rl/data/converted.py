@@ -1,131 +1,180 @@
-"""One-time conversion of gz checkpoints to memory-mappable `.npy` files.
+"""One-time conversion of gz checkpoints into the compact layout.
 
 A 1M-transition Atari checkpoint holds about 7 GB of frames, so loading all
 50 checkpoints of a run is out of reach. `convert` decompresses each
-checkpoint once, streaming (bounded memory), into
+checkpoint once, streaming (bounded memory, plain writes), into OUT in the
+compact layout (`compact.py`): frames in zstd blocks, about 1.1-1.2x the gz
+files on disk, decoded in parallel when sampled. (An uncompressed,
+memory-mapped layout was 10-40x the gz files, slower to write and, once
+larger than the page cache, 5x slower to sample: docs/PERFORMANCE.md.)
 
-  OUT/manifest.json
-  OUT/ckpt_N/{observation,action,reward,terminal}.npy
-  OUT/ckpt_N/meta.json          add_count, invalid_range, episode_end_indices
-
-and `open_store` maps them read-only, so training reads frames from disk and
-RAM stays flat however many checkpoints are selected. Conversion resumes:
-finished checkpoints (moved into place atomically) are skipped.
+Checkpoints convert in parallel worker processes (`workers`), each reading
+with isal's gzip (about 1.8x the standard library's) and holding one chunk of
+frames at a time. A new output is written to the sibling `OUT.partial` and
+renamed when complete; each checkpoint is published atomically, so a rerun
+skips finished checkpoints and redoes partial ones. The manifest records the
+source: converting another source into OUT is refused.
 """
 
-import gzip
-import json
+import contextlib
+import ctypes
+import multiprocessing
 import os
-import shutil
-import zlib
+import signal
+import sys
+from concurrent import futures
+from typing import Callable, Optional
 
 import numpy as np
 import tqdm
 
+from batch_rl.data import compact
 from batch_rl.data import dopamine_replay
 from batch_rl.data.dopamine_replay import ReplayArrays
-from batch_rl.data.dopamine_replay import STORE_ELEMENTS
+from batch_rl.data.dopamine_replay import STORE_PREFIX
 from batch_rl.data.errors import ReplayDataError
-from batch_rl.data.replay_store import ReplayStore
 from batch_rl.data.selection import DataSelection
 
-MANIFEST = 'manifest.json'
-FORMAT = 'batch_rl.memmap.v1'
+MANIFEST = compact.MANIFEST
 _CHUNK_BYTES = 64 << 20
+checkpoint_suffix = compact.checkpoint_suffix
 
 
 def is_converted(path: str) -> bool:
   return os.path.isfile(os.path.join(path, MANIFEST))
 
 
-def _checkpoint_dir(out_dir: str, suffix: int) -> str:
-  return os.path.join(out_dir, f'ckpt_{suffix}')
-
-
-def checkpoint_suffix(ckpt_dir: str) -> int:
-  """The suffix N of a converted checkpoint directory OUT/ckpt_N."""
-  return int(os.path.basename(ckpt_dir)[len('ckpt_'):])
-
-
-def _stream_array(gz_path: str, out_path: str, progress: tqdm.tqdm):
-  """Copies the `np.save` array in `gz_path` to `out_path` chunk by chunk."""
+@contextlib.contextmanager
+def _reading(gz_path: str):
+  """Turns read errors into one line naming the gz file."""
   if not os.path.exists(gz_path):
     raise ReplayDataError(f'{gz_path}: file is missing.')
   try:
-    with gzip.open(gz_path, 'rb') as f:
-      version = np.lib.format.read_magic(f)
-      shape, fortran, dtype = (
-          np.lib.format.read_array_header_1_0(f) if version == (1, 0) else
-          np.lib.format.read_array_header_2_0(f))
-      if fortran or dtype.hasobject:
-        raise ReplayDataError(f'{gz_path}: unsupported array layout.')
-      out = np.lib.format.open_memmap(out_path, 'w+', dtype, shape)
-      buffer = out.reshape(-1).view(np.uint8)
-      for begin in range(0, buffer.size, _CHUNK_BYTES):
-        chunk = buffer[begin:begin + _CHUNK_BYTES]
-        if f.readinto(chunk) != chunk.size:
-          raise EOFError('array data ends early')
-        progress.update(chunk.size)
-      out.flush()
-      del out
-  except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as e:
+    yield
+  except ReplayDataError:
+    raise
+  except dopamine_replay.GZIP_ERRORS as e:
     raise ReplayDataError(
         f'{gz_path}: truncated or corrupt gzip file ({e}).') from None
   except ValueError as e:
     raise ReplayDataError(f'{gz_path}: not a valid array file ({e}).') from None
-  return shape
 
 
-def _convert_checkpoint(replay_dir: str, suffix: int, out_dir: str,
-                        progress: tqdm.tqdm) -> None:
-  final = _checkpoint_dir(out_dir, suffix)
-  partial = final + '.partial'
-  shutil.rmtree(partial, ignore_errors=True)
-  os.makedirs(partial)
-  for name in STORE_ELEMENTS:
-    _stream_array(
-        dopamine_replay.checkpoint_filename(
-            replay_dir, dopamine_replay.STORE_PREFIX + name, suffix),
-        os.path.join(partial, f'{name}.npy'), progress)
-  metadata = _read_metadata(replay_dir, suffix)
-  # Validate the whole checkpoint (lengths, dtypes, metadata) before publishing.
-  _load_arrays(partial, metadata).validate(dopamine_replay.checkpoint_filename(
-      replay_dir, dopamine_replay.STORE_PREFIX + '*', suffix))
-  with open(os.path.join(partial, 'meta.json'), 'w') as f:
-    json.dump(metadata, f)
-  os.replace(partial, final)
+def _array_chunks(gz_path: str, chunk_rows: Callable[[int], int]):
+  """Yields (shape, dtype), then the rows of the `np.save` array in `gz_path`
+  in chunks of `chunk_rows(row_bytes)` rows."""
+  with _reading(gz_path), dopamine_replay.fast_gzip.open(gz_path, 'rb') as f:
+    version = np.lib.format.read_magic(f)
+    shape, fortran, dtype = (
+        np.lib.format.read_array_header_1_0(f) if version == (1, 0) else
+        np.lib.format.read_array_header_2_0(f))
+    if fortran or dtype.hasobject or not shape:
+      raise ReplayDataError(f'{gz_path}: unsupported array layout.')
+    yield shape, dtype
+    row_bytes = dtype.itemsize * int(np.prod(shape[1:]))
+    rows = max(1, chunk_rows(row_bytes))
+    for begin in range(0, shape[0], rows):
+      chunk = np.empty((min(rows, shape[0] - begin), *shape[1:]), dtype)
+      if f.readinto(chunk.reshape(-1).view(np.uint8)) != chunk.nbytes:
+        raise EOFError('array data ends early')
+      yield chunk
 
 
-def _read_metadata(replay_dir: str, suffix: int) -> dict:
-  small = dopamine_replay.read_small_elements(replay_dir, suffix)
-  return {
-      'add_count': small['add_count'],
-      'invalid_range': small['invalid_range'].tolist(),
-      'episode_end_indices': (None if small['episode_end_indices'] is None
-                              else small['episode_end_indices'].tolist()),
-  }
+def _read_checkpoint_without_frames(replay_dir: str, suffix: int):
+  """(ReplayArrays with a shape-only frame stand-in, frame chunk iterator);
+  validated before any frame is decompressed."""
+  frames = _array_chunks(
+      dopamine_replay.checkpoint_filename(
+          replay_dir, STORE_PREFIX + 'observation', suffix),
+      lambda row_bytes: max(1, _CHUNK_BYTES // row_bytes) //
+      compact.BLOCK_FRAMES * compact.BLOCK_FRAMES or compact.BLOCK_FRAMES)
+  shape, dtype = next(frames)
+  arrays = ReplayArrays(
+      observation=np.broadcast_to(np.zeros((), dtype), shape),
+      **{name: dopamine_replay.read_array(dopamine_replay.checkpoint_filename(
+          replay_dir, STORE_PREFIX + name, suffix))
+         for name in ('action', 'reward', 'terminal')},
+      **dopamine_replay.read_small_elements(replay_dir, suffix))
+  arrays.validate(dopamine_replay.checkpoint_filename(
+      replay_dir, STORE_PREFIX + '*', suffix))
+  return arrays, frames
 
 
-def _load_arrays(ckpt_dir: str, metadata=None) -> ReplayArrays:
-  if metadata is None:
-    with open(os.path.join(ckpt_dir, 'meta.json')) as f:
-      metadata = json.load(f)
-  store = {
-      name: np.load(os.path.join(ckpt_dir, f'{name}.npy'), mmap_mode='r')
-      for name in STORE_ELEMENTS
-  }
-  episode_ends = metadata['episode_end_indices']
-  return ReplayArrays(
-      add_count=int(metadata['add_count']),
-      invalid_range=np.array(metadata['invalid_range'], dtype=np.int64),
-      episode_end_indices=(None if episode_ends is None else np.array(
-          episode_ends, dtype=np.int64)),
-      **store)
+def _convert_compact(replay_dir: str, suffix: int, work_dir: str,
+                     progress: Callable[[int], None]) -> None:
+  arrays, frames = _read_checkpoint_without_frames(replay_dir, suffix)
+  with compact.CheckpointWriter(
+      work_dir, suffix, arrays.capacity, arrays.observation.shape[1:],
+      arrays.observation.dtype, action_shape=arrays.action.shape[1:],
+      action_dtype=arrays.action.dtype, reward_dtype=arrays.reward.dtype,
+      terminal_dtype=arrays.terminal.dtype) as writer:
+    begin = 0
+    for chunk in frames:
+      end = begin + len(chunk)
+      writer.append(chunk, arrays.action[begin:end],
+                    arrays.reward[begin:end], arrays.terminal[begin:end])
+      progress(chunk.nbytes)
+      begin = end
+    writer.close(arrays.add_count, arrays.invalid_range,
+                 arrays.episode_end_indices)
+
+
+_worker_progress = None  # The shared byte counter, in worker processes.
+_PR_SET_PDEATHSIG = 1
+
+
+def _init_worker(counter) -> None:
+  global _worker_progress
+  _worker_progress = counter
+  try:  # Linux: stop with the converting process, not a checkpoint later.
+    ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+  except (OSError, AttributeError):
+    pass  # Elsewhere a worker finishes its checkpoint first.
+
+
+def _count(nbytes: int) -> None:
+  with _worker_progress.get_lock():
+    _worker_progress.value += nbytes
+
+
+def _convert_in_worker(replay_dir, suffix, work_dir) -> int:
+  _convert_compact(replay_dir, suffix, work_dir, _count)
+  return suffix
+
+
+def frame_bytes(replay_dir: str, suffixes) -> dict[int, int]:
+  """{suffix: bytes of its frames}, from the files' headers; raises if the
+  checkpoints' frame shapes or dtypes differ."""
+  sizes, first = {}, None
+  for suffix in suffixes:
+    path = dopamine_replay.checkpoint_filename(
+        replay_dir, STORE_PREFIX + 'observation', suffix)
+    shape, dtype = dopamine_replay.read_array_header(path)
+    if first is None:
+      first = (path, shape[1:], dtype)
+    elif (shape[1:], dtype) != first[1:]:
+      raise ReplayDataError(
+          f'{path}: frames of shape {shape[1:]} and dtype {dtype}, but '
+          f'{first[0]} has {first[1]} and {first[2]}; one output holds one '
+          'frame shape.')
+    sizes[suffix] = dtype.itemsize * int(np.prod(shape))
+  return sizes
 
 
 def convert(replay_dir: str, out_dir: str, suffixes=None,
-            progress: bool = True) -> list[int]:
-  """Converts checkpoints of `replay_dir` into `out_dir`; returns suffixes."""
+            progress: bool = True, workers: int = 1) -> list[int]:
+  """Converts checkpoints of `replay_dir` into `out_dir`; returns suffixes.
+
+  Args:
+    replay_dir: a Dopamine gz replay directory (never written to).
+    out_dir: the output (created; an existing output of the same source
+      gets the missing checkpoints).
+    suffixes: checkpoints to convert (default: all).
+    progress: show a progress bar on stderr.
+    workers: checkpoints converted at once, each in its own process.
+  """
+  if workers < 1:
+    raise ValueError(f'workers={workers}: must be at least 1.')
   replay_dir, out_dir = os.path.abspath(replay_dir), os.path.abspath(out_dir)
   if out_dir == replay_dir or out_dir.startswith(replay_dir + os.sep):
     raise ReplayDataError(
@@ -136,59 +185,77 @@ def convert(replay_dir: str, out_dir: str, suffixes=None,
   missing = sorted(set(suffixes) - set(available))
   if missing:
     raise ReplayDataError(f'{replay_dir}: checkpoints {missing} not found.')
-  os.makedirs(out_dir, exist_ok=True)
-  todo = [s for s in suffixes
-          if not os.path.isdir(_checkpoint_dir(out_dir, s))]
-  total = sum(
-      _uncompressed_size_hint(replay_dir, s) for s in todo)
+  sizes = frame_bytes(replay_dir, suffixes)
+  work_dir = compact.begin_output(out_dir, replay_dir)
+  done = set(compact.finished_checkpoints(work_dir))
+  todo = [s for s in suffixes if s not in done]
+  total = sum(sizes[s] for s in todo)
   with tqdm.tqdm(total=total, unit='B', unit_scale=True, disable=not progress,
                  desc=f'convert {len(todo)} checkpoints') as bar:
-    for suffix in todo:
-      _convert_checkpoint(replay_dir, suffix, out_dir, bar)
-  done = sorted(set(suffixes) | set(_converted_suffixes(out_dir)))
-  with open(os.path.join(out_dir, MANIFEST + '.tmp'), 'w') as f:
-    json.dump({'format': FORMAT, 'source': replay_dir, 'checkpoints': done}, f)
-  os.replace(os.path.join(out_dir, MANIFEST + '.tmp'),
-             os.path.join(out_dir, MANIFEST))
+    if workers == 1 or len(todo) <= 1:
+      for suffix in todo:
+        _convert_compact(replay_dir, suffix, work_dir, bar.update)
+    else:
+      _convert_in_processes(replay_dir, todo, work_dir,
+                            min(workers, len(todo)), bar)
+  compact.finish_output(work_dir, out_dir)
   return suffixes
 
 
-def _uncompressed_size_hint(replay_dir: str, suffix: int) -> int:
-  """gzip's trailer holds the size modulo 2**32: good enough for a progress bar."""
-  total = 0
-  for name in STORE_ELEMENTS:
-    path = dopamine_replay.checkpoint_filename(
-        replay_dir, dopamine_replay.STORE_PREFIX + name, suffix)
-    if os.path.exists(path) and os.path.getsize(path) >= 4:
-      with open(path, 'rb') as f:
-        f.seek(-4, os.SEEK_END)
-        total += int.from_bytes(f.read(4), 'little')
-  return total
+@contextlib.contextmanager
+def _workers_import_only_this_module():
+  """Spawned processes import the parent's main module first (for `python
+  -m batch_rl.train`, TensorFlow: 15 s and 0.6 GB each); while they start,
+  this module stands in for it."""
+  main = sys.modules['__main__']
+  sys.modules['__main__'] = sys.modules[__name__]
+  try:
+    yield
+  finally:
+    sys.modules['__main__'] = main
 
 
-def _converted_suffixes(out_dir: str) -> list[int]:
-  return sorted(
-      int(name[len('ckpt_'):]) for name in os.listdir(out_dir)
-      if name.startswith('ckpt_') and name[len('ckpt_'):].isdigit())
+def _convert_in_processes(replay_dir, todo, work_dir, workers, bar) -> None:
+  context = multiprocessing.get_context('spawn')  # No TensorFlow state forked.
+  counter = context.Value('q', 0)
+  with futures.ProcessPoolExecutor(workers, context, _init_worker,
+                                   (counter,)) as pool:
+    with _workers_import_only_this_module():  # Submitting starts them.
+      pending = {pool.submit(_convert_in_worker, replay_dir, s, work_dir)
+                 for s in todo}
+    try:
+      while pending:
+        finished, pending = futures.wait(
+            pending, timeout=0.5, return_when=futures.FIRST_EXCEPTION)
+        bar.update(counter.value - bar.n)
+        for future in finished:
+          future.result()  # Raises the worker's error.
+    except BaseException:
+      for future in pending:
+        future.cancel()
+      raise
 
 
-def open_store(out_dir: str, selection: DataSelection) -> ReplayStore:
-  """Memory-maps the selected checkpoints of a converted directory."""
-  with open(os.path.join(out_dir, MANIFEST)) as f:
-    manifest = json.load(f)
-  if manifest.get('format') != FORMAT:
+def open_store(out_dir: str, selection: DataSelection,
+               decode_threads: Optional[int] = None):
+  """The selected checkpoints of a converted directory as a ReplayStore.
+
+  Frames stay on disk and are decoded per batch on `decode_threads`
+  threads (default: one per core).
+  """
+  # TensorFlow only for reading: conversion workers never import it.
+  from batch_rl.data import compact_store  # pylint: disable=g-import-not-at-top
+  manifest = compact.read_manifest(out_dir)
+  if manifest.get('format') != compact.FORMAT:
     raise ReplayDataError(
-        f'{os.path.join(out_dir, MANIFEST)}: format {manifest.get("format")!r}'
-        f', expected {FORMAT!r}.')
+        f'{os.path.join(out_dir, MANIFEST)}: format '
+        f'{manifest.get("format")!r}, expected {compact.FORMAT!r}; convert '
+        f'{manifest.get("source", "the replay directory")} again into a new '
+        'directory.')
   suffixes = selection.select_checkpoints(manifest['checkpoints'])
-  checkpoints = []
-  for suffix in suffixes:
-    ckpt_dir = _checkpoint_dir(out_dir, suffix)
+  dirs = [compact.checkpoint_dir(out_dir, s) for s in suffixes]
+  for ckpt_dir in dirs:
     if not os.path.isdir(ckpt_dir):
       raise ReplayDataError(f'{ckpt_dir}: converted checkpoint is missing.')
-    arrays = _load_arrays(ckpt_dir)
-    arrays.validate(ckpt_dir)
-    checkpoints.append(arrays)
-  return ReplayStore(checkpoints,
-                     [_checkpoint_dir(out_dir, s) for s in suffixes],
-                     memory_mapped=True)
+  return compact_store.CompactStore(
+      [compact.CompactCheckpoint(d) for d in dirs], dirs, decode_threads)

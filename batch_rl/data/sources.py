@@ -1,16 +1,18 @@
 """Opens a replay directory of any supported layout as a ReplayStore.
 
-Layouts: Dopamine gz checkpoints (loaded into memory), `convert`ed
-memory-mapped checkpoints (streamed from disk), and RLDS datasets laid out
-like TFDS `rlu_atari`, splits `checkpoint_NN` (rebuilt into Dopamine's
-layout in memory).
+Layouts: Dopamine gz checkpoints (loaded into memory, or converted once into
+a compact cache when larger than a memory budget: `gz_cache`), `convert`ed
+checkpoints (compact zstd blocks, decoded per batch), and RLDS
+datasets laid out like TFDS `rlu_atari`, splits `checkpoint_NN` (rebuilt
+into Dopamine's layout in memory).
 """
 
 import os
 import re
+from typing import Optional
 
 from batch_rl.data import converted
-from batch_rl.data import dopamine_replay
+from batch_rl.data import gz_cache
 from batch_rl.data.errors import ReplayDataError
 from batch_rl.data.replay_store import ReplayStore
 from batch_rl.data.selection import DataSelection
@@ -41,12 +43,15 @@ def _open_rlds(path: str, selection: DataSelection, stack_size: int,
 
 
 def open_store(replay_dir: str, selection: DataSelection,
-               stack_size: int = 4, update_horizon: int = 1) -> ReplayStore:
-  """The selected checkpoints of `replay_dir` (never writes to it)."""
+               stack_size: int = 4, update_horizon: int = 1,
+               cache: Optional[gz_cache.GzReplayCache] = None) -> ReplayStore:
+  """The selected checkpoints of `replay_dir` (never writes to it).
+
+  `cache` says how a gz directory is read (default: `GzReplayCache()`, with
+  its gin bindings).
+  """
   if converted.is_converted(replay_dir):
     return converted.open_store(replay_dir, selection)
   if is_rlds(replay_dir):
     return _open_rlds(replay_dir, selection, stack_size, update_horizon)
-  suffixes = selection.select_checkpoints(
-      dopamine_replay.list_checkpoints(replay_dir))
-  return ReplayStore.read_dopamine(replay_dir, suffixes)
+  return gz_cache.open_gz(replay_dir, selection, cache)

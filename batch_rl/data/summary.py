@@ -100,7 +100,7 @@ def summarize(replay_dir: str, stack_size: int = 4,
   first = next(iter(per_checkpoint.values()))
   return {
       'replay_dir': os.path.abspath(replay_dir),
-      'layout': ('memmap' if converted.is_converted(replay_dir)
+      'layout': ('compact' if converted.is_converted(replay_dir)
                  else 'dopamine_gz'),
       'checkpoints': list(per_checkpoint),
       'num_checkpoints': len(items),

@@ -1,0 +1,517 @@
+"""Compact random-access layout of replay checkpoints: zstd frame blocks.
+
+A converted output directory OUT (what `python -m batch_rl.data convert`
+writes, and the cache that training fills from a gz directory) holds
+
+  OUT/manifest.json           {"format": FORMAT, "source": "...",
+                               "checkpoints": [N, ...]}
+  OUT/ckpt_N/frames.zst       frames in blocks of `block_frames` consecutive
+                              slots, each block one zstd frame
+  OUT/ckpt_N/frame_offsets.npy  int64 [num_blocks + 1]: byte offsets of the
+                              blocks in frames.zst
+  OUT/ckpt_N/action.npy, reward.npy, terminal.npy   plain arrays [capacity]
+  OUT/ckpt_N/meta.json        capacity, frame shape and dtype, block_frames,
+                              add_count, invalid_range, episode_end_indices
+
+Atari frames take about 1.1x their gz size (docs/PERFORMANCE.md); a
+transition's window of K+N slots touches one or two blocks, which the reader
+decodes on a thread pool (zstd releases the GIL).
+
+Writing a checkpoint (the Dopamine converter and RL Unplugged streaming use
+the same calls; `source` names what the data came from, and an output
+never mixes two sources):
+
+  work_dir = compact.begin_output(out_dir, source='tfds:rlu_atari/Pong_1')
+  for suffix in suffixes:
+    if suffix in compact.finished_checkpoints(work_dir):
+      continue  # Resuming: published checkpoints are complete.
+    with compact.CheckpointWriter(work_dir, suffix, capacity,
+                                  frame_shape=(84, 84)) as writer:
+      for observation, action, reward, terminal in chunks:  # slot order
+        writer.append(observation, action, reward, terminal)
+      writer.close(add_count, invalid_range, episode_end_indices)
+  compact.finish_output(work_dir, out_dir)
+
+`CheckpointWriter` writes into `work_dir/ckpt_N.partial` with plain writes
+(no memory-mapped output) and `close()` fsyncs and renames it to
+`work_dir/ckpt_N`; leaving the `with` block by an exception removes the
+partial directory. Chunks may have any length; their lengths must add up to
+`capacity`. `begin_output` returns `out_dir` itself when it already holds an
+output of the same source (new checkpoints are added in place, each
+published atomically), otherwise the sibling `out_dir + '.partial'`, which
+`finish_output` renames to `out_dir` once every checkpoint is in. A full
+disk or any other OSError becomes a ReplayDataError naming the file.
+"""
+
+import contextlib
+import io
+import json
+import mmap
+import os
+import shutil
+import threading
+from concurrent import futures
+from typing import Optional, Sequence
+
+import numpy as np
+import zstandard
+
+from batch_rl.data.dopamine_replay import ReplayArrays
+from batch_rl.data.errors import ReplayDataError
+
+FORMAT = 'batch_rl.compact.v1'
+MANIFEST = 'manifest.json'
+PARTIAL = '.partial'
+# 8 Atari frames (56 KB) per block keep most of the cross-frame matches gzip
+# finds (1.12x the gz size, docs/PERFORMANCE.md; single frames lose them
+# and take several times more); a window of 5 slots touches 1.5 blocks on
+# average, decoded up to the last frame it needs.
+BLOCK_FRAMES = 8
+LEVEL = 3
+SMALL_ELEMENTS = ('action', 'reward', 'terminal')
+
+
+def checkpoint_dir(out_dir: str, suffix: int) -> str:
+  return os.path.join(out_dir, f'ckpt_{suffix}')
+
+
+def checkpoint_suffix(ckpt_dir: str) -> int:
+  """The suffix N of a converted checkpoint directory OUT/ckpt_N."""
+  return int(os.path.basename(ckpt_dir)[len('ckpt_'):])
+
+
+def read_manifest(out_dir: str) -> Optional[dict]:
+  """The manifest of a converted directory, or None if it has none."""
+  path = os.path.join(out_dir, MANIFEST)
+  if not os.path.isfile(path):
+    return None
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError) as e:
+    raise ReplayDataError(f'{path}: unreadable manifest ({e}).') from None
+
+
+def _fsync_dir(path: str) -> None:
+  fd = os.open(path, os.O_RDONLY)
+  try:
+    os.fsync(fd)
+  finally:
+    os.close(fd)
+
+
+def write_json(path: str, value) -> None:
+  """Writes `path` atomically (temporary file, fsync, rename)."""
+  tmp = path + '.tmp'
+  try:
+    with open(tmp, 'w') as f:
+      json.dump(value, f)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except OSError as e:
+    raise ReplayDataError(f'{path}: cannot write ({e.strerror or e}).') from None
+
+
+def finished_checkpoints(out_dir: str) -> list[int]:
+  """Suffixes of the checkpoints published in `out_dir` (complete ones)."""
+  if not os.path.isdir(out_dir):
+    return []
+  return sorted(
+      int(name[len('ckpt_'):]) for name in os.listdir(out_dir)
+      if name.startswith('ckpt_') and name[len('ckpt_'):].isdigit())
+
+
+def begin_output(out_dir: str, source: str) -> str:
+  """The directory to write checkpoints of `source` into (see module doc).
+
+  Raises ReplayDataError when `out_dir` (or its unfinished sibling) holds
+  data of another source or format, or is a non-empty directory that is not
+  a converted output.
+  """
+  out_dir = os.path.abspath(out_dir)
+  work_dir = out_dir + PARTIAL
+  for path in (out_dir, work_dir):
+    manifest = read_manifest(path)
+    if manifest is None:
+      continue
+    if manifest.get('source') != source:
+      raise ReplayDataError(
+          f'{path} holds data converted from {manifest.get("source")}, not '
+          f'from {source}; choose another output directory.')
+    if manifest.get('format') != FORMAT:
+      raise ReplayDataError(
+          f'{path} holds format {manifest.get("format")}, not {FORMAT}; '
+          'choose another output directory.')
+    return path
+  if os.path.isdir(out_dir) and os.listdir(out_dir):
+    raise ReplayDataError(
+        f'{out_dir}: exists and is not a converted replay directory (no '
+        f'{MANIFEST}); choose a new or empty output directory.')
+  try:
+    os.makedirs(work_dir, exist_ok=True)
+  except OSError as e:
+    raise ReplayDataError(f'{work_dir}: cannot create ({e.strerror}).') from None
+  write_json(os.path.join(work_dir, MANIFEST),
+              {'format': FORMAT, 'source': source, 'checkpoints': []})
+  return work_dir
+
+
+def finish_output(work_dir: str, out_dir: str) -> list[int]:
+  """Lists the published checkpoints in the manifest and moves `work_dir`
+  to `out_dir` (when they differ); returns the checkpoints."""
+  manifest = read_manifest(work_dir)
+  manifest['checkpoints'] = finished_checkpoints(work_dir)
+  write_json(os.path.join(work_dir, MANIFEST), manifest)
+  out_dir = os.path.abspath(out_dir)
+  if os.path.abspath(work_dir) != out_dir:
+    if os.path.isdir(out_dir):  # Empty (begin_output checked).
+      os.rmdir(out_dir)
+    os.replace(work_dir, out_dir)
+    _fsync_dir(os.path.dirname(out_dir))
+  return manifest['checkpoints']
+
+
+@contextlib.contextmanager
+def writing(path: str):
+  """Turns an OSError (a full disk, a read-only directory) into one line."""
+  try:
+    yield
+  except OSError as e:
+    raise ReplayDataError(
+        f'{path}: {e.strerror or e} (nothing incomplete was published; '
+        'rerunning resumes).') from None
+
+
+def npy_header(shape, dtype) -> bytes:
+  """The `.npy` header of an array, for writing its data in chunks."""
+  buffer = io.BytesIO()
+  np.lib.format.write_array_header_1_0(buffer, {
+      'descr': np.lib.format.dtype_to_descr(np.dtype(dtype)),
+      'fortran_order': False, 'shape': tuple(shape)})
+  return buffer.getvalue()
+
+
+class CheckpointWriter:
+  """Writes one checkpoint in the compact layout from chunks in slot order."""
+
+  def __init__(self, out_dir: str, suffix: int, capacity: int,
+               frame_shape: Sequence[int], frame_dtype=np.uint8,
+               action_shape: Sequence[int] = (), action_dtype=np.int32,
+               reward_dtype=np.float32, terminal_dtype=np.uint8,
+               block_frames: int = BLOCK_FRAMES, level: int = LEVEL):
+    self.final_dir = checkpoint_dir(out_dir, suffix)
+    self.partial_dir = self.final_dir + PARTIAL
+    self.capacity = int(capacity)
+    self.block_frames = int(block_frames)
+    self.specs = {
+        'observation': (tuple(frame_shape), np.dtype(frame_dtype)),
+        'action': (tuple(action_shape), np.dtype(action_dtype)),
+        'reward': ((), np.dtype(reward_dtype)),
+        'terminal': ((), np.dtype(terminal_dtype)),
+    }
+    self.written = 0
+    self._pending = []  # Frames of the unfinished block.
+    self._pending_count = 0
+    self._offsets = [0]
+    self._compressor = zstandard.ZstdCompressor(level=level)
+    self._files = {}
+    shutil.rmtree(self.partial_dir, ignore_errors=True)
+    self._guard(self.partial_dir, os.makedirs, self.partial_dir)
+    self._files['frames'] = self._open('frames.zst')
+    for name in SMALL_ELEMENTS:
+      shape, dtype = self.specs[name]
+      f = self._files[name] = self._open(f'{name}.npy')
+      self._write(f, npy_header((self.capacity, *shape), dtype))
+
+  def _open(self, filename):
+    path = os.path.join(self.partial_dir, filename)
+    return self._guard(path, open, path, 'wb')
+
+  def _guard(self, path, function, *args):
+    with writing(path):
+      return function(*args)
+
+  def _write(self, f, data) -> None:
+    self._guard(f.name, f.write, data)
+
+  def append(self, observation, action, reward, terminal) -> None:
+    """Appends the next slots: arrays of equal length L (any L >= 0)."""
+    chunk = {}
+    for name, value in (('observation', observation), ('action', action),
+                        ('reward', reward), ('terminal', terminal)):
+      shape, dtype = self.specs[name]
+      value = np.asarray(value)
+      if value.shape[1:] != shape or (dtype.kind in 'iub' and
+                                      value.dtype.kind not in 'iub'):
+        raise ReplayDataError(
+            f'{self.final_dir}: {name} chunk has shape {value.shape[1:]} and '
+            f'dtype {value.dtype} per slot, expected {shape} and {dtype}.')
+      chunk[name] = np.ascontiguousarray(value, dtype=dtype)
+      if dtype.kind in 'iub' and not np.array_equal(chunk[name], value):
+        bad = np.flatnonzero(
+            (chunk[name] != value).reshape(len(value), -1).any(axis=1))[0]
+        raise ReplayDataError(
+            f'{self.final_dir}: {name} of slot {self.written + bad} is '
+            f'{value[bad]}, which {dtype} cannot hold.')
+    lengths = {len(v) for v in chunk.values()}
+    if len(lengths) != 1:
+      raise ReplayDataError(
+          f'{self.final_dir}: chunk arrays have different lengths '
+          f'{ {k: len(v) for k, v in chunk.items()} }.')
+    length = lengths.pop()
+    if self.written + length > self.capacity:
+      raise ReplayDataError(
+          f'{self.final_dir}: {self.written + length} slots appended, more '
+          f'than the capacity {self.capacity}.')
+    for name in SMALL_ELEMENTS:
+      self._write(self._files[name], chunk[name].tobytes())
+    self._add_frames(chunk['observation'])
+    self.written += length
+
+  def _add_frames(self, frames: np.ndarray) -> None:
+    begin = 0
+    if self._pending_count:
+      take = min(len(frames), self.block_frames - self._pending_count)
+      self._pending.append(frames[:take])
+      self._pending_count += take
+      begin = take
+      if self._pending_count < self.block_frames:
+        return
+      self._write_block(np.concatenate(self._pending))
+      self._pending, self._pending_count = [], 0
+    whole = begin + (len(frames) - begin) // self.block_frames * (
+        self.block_frames)
+    for start in range(begin, whole, self.block_frames):
+      self._write_block(frames[start:start + self.block_frames])
+    if whole < len(frames):
+      self._pending = [frames[whole:].copy()]
+      self._pending_count = len(frames) - whole
+
+  def _write_block(self, frames: np.ndarray) -> None:
+    data = self._compressor.compress(frames.tobytes())
+    self._write(self._files['frames'], data)
+    self._offsets.append(self._offsets[-1] + len(data))
+
+  def close(self, add_count: int, invalid_range,
+            episode_end_indices=None) -> str:
+    """Publishes the checkpoint (validated, fsynced, renamed into place)."""
+    if self.written != self.capacity:
+      raise ReplayDataError(
+          f'{self.final_dir}: {self.written} slots appended, expected the '
+          f'capacity {self.capacity}.')
+    if self._pending_count:
+      self._write_block(np.concatenate(self._pending))
+    invalid_range = np.asarray(invalid_range, dtype=np.int64).reshape(-1)
+    ends = (None if episode_end_indices is None else
+            np.asarray(sorted(episode_end_indices), dtype=np.int64))
+    for name, indices in (('invalid_range', invalid_range),
+                          ('episode_end_indices', ends)):
+      if indices is not None and len(indices) and (
+          indices.min() < 0 or indices.max() >= self.capacity):
+        bad = indices[(indices < 0) | (indices >= self.capacity)][0]
+        raise ReplayDataError(
+            f'{self.final_dir}: {name} holds {bad}, outside [0, '
+            f'{self.capacity}).')
+    if int(add_count) < 0:
+      raise ReplayDataError(f'{self.final_dir}: add_count {add_count} < 0.')
+    offsets_path = os.path.join(self.partial_dir, 'frame_offsets.npy')
+    self._guard(offsets_path, np.save, offsets_path,
+                np.array(self._offsets, dtype=np.int64))
+    shape, dtype = self.specs['observation']
+    meta = {
+        'capacity': self.capacity, 'frame_shape': list(shape),
+        'frame_dtype': dtype.str, 'block_frames': self.block_frames,
+        'add_count': int(add_count),
+        'invalid_range': invalid_range.tolist(),
+        'episode_end_indices': None if ends is None else ends.tolist(),
+    }
+    for f in self._files.values():
+      self._guard(f.name, os.fsync, f.fileno())
+      self._guard(f.name, f.close)
+    write_json(os.path.join(self.partial_dir, 'meta.json'), meta)
+    self._guard(self.final_dir, os.replace, self.partial_dir, self.final_dir)
+    _fsync_dir(os.path.dirname(self.final_dir))
+    return self.final_dir
+
+  def abort(self) -> None:
+    """Closes and removes the partial checkpoint."""
+    for f in self._files.values():
+      try:
+        f.close()
+      except OSError:
+        pass  # Closing after a failed write may fail again: nothing to keep.
+    shutil.rmtree(self.partial_dir, ignore_errors=True)
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, exc_type, exc, traceback):
+    if exc_type is not None:
+      self.abort()
+    elif os.path.isdir(self.partial_dir):
+      self.abort()
+      raise ReplayDataError(
+          f'{self.final_dir}: CheckpointWriter left without close().')
+
+
+class CompactFrames:
+  """The frames of one compact checkpoint as a read-only array-like.
+
+  `frames[slots]` (ints, slices or integer arrays) decodes the blocks it
+  needs; `read_blocks` is the batched path the replay store uses.
+  """
+
+  def __init__(self, ckpt_dir: str, meta: dict):
+    self.path = os.path.join(ckpt_dir, 'frames.zst')
+    self.shape = (meta['capacity'], *meta['frame_shape'])
+    self.dtype = np.dtype(meta['frame_dtype'])
+    self.ndim = len(self.shape)
+    self.block_frames = meta['block_frames']
+    self.offsets = np.load(os.path.join(ckpt_dir, 'frame_offsets.npy'))
+    num_blocks = -(-self.shape[0] // self.block_frames)
+    if self.offsets.shape != (num_blocks + 1,):
+      raise ReplayDataError(
+          f'{ckpt_dir}/frame_offsets.npy: {len(self.offsets)} offsets, '
+          f'expected {num_blocks + 1}.')
+    size = os.path.getsize(self.path)
+    if int(self.offsets[-1]) != size:
+      raise ReplayDataError(
+          f'{self.path}: {size} bytes, the index expects {self.offsets[-1]} '
+          '(truncated or corrupt).')
+    with open(self.path, 'rb') as f:
+      self._mmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    self._view = memoryview(self._mmap)
+
+  def __len__(self):
+    return self.shape[0]
+
+  def read_blocks(self, blocks: np.ndarray, frames: np.ndarray,
+                  out: np.ndarray, decompressor) -> None:
+    """Decodes the first frames[j] frames of block blocks[j] into out[j].
+
+    Decoding stops there (a window rarely needs a whole block), and writes
+    into `out` in place: a fresh buffer per block costs more in page faults
+    than the decoding itself.
+    """
+    flat = out.reshape(len(out), -1).view(np.uint8)
+    frame_bytes = flat.shape[1] // self.block_frames
+    for j, (block, count) in enumerate(zip(blocks, frames)):
+      target = memoryview(flat[j, :count * frame_bytes])
+      reader = decompressor.stream_reader(
+          self._view[self.offsets[block]:self.offsets[block + 1]])
+      filled = 0
+      try:
+        while filled < len(target):
+          read = reader.readinto(target[filled:])
+          if not read:
+            raise zstandard.ZstdError('block ends early')
+          filled += read
+      except zstandard.ZstdError as e:
+        raise ReplayDataError(
+            f'{self.path}: block {block} does not decode ({e}).') from None
+
+  def __getitem__(self, key):
+    slots = np.arange(self.shape[0])[key]
+    column = np.reshape(slots, (-1, 1))
+    frames = FrameReader([self], threads=1).read(
+        np.zeros(len(column), np.int64), column)
+    return frames.reshape(*np.shape(slots), *self.shape[1:])
+
+  def __array__(self, dtype=None):
+    return self[:] if dtype is None else self[:].astype(dtype)
+
+  def release_pages(self) -> None:
+    """Drops this process's resident pages of frames.zst (see ReplayStore)."""
+    self._mmap.madvise(mmap.MADV_DONTNEED)
+
+
+class CompactCheckpoint:
+  """One published checkpoint: frames decoded on demand, the rest in RAM."""
+
+  def __init__(self, ckpt_dir: str):
+    try:
+      with open(os.path.join(ckpt_dir, 'meta.json')) as f:
+        meta = json.load(f)
+      self.frames = CompactFrames(ckpt_dir, meta)
+      small = {name: np.load(os.path.join(ckpt_dir, f'{name}.npy'))
+               for name in SMALL_ELEMENTS}
+    except (OSError, ValueError, KeyError) as e:
+      raise ReplayDataError(
+          f'{ckpt_dir}: unreadable converted checkpoint ({e}).') from None
+    ends = meta['episode_end_indices']
+    self.arrays = ReplayArrays(
+        observation=self.frames,
+        add_count=int(meta['add_count']),
+        invalid_range=np.array(meta['invalid_range'], dtype=np.int64),
+        episode_end_indices=(None if ends is None else
+                             np.array(ends, dtype=np.int64)),
+        **small)
+    self.arrays.validate(ckpt_dir)
+
+
+class FrameReader:
+  """Decodes the frames of many slots across checkpoints on a thread pool."""
+
+  def __init__(self, frames: Sequence[CompactFrames],
+               threads: Optional[int] = None):
+    self.frames = list(frames)
+    block_frames = {f.block_frames for f in self.frames}
+    if len(block_frames) != 1:
+      raise ReplayDataError(
+          f'checkpoints have different block sizes {sorted(block_frames)}; '
+          'convert them again with one setting.')
+    self.block_frames = block_frames.pop()
+    self.stride = max(len(f.offsets) for f in self.frames)
+    self.threads = threads or os.cpu_count() or 1
+    self._pool = (futures.ThreadPoolExecutor(self.threads,
+                                             'compact_frames')
+                  if self.threads > 1 else None)
+    self._local = threading.local()
+
+  def _local_decompressor(self):
+    if not hasattr(self._local, 'decompressor'):
+      self._local.decompressor = zstandard.ZstdDecompressor()
+    return self._local.decompressor
+
+  def _decode(self, keys: np.ndarray, frames: np.ndarray,
+              out: np.ndarray) -> None:
+    """Decodes blocks keyed ckpt * stride + block (sorted) into out."""
+    ckpts = keys // self.stride
+    bounds = np.flatnonzero(np.diff(ckpts)) + 1
+    begin = 0
+    for part, count in zip(np.split(keys, bounds), np.split(frames, bounds)):
+      if len(part):
+        self.frames[part[0] // self.stride].read_blocks(
+            part % self.stride, count, out[begin:begin + len(part)],
+            self._local_decompressor())
+      begin += len(part)
+
+  def _scratch(self, shape, dtype) -> np.ndarray:
+    """This thread's reused decode buffer, grown as needed."""
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    buffer = getattr(self._local, 'scratch', None)
+    if buffer is None or buffer.size < size:
+      buffer = self._local.scratch = np.empty(size, np.uint8)
+    return buffer[:size].view(dtype).reshape(shape)
+
+  def read(self, ckpt: np.ndarray, slots: np.ndarray) -> np.ndarray:
+    """Frames at slots[i, j] of checkpoints ckpt[i]: [*slots.shape, *frame]."""
+    first = self.frames[0]
+    within = slots % self.block_frames
+    keys = ckpt[:, None] * self.stride + slots // self.block_frames
+    unique, inverse = np.unique(keys, return_inverse=True)
+    inverse = inverse.reshape(keys.shape)
+    frames = np.zeros(len(unique), np.int64)  # Frames needed per block.
+    np.maximum.at(frames, inverse, within + 1)
+    buffer = self._scratch(
+        (len(unique), self.block_frames, *first.shape[1:]), first.dtype)
+    if self._pool is None or len(unique) < 2 * self.threads:
+      self._decode(unique, frames, buffer)
+    else:
+      parts = np.array_split(np.arange(len(unique)), self.threads)
+      for done in [self._pool.submit(self._decode, unique[p], frames[p],
+                                     buffer[p[0]:p[-1] + 1])
+                   for p in parts]:
+        done.result()
+    return buffer[inverse, within]
