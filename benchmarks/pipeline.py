@@ -2,7 +2,7 @@
 
   python benchmarks/pipeline.py --replay_dir DIR        # existing gz run
   python benchmarks/pipeline.py --capacity 1000000      # generates 2 ckpts
-      [--workdir W] [--layouts in_memory,memmap] [--seconds 10]
+      [--workdir W] [--layouts in_memory,converted] [--seconds 10]
       [--skip_dopamine] [--json OUT.json]
 
 Sources: `--replay_dir`, a Dopamine gz directory (e.g. written by
@@ -20,8 +20,9 @@ reads it, and peak / settled RSS:
     (about 7 GiB of RAM for a 1M checkpoint: run alone);
   * in_memory: gz checkpoints decompressed into RAM (1 checkpoint; 10 only
     where 10x the frames fit in a third of the available RAM);
-  * memmap: `convert`ed `.npy` files, memory-mapped (conversion time and
-    disk per checkpoint measured here), 1 and 10 checkpoints.
+  * converted: `convert`ed checkpoints (the compact layout: zstd frame
+    blocks decoded per batch; conversion time and disk per checkpoint
+    measured here), 1 and 10 checkpoints.
 """
 
 import argparse
@@ -42,7 +43,7 @@ import psutil  # pylint: disable=g-import-not-at-top
 
 BATCH = 32
 STACK_SIZE = 4
-LAYOUTS = ('in_memory', 'memmap')
+LAYOUTS = ('in_memory', 'converted')
 
 
 def rss_bytes(field: str) -> int:
@@ -108,7 +109,7 @@ def child(layout: str, source: str, checkpoints: int, seconds: float) -> dict:
       read_all(stacks, tf.constant(per_call), True)['reward'].numpy()
       count += per_call
     rate = count / (time.perf_counter() - begin)
-    frame_bytes = sum(a.observation.nbytes for a in store.checkpoints)
+    frame_bytes = int(np.prod(store.frame_shape)) * store.num_slots
   return {'open_s': opened, 'batches_per_s': rate,
           'peak_rss': rss_bytes('VmHWM:'), 'settled_rss': rss_bytes('VmRSS:'),
           'frame_bytes': frame_bytes}
@@ -214,26 +215,26 @@ def main():
       results['in_memory'][10] = run_child(
           'in_memory', gz_with_copies(gz_dir, os.path.join(work, 'gz10'), 10),
           10, args.seconds)
-  if 'memmap' in layouts:
-    memmap10 = os.path.join(work, 'memmap10')
-    shutil.rmtree(memmap10, ignore_errors=True)
+  if 'converted' in layouts:
+    converted10 = os.path.join(work, 'converted10')
+    shutil.rmtree(converted10, ignore_errors=True)
     gz10 = gz_with_copies(gz_dir, os.path.join(work, 'gz10'), 10)
     start = time.perf_counter()
-    converted.convert(gz10, memmap10, [0], progress=False)
-    results['memmap_convert_s'] = time.perf_counter() - start
-    results['memmap_bytes_per_checkpoint'] = du(
-        os.path.join(memmap10, 'ckpt_0'))
-    converted.convert(gz10, memmap10, [1], progress=False)
+    converted.convert(gz10, converted10, [0], progress=False)
+    results['convert_s'] = time.perf_counter() - start
+    results['converted_bytes_per_checkpoint'] = du(
+        os.path.join(converted10, 'ckpt_0'))
+    converted.convert(gz10, converted10, [1], progress=False)
     for suffix in range(2, 10):  # Links of checkpoints 0 and 1.
-      os.makedirs(os.path.join(memmap10, f'ckpt_{suffix}'))
-      for name in os.listdir(os.path.join(memmap10, f'ckpt_{suffix % 2}')):
-        link(os.path.join(memmap10, f'ckpt_{suffix % 2}', name),
-             os.path.join(memmap10, f'ckpt_{suffix}', name))
-    with open(os.path.join(memmap10, converted.MANIFEST)) as f:
+      os.makedirs(os.path.join(converted10, f'ckpt_{suffix}'))
+      for name in os.listdir(os.path.join(converted10, f'ckpt_{suffix % 2}')):
+        link(os.path.join(converted10, f'ckpt_{suffix % 2}', name),
+             os.path.join(converted10, f'ckpt_{suffix}', name))
+    with open(os.path.join(converted10, converted.MANIFEST)) as f:
       manifest = json.load(f)
-    with open(os.path.join(memmap10, converted.MANIFEST), 'w') as f:
+    with open(os.path.join(converted10, converted.MANIFEST), 'w') as f:
       json.dump({**manifest, 'checkpoints': list(range(10))}, f)
-    results['memmap'] = {k: run_child('memmap', memmap10, k, args.seconds)
+    results['converted'] = {k: run_child('converted', converted10, k, args.seconds)
                          for k in (1, 10)}
 
   report(results, gz_dir)
@@ -269,11 +270,10 @@ def report(results: dict, gz_dir: str) -> None:
       row(f'{layout} ({k} ckpt{"s" if k > 1 else ""})', r)
   print(f'gz on disk per checkpoint: '
         f'{results["gz_bytes_per_checkpoint"] / 1e9:.2f} GB')
-  if 'memmap_convert_s' in results:
-    print(f'memmap conversion per checkpoint: '
-          f'{results["memmap_convert_s"]:.0f} s, '
-          f'{results["memmap_bytes_per_checkpoint"] / 1e9:.2f} GB on disk '
-          f'({results["memmap_bytes_per_checkpoint"] / results["gz_bytes_per_checkpoint"]:.1f}x the gz)')
+  if 'convert_s' in results:
+    print(f'conversion per checkpoint: {results["convert_s"]:.0f} s, '
+          f'{results["converted_bytes_per_checkpoint"] / 1e9:.2f} GB on disk '
+          f'({results["converted_bytes_per_checkpoint"] / results["gz_bytes_per_checkpoint"]:.2f}x the gz)')
 
 
 if __name__ == '__main__':
