@@ -12,7 +12,9 @@
 # script exits 2 before doing anything. --cpu_only runs every part on the
 # CPU (the mirrored check on two logical CPUs), e.g. to check the script on
 # a machine without a GPU. Data: two generated checkpoints of --capacity
-# ALE frames (default 200000; 1000000 takes about 3 more minutes).
+# ALE frames (default 200000). Each part
+# has a time limit (about 8 minutes in all); LIMIT_SCALE=N multiplies them
+# (for slow or shared machines).
 set -uo pipefail
 
 cd "$(dirname "$0")/.."
@@ -58,7 +60,7 @@ fi
 # step NAME SECONDS COMMAND...: runs with a time limit, keeps the log, and
 # adds the log's last lines (the command's own summary) to the summary.
 step() {
-  local name=$1 limit=$2; shift 2
+  local name=$1 limit=$(($2 * ${LIMIT_SCALE:-1})); shift 2
   local start=$SECONDS
   echo "== $name (at most ${limit}s)"
   timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
