@@ -59,7 +59,7 @@ def _arrays(capacity, seed):
       frames, rng.integers(0, 6, capacity).astype(np.int32),
       rng.normal(size=capacity).astype(np.float32),
       (rng.random(capacity) < 0.01).astype(np.uint8), capacity + 123,
-      np.arange(118, 123))
+      np.arange(122, 127))  # Dopamine: cursor - n .. cursor + K - 1.
 
 
 @pytest.mark.skipif(not os.path.exists('/proc/self/clear_refs'),
@@ -117,24 +117,24 @@ def test_read_dopamine_names_the_inconsistent_checkpoint(tmp_path):
 
 _ITERATE_AND_EXIT = r'''
 import sys
-from batch_rl.data import pipeline
-dataset, _, _ = pipeline.replay_dataset(sys.argv[1], 32)
-iterator = iter(dataset)
+from batch_rl.data import replay_dataset
+replay = replay_dataset.open_replay(sys.argv[1], 4, 1, 0.99)
+iterator = iter(replay.batches(32, seed=0))
 for _ in range(10):
   next(iterator)
 print('iterated')
 '''
 
 
-def test_process_exits_after_iterating_a_memory_mapped_dataset(tmp_path):
+def test_process_exits_after_iterating_a_compact_dataset(tmp_path):
   """Issue 10: exit hung (threads on futexes) with host reads in flight."""
   os.makedirs(tmp_path / 'run')
   fill_dopamine_buffer(2000, 3000, frame_shape=(84, 84)).save(
       str(tmp_path / 'run'), 0)
-  converted.convert(str(tmp_path / 'run'), str(tmp_path / 'memmap'),
+  converted.convert(str(tmp_path / 'run'), str(tmp_path / 'compact'),
                     progress=False)
   out = subprocess.run(
-      [sys.executable, '-c', _ITERATE_AND_EXIT, str(tmp_path / 'memmap')],
+      [sys.executable, '-c', _ITERATE_AND_EXIT, str(tmp_path / 'compact')],
       capture_output=True, text=True, timeout=120,
       cwd=os.path.dirname(os.path.dirname(__file__)))
   assert out.returncode == 0 and 'iterated' in out.stdout, out.stderr[-2000:]
