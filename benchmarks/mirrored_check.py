@@ -4,9 +4,9 @@
 
 Splits the first GPU (with --cpu: the CPU) into two logical devices, builds
 a Nature DQN under `tf.distribute.MirroredStrategy` over both, and trains
-it as `experiment.create_runner(distribution='mirrored')` does (each replica
-fed by its own seeded pipeline), next to a one-device copy with the same
-weights trained on the same global batches. Prints one line: replicas, the
+it as `experiment.create_runner(distribution='mirrored')` does (each global
+batch split into one equal part per replica), next to a one-device copy
+with the same weights trained on the same global batches. Prints one line: replicas, the
 largest relative loss difference, steps/s; exits 1 if they differ.
 """
 
@@ -41,11 +41,14 @@ def main():
 
   import gin  # pylint: disable=g-import-not-at-top
   from batch_rl.agents import registry  # pylint: disable=g-import-not-at-top
+  from batch_rl.environments.environment_spec import EnvironmentSpec  # pylint: disable=g-import-not-at-top
   repo = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
   with gin.config.unlock_config():
     gin.parse_config_file(os.path.join(repo, 'gin', 'atari', 'dqn.gin'))
+  spec = EnvironmentSpec(num_actions=18, observation_shape=(84, 84),
+                         observation_dtype=np.dtype(np.uint8), stack_size=4)
   make = lambda strategy: registry.create_agent(
-      'dqn', 18, (84, 84), np.uint8, 4, seed=0, strategy=strategy)
+      'dqn', spec, seed=0, strategy=strategy)
   strategy = tf.distribute.MirroredStrategy(devices)
   mirrored, single = make(strategy), make(None)
   for network in ('online_network', 'target_network'):

@@ -14,8 +14,8 @@ checkpoints is measured without 10x the disk.
 
 Each measurement runs in a fresh process (batch 32, 84x84x4 uint8 states,
 update horizon 1) and reports seconds to open the store, batches/s of
-`pipeline.transition_dataset(..., stacked=True)` read in-graph as the runner
-reads it, and peak / settled RSS:
+`pipeline.transition_dataset(...)`'s stacks read in-graph as the runner
+reads them, and peak / settled RSS:
   * dopamine-rl: `OutOfGraphReplayBuffer.load` and `sample_transition_batch`
     (about 7 GiB of RAM for a 1M checkpoint: run alone);
   * in_memory: gz checkpoints decompressed into RAM (1 checkpoint; 10 only
@@ -98,15 +98,14 @@ def child(layout: str, source: str, checkpoints: int, seconds: float) -> dict:
       store = converted.open_store(source, selection)
     opened = time.perf_counter() - start
     stacks = iter(pipeline.transition_dataset(
-        store, BATCH, STACK_SIZE, elements=transitions.TRAINING_ELEMENTS,
-        stacked=True))
+        store, BATCH, STACK_SIZE, elements=transitions.TRAINING_ELEMENTS))
     per_call = train_loop.whole_stacks(1024, stacks.element_spec)
     read_all = train_loop.make_train_steps(
         lambda batch: {'reward': batch['reward'][0]})
-    read_all(stacks, tf.constant(per_call), True)  # Traces, fills buffers.
+    read_all(stacks, tf.constant(per_call))  # Traces, fills buffers.
     count, begin = 0, time.perf_counter()
     while time.perf_counter() - begin < seconds:
-      read_all(stacks, tf.constant(per_call), True)['reward'].numpy()
+      read_all(stacks, tf.constant(per_call))['reward'].numpy()
       count += per_call
     rate = count / (time.perf_counter() - begin)
     frame_bytes = int(np.prod(store.frame_shape)) * store.num_slots
