@@ -26,20 +26,23 @@ without training, is printed first.
 """
 
 import os
+import sys
 import time
 
-from absl import app
-from absl import flags
-import gin
-import numpy as np
-import tensorflow as tf
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from batch_rl.agents import train_loop
-from batch_rl.continuous import CONTINUOUS_AGENTS
-from batch_rl.data import pipeline
-from batch_rl.data import transitions
-from batch_rl.data.dopamine_replay import ReplayArrays
-from batch_rl.data.replay_store import ReplayStore
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags  # pylint: disable=g-import-not-at-top
+import gin  # pylint: disable=g-import-not-at-top
+import numpy as np  # pylint: disable=g-import-not-at-top
+import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+from batch_rl.agents import train_loop  # pylint: disable=g-import-not-at-top
+from batch_rl.continuous import CONTINUOUS_AGENTS  # pylint: disable=g-import-not-at-top
+from batch_rl.data import pipeline  # pylint: disable=g-import-not-at-top
+from batch_rl.data import transitions  # pylint: disable=g-import-not-at-top
+from batch_rl.data.dopamine_replay import ReplayArrays  # pylint: disable=g-import-not-at-top
+from batch_rl.data.replay_store import ReplayStore  # pylint: disable=g-import-not-at-top
 
 GIN_DIR = os.path.join(os.path.dirname(__file__), '..', 'gin', 'mujoco')
 

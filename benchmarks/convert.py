@@ -12,7 +12,7 @@ process, and prints one line:
              and the peak RSS of the largest conversion process;
   disk       the gz files and the compact layout;
   read       batches/s of 32 transitions (stack 4, update horizon 1) as the
-             runner reads them (`transition_dataset(..., stacked=True)`),
+             runner reads them (`transition_dataset(...)`'s stacks),
              after a warm-up, per second and per CPU second of the process
              (a figure other load on the machine changes less), and the
              reader's peak RSS, with 1 and with `--copies` checkpoints (the
@@ -26,10 +26,8 @@ WORK_DIR receives the outputs.
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
-import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -41,16 +39,14 @@ from batch_rl.data import converted, pipeline, transitions
 from batch_rl.data.selection import DataSelection
 store = converted.open_store(sys.argv[2], DataSelection())
 dataset = pipeline.transition_dataset(
-    store, 32, 4, 1, 0.99, seed=0, stacked=True,
-    elements=transitions.TRAINING_ELEMENTS)
+    store, 32, 4, 1, 0.99, seed=0, elements=transitions.TRAINING_ELEMENTS)
 iterator = iter(dataset)
 start = time.time()
 while time.time() - start < 5:  # Warm-up: tracing, thread pools, caches.
   stack = next(iterator)
 count, start, cpu = 0, time.time(), sum(os.times()[:2])
 while time.time() - start < float(sys.argv[3]):
-  next(iterator)
-  count += stack['reward'].shape[0]
+  count += next(iterator)['reward'].shape[0]
 print(json.dumps({
     'batches_per_s': count / (time.time() - start),
     'batches_per_cpu_s': count / (sum(os.times()[:2]) - cpu),

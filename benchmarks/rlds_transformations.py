@@ -8,24 +8,27 @@ every n-step transition of it twice and prints the seconds each took:
   sliding windows per episode -> discounted n-step returns cut at the
   terminal, as a tf.data pass over all windows;
 * ours: `replay_dataset.open_replay` on the RLDS directory (Dopamine's slot
-  layout rebuilt from the episodes) and `transitions.gather_from_arrays`
-  over every valid index.
+  layout rebuilt from the episodes, converted into a compact cache in the
+  temporary directory, so that every run converts) and
+  `transitions.gather_from_arrays` over every valid index.
 Both count the transitions they built (they must agree up to the episode
 tails the rlds windows drop).
 """
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np  # pylint: disable=g-import-not-at-top
 import rlds  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
+from batch_rl.data import gz_cache  # pylint: disable=g-import-not-at-top
 from batch_rl.data import replay_dataset  # pylint: disable=g-import-not-at-top
 from batch_rl.data import rlds_io  # pylint: disable=g-import-not-at-top
 from batch_rl.data import transitions  # pylint: disable=g-import-not-at-top
@@ -78,6 +81,7 @@ def main():
   parser.add_argument('--gamma', type=float, default=0.99)
   args = parser.parse_args()
   with tempfile.TemporaryDirectory() as tmp:
+    os.environ[gz_cache.CACHE_ENV] = os.path.join(tmp, 'cache')
     builder_dir = rlds_io.export_to_rlds(embedded_default.REPLAY_DIR,
                                          os.path.join(tmp, 'rlds'),
                                          stack_size=1, progress=False)

@@ -17,8 +17,10 @@ import subprocess
 import sys
 import time
 
-from batch_rl.sweep import execution
-from batch_rl.sweep import study as study_lib
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from batch_rl.sweep import execution  # pylint: disable=g-import-not-at-top
+from batch_rl.sweep import study as study_lib  # pylint: disable=g-import-not-at-top
 
 WRITE_METRICS = ("import os, sys; os.makedirs(sys.argv[1], exist_ok=True); "
                  "open(os.path.join(sys.argv[1], 'metrics.csv'), 'w')"

@@ -100,17 +100,47 @@ def read_array(path: str) -> np.ndarray:
   return _read_gzip_payload(path, lambda f: np.load(f, allow_pickle=False))
 
 
+def _read_header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
+  """(shape, fortran_order, dtype) of the `np.save` array starting at `f`."""
+  version = np.lib.format.read_magic(f)
+  read = (np.lib.format.read_array_header_1_0 if version == (1, 0) else
+          np.lib.format.read_array_header_2_0)
+  shape, fortran_order, dtype = read(f)
+  return tuple(shape), fortran_order, dtype
+
+
 def read_array_header(path: str) -> tuple[tuple[int, ...], np.dtype]:
   """(shape, dtype) of the `np.save` array in a gzip file, without its data."""
+  shape, _, dtype = _read_gzip_payload(path, _read_header)
+  return shape, dtype
 
-  def header(f):
-    version = np.lib.format.read_magic(f)
-    read = (np.lib.format.read_array_header_1_0 if version == (1, 0) else
-            np.lib.format.read_array_header_2_0)
-    shape, _, dtype = read(f)
-    return tuple(shape), dtype
 
-  return _read_gzip_payload(path, header)
+_READ_CHUNK = 2**20
+
+
+def read_array_into(path: str, out: np.ndarray) -> None:
+  """Reads the `np.save` array of a gzip file into `out`, a C-contiguous
+  array of the same shape and dtype (no intermediate copy of the data)."""
+
+  if not out.flags.c_contiguous:
+    raise ValueError(f'read_array_into({path}): `out` is not C-contiguous.')
+
+  def read(f):
+    shape, fortran_order, dtype = _read_header(f)
+    if shape != out.shape or dtype != out.dtype or fortran_order:
+      raise ReplayDataError(
+          f'{path}: holds a {dtype} array of shape {shape}'
+          f'{" (Fortran order)" if fortran_order else ""}, expected '
+          f'{out.dtype} of shape {out.shape}.')
+    target = memoryview(out.reshape(-1).view(np.uint8))
+    filled = 0
+    while filled < len(target):
+      count = f.readinto(target[filled:filled + _READ_CHUNK])
+      if not count:
+        raise EOFError(f'data ends after {filled} of {len(target)} bytes')
+      filled += count
+
+  _read_gzip_payload(path, read)
 
 
 def check_gzip_size(path: str) -> None:

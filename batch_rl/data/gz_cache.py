@@ -138,9 +138,7 @@ def open_gz(replay_dir: str, selection: DataSelection,
   if frame_bytes <= cache.memory_budget_gib * 2**30:
     print(f'{what}: loading into memory (~{_gb(frame_bytes)} RAM, '
           f'~{_minutes(frame_bytes / LOAD_BYTES_PER_S)}).', flush=True)
-    return ReplayStore(
-        [dopamine_replay.read_arrays(replay_dir, s) for s in suffixes],
-        [os.path.join(replay_dir, f'checkpoint {s}') for s in suffixes])
+    return ReplayStore.read_dopamine(replay_dir, suffixes)
   path = cache.cache_path(replay_dir)
   with _Lock(path + '.lock'):
     todo = [s for s in suffixes

@@ -22,6 +22,13 @@ from batch_rl.data.replay_store import ReplayStore
 STACK_BYTES = 16 * 2**20
 MAX_BATCHES_PER_CALL = 128
 
+# tf.data's default graph rewrites serialize the dataset, which copies every
+# tensor its functions capture: the in-memory store's frames, once more per
+# iterator. This pipeline gains nothing from them (it is already parallel
+# and prefetched), so they are off.
+DATASET_OPTIONS = tf.data.Options()
+DATASET_OPTIONS.experimental_optimization.apply_default_optimizations = False
+
 
 def auto_batches_per_call(store: ReplayStore, batch_size: int,
                           stack_size: int, update_horizon: int) -> int:
@@ -106,4 +113,4 @@ def transition_dataset(store: ReplayStore, batch_size: int,
 
   dataset = tf.data.Dataset.counter(start=first_call).map(
       sample, num_parallel_calls=num_parallel_calls, deterministic=True)
-  return dataset.prefetch(tf.data.AUTOTUNE)
+  return dataset.prefetch(tf.data.AUTOTUNE).with_options(DATASET_OPTIONS)

@@ -103,7 +103,8 @@ class ReplayDataset:
           windows, local, self.stack_size, horizon, self.gamma)
 
     return (tf.data.Dataset.from_tensor_slices(np.asarray(indices))
-            .batch(batch_size).map(gather).prefetch(tf.data.AUTOTUNE))
+            .batch(batch_size).map(gather).prefetch(tf.data.AUTOTUNE)
+            .with_options(pipeline.DATASET_OPTIONS))
 
   def episodes(self) -> list[StoredEpisode]:
     """Every stored episode of the selected checkpoints, slots global."""
