@@ -96,7 +96,7 @@ def create_runner(agent_name: Optional[str], replay_dir: str, base_dir: str,
   }
   return Runner(base_dir=base_dir, agent=agent, environment=env,
                 training=training.OfflineTraining(replay, batch_size, seed),
-                run_info=run_info, selection=selection)
+                run_info=run_info, selection=selection, seed=seed)
 
 
 @gin.configurable(denylist=['agent_name', 'base_dir'])
@@ -131,4 +131,4 @@ def create_online_runner(agent_name: Optional[str], base_dir: str,
   }
   return Runner(base_dir=base_dir, agent=OnlineAgent(agent, replay),
                 environment=env, training=training.OnlineTraining(seed),
-                run_info=run_info)
+                run_info=run_info, seed=seed)
