@@ -38,6 +38,9 @@ def log_data(agent_name, base_dir: str, gin_files=(), gin_bindings=()):
   # Imported here so `--help` answers without loading TensorFlow.
   from batch_rl import experiment  # pylint: disable=g-import-not-at-top
   from batch_rl import continuous  # pylint: disable=g-import-not-at-top
+  # Registers LoggedReplayBuffer and OnlineAgent with gin before parsing locks
+  # the configuration (create_online_runner imports them otherwise).
+  from batch_rl.baselines import logged_replay_buffer, online_agent  # pylint: disable=g-import-not-at-top,unused-import
   experiment.register_all_agents()
   command_line.load_gin_configs(list(gin_files), list(gin_bindings))
   agent_name = experiment.resolve_agent_name(agent_name)

@@ -359,3 +359,130 @@ def test_export_rlds_is_published_only_when_complete(tmp_path, monkeypatch):
   assert str(error.value) == (
       f'{path}: holds the export of {os.path.realpath(source)}, not of '
       f'{other}; remove it or choose another out_dir.')
+
+
+EMBEDDED_REPLAY = os.path.join(REPO, 'batch_rl', 'experiments', 'data',
+                               'cartpole_dqn_replay')
+CARTPOLE = "create_runner.environment_name='classic:CartPole-v1'"
+ONLINE_CARTPOLE = (
+    "create_online_runner.environment_name='classic:CartPole-v1'")
+
+
+def _absl_main(module):
+  """main(argv) of an entry point that parses the global absl FLAGS."""
+  def main(argv):
+    gin.clear_config()
+    command_line.FLAGS.unparse_flags()
+    command_line.FLAGS(['prog', *argv])
+    return module.main(['prog'])
+  return main
+
+
+def _train_argv(base_dir, *bindings):
+  return ['--agent_name=dqn', f'--replay_dir={EMBEDDED_REPLAY}',
+          f'--base_dir={base_dir}', '--gin_files=gin/classic/dqn.gin',
+          *[f'--gin_bindings={b}' for b in bindings]]
+
+
+def _log_argv(base_dir, *bindings):
+  return ['--agent_name=dqn', f'--base_dir={base_dir}',
+          '--gin_files=gin/classic/dqn.gin',
+          *[f'--gin_bindings={b}' for b in bindings]]
+
+
+def _metrics_with_a_repeated_iteration(base_dir):
+  rows = [dict(iteration=i, gradient_steps=i + 1, eval_episodes=1,
+               eval_return_mean=1.0, eval_return_std=0.0, train_loss=0.1,
+               wall_time_s=1.0) for i in (0, 1, 1)]
+  run = RunDirectory(base_dir)
+  run.write_run_info({'agent_name': 'dqn', 'seed': 0,
+                      'environment': 'classic:CartPole-v1'})
+  run.write_metrics(rows)
+  return base_dir
+
+
+ONE_LINE_CASES = {
+    'train: missing binding': (
+        'train', lambda d: _train_argv(d),
+        'missing gin binding create_runner.environment_name: set it in a gin '
+        'file or with --gin_bindings="create_runner.environment_name=..."'),
+    "train: seed='abc'": (
+        'train', lambda d: _train_argv(d, CARTPOLE, "create_runner.seed='abc'"),
+        "create_runner.seed='abc': must be an integer, e.g. "
+        '--gin_bindings=create_runner.seed=0.'),
+    'train: base_dir is a file': (
+        'train', lambda d: _train_argv(d + '/file', CARTPOLE),
+        '/file is a file; the run directory (--base_dir) must be a folder'),
+    'train: num_iterations=0': (
+        'train', lambda d: _train_argv(d, CARTPOLE, 'Runner.num_iterations=0'),
+        'Runner.num_iterations=0: must be at least 1.'),
+    'train: evaluation_steps=0': (
+        'train', lambda d: _train_argv(d, CARTPOLE,
+                                       'Runner.evaluation_steps=0'),
+        'Runner.evaluation_steps=0: must be at least 1.'),
+    'log_data: missing binding': (
+        'log_data', lambda d: _log_argv(d),
+        'missing gin binding create_online_runner.environment_name'),
+    "log_data: seed='abc'": (
+        'log_data', lambda d: _log_argv(
+            d, ONLINE_CARTPOLE, "create_online_runner.seed='abc'"),
+        "create_online_runner.seed='abc': must be an integer"),
+    'log_data: base_dir is a file': (
+        'log_data', lambda d: _log_argv(d + '/file', ONLINE_CARTPOLE),
+        '/file is a file; the run directory (--base_dir) must be a folder'),
+    'log_data: training_steps=0': (
+        'log_data', lambda d: _log_argv(d, ONLINE_CARTPOLE,
+                                        'Runner.training_steps=0'),
+        'Runner.training_steps=0: must be at least 1.'),
+    'analysis: --bootstrap_reps -1': (
+        'analysis', lambda d: ['report', f'--base_dirs={d}', f'--out={d}',
+                               '--bootstrap_reps', '-1'],
+        'flag --bootstrap_reps=-1: -1 is not a positive integer'),
+    'analysis: --confidence 7': (
+        'analysis', lambda d: ['report', f'--base_dirs={d}', f'--out={d}',
+                               '--confidence', '7'],
+        'flag --confidence=7: 7.0 is not a number in the range [0.0, 1.0]'),
+    'analysis: repeated iteration rows': (
+        'analysis', lambda d: [
+            f'--base_dirs={_metrics_with_a_repeated_iteration(d + "/run")}',
+            f'--out={d}/out'],
+        '/run/metrics.csv: iteration 1 has more than one row; each iteration '
+        'must appear once'),
+    'data: replay_dir is a file': (
+        'data', lambda d: ['info', d + '/file'], '/file'),
+    'policy_selection: no --out': (
+        'policy_selection', lambda d: [f'--base_dirs={d}'], '--out'),
+}
+
+
+def _entry_point(name):
+  if name == 'analysis':
+    from batch_rl.analysis import __main__ as analysis  # pylint: disable=g-import-not-at-top
+    return analysis.main
+  if name == 'data':
+    from batch_rl.data import __main__ as data  # pylint: disable=g-import-not-at-top
+    return data.main
+  module = importlib.import_module(f'batch_rl.{name}')
+  return lambda argv: cli.call(_absl_main(module), argv)
+
+
+@pytest.mark.parametrize('case', ONE_LINE_CASES)
+def test_user_errors_of_every_cli_are_one_line(case, tmp_path, capsys):
+  entry_point, argv, message = ONE_LINE_CASES[case]
+  (tmp_path / 'file').write_text('')
+  code = _entry_point(entry_point)(argv(str(tmp_path)))
+  err = capsys.readouterr().err
+  assert code == 2, err
+  assert err.count('\n') == 1 and err.startswith('error: '), err
+  assert message in err
+
+
+def test_a_bad_seed_through_the_command_line_is_one_line(tmp_path):
+  result = subprocess.run(
+      [sys.executable, '-m', 'batch_rl.log_data',
+       *_log_argv(str(tmp_path), ONLINE_CARTPOLE,
+                  "create_online_runner.seed='abc'")],
+      cwd=REPO, capture_output=True, text=True, check=False)
+  assert result.returncode == 2 and result.stderr == (
+      "error: create_online_runner.seed='abc': must be an integer, e.g. "
+      '--gin_bindings=create_online_runner.seed=0.\n'), result.stderr
