@@ -3,8 +3,9 @@ r"""Fault-injection campaign: kills, bad inputs and a full disk.
   python scripts/fault_campaign.py [--kills=20] [--seed=0] [--work_dir=DIR]
 
 1. Kills: a tiny offline DQN run on a random-policy CartPole replay is
-   SIGKILLed `--kills` times, at random moments or (every third kill) while
-   it writes a checkpoint, and resumed each time until it finishes. Checks:
+   SIGKILLed `--kills` times, at a random moment 0-4 s after its start-up
+   (once it holds run.lock) or (every third kill) while it writes a
+   checkpoint, and resumed each time until it finishes. Checks:
    metrics.csv holds each iteration once, every kept checkpoint loads, the
    TensorBoard event files hold exactly one value per tag and iteration, and
    the metrics equal those of an uninterrupted run with the same seed.
@@ -207,6 +208,20 @@ def run_checks(base_dir, iterations, reference_rows=None):
   return problems
 
 
+def wait_until_running(process, base_dir, timeout=600):
+  """Waits until `process` holds the run's lock (its start-up is over)."""
+  lock = os.path.join(base_dir, 'run.lock')
+  deadline = time.time() + timeout
+  while time.time() < deadline and process.poll() is None:
+    try:
+      with open(lock) as f:
+        if f.read().strip() == str(process.pid):
+          return
+    except OSError:
+      pass
+    time.sleep(0.05)
+
+
 def _kill_campaign(replay_dir, work_dir, kills, iterations, rng):
   reference_dir = os.path.join(work_dir, 'uninterrupted')
   subprocess.run(train_command(replay_dir, reference_dir,
@@ -236,9 +251,10 @@ def _kill_campaign(replay_dir, work_dir, kills, iterations, rng):
     else:
       process = subprocess.Popen(run, cwd=REPO, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL)
-      delay = rng.uniform(2.0, 12.0)
+      wait_until_running(process, base_dir)
+      delay = rng.uniform(0.0, 4.0)
       time.sleep(delay)
-      where = f'after {delay:.1f}s'
+      where = f'{delay:.1f}s after start-up'
     process.send_signal(signal.SIGKILL)
     process.wait()
     log.append(where)
@@ -297,7 +313,7 @@ def main():
   child.add_argument('--fail_write_at', type=int)
   child.add_argument('train_argv', nargs='*')
   parser.add_argument('--kills', type=int, default=20)
-  parser.add_argument('--iterations', type=int, default=12)
+  parser.add_argument('--iterations', type=int, default=30)
   parser.add_argument('--seed', type=int, default=0)
   parser.add_argument('--work_dir', default=None,
                       help='scratch folder (default: a temporary one)')

@@ -147,7 +147,8 @@ def test_kills_during_and_between_checkpoint_writes_lose_nothing(
       campaign.train_command(replay, base_dir,
                              f'Runner.num_iterations={ITERATIONS}'),
       cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  time.sleep(np.random.default_rng().uniform(2, 8))
+  campaign.wait_until_running(anywhere, base_dir)
+  time.sleep(np.random.default_rng().uniform(0, 3))
   anywhere.kill()
   anywhere.wait()
   _runner(replay, base_dir).run_experiment()

@@ -147,8 +147,8 @@ class Runner:
     folder = self.run_directory.tensorboard_path
     for name in sorted(tf.io.gfile.listdir(folder)):
       try:
-        for event in tf.compat.v1.train.summary_iterator(
-            os.path.join(folder, name)):
+        for record in tf.data.TFRecordDataset(os.path.join(folder, name)):
+          event = tf.compat.v1.Event.FromString(record.numpy())
           written.update((value.tag, event.step)
                          for value in event.summary.value)
       except tf.errors.DataLossError:
