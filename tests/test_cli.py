@@ -23,7 +23,8 @@ def _run(*argv, env=None):
     ('batch_rl.train', ('--agent_name', '--replay_dir', '--gin_bindings')),
     ('batch_rl.log_data', ('--agent_name', '--base_dir', '--gin_files')),
     ('batch_rl.data', ('--stack_size', '--update_horizon', '--checkpoints')),
-    ('batch_rl.analysis', ('--base_dirs', '--out', '--fqe_steps')),
+    ('batch_rl.analysis', ('--base_dirs', '--out', '--bootstrap_reps')),
+    ('batch_rl.policy_selection', ('--base_dirs', '--out', '--fqe_steps')),
     ('batch_rl.experiments.replicate', ('--out', '--scale', '--dry_run')),
     ('batch_rl.continuous.d4rl_import', ('--capacity', '--task')),
 ])
