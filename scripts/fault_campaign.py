@@ -3,9 +3,9 @@ r"""Fault-injection campaign: kills, bad inputs and a full disk.
   python scripts/fault_campaign.py [--kills=20] [--seed=0] [--work_dir=DIR]
 
 1. Kills: a tiny offline DQN run on a random-policy CartPole replay is
-   SIGKILLed `--kills` times, at a random moment 0-4 s after its start-up
-   (once it holds run.lock) or (every third kill) while it writes a
-   checkpoint, and resumed each time until it finishes. Checks:
+   SIGKILLed `--kills` times, at a random moment 0-3 s after it finished
+   one more iteration (in training, evaluation, a checkpoint write or the
+   summaries) or, every third kill, while it writes a checkpoint, and resumed each time until it finishes. Checks:
    metrics.csv holds each iteration once, every kept checkpoint loads, the
    TensorBoard event files hold exactly one value per tag and iteration, and
    the metrics equal those of an uninterrupted run with the same seed.
@@ -208,15 +208,13 @@ def run_checks(base_dir, iterations, reference_rows=None):
   return problems
 
 
-def wait_until_running(process, base_dir, timeout=600):
-  """Waits until `process` holds the run's lock (its start-up is over)."""
-  lock = os.path.join(base_dir, 'run.lock')
+def wait_for_iteration(process, base_dir, iteration, timeout=600):
+  """Waits until `process` has published `iteration` (metrics.csv row)."""
   deadline = time.time() + timeout
   while time.time() < deadline and process.poll() is None:
     try:
-      with open(lock) as f:
-        if f.read().strip() == str(process.pid):
-          return
+      if len(metrics_rows(base_dir)) > iteration:
+        return
     except OSError:
       pass
     time.sleep(0.05)
@@ -251,10 +249,10 @@ def _kill_campaign(replay_dir, work_dir, kills, iterations, rng):
     else:
       process = subprocess.Popen(run, cwd=REPO, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL)
-      wait_until_running(process, base_dir)
-      delay = rng.uniform(0.0, 4.0)
+      wait_for_iteration(process, base_dir, done)
+      delay = rng.uniform(0.0, 3.0)
       time.sleep(delay)
-      where = f'{delay:.1f}s after start-up'
+      where = f'{delay:.1f}s after iteration {done}'
     process.send_signal(signal.SIGKILL)
     process.wait()
     log.append(where)

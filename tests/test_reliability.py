@@ -147,8 +147,8 @@ def test_kills_during_and_between_checkpoint_writes_lose_nothing(
       campaign.train_command(replay, base_dir,
                              f'Runner.num_iterations={ITERATIONS}'),
       cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  campaign.wait_until_running(anywhere, base_dir)
-  time.sleep(np.random.default_rng().uniform(0, 3))
+  campaign.wait_for_iteration(anywhere, base_dir, 1)
+  time.sleep(np.random.default_rng().uniform(0, 1))
   anywhere.kill()
   anywhere.wait()
   _runner(replay, base_dir).run_experiment()
