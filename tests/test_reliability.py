@@ -106,6 +106,11 @@ def test_damaged_latest_checkpoint_is_set_aside_and_an_older_one_resumed(
   assert sorted(os.listdir(os.path.dirname(latest))) == [
       'iteration_0', 'iteration_1', 'iteration_2.damaged']
   assert _metrics(base_dir) == _metrics(finished_run)[:2]
+  runner.run_experiment()
+  assert _metrics(base_dir) == _metrics(finished_run) + _metrics(base_dir)[3:]
+  counts = campaign.summary_values(os.path.join(base_dir, 'tensorboard'))
+  assert set(counts.values()) == {1} and {s for _, s in counts} == set(
+      range(ITERATIONS + 1))
 
 
 def test_resumed_run_trains_and_evaluates_as_an_uninterrupted_one(

@@ -133,9 +133,10 @@ class Runner:
     # metrics.csv and the event files may lag behind the checkpoint if the
     # kill came in between (or be ahead of an older, intact checkpoint).
     self.run_directory.write_metrics(self.rows)
-    written = self._summarized()
+    self._summarized_before = self._summarized()
     for row, summaries in zip(self.rows, self.summaries):
-      self._write_summaries(row['iteration'], summaries, written)
+      self._write_summaries(row['iteration'], summaries,
+                            self._summarized_before)
     if latest is None:
       return 0
     print(f'Resuming {self.base_dir} after iteration {latest}.')
@@ -210,7 +211,11 @@ class Runner:
     try:
       self.checkpoints.save(iteration, write)
       self.run_directory.write_metrics(self.rows)
-      self._write_summaries(iteration, self.summaries[-1])
+      # After a damaged checkpoint, the event files may already hold this
+      # iteration (from the run that wrote the damaged one): kept, not
+      # repeated.
+      self._write_summaries(iteration, self.summaries[-1],
+                            self._summarized_before)
     except (OSError, tf.errors.OpError) as e:
       latest = self.checkpoints.latest()
       kept = (f'the checkpoint of iteration {latest} is intact'
