@@ -3,7 +3,7 @@ r"""Fault-injection campaign: kills, bad inputs and a full disk.
   python scripts/fault_campaign.py [--kills=20] [--seed=0] [--work_dir=DIR]
 
 1. Kills: a tiny offline DQN run on a random-policy CartPole replay is
-   SIGKILLed `--kills` times, at a random moment 0-3 s after it finished
+   SIGKILLed `--kills` times, at a random moment 0-1 s after it finished
    one more iteration (in training, evaluation, a checkpoint write or the
    summaries) or, every third kill, while it writes a checkpoint, and resumed each time until it finishes. Checks:
    metrics.csv holds each iteration once, every kept checkpoint loads, the
@@ -250,7 +250,7 @@ def _kill_campaign(replay_dir, work_dir, kills, iterations, rng):
       process = subprocess.Popen(run, cwd=REPO, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL)
       wait_for_iteration(process, base_dir, done)
-      delay = rng.uniform(0.0, 3.0)
+      delay = rng.uniform(0.0, 1.0)
       time.sleep(delay)
       where = f'{delay:.1f}s after iteration {done}'
     process.send_signal(signal.SIGKILL)
@@ -311,7 +311,7 @@ def main():
   child.add_argument('--fail_write_at', type=int)
   child.add_argument('train_argv', nargs='*')
   parser.add_argument('--kills', type=int, default=20)
-  parser.add_argument('--iterations', type=int, default=30)
+  parser.add_argument('--iterations', type=int, default=60)
   parser.add_argument('--seed', type=int, default=0)
   parser.add_argument('--work_dir', default=None,
                       help='scratch folder (default: a temporary one)')
