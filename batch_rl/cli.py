@@ -23,6 +23,7 @@ This module imports neither TensorFlow nor gin.
 
 import contextlib
 import os
+import re
 import signal
 import sys
 
@@ -91,10 +92,22 @@ def is_user_error(error: BaseException) -> bool:
   return tf_errors is not None and isinstance(error, tf_errors.OpError)
 
 
+_GIN_REQUIRED = re.compile(
+    r'Required bindings for `(\S+)` not provided in config: \[(.*)\]')
+
+
 def error_line(error: BaseException) -> str:
-  """The first line of an error's message (gin appends its call chain)."""
+  """The first line of an error's message (gin appends its call chain);
+  gin's missing required bindings are named as bindings to give."""
   lines = str(error).strip().splitlines()
   message = lines[0] if lines else type(error).__name__
+  required = _GIN_REQUIRED.match(message)
+  if required:
+    function = required.group(1)
+    names = [name.strip(" '") for name in required.group(2).split(',')]
+    bindings = ', '.join(f'{function}.{name}' for name in names)
+    message = (f'missing gin binding {bindings}: set it in a gin file or '
+               f'with --gin_bindings="{function}.{names[0]}=..."')
   return f'error: {message}'
 
 

@@ -45,7 +45,10 @@ def resolve_agent_name(agent_name: Optional[str]) -> str:
   return registry.resolve_agent_name(agent_name, registry.bound_agent_name())
 
 
-def _seeded_environment(environment_name: str, seed: int):
+def _seeded_environment(environment_name: str, seed: int, configurable: str):
+  if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+    raise ValueError(f'{configurable}.seed={seed!r}: must be an integer, e.g. '
+                     f'--gin_bindings={configurable}.seed=0.')
   tf.random.set_seed(seed)
   np.random.seed(seed)
   env, spec = factory.create_environment(environment_name)
@@ -80,7 +83,7 @@ def create_runner(agent_name: Optional[str], replay_dir: str, base_dir: str,
   """
   selection = selection or DataSelection()
   agent_name = resolve_agent_name(agent_name)
-  env, spec = _seeded_environment(environment_name, seed)
+  env, spec = _seeded_environment(environment_name, seed, 'create_runner')
   strategy = make_strategy(distribution)
   if batch_size % strategy.num_replicas_in_sync:
     raise ValueError(
@@ -100,7 +103,7 @@ def create_runner(agent_name: Optional[str], replay_dir: str, base_dir: str,
   }
   return Runner(base_dir=base_dir, agent=agent, environment=env,
                 training=training.OfflineTraining(replay, batch_size, seed),
-                run_info=run_info, selection=selection)
+                run_info=run_info, selection=selection, seed=seed)
 
 
 @gin.configurable(denylist=['agent_name', 'base_dir'])
@@ -121,7 +124,8 @@ def create_online_runner(agent_name: Optional[str], base_dir: str,
   from batch_rl.baselines.logged_replay_buffer import LoggedReplayBuffer  # pylint: disable=g-import-not-at-top
   from batch_rl.baselines.online_agent import OnlineAgent  # pylint: disable=g-import-not-at-top
   agent_name = resolve_agent_name(agent_name)
-  env, spec = _seeded_environment(environment_name, seed)
+  env, spec = _seeded_environment(environment_name, seed,
+                                  'create_online_runner')
   agent = registry.create_agent(agent_name, spec, seed=seed)
   replay_logs = RunDirectory(base_dir).replay_logs_path
   replay = LoggedReplayBuffer(
@@ -135,7 +139,7 @@ def create_online_runner(agent_name: Optional[str], base_dir: str,
   }
   return Runner(base_dir=base_dir, agent=OnlineAgent(agent, replay),
                 environment=env, training=training.OnlineTraining(seed),
-                run_info=run_info)
+                run_info=run_info, seed=seed)
 
 
 def rebuild_agent(run_dir: str, gin_files=(), gin_bindings=()):

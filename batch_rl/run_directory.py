@@ -17,6 +17,7 @@ read them here.
 
 import csv
 import dataclasses
+import fcntl
 import io
 import json
 import os
@@ -34,6 +35,10 @@ METRIC_COLUMNS = ('iteration', 'gradient_steps', 'eval_episodes',
                   'eval_return_mean', 'eval_return_std', 'train_loss',
                   'wall_time_s')
 DATA_SELECTION = 'data_selection'
+
+# Locks this process holds, by real path of the lock file (flock locks
+# belong to open files, so a second open in this process would conflict).
+_HELD_LOCKS = {}
 
 
 class RunDirectory:
@@ -102,6 +107,47 @@ class RunDirectory:
     """Whether metrics.csv holds every iteration 0 .. num_iterations - 1."""
     done = {int(row['iteration']) for row in self.read_metrics()}
     return set(range(num_iterations)) <= done
+
+  def lock(self) -> None:
+    """Takes the exclusive lock `run.lock` (held until `unlock` or exit).
+
+    The file holds the holder's PID. Raises OSError (one line) if another
+    process holds it or the directory cannot be written.
+    """
+    key = os.path.realpath(self.lock_path)
+    if key in _HELD_LOCKS:
+      return
+    if os.path.exists(self.path) and not os.path.isdir(self.path):
+      raise OSError(f'{self.path} is a file; the run directory (--base_dir) '
+                    'must be a folder or not exist yet.')
+    try:
+      os.makedirs(self.path, exist_ok=True)
+      lock_file = open(self.lock_path, 'a+')  # pylint: disable=consider-using-with
+    except OSError as e:
+      raise OSError(
+          f'cannot write the run directory {self.path} '
+          f'({e.strerror}: {e.filename}); give a writable --base_dir.'
+      ) from e
+    try:
+      fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      lock_file.seek(0)
+      holder = lock_file.read().strip() or 'unknown'
+      lock_file.close()
+      raise OSError(  # pylint: disable=raise-missing-from
+          f'{self.path} is in use by process {holder} ({LOCK});'
+          ' wait for it to finish, stop it, or give another --base_dir.')
+    lock_file.seek(0)
+    lock_file.truncate()
+    lock_file.write(f'{os.getpid()}\n')
+    lock_file.flush()
+    _HELD_LOCKS[key] = lock_file
+
+  def unlock(self) -> None:
+    """Releases the lock `lock` took (the file stays, unlocked)."""
+    lock_file = _HELD_LOCKS.pop(os.path.realpath(self.lock_path), None)
+    if lock_file is not None:
+      lock_file.close()
 
   def checkpoints(self, keep: int = 3) -> run_state.CheckpointDirectory:
     """The iteration checkpoints (the folder is created)."""

@@ -58,8 +58,8 @@ def test_a_missing_required_gin_binding_is_one_line(tmp_path):
   result = _run(*argv)
   assert result.returncode == 2, result.stderr
   assert result.stderr.strip() == (
-      "error: Required bindings for `create_runner` not provided in config: "
-      "['environment_name']")
+      'error: missing gin binding create_runner.environment_name: set it in '
+      'a gin file or with --gin_bindings="create_runner.environment_name=..."')
   # The environment variable shows the traceback instead.
   result = _run(*argv, env={cli.TRACEBACK_ENV: '1'})
   assert result.returncode == 1 and 'Traceback' in result.stderr

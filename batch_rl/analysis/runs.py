@@ -156,6 +156,11 @@ def read_metrics(run_dir: str) -> pd.DataFrame:
         f' in column {METRIC_COLUMNS[column]} (data row {row + 1}).')
   if numeric['eval_return_mean'].isna().any():
     raise AnalysisError(f'{path}: empty eval_return_mean in some rows.')
+  repeated = numeric['iteration'][numeric['iteration'].duplicated()]
+  if len(repeated):
+    raise AnalysisError(
+        f'{path}: iteration {int(repeated.iloc[0])} has more than one row; '
+        'each iteration must appear once (as the Runner writes it).')
   return numeric.sort_values('iteration', ignore_index=True)
 
 

@@ -33,7 +33,9 @@ episodes' own.
 
 import dataclasses
 import io
+import json
 import os
+import shutil
 from typing import Iterator, Optional, Sequence
 
 import numpy as np
@@ -137,16 +139,49 @@ def _rlds_episode(arrays: ReplayArrays, episode: StoredEpisode,
   }
 
 
+EXPORT_SOURCE = 'batch_rl_export_source.json'
+_PARTIAL = '.partial'
+
+
+def _export_source(replay_dir: str, suffixes) -> dict:
+  return {'replay_dir': os.path.realpath(replay_dir),
+          'checkpoints': [int(s) for s in suffixes]}
+
+
 def _check_output_dir(replay_dir: str, path: str) -> None:
+  """Refuses an out_dir inside the replay or holding another source's
+  dataset; a complete export of the same replay may be redone."""
   replay = os.path.realpath(replay_dir)
   if os.path.commonpath([os.path.realpath(path), replay]) == replay:
     raise ReplayDataError(
         f'{path}: the RLDS output would be inside the replay directory '
         f'{replay_dir}, which is never written; choose an out_dir elsewhere.')
-  if os.path.isdir(path) and os.listdir(path):
+  if not (os.path.isdir(path) and os.listdir(path)):
+    return
+  try:
+    with open(os.path.join(path, EXPORT_SOURCE)) as f:
+      source = json.load(f)['replay_dir']
+  except (OSError, ValueError, KeyError, TypeError):
     raise ReplayDataError(
-        f'{path}: already holds a dataset; remove it or choose another '
-        'out_dir.')
+        f'{path}: already holds a dataset not exported by batch_rl (no '
+        f'readable {EXPORT_SOURCE}); remove it or choose another out_dir.'
+    ) from None
+  if source != replay:
+    raise ReplayDataError(
+        f'{path}: holds the export of {source}, not of {replay_dir}; remove '
+        'it or choose another out_dir.')
+
+
+def _publish(tmp: str, path: str, source: dict) -> None:
+  """Marks the finished export in `tmp` with its source, then renames it
+  to `path` (replacing an earlier export of the same source)."""
+  with open(os.path.join(tmp, EXPORT_SOURCE), 'w') as f:
+    json.dump(source, f, indent=2)
+    f.flush()
+    os.fsync(f.fileno())
+  if os.path.isdir(path):
+    shutil.rmtree(path)
+  os.replace(tmp, path)
 
 
 def _new_writer(path: str, dataset_name: str, features):
@@ -170,15 +205,23 @@ def export_to_rlds(replay_dir: str, out_dir: str,
   """Writes checkpoints `suffixes` (default: all) of `replay_dir` as RLDS.
 
   Holds one checkpoint in memory at a time and never writes into
-  `replay_dir`. `stack_size` must be the one the replay was written with: a
-  larger one is reported (its padding is missing), a smaller one would export
-  padding slots as steps. Returns the dataset directory `builder_dir(out_dir)`
+  `replay_dir`. The dataset is written to a `.partial` sibling and renamed
+  when complete, with `EXPORT_SOURCE` naming the replay it came from: a
+  rerun after a failure starts over, an export of the same replay replaces
+  it, and an out_dir holding another source's export is refused.
+  `stack_size` must be the one the replay was written with: a larger one is
+  reported (its padding is missing), a smaller one would export padding
+  slots as steps. Returns the dataset directory `builder_dir(out_dir)`
   to pass to `tfds.builder_from_directory`.
   """
   if suffixes is None:
     suffixes = dopamine_replay.list_checkpoints(replay_dir)
   path = builder_dir(out_dir, dataset_name)
   _check_output_dir(replay_dir, path)
+  # Written aside and renamed when complete: a failed export leaves only
+  # `<path>.partial`, which the next export removes.
+  tmp = path + _PARTIAL
+  shutil.rmtree(tmp, ignore_errors=True)
   writer = encode_frames = frame_shape = frame_dtype = None
   with tqdm.tqdm(unit='step', disable=not progress) as bar:
     for suffix in suffixes:
@@ -192,7 +235,7 @@ def export_to_rlds(replay_dir: str, out_dir: str,
         frame_dtype = arrays.observation.dtype
         observation_feature, encode_frames = _observation_codec(frame_shape,
                                                                 frame_dtype)
-        writer = _new_writer(path, dataset_name,
+        writer = _new_writer(tmp, dataset_name,
                              _episode_features(arrays, observation_feature))
       split = split_name(suffix)
       writer.initialize_splits([split])
@@ -204,6 +247,7 @@ def export_to_rlds(replay_dir: str, out_dir: str,
         bar.update(len(episode.slots))
       writer.close_splits([split])
       del arrays, episodes  # Before the next checkpoint is read.
+  _publish(tmp, path, _export_source(replay_dir, suffixes))
   return path
 
 

@@ -1,30 +1,67 @@
-"""What a run keeps on disk to resume: atomic writes, iteration checkpoints.
+"""What a run keeps on disk to resume: durable writes, iteration checkpoints.
 
 The run directory's files are named in `batch_rl.run_directory`. Each
-iteration's checkpoint is written into a temporary folder and renamed into
-place, then `metrics.csv` is rewritten atomically from the rows stored in
-that checkpoint, so a run killed at any moment resumes from the last
-finished iteration without lost or duplicated rows.
+iteration's checkpoint is written into a temporary folder, every file and
+the folder are fsynced, and only then is the folder renamed into place (and
+its parent fsynced), so a published checkpoint is complete even after a
+power loss. `metrics.csv` is then rewritten atomically from the rows stored
+in that checkpoint, so a run killed at any moment resumes from the last
+finished iteration without lost or duplicated rows. A checkpoint that
+cannot be read on resume is renamed aside (`iteration_N.damaged`) and the
+newest intact one is used (`CheckpointDirectory.restore_latest`).
 """
 
 import json
 import os
 import shutil
+import sys
+import zlib
 
 _PREFIX = 'iteration_'
+DAMAGED_SUFFIX = '.damaged'
+
+
+def iteration_seed(seed: int, phase: str, iteration: int) -> int:
+  """A seed for `phase` ('evaluation', 'training') of `iteration` of a run
+  seeded `seed`: a function of the three alone, so that what an iteration
+  draws does not depend on whether the run was resumed."""
+  return zlib.crc32(f'{seed}/{phase}/{iteration}'.encode())
+
+
+def fsync_path(path: str) -> None:
+  """Flushes a file, or a folder's entries, to disk."""
+  fd = os.open(path, os.O_RDONLY)
+  try:
+    os.fsync(fd)
+  finally:
+    os.close(fd)
+
+
+def fsync_tree(root: str) -> None:
+  """fsyncs every file and folder under `root`, then `root` itself."""
+  for folder, _, files in os.walk(root, topdown=False):
+    for name in files:
+      fsync_path(os.path.join(folder, name))
+    fsync_path(folder)
 
 
 def write_atomically(path: str, text: str) -> None:
+  """Writes `text` to `path` through a fsynced temporary file and rename."""
   tmp = f'{path}.tmp'
   with open(tmp, 'w') as f:
     f.write(text)
     f.flush()
     os.fsync(f.fileno())
   os.replace(tmp, path)
+  fsync_path(os.path.dirname(path) or '.')
 
 
 def write_json(path: str, value) -> None:
   write_atomically(path, json.dumps(value, indent=2, sort_keys=True) + '\n')
+
+
+class DamagedCheckpoint(Exception):
+  """A checkpoint folder that cannot be restored; the message says why."""
 
 
 class CheckpointDirectory:
@@ -48,13 +85,51 @@ class CheckpointDirectory:
     return iterations[-1] if iterations else None
 
   def save(self, iteration: int, write) -> None:
-    """Calls write(tmp_dir), then publishes it as `iteration`'s checkpoint."""
+    """Calls write(tmp_dir), then publishes it as `iteration`'s checkpoint.
+
+    If `write` raises (a full disk), the published checkpoints are intact.
+    """
     final = self.path(iteration)
     tmp = final + '.partial'
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     write(tmp)
+    fsync_tree(tmp)
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
+    fsync_path(self.root)
     for old in self.iterations()[:-self.keep]:
       shutil.rmtree(self.path(old), ignore_errors=True)
+
+  def _set_aside(self, iteration: int) -> str:
+    """Renames a damaged checkpoint to iteration_N.damaged[.k]; its name."""
+    aside = self.path(iteration) + DAMAGED_SUFFIX
+    count = 1
+    while os.path.exists(aside):
+      aside = f'{self.path(iteration)}{DAMAGED_SUFFIX}.{count}'
+      count += 1
+    os.replace(self.path(iteration), aside)
+    fsync_path(self.root)
+    return aside
+
+  def restore_latest(self, restore):
+    """Calls restore(path, iteration) on the newest checkpoint it accepts.
+
+    `restore` raises DamagedCheckpoint for a checkpoint it cannot read; that
+    folder is renamed aside with a one-line warning on stderr and the next
+    older one is tried. Returns the restored iteration, or None if there is
+    no intact checkpoint.
+    """
+    for iteration in reversed(self.iterations()):
+      try:
+        restore(self.path(iteration), iteration)
+        return iteration
+      except DamagedCheckpoint as damage:
+        aside = self._set_aside(iteration)
+        older = [i for i in self.iterations() if i < iteration]
+        fallback = (f'resuming from iteration_{older[-1]}' if older
+                    else 'no older checkpoint: starting over')
+        print(f'warning: checkpoint {self.path(iteration)} is damaged '
+              f'({damage}); moved to {aside}; {fallback}.',
+              file=sys.stderr, flush=True)
+    return None

@@ -10,6 +10,15 @@ directory's files are `batch_rl.run_directory`'s.
 SIGINT and SIGTERM (see `batch_rl.cli`) stop the run at the next train-call
 (or episode) boundary: the unfinished iteration is dropped, the checkpoints
 of the finished ones stay, and rerunning the command resumes.
+
+Crash safety (docs/RELIABILITY.md): the run holds `run.lock` while it runs;
+a checkpoint is published durably (`run_state`) before the iteration's
+TensorBoard summaries are written, and a resumed run writes the summaries
+the event files lack, so each iteration has exactly one value per tag; a
+damaged latest checkpoint is set aside and the newest intact one resumed.
+An evaluation re-seeds the environment from (seed, iteration) and acts with
+the agent's acting RNG, restored from the checkpoint, so a resumed run
+evaluates exactly as an uninterrupted one.
 """
 
 import json
@@ -33,12 +42,13 @@ _STATE = 'runner_state.json'
 
 
 @gin.configurable(denylist=['base_dir', 'agent', 'environment', 'training',
-                            'run_info', 'selection'])
+                            'run_info', 'selection', 'seed'])
 class Runner:
   """Iterations of a pluggable training function and online evaluation."""
 
   def __init__(self, base_dir: str, agent, environment, training,
-               run_info: dict, selection=None, num_iterations: int = 200,
+               run_info: dict, selection=None, seed: int = 0,
+               num_iterations: int = 200,
                training_steps: int = 62_500, evaluation_steps: int = 125_000,
                max_steps_per_episode: int = 27_000, checkpoints_kept: int = 3,
                progress: bool = True):
@@ -51,6 +61,8 @@ class Runner:
         summaries)` and `finish(runner)` (see batch_rl.runner.training).
       run_info: facts about the run written to run_info.json.
       selection: the DataSelection trained on (stored as data), if any.
+      seed: the run's seed; evaluation i re-seeds the environment from
+        (seed, i) (`run_state.iteration_seed`).
       num_iterations: iterations in the whole run.
       training_steps: gradient steps (offline) or agent steps (online) of
         training per iteration.
@@ -66,7 +78,9 @@ class Runner:
       if value < 1:
         raise ValueError(f'Runner.{name}={value}: must be at least 1.')
     self.run_directory = RunDirectory(base_dir)
+    self.run_directory.lock()
     self.base_dir = base_dir
+    self.seed = seed
     self.agent = agent
     self.environment = environment
     self.training = training
@@ -75,31 +89,80 @@ class Runner:
     self.evaluation_steps = evaluation_steps
     self.max_steps_per_episode = max_steps_per_episode
     self.progress = progress
-    os.makedirs(base_dir, exist_ok=True)
     self.checkpoints = self.run_directory.checkpoints(checkpoints_kept)
     self.summary_writer = tf.summary.create_file_writer(
         self.run_directory.tensorboard_path)
     self.rows = []
+    self.summaries = []  # Each row's TensorBoard scalars.
     self.start_iteration = self._restore()
     self.run_directory.write_run_info(
         {**run_info, 'gin_config': gin.config_str()}, selection)
 
+  def _restore_checkpoint(self, path: str, iteration: int) -> None:
+    """Restores agent, rows and summaries from `path`, or raises
+    run_state.DamagedCheckpoint naming what cannot be read."""
+    try:
+      with open(os.path.join(path, _STATE)) as f:
+        state = json.load(f)
+      rows = state['rows']
+      # Checkpoints written before summaries were kept have none to rewrite.
+      summaries = state.get('summaries') or [{} for _ in rows]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+      raise run_state.DamagedCheckpoint(f'{_STATE}: {e}') from e
+    try:
+      with open(os.path.join(path, _BUNDLE), 'rb') as f:
+        bundle = pickle.load(f)
+    except Exception as e:  # pylint: disable=broad-except
+      raise run_state.DamagedCheckpoint(f'{_BUNDLE}: {e!r}') from e
+    try:
+      restored = self.agent.unbundle(path, iteration, bundle)
+    except ValueError:
+      raise  # Another agent's checkpoint: a wrong run directory.
+    except Exception as e:  # pylint: disable=broad-except
+      # TensorFlow's reader reports truncated files as OpError or IndexError.
+      raise run_state.DamagedCheckpoint(
+          f'agent checkpoint: {cli.error_line(e)[len("error: "):]}') from e
+    if not restored:
+      raise run_state.DamagedCheckpoint('the agent checkpoint has no .index')
+    self.rows, self.summaries = rows, summaries
+
   def _restore(self) -> int:
-    """Loads the latest checkpoint, if any; returns the next iteration."""
-    latest = self.checkpoints.latest()
+    """Restores the newest intact checkpoint, if any; writes the metrics
+    and summaries it holds that the files lack; returns the next iteration."""
+    latest = self.checkpoints.restore_latest(self._restore_checkpoint)
+    # metrics.csv and the event files may lag behind the checkpoint if the
+    # kill came in between (or be ahead of an older, intact checkpoint).
+    self.run_directory.write_metrics(self.rows)
+    self._summarized_before = self._summarized()
+    for row, summaries in zip(self.rows, self.summaries):
+      self._write_summaries(row['iteration'], summaries,
+                            self._summarized_before)
     if latest is None:
       return 0
-    path = self.checkpoints.path(latest)
-    with open(os.path.join(path, _BUNDLE), 'rb') as f:
-      bundle = pickle.load(f)
-    if not self.agent.unbundle(path, latest, bundle):
-      raise RuntimeError(f'{path}: the agent could not restore its state.')
-    with open(os.path.join(path, _STATE)) as f:
-      self.rows = json.load(f)['rows']
-    # metrics.csv may lag behind the checkpoint if the kill came in between.
-    self.run_directory.write_metrics(self.rows)
     print(f'Resuming {self.base_dir} after iteration {latest}.')
     return latest + 1
+
+  def _summarized(self) -> set:
+    """(tag, step) pairs the run's event files hold."""
+    written = set()
+    folder = self.run_directory.tensorboard_path
+    for name in sorted(tf.io.gfile.listdir(folder)):
+      try:
+        for record in tf.data.TFRecordDataset(os.path.join(folder, name)):
+          event = tf.compat.v1.Event.FromString(record.numpy())
+          written.update((value.tag, event.step)
+                         for value in event.summary.value)
+      except tf.errors.DataLossError:
+        pass  # A record cut by a kill: the values before it count.
+    return written
+
+  def _write_summaries(self, iteration: int, summaries: dict,
+                       written=frozenset()) -> None:
+    with self.summary_writer.as_default(step=iteration):
+      for name, value in summaries.items():
+        if (name, iteration) not in written:
+          tf.summary.scalar(name, value)
+    self.summary_writer.flush()
 
   def progress_bar(self, total: int, desc: str) -> tqdm.tqdm:
     """A step counter on terminals (tqdm stays silent when not a TTY)."""
@@ -127,20 +190,41 @@ class Runner:
       bar.update(steps)
       self.check_stop()
 
+    self.environment.reset(
+        seed=run_state.iteration_seed(self.seed, 'evaluation', iteration))
     returns = evaluation.evaluate(
         self.agent, self.environment, self.evaluation_steps,
         self.max_steps_per_episode, progress=progress)
     bar.close()
     return returns
 
-  def _checkpoint(self, iteration: int) -> None:
+  def _publish(self, iteration: int) -> None:
+    """Checkpoints the finished `iteration`, then writes its metrics row
+    and summaries; a failed write (full disk, read-only) is one OSError
+    and leaves the previous checkpoint as it was."""
     def write(path):
       bundle = self.agent.bundle_and_checkpoint(path, iteration)
       with open(os.path.join(path, _BUNDLE), 'wb') as f:
         pickle.dump(bundle, f)
-      run_state.write_json(os.path.join(path, _STATE), {'rows': self.rows})
-    self.checkpoints.save(iteration, write)
-    self.run_directory.write_metrics(self.rows)
+      run_state.write_json(os.path.join(path, _STATE),
+                           {'rows': self.rows, 'summaries': self.summaries})
+    try:
+      self.checkpoints.save(iteration, write)
+      self.run_directory.write_metrics(self.rows)
+      # After a damaged checkpoint, the event files may already hold this
+      # iteration (from the run that wrote the damaged one): kept, not
+      # repeated.
+      self._write_summaries(iteration, self.summaries[-1],
+                            self._summarized_before)
+    except (OSError, tf.errors.OpError) as e:
+      latest = self.checkpoints.latest()
+      kept = (f'the checkpoint of iteration {latest} is intact'
+              if latest is not None else 'no iteration was checkpointed')
+      reason = cli.error_line(e)[len('error: '):]
+      raise OSError(
+          f'{self.base_dir}: could not write iteration {iteration}\'s '
+          f'checkpoint or metrics ({reason}); {kept}: free space or make '
+          'the run directory writable, then rerun to resume.') from e
 
   def _iteration(self, iteration: int) -> dict:
     start = time.time()
@@ -161,13 +245,10 @@ class Runner:
         'wall_time_s': round(time.time() - start, 3),
     }
     self.rows.append(row)
-    summaries.update((name, row[name]) for name in (
-        'eval_return_mean', 'eval_return_std', 'train_loss'))
-    with self.summary_writer.as_default(step=iteration):
-      for name, value in summaries.items():
-        tf.summary.scalar(name, value)
-    self.summary_writer.flush()
-    self._checkpoint(iteration)
+    self.summaries.append({**summaries, **{
+        name: row[name] for name in ('eval_return_mean', 'eval_return_std',
+                                     'train_loss')}})
+    self._publish(iteration)
     print(f'iteration {iteration}: eval return {row["eval_return_mean"]:.2f}'
           f' +- {row["eval_return_std"]:.2f} over {len(returns)} episodes, '
           f'train loss {loss:.4g}, {row["wall_time_s"]:.1f}s', flush=True)
@@ -179,10 +260,13 @@ class Runner:
     Raises:
       cli.Stopped: SIGINT or SIGTERM arrived; finished iterations are saved.
     """
-    with cli.deferred_signals():
-      self.training.begin(self)
-      for iteration in range(self.start_iteration, self.num_iterations):
-        self._iteration(iteration)
-        self.check_stop()
-      self.training.finish(self)
+    try:
+      with cli.deferred_signals():
+        self.training.begin(self)
+        for iteration in range(self.start_iteration, self.num_iterations):
+          self._iteration(iteration)
+          self.check_stop()
+        self.training.finish(self)
+    finally:
+      self.run_directory.unlock()
     return self.rows

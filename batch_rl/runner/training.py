@@ -8,14 +8,13 @@ A training function has three methods the Runner calls:
   finish(runner)                     after the last iteration.
 """
 
-import zlib
-
 import gin
 import numpy as np
 
 from batch_rl.agents import train_loop
 from batch_rl.data import replay_dataset
 from batch_rl.runner import evaluation
+from batch_rl.runner import run_state
 
 
 @gin.configurable(denylist=['replay', 'batch_size', 'seed'])
@@ -82,17 +81,18 @@ class OnlineTraining:
 
   def __init__(self, seed: int):
     """`seed` seeds the environment and Dopamine's replay sampler (numpy's
-    global RNG), differently for each iteration a run starts from."""
+    global RNG) at the start of each iteration, from (seed, iteration) alone,
+    so that a resumed run plays the episodes of an uninterrupted one."""
     self.seed = seed
 
   def begin(self, runner) -> None:
-    # A resumed run must not replay the episodes and batches it started with.
-    start_seed = zlib.crc32(f'{self.seed}/{runner.start_iteration}'.encode())
-    runner.environment.reset(seed=start_seed)
-    np.random.seed(start_seed)
+    del runner
 
   def train(self, runner, iteration: int, bar):
-    del iteration
+    iteration_seed = run_state.iteration_seed(self.seed, 'training',
+                                              iteration)
+    runner.environment.reset(seed=iteration_seed)
+    np.random.seed(iteration_seed)
     returns, steps = [], 0
     while steps < runner.training_steps:
       runner.check_stop()
