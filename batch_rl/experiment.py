@@ -94,6 +94,8 @@ def create_runner(agent_name: Optional[str], replay_dir: str, base_dir: str,
                                       agent.update_horizon, agent.gamma,
                                       selection)
   replay.check_frame_shape(spec.observation_shape, environment_name)
+  if getattr(spec, 'num_actions', None) is not None:
+    replay.check_actions(spec.num_actions)
   run_info = {
       'agent_name': agent_name, 'environment': environment_name,
       'seed': seed, 'replay_dir': replay_dir,

@@ -148,3 +148,14 @@ def test_good_data_passes_untouched(tmp_path):
   summary.verify(replay_dir, progress=False)
   assert before == {f: os.stat(os.path.join(replay_dir, f)).st_mtime_ns
                     for f in os.listdir(replay_dir)}
+
+
+def test_training_data_with_actions_the_environment_lacks_is_refused():
+  from batch_rl.data import replay_dataset  # pylint: disable=g-import-not-at-top
+  from batch_rl.experiments import embedded_default  # pylint: disable=g-import-not-at-top
+  replay = replay_dataset.open_replay(embedded_default.REPLAY_DIR, 1, 1, 0.99)
+  replay.check_actions(2)  # CartPole's two actions.
+  with pytest.raises(ReplayDataError,
+                     match=r'checkpoint 0: action\[\d+\] = 1: the environment '
+                     r'has 1 actions'):
+    replay.check_actions(1)

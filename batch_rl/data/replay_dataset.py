@@ -20,6 +20,7 @@ import tensorflow as tf
 from batch_rl.data import pipeline
 from batch_rl.data import sources
 from batch_rl.data import transitions
+from batch_rl.data import validation
 from batch_rl.data.episodes import StoredEpisode
 from batch_rl.data.episodes import stored_episodes
 from batch_rl.data.errors import ReplayDataError
@@ -67,6 +68,12 @@ class ReplayDataset:
           f'{self.store.names[0]}: frames have shape {self.frame_shape}, but '
           f'{environment_name} emits {tuple(expected)}; is this the replay '
           'of that environment?')
+
+  def check_actions(self, num_actions: int) -> None:
+    """Raises ReplayDataError naming the checkpoint, index and value of the
+    first stored discrete action outside [0, num_actions)."""
+    for arrays, name in zip(self.store.checkpoints, self.store.names):
+      validation.check_actions_below(arrays, num_actions, name)
 
   def batches_per_call(self, batch_size: int) -> int:
     """K, the batches in each stack `batches` yields by default."""
