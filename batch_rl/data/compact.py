@@ -58,6 +58,7 @@ import zstandard
 
 from batch_rl.data.dopamine_replay import ReplayArrays
 from batch_rl.data.errors import ReplayDataError
+from batch_rl.fsync import fsync_path
 
 FORMAT = 'batch_rl.compact.v1'
 MANIFEST = 'manifest.json'
@@ -90,14 +91,6 @@ def read_manifest(out_dir: str) -> Optional[dict]:
       return json.load(f)
   except (OSError, ValueError) as e:
     raise ReplayDataError(f'{path}: unreadable manifest ({e}).') from None
-
-
-def _fsync_dir(path: str) -> None:
-  fd = os.open(path, os.O_RDONLY)
-  try:
-    os.fsync(fd)
-  finally:
-    os.close(fd)
 
 
 def write_json(path: str, value) -> None:
@@ -168,7 +161,7 @@ def finish_output(work_dir: str, out_dir: str) -> list[int]:
     if os.path.isdir(out_dir):  # Empty (begin_output checked).
       os.rmdir(out_dir)
     os.replace(work_dir, out_dir)
-    _fsync_dir(os.path.dirname(out_dir))
+    fsync_path(os.path.dirname(out_dir))
   return manifest['checkpoints']
 
 
@@ -331,7 +324,7 @@ class CheckpointWriter:
       self._guard(f.name, f.close)
     write_json(os.path.join(self.partial_dir, 'meta.json'), meta)
     self._guard(self.final_dir, os.replace, self.partial_dir, self.final_dir)
-    _fsync_dir(os.path.dirname(self.final_dir))
+    fsync_path(os.path.dirname(self.final_dir))
     return self.final_dir
 
   def abort(self) -> None:

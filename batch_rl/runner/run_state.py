@@ -17,6 +17,8 @@ import shutil
 import sys
 import zlib
 
+from batch_rl.fsync import fsync_path
+
 _PREFIX = 'iteration_'
 DAMAGED_SUFFIX = '.damaged'
 
@@ -26,15 +28,6 @@ def iteration_seed(seed: int, phase: str, iteration: int) -> int:
   seeded `seed`: a function of the three alone, so that what an iteration
   draws does not depend on whether the run was resumed."""
   return zlib.crc32(f'{seed}/{phase}/{iteration}'.encode())
-
-
-def fsync_path(path: str) -> None:
-  """Flushes a file, or a folder's entries, to disk."""
-  fd = os.open(path, os.O_RDONLY)
-  try:
-    os.fsync(fd)
-  finally:
-    os.close(fd)
 
 
 def fsync_tree(root: str) -> None:
