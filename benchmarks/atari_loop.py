@@ -19,6 +19,7 @@ medians over blocks, the overhead the median of neighbouring blocks' ratios.
 """
 
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -79,9 +80,8 @@ def open_data(work: str, agent) -> replay_dataset.ReplayDataset:
   return replay
 
 
-def main(argv) -> None:
-  del argv
-  work = tempfile.mkdtemp(prefix='batch_rl_atari_loop_')
+def measure(work: str) -> None:
+  """Times every kind of block; `work` receives generated data and the run."""
   with gin.config.unlock_config():
     gin.add_config_file_search_path(REPO)
     gin.parse_config_file(os.path.join(REPO, 'gin', 'atari', 'dqn.gin'))
@@ -128,6 +128,16 @@ def main(argv) -> None:
     print(f'{kind:10s} {1 / np.median(times[kind]):9.1f} steps/s')
   print(f'overhead pipeline / isolated {overhead:.3f}, runner / isolated '
         f'{runner_overhead:.3f}')
+
+
+
+def main(argv) -> None:
+  del argv
+  work = tempfile.mkdtemp(prefix='batch_rl_atari_loop_')
+  try:
+    measure(work)
+  finally:
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == '__main__':
