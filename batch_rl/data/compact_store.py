@@ -39,15 +39,11 @@ class CompactStore(ReplayStore):
     del specs  # The arrays' own dtypes.
     slots = (local[:, None] + offsets) % self.capacities[ckpt][:, None]
     global_slots = self.starts[ckpt][:, None] + slots
-    out = [self._frames.read(ckpt, slots)] + [
+    return [self._frames.read(ckpt, slots)] + [
         self._small[name][global_slots] for name in compact.SMALL_ELEMENTS]
-    self._reads_since_release += len(local)
-    if self._reads_since_release >= self._release_every:
-      self.release_pages()
-    return out
 
   def release_pages(self) -> None:
     """Drops this process's resident pages of the compressed frame files."""
-    self._reads_since_release = 0
+    super().release_pages()
     for frames in self._frames.frames:
       frames.release_pages()

@@ -17,7 +17,6 @@ the windows of slots a batch of transitions needs:
 
 import atexit
 import dataclasses
-import mmap
 import os
 import threading
 import time
@@ -286,8 +285,8 @@ class ReplayStore:
     def read(global_index):
       ckpt, local = locate(global_index)
       windows = tf.numpy_function(
-          lambda c, l: host_reads.run(self._read_windows, c, l, offsets,
-                                      specs), [ckpt, local],
+          lambda c, l: host_reads.run(self._read_and_release, c, l,
+                                      offsets, specs), [ckpt, local],
           [tf.as_dtype(dtype) for _, dtype in specs], stateful=False)
       for window, (shape, _) in zip(windows, specs):
         window.set_shape([None, len(offsets), *shape])
@@ -297,30 +296,23 @@ class ReplayStore:
 
   def _read_windows(self, ckpt: np.ndarray, local: np.ndarray,
                     offsets: np.ndarray, specs):
-    """Windows of WINDOW_ELEMENTS; `specs` are their (shape, dtype)s."""
-    slots = (local[:, None] + offsets) % self.capacities[ckpt][:, None]
-    out = [np.empty(slots.shape + shape, dtype=dtype)
-           for shape, dtype in specs]
-    for c in np.unique(ckpt):
-      rows = ckpt == c
-      for window, name in zip(out, WINDOW_ELEMENTS):
-        window[rows] = getattr(self.checkpoints[c], name)[slots[rows]]
+    """Windows of WINDOW_ELEMENTS read on the host; `specs` are their
+    (shape, dtype)s. Stores with `memory_mapped` reads define it."""
+    raise NotImplementedError(
+        f'{type(self).__name__} reads in-graph; only host-read stores '
+        'define _read_windows.')
+
+  def _read_and_release(self, ckpt, local, offsets, specs):
+    """`_read_windows`, releasing resident pages every `release_every`
+    transitions read."""
+    out = self._read_windows(ckpt, local, offsets, specs)
     self._reads_since_release += len(local)
     if self._reads_since_release >= self._release_every:
       self.release_pages()
     return out
 
   def release_pages(self) -> None:
-    """Drops this process's resident pages of memory-mapped files.
-
-    The data stays in the OS page cache; only the process's resident set
-    shrinks, which keeps RSS independent of how many checkpoints are read.
-    """
+    """Drops this process's resident pages of the files a host-read store
+    reads (the data stays in the OS page cache), so RSS does not grow with
+    the number of checkpoints read; nothing to drop in memory."""
     self._reads_since_release = 0
-    if not self.memory_mapped:
-      return
-    for arrays in self.checkpoints:
-      for name in WINDOW_ELEMENTS:
-        mapped = getattr(getattr(arrays, name), '_mmap', None)
-        if mapped is not None:
-          mapped.madvise(mmap.MADV_DONTNEED)

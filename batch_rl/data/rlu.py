@@ -124,9 +124,17 @@ def resolve(replay_dir: str, data_dir: Optional[str] = None) -> str:
   return os.path.join(config_dir, versions[-1])
 
 
-def _check_layout(builder, source: str) -> None:
+def _open_builder(replay_dir: str, options: TFDSReplayOptions):
+  """(dataset_dir, builder, source, splits) of the TFDS dataset named by
+  `replay_dir`, its RL Unplugged layout checked (`source` names it in
+  errors; `splits` as `_checkpoint_splits`)."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   from batch_rl.data import rlds_io  # pylint: disable=g-import-not-at-top
+  dataset_dir = resolve(replay_dir, options.data_dir)
+  builder = tfds.builder_from_directory(dataset_dir)
+  source = f'TFDS dataset {dataset_dir}'
   rlds_io.check_rlds_layout(builder, source)
+  return dataset_dir, builder, source, _checkpoint_splits(builder, source)
 
 
 def _checkpoint_splits(builder, source: str) -> Optional[dict[int, str]]:
@@ -242,14 +250,9 @@ def convert(replay_dir: str, stack_size: int = 4,
   decodes and writes. A `train` split is converted whole (its checkpoints
   are only known once read). Holds a chunk of frames in memory at a time.
   """
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   options = options or TFDSReplayOptions()
   selection = selection or DataSelection()
-  dataset_dir = resolve(replay_dir, options.data_dir)
-  builder = tfds.builder_from_directory(dataset_dir)
-  source = f'TFDS dataset {dataset_dir}'
-  _check_layout(builder, source)
-  splits = _checkpoint_splits(builder, source)
+  dataset_dir, builder, source, splits = _open_builder(replay_dir, options)
   cache = _cache_path(dataset_dir, stack_size, options.resolved_cache_dir())
   os.makedirs(os.path.dirname(cache), exist_ok=True)
   with open(cache + '.lock', 'w') as lock:
@@ -311,13 +314,8 @@ def summary_checkpoints(replay_dir: str, stack_size: int = 4,
                         options: Optional[TFDSReplayOptions] = None):
   """[(checkpoint, ReplayArrays with shape-only frames, frame shape, dtype)]
   of every checkpoint, read without decoding a frame (for `info`)."""
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  options = options or TFDSReplayOptions()
-  dataset_dir = resolve(replay_dir, options.data_dir)
-  builder = tfds.builder_from_directory(dataset_dir)
-  source = f'TFDS dataset {dataset_dir}'
-  _check_layout(builder, source)
-  splits = _checkpoint_splits(builder, source)
+  _, builder, source, splits = _open_builder(
+      replay_dir, options or TFDSReplayOptions())
   specs = _slot_specs(builder)
   items = []
   for split in (['train'] if splits is None else
