@@ -379,3 +379,24 @@ def test_runs_to_start_are_the_unfinished_and_the_data_they_need(tmp_path):
                    f'--out={tmp_path / "smoke"}', '--noreport')
   assert (result.returncode, result.stdout) == (
       0, 'All 4 runs of the study are finished.\n')
+
+
+def test_sigterm_stops_the_driver_with_the_resume_hint(tmp_path):
+  out = str(tmp_path / 'study')
+  driver = subprocess.Popen(
+      [sys.executable, '-m', 'batch_rl.sweep',
+       os.path.join(STUDIES, 'smoke.gin'), f'--out={out}', '--num_cpus=1',
+       '--noreport'], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+      text=True)
+  first_log = execution.log_path(os.path.join(out, 'logs'),
+                                 'staging/CartPole-v1/seed_0')
+  deadline = time.time() + 300
+  while not os.path.exists(first_log):  # Ray is up and a run started.
+    assert time.time() < deadline and driver.poll() is None
+    time.sleep(0.1)
+  driver.send_signal(signal.SIGTERM)
+  _, stderr = driver.communicate(timeout=120)
+  assert driver.returncode == 143, stderr
+  assert stderr.rstrip().splitlines()[-1] == (
+      'interrupted: rerun the same command to resume the study.')
+  assert 'SIGTERM received' not in stderr  # Not Ray's stack dump.

@@ -15,6 +15,7 @@ See docs/STUDIES.md.
 
 import json
 import shlex
+import signal
 import sys
 
 from absl import app
@@ -158,12 +159,13 @@ def main(argv) -> int:
   except ValueError as e:  # StudyError, bad gin configuration.
     print(f'error: {e}', file=sys.stderr)
     return 2
-  except KeyboardInterrupt:
+  except KeyboardInterrupt:  # Ctrl-C, or SIGTERM once Ray is up.
     # Ray ends this driver's tasks with it (their workers exit, and every
     # run process with its worker); finished runs are kept.
     print('interrupted: rerun the same command to resume the study.',
           file=sys.stderr)
-    return 130
+    execution = sys.modules.get('batch_rl.sweep.execution')
+    return 128 + (execution.stopped_by if execution else signal.SIGINT)
 
 
 if __name__ == '__main__':
