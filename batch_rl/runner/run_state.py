@@ -5,13 +5,14 @@ written through `batch_rl.storage` (a local path or a tf.io.gfile URL). Each
 iteration's checkpoint is written into a temporary folder, every file and
 the folder are fsynced, and only then is the folder renamed into place (and
 its parent fsynced), so a published checkpoint is complete even after a
-power loss. On an object store (a URL) the rename moves file by file: a
-crash in between leaves a checkpoint with files missing, which restoring
-finds damaged like any other. `metrics.csv` is then rewritten atomically from the rows stored
-in that checkpoint, so a run killed at any moment resumes from the last
-finished iteration without lost or duplicated rows. A checkpoint that
+power loss. `metrics.csv` is then rewritten atomically from the rows
+stored in that checkpoint, so a run killed at any moment resumes from the
+last finished iteration without lost or duplicated rows. A checkpoint that
 cannot be read on resume is renamed aside (`iteration_N.damaged`) and the
-newest intact one is used (`CheckpointDirectory.restore_latest`).
+newest intact one is used (`CheckpointDirectory.restore_latest`). On an
+object store (a URL) the rename moves file by file: a crash in between
+leaves a checkpoint with files missing, which restoring finds damaged like
+any other.
 """
 
 import json
