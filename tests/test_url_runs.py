@@ -16,6 +16,7 @@ import pytest
 from batch_rl import cli
 from batch_rl import command_line
 from batch_rl import experiment
+from batch_rl import export_policy
 from batch_rl import storage
 from batch_rl.analysis import report
 from batch_rl.analysis import runs as runs_lib
@@ -64,9 +65,8 @@ def test_a_run_on_a_url_trains_resumes_and_is_analysed(url, capsys):
   assert sorted(storage.listdir(run.checkpoints_path)) == [
       'iteration_0', 'iteration_1', 'iteration_2']
   # The agent's TensorFlow checkpoint of iteration 2 holds 150 steps.
-  agent, _, _ = experiment.rebuild_agent(base_dir)
-  assert agent.unbundle(run.checkpoints().path(2), 2, None)
-  assert agent.gradient_steps == 150
+  agent, iteration = export_policy.load_trained_agent(base_dir)
+  assert iteration == 2 and agent.gradient_steps == 150
   # One summary per tag and iteration in the event files.
   summarized = resumed._summarized()  # pylint: disable=protected-access
   assert sorted(s for t, s in summarized if t == 'eval_return_mean') == [
