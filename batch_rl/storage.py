@@ -64,12 +64,13 @@ def _gfile(path: str):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   scheme = path.split(SCHEME_SEPARATOR, 1)[0]
   if scheme not in _CHECKED_SCHEMES:
-    if (scheme not in tf.io.gfile.get_registered_schemes() and
+    registered = tf.io.gfile.get_registered_schemes()
+    if (scheme not in registered and
         importlib.util.find_spec('tensorflow_io') is not None):
       import tensorflow_io  # pylint: disable=g-import-not-at-top,unused-import
-    known = sorted(s for s in tf.io.gfile.get_registered_schemes()
-                   if s not in ('', 'file'))
-    if scheme not in tf.io.gfile.get_registered_schemes():
+      registered = tf.io.gfile.get_registered_schemes()
+    if scheme not in registered:
+      known = sorted(s for s in registered if s not in ('', 'file'))
       raise ValueError(
           f'{path}: TensorFlow has no filesystem for {scheme}{SCHEME_SEPARATOR}'
           f' (it knows {", ".join(s + SCHEME_SEPARATOR for s in known)}); '
