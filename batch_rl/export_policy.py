@@ -10,8 +10,6 @@ top), restores its latest checkpoint and writes the greedy policy with
 installed where it is loaded.
 """
 
-import os
-
 from absl import flags
 
 from batch_rl import cli
@@ -31,12 +29,13 @@ def load_trained_agent(base_dir: str, gin_files=(), gin_bindings=()):
   """
   # pylint: disable=g-import-not-at-top
   from batch_rl import experiment
+  from batch_rl import storage
   from batch_rl.run_directory import RunDirectory
   # pylint: enable=g-import-not-at-top
   run_directory = RunDirectory(base_dir)
   root = run_directory.checkpoints_path
   iteration = (run_directory.checkpoints().latest()
-               if os.path.isdir(root) else None)
+               if storage.isdir(root) else None)
   if iteration is None:
     raise ValueError(f'{root}: no iteration_N checkpoint to export.')
   agent, _, _ = experiment.rebuild_agent(base_dir, gin_files, gin_bindings)

@@ -34,6 +34,7 @@ import tensorflow as tf
 from batch_rl import cli
 from batch_rl import command_line
 from batch_rl import experiment
+from batch_rl import storage
 from batch_rl.agents import base
 from batch_rl.agents import dqn_agent
 from batch_rl.agents import losses
@@ -227,7 +228,8 @@ def _checkpoints(run_dir: str):
   run_directory = RunDirectory(run_dir)
   root = run_directory.checkpoints_path
   # CheckpointDirectory creates its root: look before building one.
-  checkpoints = run_directory.checkpoints() if os.path.isdir(root) else None
+  checkpoints = (run_directory.checkpoints() if storage.isdir(root)
+                 else None)
   if checkpoints is None or not checkpoints.iterations():
     raise AnalysisError(
         f'{root}: no iteration_N checkpoint. Runs keep only the latest '

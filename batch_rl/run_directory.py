@@ -12,7 +12,9 @@ A run directory holds
   run.lock        held while a process runs it
 
 The runner writes these; analysis, policy selection and the study driver
-read them here.
+read them here. The path may be local or any tf.io.gfile URL
+(`batch_rl.storage`; docs/RELIABILITY.md says what differs on object
+stores, notably the lock).
 """
 
 import csv
@@ -21,8 +23,11 @@ import fcntl
 import io
 import json
 import os
+import socket
+import sys
 from typing import Optional
 
+from batch_rl import storage
 from batch_rl.runner import run_state
 
 RUN_INFO = 'run_info.json'
@@ -37,7 +42,8 @@ METRIC_COLUMNS = ('iteration', 'gradient_steps', 'eval_episodes',
 DATA_SELECTION = 'data_selection'
 
 # Locks this process holds, by real path of the lock file (flock locks
-# belong to open files, so a second open in this process would conflict).
+# belong to open files, so a second open in this process would conflict),
+# or by URL (None: the lock object is deleted on unlock).
 _HELD_LOCKS = {}
 
 
@@ -46,19 +52,18 @@ class RunDirectory:
 
   def __init__(self, path: str):
     self.path = path
-    self.run_info_path = os.path.join(path, RUN_INFO)
-    self.metrics_path = os.path.join(path, METRICS)
-    self.checkpoints_path = os.path.join(path, CHECKPOINTS)
-    self.tensorboard_path = os.path.join(path, TENSORBOARD)
-    self.replay_logs_path = os.path.join(path, REPLAY_LOGS)
-    self.lock_path = os.path.join(path, LOCK)
+    self.run_info_path = storage.join(path, RUN_INFO)
+    self.metrics_path = storage.join(path, METRICS)
+    self.checkpoints_path = storage.join(path, CHECKPOINTS)
+    self.tensorboard_path = storage.join(path, TENSORBOARD)
+    self.replay_logs_path = storage.join(path, REPLAY_LOGS)
+    self.lock_path = storage.join(path, LOCK)
 
   def has_run_info(self) -> bool:
-    return os.path.isfile(self.run_info_path)
+    return storage.isfile(self.run_info_path)
 
   def write_run_info(self, info: dict, selection=None) -> None:
     """Writes `info`, with the DataSelection dataclass `selection` as a dict."""
-    os.makedirs(self.path, exist_ok=True)
     if selection is not None:
       info = {**info, DATA_SELECTION: dataclasses.asdict(selection)}
     run_state.write_json(self.run_info_path, info)
@@ -66,8 +71,7 @@ class RunDirectory:
   def read_run_info(self) -> dict:
     """run_info.json as a dict; ValueError naming the file if malformed."""
     try:
-      with open(self.run_info_path) as f:
-        info = json.load(f)
+      info = json.loads(storage.read_text(self.run_info_path))
     except json.JSONDecodeError as e:
       raise ValueError(f'{self.run_info_path}: not valid JSON ({e}).') from e
     if not isinstance(info, dict):
@@ -91,14 +95,14 @@ class RunDirectory:
                             extrasaction='ignore')
     writer.writeheader()
     writer.writerows(rows)
-    run_state.write_atomically(self.metrics_path, out.getvalue())
+    storage.write_atomically(self.metrics_path, out.getvalue())
 
   def read_metrics(self) -> list[dict]:
     """metrics.csv's rows as dicts of strings ([] when there is no file)."""
-    if not os.path.isfile(self.metrics_path):
+    if not storage.isfile(self.metrics_path):
       return []
-    with open(self.metrics_path, newline='') as f:
-      return list(csv.DictReader(f))
+    return list(csv.DictReader(io.StringIO(
+        storage.read_text(self.metrics_path), newline='')))
 
   def finished_iterations(self) -> int:
     return len(self.read_metrics())
@@ -112,14 +116,19 @@ class RunDirectory:
     """Takes the exclusive lock `run.lock` (held until `unlock` or exit).
 
     The file holds the holder's PID. Raises OSError (one line) if another
-    process holds it or the directory cannot be written.
+    process holds it or the directory cannot be written. On a URL the lock
+    is an object written after a check (`_lock_object`), not an atomic one.
     """
-    key = os.path.realpath(self.lock_path)
+    key = self._lock_key()
     if key in _HELD_LOCKS:
       return
-    if os.path.exists(self.path) and not os.path.isdir(self.path):
+    if storage.exists(self.path) and not storage.isdir(self.path):
       raise OSError(f'{self.path} is a file; the run directory (--base_dir) '
                     'must be a folder or not exist yet.')
+    if storage.is_url(self.path):
+      self._lock_object()
+      _HELD_LOCKS[key] = None
+      return
     try:
       os.makedirs(self.path, exist_ok=True)
       lock_file = open(self.lock_path, 'a+')  # pylint: disable=consider-using-with
@@ -143,12 +152,56 @@ class RunDirectory:
     lock_file.flush()
     _HELD_LOCKS[key] = lock_file
 
+  def _lock_object(self) -> None:
+    """run.lock on an object store, which has no atomic create: the object
+    names its holder ('PID on HOST'); a holder on this host that still runs
+    refuses the lock; one on another host cannot be checked and is taken
+    over with a warning (a study driver must start one process per run
+    directory, as batch_rl.sweep does; its retries after a lost node land
+    here)."""
+    host = socket.gethostname()
+    if storage.isfile(self.lock_path):
+      holder = storage.read_text(self.lock_path).strip() or 'unknown'
+      pid, _, holder_host = holder.partition(' on ')
+      if holder_host != host:
+        print(f'warning: {self.lock_path} names process {holder}, which '
+              'cannot be checked from here; taking the run directory over '
+              '(do not run two processes on one run directory).',
+              file=sys.stderr, flush=True)
+      elif pid.isdigit() and _is_running(int(pid)):
+        raise OSError(
+            f'{self.path} is in use by process {holder} ({LOCK});'
+            ' wait for it to finish, stop it, or give another --base_dir.')
+    storage.write_atomically(self.lock_path, f'{os.getpid()} on {host}\n')
+
+  def _lock_key(self) -> str:
+    if storage.is_url(self.lock_path):
+      return self.lock_path
+    return os.path.realpath(self.lock_path)
+
   def unlock(self) -> None:
-    """Releases the lock `lock` took (the file stays, unlocked)."""
-    lock_file = _HELD_LOCKS.pop(os.path.realpath(self.lock_path), None)
+    """Releases the lock `lock` took (the local file stays, unlocked; the
+    lock object on a URL is deleted)."""
+    key = self._lock_key()
+    if key not in _HELD_LOCKS:
+      return
+    lock_file = _HELD_LOCKS.pop(key)
     if lock_file is not None:
       lock_file.close()
+    elif storage.isfile(self.lock_path):
+      storage.remove(self.lock_path)
 
   def checkpoints(self, keep: int = 3) -> run_state.CheckpointDirectory:
     """The iteration checkpoints (the folder is created)."""
     return run_state.CheckpointDirectory(self.checkpoints_path, keep)
+
+
+def _is_running(pid: int) -> bool:
+  """Whether process `pid` of this host exists."""
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True  # Another user's process.
+  return True

@@ -3,6 +3,7 @@
 Each function takes already computed numbers and writes one PNG at `path`.
 """
 
+import io
 import math
 from typing import Mapping, Optional
 
@@ -11,6 +12,7 @@ from matplotlib.figure import Figure
 import numpy as np
 import pandas as pd
 
+from batch_rl import storage
 from batch_rl.analysis.aggregates import IntervalEstimate
 
 _DPI = 100
@@ -23,7 +25,9 @@ def color_map(names) -> dict[str, tuple]:
 
 
 def _save(fig: Figure, path: str):
-  fig.savefig(path, dpi=_DPI, bbox_inches='tight')
+  png = io.BytesIO()
+  fig.savefig(png, format='png', dpi=_DPI, bbox_inches='tight')
+  storage.write_atomically(path, png.getvalue())
 
 
 def learning_curves(curves: pd.DataFrame, path: str, x: str = 'iteration',

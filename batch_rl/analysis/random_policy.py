@@ -7,11 +7,12 @@ TensorFlow.
 """
 
 import csv
-import os
+import io
 from typing import Sequence
 
 import numpy as np
 
+from batch_rl import storage
 from batch_rl.environments import factory
 from batch_rl.runner import evaluation
 
@@ -60,13 +61,13 @@ def random_policy_scores(directory: str, environments: Sequence[str],
                          ) -> dict[str, float]:
   """Random scores per environment, measured once and kept in
   `directory`/random_scores.csv (remeasured when the settings change)."""
-  path = os.path.join(directory, RANDOM_SCORES)
+  path = storage.join(directory, RANDOM_SCORES)
   wanted = {'episodes': episodes, 'seed': SEED,
             'max_steps_per_episode': max_steps_per_episode}
   rows = {}
-  if os.path.isfile(path):
-    with open(path, newline='') as f:
-      rows = {row['environment']: row for row in csv.DictReader(f)}
+  if storage.isfile(path):
+    rows = {row['environment']: row for row in csv.DictReader(
+        io.StringIO(storage.read_text(path), newline=''))}
   for environment in environments:
     row = rows.get(environment)
     if row is None or any(int(row[k]) != v for k, v in wanted.items()):
@@ -76,8 +77,9 @@ def random_policy_scores(directory: str, environments: Sequence[str],
                                   max_steps_per_episode)
       rows[environment] = {'environment': environment, 'random': score,
                            **wanted}
-  with open(path, 'w', newline='') as f:
-    writer = csv.DictWriter(f, _FIELDS)
-    writer.writeheader()
-    writer.writerows(rows[e] for e in sorted(rows))
+  out = io.StringIO(newline='')
+  writer = csv.DictWriter(out, _FIELDS)
+  writer.writeheader()
+  writer.writerows(rows[e] for e in sorted(rows))
+  storage.write_atomically(path, out.getvalue())
   return {e: float(rows[e]['random']) for e in environments}

@@ -8,11 +8,11 @@ gradient steps, and data-selection ablations when runs trained on subsets.
 
 import dataclasses
 import itertools
-import os
 from typing import Optional, Sequence
 
 import pandas as pd
 
+from batch_rl import storage
 from batch_rl.analysis import aggregates
 from batch_rl.analysis import plots
 from batch_rl.analysis import runs as runs_lib
@@ -104,7 +104,7 @@ class _Report:
         confidence=self.options.confidence, seed=self.options.seed)
 
   def _path(self, name):
-    return os.path.join(self.out_dir, name)
+    return storage.join(self.out_dir, name)
 
   def header(self):
     reference = self.reference
@@ -292,21 +292,23 @@ class _Report:
     - normalization.csv: the random and reference score of every game of the
       runs that the reference covers (the constants of the normalized score).
     """
-    self.scores.to_csv(self._path(SCORES), index=False)
+    storage.write_atomically(self._path(SCORES),
+                             self.scores.to_csv(index=False))
     per_game = self.scores.groupby(['environment', 'variant'], sort=True).agg(
         runs=('raw', 'size'), raw_mean=('raw', 'mean'),
         raw_std=('raw', lambda x: x.std(ddof=0)),
         normalized_mean=('normalized', 'mean')).reset_index()
-    per_game.to_csv(self._path(PER_GAME_SCORES), index=False)
+    storage.write_atomically(self._path(PER_GAME_SCORES),
+                             per_game.to_csv(index=False))
     reference = self.reference
     environments = sorted(e for e in self.scores['environment'].unique()
                           if reference.covers(e))
     keys = [scores_lib.environment_key(e) for e in environments]
-    pd.DataFrame({
+    storage.write_atomically(self._path(NORMALIZATION), pd.DataFrame({
         'environment': environments,
         'random': [reference.random[k] for k in keys],
         reference.name: [reference.reference[k] for k in keys]}).to_csv(
-            self._path(NORMALIZATION), index=False)
+            index=False))
     return ['## Tables', '',
             f'- `{SCORES}`: every run\'s raw and normalized score.',
             f'- `{PER_GAME_SCORES}`: per game and variant, raw mean and std '
@@ -330,14 +332,13 @@ def write_report(base_dirs: Sequence[str], out_dir: str,
                                                          run.agent_name))
           for run in runs_lib.load_runs(run_dirs)]
   reference = scores_lib.load_reference(reference_spec)
-  os.makedirs(out_dir, exist_ok=True)
+  storage.makedirs(out_dir)
   report = _Report(runs, reference, options, out_dir)
   sections = (report.header, report.aggregate_section,
               report.improvement_section, report.per_game_section,
               report.learning_curve_section, report.gradient_steps_section,
               report.data_selection_section, report.score_tables_section)
   lines = [line for section in sections for line in section()]
-  path = os.path.join(out_dir, REPORT)
-  with open(path, 'w') as f:
-    f.write('\n'.join(lines))
+  path = storage.join(out_dir, REPORT)
+  storage.write_atomically(path, '\n'.join(lines))
   return path

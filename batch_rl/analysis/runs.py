@@ -3,16 +3,18 @@
 Each run's directory (see batch_rl.run_directory) holds `run_info.json`
 (agent_name, environment like 'atari:Pong', seed, data_selection as a dict
 of DataSelection's fields, ...) and `metrics.csv` with one row per finished
-iteration.
+iteration. Run directories may be local or tf.io.gfile URLs
+(batch_rl.storage).
 """
 
 import dataclasses
-import os
+import io
 from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
+from batch_rl import storage
 from batch_rl.analysis.errors import AnalysisError
 from batch_rl.run_directory import METRIC_COLUMNS
 from batch_rl.run_directory import METRICS
@@ -76,11 +78,11 @@ def find_run_dirs(base_dirs: Sequence[str]) -> list[str]:
   """Sorted directories under `base_dirs` (at any depth) with run_info.json."""
   found = set()
   for base_dir in base_dirs:
-    if not os.path.isdir(base_dir):
+    if not storage.isdir(base_dir):
       raise AnalysisError(f'--base_dirs {base_dir}: no such directory.')
-    for root, _, files in os.walk(base_dir):
+    for root, _, files in storage.walk(base_dir):
       if RUN_INFO in files:
-        found.add(os.path.normpath(root))
+        found.add(storage.normpath(root))
   if not found:
     raise AnalysisError(
         f'No runs under {", ".join(base_dirs)}: no {RUN_INFO} found in any '
@@ -131,11 +133,11 @@ def read_run_info(run_dir: str) -> dict:
 def read_metrics(run_dir: str) -> pd.DataFrame:
   """metrics.csv sorted by iteration; raises naming the file if malformed."""
   path = RunDirectory(run_dir).metrics_path
-  if not os.path.isfile(path):
+  if not storage.isfile(path):
     raise AnalysisError(f'{path}: missing (every run directory with '
                         f'{RUN_INFO} needs {METRICS}).')
   try:
-    metrics = pd.read_csv(path)
+    metrics = pd.read_csv(io.StringIO(storage.read_text(path)))
   except (pd.errors.ParserError, pd.errors.EmptyDataError,
           UnicodeDecodeError) as e:
     raise AnalysisError(f'{path}: not a readable CSV ({e}).') from e

@@ -8,6 +8,7 @@ being comments that name the source.
 """
 
 import dataclasses
+import io
 import os
 import re
 from typing import Sequence
@@ -15,6 +16,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from batch_rl import storage
 from batch_rl.analysis.errors import AnalysisError
 from batch_rl.analysis.runs import Run
 
@@ -75,14 +77,15 @@ class ReferenceTable:
 
 def read_reference_csv(path: str) -> ReferenceTable:
   """A table from a CSV with columns environment, random and one reference."""
-  if not os.path.isfile(path):
+  if not storage.isfile(path):
     raise AnalysisError(
         f'--reference {path}: not a file. Use "human" (bundled Atari-57 '
         'random/human scores), "dqn" (bundled online-DQN scores of some '
         'Atari games) or a CSV with columns environment,random,<reference> '
         '(see docs/ANALYSIS.md).')
   try:
-    table = pd.read_csv(path, comment='#', skipinitialspace=True)
+    table = pd.read_csv(io.StringIO(storage.read_text(path)), comment='#',
+                        skipinitialspace=True)
   except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
     raise AnalysisError(f'{path}: not a readable CSV ({e}).') from e
   others = [c for c in table.columns if c not in ('environment', 'random')]

@@ -12,11 +12,11 @@ results), and its reference:
 """
 
 import json
-import os
 from typing import Optional, Sequence
 
 import numpy as np
 
+from batch_rl import storage
 from batch_rl.analysis import runs as runs_lib
 from batch_rl.analysis import scores
 from batch_rl.analysis.errors import AnalysisError
@@ -27,34 +27,33 @@ PROTOCOL = 'best'  # The logging agent's score: its best iteration.
 
 
 def is_study(path: str) -> bool:
-  return os.path.isfile(os.path.join(path, STUDY_FILE))
+  return storage.isfile(storage.join(path, STUDY_FILE))
 
 
 def read_study(path: str) -> dict:
-  file = os.path.join(path, STUDY_FILE)
+  file = storage.join(path, STUDY_FILE)
   try:
-    with open(file) as f:
-      return json.load(f)
+    return json.loads(storage.read_text(file))
   except json.JSONDecodeError as e:
     raise AnalysisError(f'{file}: not valid JSON ({e}).') from e
 
 
 def _iterations(run_dir: str) -> int:
-  path = os.path.join(run_dir, runs_lib.METRICS)
-  if not os.path.isfile(path):
+  path = storage.join(run_dir, runs_lib.METRICS)
+  if not storage.isfile(path):
     return 0
-  with open(path) as f:
-    return max(sum(1 for line in f if line.strip()) - 1, 0)
+  lines = storage.read_text(path).splitlines()
+  return max(sum(1 for line in lines if line.strip()) - 1, 0)
 
 
 def _runs(path: str, study: dict, kind: str, complete: bool) -> list[dict]:
   """The runs of `kind` with a run log (every iteration if `complete`)."""
   found = []
   for run in study['runs']:
-    run_dir = os.path.join(path, run['name'])
+    run_dir = storage.join(path, run['name'])
     done = _iterations(run_dir)
-    if run['kind'] == kind and os.path.isfile(
-        os.path.join(run_dir, runs_lib.RUN_INFO)) and done and (
+    if run['kind'] == kind and storage.isfile(
+        storage.join(run_dir, runs_lib.RUN_INFO)) and done and (
             not complete or done >= run['num_iterations']):
       found.append({**run, 'run_dir': run_dir})
   return found
@@ -67,7 +66,7 @@ def offline_runs(path: str) -> dict[str, str]:
   if not runs:
     raise AnalysisError(f'{path}: no offline run of the study has finished '
                         'an iteration yet; nothing to report.')
-  return {os.path.normpath(run['run_dir']): run['agent'] for run in runs}
+  return {storage.normpath(run['run_dir']): run['agent'] for run in runs}
 
 
 def write_logging_reference(path: str, study: dict) -> str:
@@ -103,16 +102,16 @@ def write_logging_reference(path: str, study: dict) -> str:
     else:
       rows.append(f'{environment},{random[environment]!r},{score!r}')
   seeds = sorted({run['seed'] for run in logging})
-  reference = os.path.join(path, REFERENCE)
-  with open(reference, 'w') as f:
-    f.write(
-        f'# random: uniformly random policy (seed {random_policy.SEED}), mean '
-        f'return over {study["random_policy_episodes"]} episodes, episodes '
-        f'cut at {cap} steps\n'
-        f'# {agent}: the online runs that logged the data, {PROTOCOL} '
-        "iteration's eval_return_mean, mean over the finished runs of seeds "
-        f'{", ".join(map(str, seeds))}\n'
-        f'environment,random,{agent}\n' + ''.join(r + '\n' for r in rows))
+  reference = storage.join(path, REFERENCE)
+  storage.write_atomically(
+      reference,
+      f'# random: uniformly random policy (seed {random_policy.SEED}), mean '
+      f'return over {study["random_policy_episodes"]} episodes, episodes '
+      f'cut at {cap} steps\n'
+      f'# {agent}: the online runs that logged the data, {PROTOCOL} '
+      "iteration's eval_return_mean, mean over the finished runs of seeds "
+      f'{", ".join(map(str, seeds))}\n'
+      f'environment,random,{agent}\n' + ''.join(r + '\n' for r in rows))
   return reference
 
 

@@ -58,7 +58,7 @@ import zstandard
 
 from batch_rl.data.dopamine_replay import ReplayArrays
 from batch_rl.data.errors import ReplayDataError
-from batch_rl.fsync import fsync_path
+from batch_rl.storage import fsync_path
 
 FORMAT = 'batch_rl.compact.v1'
 MANIFEST = 'manifest.json'

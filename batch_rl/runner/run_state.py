@@ -1,23 +1,27 @@
 """What a run keeps on disk to resume: durable writes, iteration checkpoints.
 
-The run directory's files are named in `batch_rl.run_directory`. Each
+The run directory's files are named in `batch_rl.run_directory`; they are
+written through `batch_rl.storage` (a local path or a tf.io.gfile URL). Each
 iteration's checkpoint is written into a temporary folder, every file and
 the folder are fsynced, and only then is the folder renamed into place (and
 its parent fsynced), so a published checkpoint is complete even after a
-power loss. `metrics.csv` is then rewritten atomically from the rows stored
-in that checkpoint, so a run killed at any moment resumes from the last
-finished iteration without lost or duplicated rows. A checkpoint that
+power loss. `metrics.csv` is then rewritten atomically from the rows
+stored in that checkpoint, so a run killed at any moment resumes from the
+last finished iteration without lost or duplicated rows. A checkpoint that
 cannot be read on resume is renamed aside (`iteration_N.damaged`) and the
-newest intact one is used (`CheckpointDirectory.restore_latest`).
+newest intact one is used (`CheckpointDirectory.restore_latest`). On an
+object store (a URL) the rename moves file by file: a crash in between
+leaves a checkpoint with files missing, which restoring finds damaged like
+any other.
 """
 
 import json
-import os
-import shutil
 import sys
 import zlib
 
-from batch_rl.fsync import fsync_path
+from batch_rl import storage
+# A name of this module: scripts/fault_campaign.py patches it.
+from batch_rl.storage import fsync_tree
 
 _PREFIX = 'iteration_'
 DAMAGED_SUFFIX = '.damaged'
@@ -30,27 +34,9 @@ def iteration_seed(seed: int, phase: str, iteration: int) -> int:
   return zlib.crc32(f'{seed}/{phase}/{iteration}'.encode())
 
 
-def fsync_tree(root: str) -> None:
-  """fsyncs every file and folder under `root`, then `root` itself."""
-  for folder, _, files in os.walk(root, topdown=False):
-    for name in files:
-      fsync_path(os.path.join(folder, name))
-    fsync_path(folder)
-
-
-def write_atomically(path: str, text: str) -> None:
-  """Writes `text` to `path` through a fsynced temporary file and rename."""
-  tmp = f'{path}.tmp'
-  with open(tmp, 'w') as f:
-    f.write(text)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
-  fsync_path(os.path.dirname(path) or '.')
-
-
 def write_json(path: str, value) -> None:
-  write_atomically(path, json.dumps(value, indent=2, sort_keys=True) + '\n')
+  storage.write_atomically(
+      path, json.dumps(value, indent=2, sort_keys=True) + '\n')
 
 
 class DamagedCheckpoint(Exception):
@@ -63,14 +49,14 @@ class CheckpointDirectory:
   def __init__(self, root: str, keep: int = 3):
     self.root = root
     self.keep = keep
-    os.makedirs(root, exist_ok=True)
+    storage.makedirs(root)
 
   def path(self, iteration: int) -> str:
-    return os.path.join(self.root, f'{_PREFIX}{iteration}')
+    return storage.join(self.root, f'{_PREFIX}{iteration}')
 
   def iterations(self) -> list[int]:
     return sorted(
-        int(name[len(_PREFIX):]) for name in os.listdir(self.root)
+        int(name[len(_PREFIX):]) for name in storage.listdir(self.root)
         if name.startswith(_PREFIX) and name[len(_PREFIX):].isdigit())
 
   def latest(self):
@@ -84,25 +70,25 @@ class CheckpointDirectory:
     """
     final = self.path(iteration)
     tmp = final + '.partial'
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
+    storage.rmtree(tmp)
+    storage.makedirs(tmp)
     write(tmp)
     fsync_tree(tmp)
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    fsync_path(self.root)
+    storage.rmtree(final)
+    storage.rename(tmp, final)
+    storage.fsync_path(self.root)
     for old in self.iterations()[:-self.keep]:
-      shutil.rmtree(self.path(old), ignore_errors=True)
+      storage.rmtree(self.path(old))
 
   def _set_aside(self, iteration: int) -> str:
     """Renames a damaged checkpoint to iteration_N.damaged[.k]; its name."""
     aside = self.path(iteration) + DAMAGED_SUFFIX
     count = 1
-    while os.path.exists(aside):
+    while storage.exists(aside):
       aside = f'{self.path(iteration)}{DAMAGED_SUFFIX}.{count}'
       count += 1
-    os.replace(self.path(iteration), aside)
-    fsync_path(self.root)
+    storage.rename(self.path(iteration), aside)
+    storage.fsync_path(self.root)
     return aside
 
   def restore_latest(self, restore):

@@ -22,7 +22,6 @@ evaluates exactly as an uninterrupted one.
 """
 
 import json
-import os
 import pickle
 import signal
 import time
@@ -33,6 +32,7 @@ import tensorflow as tf
 import tqdm
 
 from batch_rl import cli
+from batch_rl import storage
 from batch_rl.run_directory import RunDirectory
 from batch_rl.runner import evaluation
 from batch_rl.runner import run_state
@@ -102,16 +102,14 @@ class Runner:
     """Restores agent, rows and summaries from `path`, or raises
     run_state.DamagedCheckpoint naming what cannot be read."""
     try:
-      with open(os.path.join(path, _STATE)) as f:
-        state = json.load(f)
+      state = json.loads(storage.read_text(storage.join(path, _STATE)))
       rows = state['rows']
       # Checkpoints written before summaries were kept have none to rewrite.
       summaries = state.get('summaries') or [{} for _ in rows]
     except (OSError, ValueError, KeyError, TypeError) as e:
       raise run_state.DamagedCheckpoint(f'{_STATE}: {e}') from e
     try:
-      with open(os.path.join(path, _BUNDLE), 'rb') as f:
-        bundle = pickle.load(f)
+      bundle = pickle.loads(storage.read_bytes(storage.join(path, _BUNDLE)))
     except Exception as e:  # pylint: disable=broad-except
       raise run_state.DamagedCheckpoint(f'{_BUNDLE}: {e!r}') from e
     try:
@@ -148,7 +146,7 @@ class Runner:
     folder = self.run_directory.tensorboard_path
     for name in sorted(tf.io.gfile.listdir(folder)):
       try:
-        for record in tf.data.TFRecordDataset(os.path.join(folder, name)):
+        for record in tf.data.TFRecordDataset(storage.join(folder, name)):
           event = tf.compat.v1.Event.FromString(record.numpy())
           written.update((value.tag, event.step)
                          for value in event.summary.value)
@@ -204,9 +202,8 @@ class Runner:
     and leaves the previous checkpoint as it was."""
     def write(path):
       bundle = self.agent.bundle_and_checkpoint(path, iteration)
-      with open(os.path.join(path, _BUNDLE), 'wb') as f:
-        pickle.dump(bundle, f)
-      run_state.write_json(os.path.join(path, _STATE),
+      storage.write_bytes(storage.join(path, _BUNDLE), pickle.dumps(bundle))
+      run_state.write_json(storage.join(path, _STATE),
                            {'rows': self.rows, 'summaries': self.summaries})
     try:
       self.checkpoints.save(iteration, write)

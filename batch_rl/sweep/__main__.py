@@ -23,7 +23,7 @@ from absl import flags
 import gin
 
 from batch_rl import command_line
-from batch_rl.sweep import storage
+from batch_rl import storage
 from batch_rl.sweep import study as study_lib
 
 flags.DEFINE_string('data_root', None, 'Replaces {data_root} in '
@@ -125,11 +125,11 @@ def run_study(argv) -> int:
       raise study_lib.StudyError(
           f'--out={FLAGS.out} is a URL: pass --run_logs, a directory on a '
           'filesystem every worker can write to.')
-    log_dir = storage.join(FLAGS.out, 'logs')
+    log_dir = storage.join(storage.absolute(FLAGS.out), 'logs')
   description_path = storage.join(FLAGS.out, study_lib.STUDY_FILE)
   previous = (json.loads(storage.read_text(description_path))
               if storage.exists(description_path) else None)
-  storage.write_text(description_path, json.dumps(
+  storage.write_atomically(description_path, json.dumps(
       study_lib.describe(study, runs, previous), indent=1))
   if not study_lib.runs_to_start(runs):
     print(f'All {sum(r.kind != study_lib.STAGING for r in runs)} runs of the '

@@ -33,7 +33,7 @@ from gin import config_parser
 from batch_rl import command_line
 from batch_rl.run_directory import METRICS
 from batch_rl.run_directory import REPLAY_LOGS
-from batch_rl.sweep import storage
+from batch_rl import storage
 
 LOGGING, STAGING, OFFLINE = 'logging', 'staging', 'offline'
 # The commands and the gin names of their runners: one place to follow when
@@ -283,11 +283,22 @@ def staging_command(replay_dir: str, staged_dir: str) -> tuple[str, ...]:
   return (PYTHON, '-m', 'batch_rl.data', 'convert', replay_dir, staged_dir)
 
 
+def _check_local_data(path: str, what: str) -> None:
+  """StudyError if the replay data at `path` would be on a URL: the data
+  layer reads and converts replay data on a filesystem only."""
+  if storage.is_url(path):
+    raise StudyError(
+        f'{what} is {path}, a URL: replay data is read and converted on a '
+        'local or shared filesystem only; put the data (--data_root, '
+        "Study.staged_dir='/disk/{game}/seed_{seed}') on one, and --out of a "
+        'study that logs its data too.')
+
+
 def plan(study: Study, out: str) -> list[Run]:
   """Every run of `study` under `out`: logging, staging, then offline runs,
   each seed by seed (an interrupted study has a complete first seed early).
   """
-  out = storage.join(out)
+  out = storage.absolute(out)
   fields = {'out': out, 'data_root': study.data_root,
             'repository': os.path.dirname(command_line.GIN_DIR)}
   if study.replay_dir and '{data_root}' in study.replay_dir and (
@@ -318,11 +329,14 @@ def plan(study: Study, out: str) -> list[Run]:
                     'agent': study.logging_agent}))
         replay_dir, source = storage.join(run_dir, REPLAY_LOGS), name
       else:
-        replay_dir = storage.join(
+        replay_dir = storage.absolute(
             study.replay_dir.format(game=game, seed=seed, **fields))
+      _check_local_data(replay_dir, 'Study.logging_agent\'s replay under '
+                        '--out' if source else 'Study.replay_dir')
       if study.convert_data:
-        staged = storage.join(
+        staged = storage.absolute(
             study.staged_dir.format(game=game, seed=seed, **fields))
+        _check_local_data(staged, 'Study.staged_dir')
         if staged not in staged_by:  # One staging run per prepared copy.
           staged_by[staged] = f'{STAGING}/{game}/seed_{seed}'
           staging.append(Run(
