@@ -383,6 +383,29 @@ def test_report_final_protocol(fake_runs, tmp_path):
   assert '| rem [1%] | 2 | 1 | 100.0 [100.0, 100.0] |' in text
 
 
+def test_compared_pairs_are_reported_within_each_data_selection(
+    fake_runs, tmp_path):
+  for seed in range(3):
+    for env, reference in (('atari:Pong', _PONG),
+                           ('atari:Breakout', _BREAKOUT)):
+      # On 10% the expert's best (10%) is below rem's (20%) everywhere.
+      write_run(fake_runs, 'expert', env, seed,
+                [_human_scores(0.1, reference)],
+                data_selection={'fraction': 0.1, 'seed': seed})
+  text = open(report.write_report(
+      [fake_runs], str(tmp_path / 'report'),
+      report.ReportOptions(bootstrap_reps=100,
+                           comparisons=(('expert', 'rem'),)))).read()
+  section = text.split('## Probability of improvement')[1].split('##')[0]
+  rows = [line for line in section.splitlines() if line.startswith('| ')]
+  assert rows[2:] == ['| expert [10%] | rem [10%] | 2 | 0.00 [0.00, 0.00] |',
+                      '| expert | rem | 2 | 1.00 [1.00, 1.00] |']
+  with pytest.raises(AnalysisError, match='--compare names bcq, which no run '
+                     'has; the runs\' agents: expert, rem.'):
+    report.write_report([fake_runs], str(tmp_path / 'other'),
+                        report.ReportOptions(comparisons=(('rem', 'bcq'),)))
+
+
 def test_report_without_reference_scores_keeps_raw_scores(tmp_path):
   base = tmp_path / 'runs'
   for seed in range(2):
@@ -426,6 +449,7 @@ def test_cli_errors_for_missing_runs_and_bad_reference(tmp_path, fake_runs,
     (['--protocol', 'worst'], 'flag --protocol=worst: value should be one of'),
     (['frob'], 'expected at most one command'),
     ([], 'missing flags: --base_dirs, --out.'),
+    (['--compare', 'rem'], '--compare=rem: expected X:Y'),
 ])
 def test_cli_rejects_bad_options_in_one_line(argv, message, capsys):
   assert cli.main(argv) == 2

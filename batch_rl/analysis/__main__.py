@@ -3,6 +3,7 @@
   python -m batch_rl.analysis [report] --base_dirs=DIR [--base_dirs=DIR ...]
       --out=OUT [--reference=human|dqn|FILE.csv] [--protocol=best|final]
       [--bootstrap_reps=2000] [--confidence=0.95] [--seed=0]
+      [--compare=X:Y ...]
 
   python -m batch_rl.analysis reference --dopamine_json=GAME.json [...]
       --out=dqn_scores.csv [--agent=DQN] [--protocol=best|final]
@@ -45,6 +46,10 @@ flags.DEFINE_integer('bootstrap_reps', 2000, 'report: bootstrap resamples.',
 flags.DEFINE_float('confidence', 0.95, 'report: confidence of the intervals.',
                    lower_bound=0.0, upper_bound=1.0, flag_values=FLAGS)
 flags.DEFINE_integer('seed', 0, 'report: bootstrap seed.', flag_values=FLAGS)
+flags.DEFINE_multi_string(
+    'compare', [], 'report: X:Y, two agent names: P(X > Y) within every data '
+    'selection both ran on (repeat the flag; default: every pair of the '
+    'all-data variants).', flag_values=FLAGS)
 flags.DEFINE_multi_string('dopamine_json', [], "reference: Dopamine's "
                           'baseline files (baselines/atari/data/<game>.json), '
                           'one per game; repeat the flag.', flag_values=FLAGS)
@@ -58,12 +63,23 @@ def _require(*names) -> None:
     raise ValueError(f'missing flags: --{", --".join(missing)}.')
 
 
+def _pairs(values) -> tuple[tuple[str, str], ...]:
+  pairs = tuple(tuple(value.split(':')) for value in values)
+  bad = [value for value, pair in zip(values, pairs)
+         if len(pair) != 2 or not all(pair)]
+  if bad:
+    raise ValueError(f'--compare={bad[0]}: expected X:Y, two agent names '
+                     '(e.g. --compare=rem_cql:rem).')
+  return pairs
+
+
 def _report():
+  comparisons = _pairs(FLAGS.compare)
   _require('base_dirs', 'out')
   options = report.ReportOptions(
       reference=FLAGS.reference, protocol=FLAGS.protocol,
       bootstrap_reps=FLAGS.bootstrap_reps, confidence=FLAGS.confidence,
-      seed=FLAGS.seed)
+      seed=FLAGS.seed, comparisons=comparisons)
   path = report.write_report(FLAGS.base_dirs, FLAGS.out, options)
   print(f'wrote {path}')
 

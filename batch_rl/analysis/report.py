@@ -41,12 +41,16 @@ class ReportOptions:
     bootstrap_reps: stratified bootstrap repetitions per interval.
     confidence: coverage of the percentile intervals.
     seed: seed of the bootstrap.
+    comparisons: (X, Y) agent pairs whose probability of improvement
+      P(X > Y) is reported within each data selection both ran on; empty:
+      every pair of the all-data variants.
   """
   reference: Optional[str] = None
   protocol: str = 'best'
   bootstrap_reps: int = 2000
   confidence: float = 0.95
   seed: int = 0
+  comparisons: tuple[tuple[str, str], ...] = ()
 
 
 def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]
@@ -152,10 +156,31 @@ class _Report:
                 f'scores only): {", ".join(uncovered)}.']
     return lines + ['', f'![aggregate metrics]({AGGREGATES})', '']
 
+  def _compared_pairs(self):
+    """(X variant, Y variant) pairs: options.comparisons within each data
+    selection, else every pair of the all-data variants."""
+    if not self.options.comparisons:
+      compared = [v for v in self.main_variants if v in self.matrices]
+      return list(itertools.combinations(compared, 2))
+    variants = {(run.agent_name, run.data_selection.label): run.variant
+                for run in self.runs}
+    agents = sorted({agent for agent, _ in variants})
+    unknown = sorted({agent for pair in self.options.comparisons
+                      for agent in pair} - set(agents))
+    if unknown:
+      raise runs_lib.AnalysisError(
+          f'--compare names {", ".join(unknown)}, which no run has; the '
+          f'runs\' agents: {", ".join(agents)}.')
+    selections = sorted({label for _, label in variants})
+    return [(variants[x, label], variants[y, label])
+            for label in selections for x, y in self.options.comparisons
+            if (x, label) in variants and (y, label) in variants]
+
   def improvement_section(self):
     pairs = []
-    compared = [v for v in self.main_variants if v in self.matrices]
-    for x, y in itertools.combinations(compared, 2):
+    for x, y in self._compared_pairs():
+      if x not in self.matrices or y not in self.matrices:
+        continue
       common = sorted(set(self.matrices[x][1]) & set(self.matrices[y][1]))
       if common:
         pairs.append((x, y, common))
