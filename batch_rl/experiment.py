@@ -144,18 +144,21 @@ def create_online_runner(agent_name: Optional[str], base_dir: str,
                 run_info=run_info, seed=seed)
 
 
-def rebuild_agent(run_dir: str, gin_files=(), gin_bindings=()):
-  """(agent, spec, info): a run's agent, rebuilt as the run built it.
+def rebuild_agent(run_dir: str, gin_files=(), gin_bindings=(),
+                  info: Optional[dict] = None):
+  """(agent, spec): a run's agent, rebuilt as the run built it.
 
   Replaces the process's gin config with the run's own (run_info.json's
   gin_config), then applies `gin_files` and `gin_bindings` on top; the agent
-  holds fresh weights until a checkpoint is restored into it.
+  holds fresh weights until a checkpoint is restored into it. `info` is the
+  run's run_info.json when the caller has read it already.
 
   Raises:
     ValueError: naming run_info.json when it lacks what a rebuild needs.
   """
   run_directory = RunDirectory(run_dir)
-  info = run_directory.read_run_info()
+  if info is None:
+    info = run_directory.read_run_info()
   if 'gin_config' not in info:
     raise ValueError(f'{run_directory.run_info_path}: no gin_config; the '
                      'logs of batch_rl.train have one.')
@@ -172,4 +175,4 @@ def rebuild_agent(run_dir: str, gin_files=(), gin_bindings=()):
   env.close()
   agent = registry.create_agent(info['agent_name'], spec,
                                 seed=int(info['seed']))
-  return agent, spec, info
+  return agent, spec

@@ -38,7 +38,7 @@ def load_trained_agent(base_dir: str, gin_files=(), gin_bindings=()):
                if storage.isdir(root) else None)
   if iteration is None:
     raise ValueError(f'{root}: no iteration_N checkpoint to export.')
-  agent, _, _ = experiment.rebuild_agent(base_dir, gin_files, gin_bindings)
+  agent, _ = experiment.rebuild_agent(base_dir, gin_files, gin_bindings)
   path = run_directory.checkpoints().path(iteration)
   if not agent.unbundle(path, iteration, None):
     raise ValueError(f'{path}: no agent checkpoint of iteration {iteration}.')

@@ -206,7 +206,7 @@ def _load_run(run_dir: str, replay_dir: Optional[str]) -> _RunData:
     raise AnalysisError(
         f'{info_path}: replay_dir {replay_dir!r} does not exist here (a '
         'relative path is relative to where training ran); pass --replay_dir.')
-  agent, spec, _ = experiment.rebuild_agent(run_dir)
+  agent, spec = experiment.rebuild_agent(run_dir, info=info)
   if not isinstance(agent.actions, base.DiscreteActions):
     raise AnalysisError(
         f'{info_path}: agent {info["agent_name"]!r} has continuous actions; '

@@ -6,7 +6,7 @@ Plays `--steps` agent steps of an Atari game with a uniform random policy
 (the Atari protocol of docs/ENVIRONMENTS.md; episodes longer than
 `--max_episode_steps` are truncated), writes them in RL Unplugged's tfrecord
 format and prepares them with TFDS's own rlu_atari_checkpoints_ordered
-builder (`batch_rl.data.rlu_testing`), then, in a fresh process, converts
+builder (`tests/rlu_builders.py`), then, in a fresh process, converts
 the split as `--replay_dir=tfds:...` does and prints JSON: the rate of
 reading and decoding frames alone, conversion steps/s, wall and CPU seconds
 (both passes), the extrapolation to a 1M-step checkpoint,
@@ -25,7 +25,8 @@ import tempfile
 import time
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
 
 import numpy as np  # pylint: disable=g-import-not-at-top
 
@@ -105,13 +106,14 @@ def main():
   if args.measure:
     print(json.dumps(measure(*args.measure)))
     return
-  from batch_rl.data import rlu_testing  # pylint: disable=g-import-not-at-top
+  sys.path.insert(0, os.path.join(REPO, 'tests'))
+  import rlu_builders  # pylint: disable=g-import-not-at-top
   with tempfile.TemporaryDirectory() as root:
     start = time.perf_counter()
     episodes = play(args.game, args.steps, args.max_episode_steps)
     play_s = time.perf_counter() - start
-    data_dir = rlu_testing.prepare(root, [episodes], game='Pong',
-                                   builders=(rlu_testing.OrderedBuilder,))
+    data_dir = rlu_builders.prepare(root, [episodes], game='Pong',
+                                    builders=(rlu_builders.OrderedBuilder,))
     result = json.loads(subprocess.run(
         [sys.executable, __file__, '--measure', data_dir,
          os.path.join(root, 'cache')], check=True, capture_output=True,

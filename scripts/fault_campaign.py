@@ -38,15 +38,7 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SLOW_WRITE_MARK = 'FAULT: writing iteration_'
-TINY_RUN = [
-    "create_runner.environment_name='classic:CartPole-v1'",
-    'create_runner.batch_size=16',
-    'MLPTorso.hidden_units=(16,)',
-    'Runner.training_steps=50',
-    'Runner.evaluation_steps=50',
-    'Runner.max_steps_per_episode=50',
-    'Runner.progress=False',
-]
+TINY_RUN_GIN_FILES = ['gin/classic/dqn.gin', 'gin/testing/tiny_run.gin']
 
 
 def train_command(replay_dir, base_dir, *bindings, slow_write_at=None,
@@ -58,8 +50,8 @@ def train_command(replay_dir, base_dir, *bindings, slow_write_at=None,
   return [sys.executable, os.path.join(REPO, 'scripts', 'fault_campaign.py'),
           'child', *faults, '--', '--agent_name=dqn',
           f'--replay_dir={replay_dir}', f'--base_dir={base_dir}',
-          '--gin_files=gin/classic/dqn.gin',
-          *[f'--gin_bindings={b}' for b in TINY_RUN + list(bindings)]]
+          *[f'--gin_files={f}' for f in TINY_RUN_GIN_FILES],
+          *[f'--gin_bindings={b}' for b in bindings]]
 
 
 def _child(slow_write_at, fail_write_at, train_argv):

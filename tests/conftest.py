@@ -1,5 +1,6 @@
 """Shared fixtures: replay data written by dopamine-rl's own buffer."""
 
+import importlib.util
 import os
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
@@ -39,6 +40,17 @@ def fill_dopamine_buffer(capacity, num_adds, stack_size=4, update_horizon=1,
 @pytest.fixture
 def dopamine_buffer_factory():
   return fill_dopamine_buffer
+
+
+def load_fault_campaign():
+  """scripts/fault_campaign.py as a module: its tiny run and CartPole replay
+  serve the runner and reliability tests too."""
+  path = os.path.join(os.path.dirname(os.path.dirname(
+      os.path.abspath(__file__))), 'scripts', 'fault_campaign.py')
+  spec = importlib.util.spec_from_file_location('fault_campaign', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
 
 
 @pytest.fixture(autouse=True)

@@ -8,11 +8,14 @@ import numpy as np
 import pytest
 from dopamine.replay_memory import circular_replay_buffer
 
+from batch_rl import command_line
+from batch_rl import experiment
 from batch_rl import log_data
 from batch_rl import run_directory
 from batch_rl.baselines.logged_replay_buffer import LoggedReplayBuffer
 from batch_rl.baselines.online_agent import OnlineAgent
 from batch_rl.data import dopamine_replay
+from batch_rl.data import summary
 from batch_rl.data import transitions
 
 FRAME_SHAPE = (5, 4)
@@ -254,3 +257,35 @@ def test_cartpole_dqn_run_logs_replay_and_resumes(tmp_path):
   assert len(frames) == slots
   # Each CartPole state is logged once: no checkpoint repeats another's.
   assert len(np.unique(frames, axis=0)) == slots
+
+
+def test_info_counts_the_logged_episodes_once_across_checkpoints(tmp_path):
+  base_dir = str(tmp_path / 'run')
+  experiment.register_all_agents()
+  try:
+    command_line.load_gin_configs([GIN_FILE], [
+        'LoggedReplayBuffer.replay_capacity = 300',
+        'Runner.num_iterations = 2', 'Runner.training_steps = 400',
+        'Runner.evaluation_steps = 20', 'MIN_REPLAY_HISTORY = 200',
+        'MLPTorso.hidden_units = (16,)'])
+    runner = experiment.create_online_runner(None, base_dir)
+    runner.run_experiment()
+  finally:
+    gin.clear_config()
+  logged = sum(s['train_episodes'] for s in runner.summaries)
+  replay_dir = run_directory.RunDirectory(base_dir).replay_logs_path
+  checkpoints = [dopamine_replay.read_arrays(replay_dir, s)
+                 for s in dopamine_replay.list_checkpoints(replay_dir)]
+  # Every slot is logged once and the runner plays whole episodes: each
+  # episode ends (terminal or time-limit cut) in exactly one checkpoint.
+  ends = [a.chronological_episode_ends() for a in checkpoints]
+  assert len(checkpoints) >= 3 and not all(e[-1] for e in ends[:-1])
+  assert logged == sum(int(e.sum()) for e in ends)
+
+  info = summary.summarize(replay_dir, stack_size=1)
+  assert info['complete_episodes'] == logged
+  assert info['unfinished_episodes_at_end'] == 0
+  # Joined episodes keep their whole return: the runner's sum of returns.
+  assert info['episode_return']['mean'] * logged == pytest.approx(
+      sum(s['train_return_mean'] * s['train_episodes']
+          for s in runner.summaries))

@@ -21,6 +21,7 @@ from batch_rl.continuous import log_data
 from batch_rl.continuous.replay_writer import EpisodeReplayWriter
 from batch_rl.data import dopamine_replay
 from batch_rl.data import pipeline
+from batch_rl.data import summary
 from batch_rl.data import transitions
 from batch_rl.data.errors import ReplayDataError
 from batch_rl.data.replay_store import ReplayStore
@@ -77,7 +78,8 @@ def sampleable_transitions(checkpoints):
   return collections.Counter(keys)
 
 
-def write_episodes(episodes, capacity):
+def write_episodes(episodes, capacity, last_running=False):
+  """Checkpoints of `episodes`; `last_running`: logging stops in the last."""
   checkpoints = []
   writer = EpisodeReplayWriter(capacity, OBS_DIM, ACTION_DIM,
                                lambda _, arrays: checkpoints.append(arrays))
@@ -86,9 +88,9 @@ def write_episodes(episodes, capacity):
     for t in range(length):
       writer.add_transition(e['observations'][t], e['actions'][t],
                             e['rewards'][t], e['terminal'] and t == length - 1)
-    if not e['terminal']:
+    if not e['terminal'] and not (last_running and e is episodes[-1]):
       writer.truncate_episode(e['observations'][-1])
-  writer.close()
+  writer.close(episodes[-1]['observations'][-1])
   return writer, checkpoints
 
 
@@ -149,10 +151,28 @@ def test_online_samples_are_complete_transitions():
     assert key in expected and key[0] != newest
 
 
+@pytest.mark.parametrize('capacity', [2, 3, 7, 1000])
+@pytest.mark.parametrize('last', ['terminal', 'time_limit', 'running'])
+def test_info_counts_each_written_episode_once(tmp_path, capacity, last):
+  episodes = EPISODES + make_episodes([(4, last == 'terminal')], seed=1)
+  _, checkpoints = write_episodes(episodes, capacity,
+                                  last_running=last == 'running')
+  for suffix, arrays in enumerate(checkpoints):
+    dopamine_replay.write_checkpoint(str(tmp_path), suffix, arrays)
+  info = summary.summarize(str(tmp_path), stack_size=1)
+  finished = [float(np.sum(e['rewards'], dtype=np.float64))
+              for e in episodes[:-1 if last == 'running' else None]]
+  assert info['complete_episodes'] == len(finished)
+  assert info['unfinished_episodes_at_end'] == (last == 'running')
+  for stat, value in (('mean', np.mean(finished)), ('min', min(finished)),
+                      ('max', max(finished))):
+    assert info['episode_return'][stat] == pytest.approx(value, rel=1e-5)
+
+
 def test_writer_close_refuses_a_running_episode():
   writer = EpisodeReplayWriter(5, OBS_DIM, ACTION_DIM, lambda *_: None)
   writer.add_transition(np.zeros(OBS_DIM), np.zeros(ACTION_DIM), 0., False)
-  with pytest.raises(ValueError, match='truncate_episode'):
+  with pytest.raises(ValueError, match=r'close\(final_observation\)'):
     writer.close()
 
 
@@ -330,6 +350,13 @@ def test_logger_writes_every_transition_of_its_run(tmp_path, tiny_networks):
   # Rewards in the replay are the environment's: an episode's sum matches.
   first = checkpoints[0]
   assert first.reward[:200].sum() == pytest.approx(returns[0], rel=1e-4)
+  # `info` joins the episodes cut by the 256-slot boundaries and tells the
+  # 50 steps cut off by the end of logging apart.
+  info = summary.summarize(replay_dir, stack_size=1)
+  assert info['complete_episodes'] == len(returns) == 3
+  assert info['unfinished_episodes_at_end'] == 1
+  assert info['episode_return']['mean'] == pytest.approx(np.mean(returns),
+                                                         rel=1e-5)
 
 
 def test_one_logging_command_runs_continuous_agents(tmp_path):

@@ -186,14 +186,10 @@ def test_fqe_converges_to_the_value_of_a_fixed_policy(tmp_path):
 
 # ---- `select` on runs of the real runner ----
 
-TINY_RUN = [
-    'MLPTorso.hidden_units = (16,)',
+TINY_RUN = 'gin/testing/tiny_run.gin'
+KEPT_CHECKPOINTS_AND_HOLDOUT = [
     'Runner.num_iterations = 3',
-    'Runner.training_steps = 30',
-    'Runner.evaluation_steps = 30',
-    'Runner.max_steps_per_episode = 30',
     'Runner.checkpoints_kept = 10',
-    'Runner.progress = False',
     'create_runner.selection = @DataSelection()',
     'DataSelection.holdout_fraction = 0.1',
     'DataSelection.seed = 2',
@@ -207,7 +203,7 @@ def tiny_run(tmp_path_factory):
   gin.clear_config()
   experiment.register_all_agents()
   command_line.load_gin_configs(
-      ['gin/classic/dqn.gin', 'gin/classic/offline_cartpole.gin'], TINY_RUN)
+      ['gin/classic/dqn.gin', TINY_RUN], KEPT_CHECKPOINTS_AND_HOLDOUT)
   experiment.create_runner('dqn', CARTPOLE_REPLAY, base_dir).run_experiment()
   gin.clear_config()
   return base_dir
@@ -243,8 +239,7 @@ def test_select_scores_every_checkpoint_of_a_rem_bcq_run(tmp_path):
   base_dir = str(tmp_path / 'rem_bcq_cartpole')
   experiment.register_all_agents()
   command_line.load_gin_configs(
-      ['gin/classic/rem_bcq.gin', 'gin/classic/offline_cartpole.gin'],
-      TINY_RUN)
+      ['gin/classic/rem_bcq.gin', TINY_RUN], KEPT_CHECKPOINTS_AND_HOLDOUT)
   experiment.create_runner('rem_bcq', CARTPOLE_REPLAY,
                            base_dir).run_experiment()
   gin.clear_config()

@@ -6,7 +6,7 @@ one is scripts/fault_campaign.py (docs/RELIABILITY.md).
 
 import errno
 import glob
-import importlib.util
+import importlib
 import os
 import shutil
 import subprocess
@@ -27,12 +27,10 @@ from batch_rl.data.errors import ReplayDataError
 from batch_rl import run_directory
 from batch_rl.run_directory import RunDirectory
 from batch_rl.runner import runner as runner_lib
+from conftest import load_fault_campaign
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_spec = importlib.util.spec_from_file_location(
-    'fault_campaign', os.path.join(REPO, 'scripts', 'fault_campaign.py'))
-campaign = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(campaign)
+campaign = load_fault_campaign()
 ITERATIONS = 3
 COLUMNS = ('iteration', 'gradient_steps', 'eval_episodes', 'eval_return_mean',
            'eval_return_std', 'train_loss')
@@ -43,8 +41,8 @@ def _runner(replay_dir, base_dir, iterations=ITERATIONS, *bindings):
   gin.clear_config()
   experiment.register_all_agents()
   command_line.load_gin_configs(
-      ['gin/classic/dqn.gin'], campaign.TINY_RUN + [
-          f'Runner.num_iterations={iterations}', *bindings])
+      campaign.TINY_RUN_GIN_FILES,
+      [f'Runner.num_iterations={iterations}', *bindings])
   return experiment.create_runner('dqn', replay_dir, str(base_dir))
 
 

@@ -1,6 +1,6 @@
 """RL Unplugged Atari prepared by TFDS's own builders, read as replay.
 
-The datasets are made as TFDS makes the real ones (`rlu_testing`: RL
+The datasets are made as TFDS makes the real ones (`rlu_builders`: RL
 Unplugged-format tfrecords run through TFDS's rlu_atari_checkpoints_ordered
 and rlu_atari builder code). The transitions batch_rl samples are compared
 with a reference that enumerates them straight from the episodes.
@@ -17,12 +17,12 @@ from batch_rl.data import __main__ as data_cli
 from batch_rl.data import replay_dataset
 from batch_rl.data import rlds_io
 from batch_rl.data import rlu
-from batch_rl.data import rlu_testing
 from batch_rl.data import transitions
 from batch_rl.data.errors import ReplayDataError
 from batch_rl.data.selection import DataSelection
 from conftest import reference_transitions
 from conftest import sampled_transitions
+import rlu_builders
 
 STACK = 4
 GAMMA = 0.9
@@ -47,7 +47,7 @@ def rlu_data(tmp_path_factory):
            rng.integers(0, 6, steps), rng.normal(size=steps).astype(
                np.float32), ending) for steps, ending in plan]
       for c, plan in PLAN.items()}
-  data_dir = rlu_testing.prepare(str(root), [episodes[c] for c in PLAN])
+  data_dir = rlu_builders.prepare(str(root), [episodes[c] for c in PLAN])
   return episodes, data_dir
 
 

@@ -11,47 +11,24 @@ import time
 
 import numpy as np
 import pytest
-from dopamine.replay_memory import circular_replay_buffer
 
 from batch_rl.data import replay_dataset
 from batch_rl.data.selection import DataSelection
-from batch_rl.environments import factory
 from batch_rl.run_directory import RunDirectory
 from batch_rl.runner import runner as runner_lib
 from batch_rl.runner import training
 from conftest import TWO_CPU_REPLICAS_PREAMBLE
+from conftest import load_fault_campaign
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FAST_RUN = [
-    "create_runner.environment_name='classic:CartPole-v1'",
-    'create_runner.batch_size=16',
-    'MLPTorso.hidden_units=(16,)',
-    'Runner.training_steps=50',
-    'Runner.evaluation_steps=50',
-    'Runner.max_steps_per_episode=50',
-    'Runner.progress=False',
-]
+TINY_RUN = 'gin/testing/tiny_run.gin'
 
 
 @pytest.fixture(scope='module')
 def cartpole_replay(tmp_path_factory):
   """Random-policy CartPole replay, two checkpoints, written by dopamine-rl."""
   path = str(tmp_path_factory.mktemp('cartpole_replay'))
-  env, spec = factory.create_environment('classic:CartPole-v1')
-  rng = np.random.default_rng(0)
-  for suffix in range(2):
-    buffer = circular_replay_buffer.OutOfGraphReplayBuffer(
-        spec.observation_shape, spec.stack_size, 2000, 32,
-        observation_dtype=spec.observation_dtype)
-    observation, _ = env.reset(seed=suffix)
-    while buffer.add_count < 2000:
-      action = int(rng.integers(spec.num_actions))
-      next_observation, reward, terminated, truncated, _ = env.step(action)
-      buffer.add(observation, action, reward, terminated,
-                 episode_end=truncated)
-      observation = (env.reset()[0] if terminated or truncated
-                     else next_observation)
-    buffer.save(path, suffix)
+  load_fault_campaign().write_replay(path)
   return path
 
 
@@ -59,8 +36,8 @@ def _train(replay_dir, base_dir, *bindings, agent='dqn', gin_file='dqn.gin'):
   return subprocess.Popen(
       [sys.executable, '-m', 'batch_rl.train', f'--agent_name={agent}',
        f'--replay_dir={replay_dir}', f'--base_dir={base_dir}',
-       f'--gin_files=gin/classic/{gin_file}']
-      + [f'--gin_bindings={b}' for b in FAST_RUN + list(bindings)],
+       f'--gin_files=gin/classic/{gin_file}', f'--gin_files={TINY_RUN}']
+      + [f'--gin_bindings={b}' for b in bindings],
       cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -126,8 +103,8 @@ def test_cli_errors_are_clear(cartpole_replay, tmp_path, args, message):
     argv[arg.split('=')[0]] = arg.format(empty=tmp_path / 'empty')
   result = subprocess.run(
       [sys.executable, '-m', 'batch_rl.train', *argv.values(),
-       f'--base_dir={tmp_path / "run"}',
-       f'--gin_bindings={FAST_RUN[0]}'] + (
+       f'--base_dir={tmp_path / "run"}', '--gin_bindings=create_runner.'
+       "environment_name='classic:CartPole-v1'"] + (
            [a for a in args if a.startswith('--gin_bindings')]),
       cwd=REPO, capture_output=True, text=True, check=False)
   assert result.returncode == 2, result.stdout + result.stderr
@@ -141,8 +118,7 @@ def test_the_gin_file_alone_picks_the_agent(cartpole_replay, tmp_path):
   result = subprocess.run(
       [sys.executable, '-m', 'batch_rl.train',
        f'--replay_dir={cartpole_replay}', f'--base_dir={tmp_path}',
-       '--gin_files=gin/classic/rem.gin',
-       *[f'--gin_bindings={b}' for b in FAST_RUN],
+       '--gin_files=gin/classic/rem.gin', f'--gin_files={TINY_RUN}',
        '--gin_bindings=Runner.num_iterations=1'],
       cwd=REPO, capture_output=True, text=True, check=False)
   assert result.returncode == 0, result.stderr[-3000:]
@@ -213,7 +189,8 @@ from batch_rl import command_line, experiment
 experiment.make_strategy = lambda _: tf.distribute.MirroredStrategy(
     ['/cpu:0', '/cpu:1'])
 experiment.register_all_agents()
-command_line.load_gin_configs(['classic/rem.gin'], sys.argv[3:])
+command_line.load_gin_configs(['classic/rem.gin', 'testing/tiny_run.gin'],
+                              sys.argv[3:])
 runner = experiment.create_runner('rem', sys.argv[1], sys.argv[2])
 rows = runner.run_experiment()
 print('replicas', runner.agent._strategy.num_replicas_in_sync,
@@ -276,7 +253,7 @@ def test_mirrored_train_steps_split_each_batch_over_the_replicas():
 def test_mirrored_strategy_trains_on_two_replicas(cartpole_replay, tmp_path):
   result = subprocess.run(
       [sys.executable, '-c', MIRRORED_SCRIPT, cartpole_replay,
-       str(tmp_path), *FAST_RUN, 'Runner.num_iterations=1',
+       str(tmp_path), 'Runner.num_iterations=1',
        "create_runner.distribution='mirrored'"],
       cwd=REPO, capture_output=True, text=True, check=False)
   assert result.returncode == 0, result.stderr[-3000:]

@@ -89,8 +89,7 @@ def log_online_replay(base_dir: str, env_name: str = 'Hopper-v5',
         episode_return, episode_length = 0.0, 0
       else:
         observation = next_observation
-  writer.truncate_episode(observation)
-  writer.close()
+  writer.close(observation)  # The episode running, if any, is unfinished.
   signum = cli.stop_requested()
   if signum is not None:
     raise cli.Stopped(signum, f'stopped by {signal.Signals(signum).name} '

@@ -3,9 +3,10 @@
 Layout (stack_size 1, update_horizon 1): slot i holds (s_i, a_i, r_i,
 terminal_i) and the next state of its transition is the observation in
 slot i + 1. So that every transition can be sampled:
-  * an episode cut without a terminal (time limit, end of data) gets one
-    extra slot holding its final observation, marked in
-    `episode_end_indices` and not itself a transition;
+  * an episode cut without a terminal (time limit) gets one extra slot
+    holding its final observation, marked in `episode_end_indices` and not
+    itself a transition; an episode cut off by the end of logging gets the
+    same slot unmarked (`close`), so it reads as unfinished;
   * a non-terminal transition never takes a checkpoint's last slot (a cut
     slot with its observation ends the checkpoint instead, and the
     transition opens the next one), so no next state lies in another file.
@@ -74,20 +75,27 @@ class EpisodeReplayWriter:
       self._append_cut(final_observation)
       self._awaiting_next_state = False
 
-  def close(self) -> None:
-    """Writes the slots added since the last checkpoint, if any."""
+  def close(self, final_observation=None) -> None:
+    """Writes the slots added since the last checkpoint, if any.
+
+    An episode still running (logging stopped in it) is left unfinished:
+    `final_observation`, the next state of its last transition, takes one
+    more slot that ends no episode, so readers see an episode cut off by
+    the end of the data rather than a time-limit cut.
+    """
     if self._awaiting_next_state:
-      raise ValueError('An episode is still running: call '
-                       'truncate_episode(final_observation) before close().')
-    if self.cursor == 0:
-      return
-    newest = self.cursor - 1
-    if not self._episode_end[newest] or self._terminal[newest]:
+      if final_observation is None:
+        raise ValueError('An episode is still running: pass its final '
+                         'observation, close(final_observation), or end it '
+                         'with truncate_episode(final_observation).')
+      self._append(final_observation, 0.0, 0.0, False, episode_end=False,
+                   is_transition=False)
+      self._awaiting_next_state = False
+    elif self.cursor and self._terminal[self.cursor - 1]:
       # A partly filled Dopamine buffer never samples its newest slot.
       self._append_cut(np.zeros_like(self._observation[0]))
-      if self.cursor == 0:
-        return
-    self._write_checkpoint(self.cursor)
+    if self.cursor:
+      self._write_checkpoint(self.cursor)
 
   def sample_batch(self, batch_size: int, rng: np.random.Generator) -> dict:
     """Uniformly sampled transitions, in the pipeline's batch format."""

@@ -1,5 +1,6 @@
 """What is in a replay directory: the `info` command's JSON summary."""
 
+import functools
 import os
 from typing import Optional
 
@@ -8,18 +9,18 @@ import tqdm
 
 from batch_rl.data import converted
 from batch_rl.data import dopamine_replay
+from batch_rl.data import episodes
 from batch_rl.data import rlu
 from batch_rl.data import transitions
 from batch_rl.data import validation
 from batch_rl.data.dopamine_replay import ReplayArrays
-from batch_rl.data.episodes import episode_returns
 from batch_rl.data.errors import ReplayDataError
 from batch_rl.data.selection import DataSelection
 
 
-def _checkpoint_summary(arrays: ReplayArrays, frame_shape, frame_dtype,
-                        stack_size: int, update_horizon: int) -> dict:
-  returns = episode_returns(arrays)
+def _checkpoint_summary(arrays: ReplayArrays, returns: np.ndarray,
+                        frame_shape, frame_dtype, stack_size: int,
+                        update_horizon: int) -> dict:
   valid = transitions.valid_mask(arrays, stack_size, update_horizon)
   return {
       'capacity': arrays.capacity,
@@ -27,11 +28,36 @@ def _checkpoint_summary(arrays: ReplayArrays, frame_shape, frame_dtype,
       'stored_slots': arrays.num_stored,
       'valid_transitions': int(valid.sum()),
       'complete_episodes': int(len(returns)),
+      'episode_return': _return_stats(returns),
       'observation_shape': list(frame_shape),
       'observation_dtype': str(frame_dtype),
       'action_dtype': str(arrays.action.dtype),
-      '_returns': returns,
   }
+
+
+def _continued_episodes(items, frame_readers) -> list[bool]:
+  """Per checkpoint: does it begin with the rest of an episode running at
+  the end of the checkpoint before it (suffixes N and N + 1)?
+
+  Not for TFDS datasets (no `frame_readers`): RL Unplugged keeps each
+  episode within one checkpoint.
+  """
+  continues = [False]
+  for (a, previous, _, _), (b, current, _, _) in zip(items, items[1:]):
+    continues.append(
+        a in frame_readers and int(b) == int(a) + 1 and
+        episodes.continues_episode(previous, current, functools.partial(
+            _same_boundary_frame, frame_readers[a], previous,
+            frame_readers[b], current)))
+  return continues
+
+
+def _same_boundary_frame(previous_frames, previous: ReplayArrays,
+                         current_frames, current: ReplayArrays) -> bool:
+  """Whether `previous`'s newest frame is `current`'s oldest."""
+  return np.array_equal(
+      previous_frames()[previous.chronological_slots()[-1]],
+      current_frames()[current.chronological_slots()[0]])
 
 
 def _return_stats(returns: np.ndarray) -> dict:
@@ -49,8 +75,12 @@ def summarize(replay_dir: str, stack_size: int = 4,
   Checkpoints are named by their suffix ('3') in every layout, so the
   summaries of a gz directory and of its conversion compare key by key.
   `tfds_data_dir`: the TFDS data directory of a `tfds:` name.
+
+  Episodes are counted as played: one cut by a checkpoint boundary once,
+  in the checkpoint where it ends (`complete_episodes`, `episode_return`);
+  one cut off by the end of logging apart (`unfinished_episodes_at_end`).
   """
-  per_checkpoint = {}
+  frame_readers = {}  # Per checkpoint suffix; none for tfds (not needed).
   if rlu.is_tfds_dataset(replay_dir):
     layout = 'tfds'
     items = [(str(checkpoint), *rest) for checkpoint, *rest in
@@ -62,6 +92,8 @@ def summarize(replay_dir: str, stack_size: int = 4,
     items = [(str(converted.checkpoint_suffix(name)), a,
               a.observation.shape[1:], a.observation.dtype)
              for name, a in zip(store.names, store.checkpoints)]
+    frame_readers = {suffix: lambda a=a: a.observation
+                     for suffix, a, _, _ in items}
   else:
     layout = 'dopamine_gz'
     items = []
@@ -86,19 +118,21 @@ def summarize(replay_dir: str, stack_size: int = 4,
           replay_dir, dopamine_replay.STORE_PREFIX + '*', suffix),
                       check_frames=False)
       items.append((str(suffix), arrays, shape[1:], dtype))
+      frame_readers[str(suffix)] = functools.partial(
+          dopamine_replay.read_array, observation_file)
   validation.check_same_specs(
       (f'{replay_dir} checkpoint {suffix}', name,
        np.shape(getattr(arrays, name))[1:], getattr(arrays, name).dtype)
       for suffix, arrays, _, _ in items
       for name in dopamine_replay.STORE_ELEMENTS)
-  all_returns = []
-  for suffix, arrays, frame_shape, frame_dtype in items:
-    summary = _checkpoint_summary(arrays, frame_shape, frame_dtype,
+  continues = _continued_episodes(items, frame_readers)
+  all_returns, unfinished = episodes.logged_episode_returns(
+      [arrays for _, arrays, _, _ in items], continues)
+  per_checkpoint = {
+      suffix: _checkpoint_summary(arrays, returns, frame_shape, frame_dtype,
                                   stack_size, update_horizon)
-    returns = summary.pop('_returns')
-    all_returns.append(returns)
-    summary['episode_return'] = _return_stats(returns)
-    per_checkpoint[suffix] = summary
+      for (suffix, arrays, frame_shape, frame_dtype), returns
+      in zip(items, all_returns)}
   returns = np.concatenate(all_returns)
   first = next(iter(per_checkpoint.values()))
   return {
@@ -111,6 +145,7 @@ def summarize(replay_dir: str, stack_size: int = 4,
       'valid_transitions': sum(
           c['valid_transitions'] for c in per_checkpoint.values()),
       'complete_episodes': int(len(returns)),
+      'unfinished_episodes_at_end': int(unfinished),
       'episode_return': _return_stats(returns),
       'observation_shape': first['observation_shape'],
       'observation_dtype': first['observation_dtype'],
