@@ -2,14 +2,15 @@
 
 A logging run plays Pendulum-v1 for 30,000 steps with a uniformly random
 behaviour policy (GaussianNoise.random_steps covers them all), split over
-three checkpoint files; its episodes return about -1220 on average. Offline TD3 (64-64 MLPs,
-Adam 1e-3, tau 0.02 so that values propagate within a CI-sized budget)
-trains for 3,072 steps on batches of 256 from the tf.data pipeline, 512
-steps per `train_steps` call as the runner trains, and is evaluated on five
-episodes after each call; as in the paper's protocol its score is the best
-evaluation. Seeds 0-9 (agent and batches) score between -137 and -152
-(single evaluations still swing up to about -630 while a swing-up fails in
-some episodes); the test asks for better than -400. With a third of the
+three checkpoint files; its episodes return -1228 on average. Offline TD3
+(64-64 MLPs, Adam 1e-3, tau 0.02 so that values propagate within a CI-sized
+budget) trains for 3,072 steps on batches of 256 from the tf.data pipeline,
+512 steps per `train_steps` call as the runner trains, and is evaluated on
+five episodes after each call; as in the paper's protocol its score is the
+best evaluation. Seeds 0-4 (agent and batches) score between -138 and -141
+(on the replay of the earlier, Runner-less logger seeds 0-9 scored -137 to
+-152, single evaluations swinging up to about -630 while a swing-up fails
+in some episodes); the test asks for better than -400. With a third of the
 data (10,000 steps) two seeds of five stayed near -530 for 3,000 steps.
 """
 
