@@ -2,9 +2,10 @@
 
 `create_runner` builds an offline run (a ReplayDataset opened once, trained
 on by `OfflineTraining`); `create_online_runner` an online logging run (an
-`OnlineAgent` with a `LoggedReplayBuffer`, `OnlineTraining`). Both run in
-the one `Runner`. The agent's name comes from one place: `--agent_name` or
-the gin binding `create_agent.agent_name` (they must agree when both given).
+`OnlineAgent` whose replay logs every transition, `OnlineTraining`), for
+discrete and continuous agents alike. Both run in the one `Runner`. The
+agent's name comes from one place: `--agent_name` or the gin binding
+`create_agent.agent_name` (they must agree when both given).
 """
 
 from typing import Optional
@@ -14,6 +15,8 @@ import numpy as np
 import tensorflow as tf
 
 from batch_rl import command_line
+from batch_rl import storage
+from batch_rl.agents import base
 from batch_rl.agents import registry
 from batch_rl.data import replay_dataset
 from batch_rl.data.selection import DataSelection
@@ -108,6 +111,32 @@ def create_runner(agent_name: Optional[str], replay_dir: str, base_dir: str,
                 run_info=run_info, selection=selection, seed=seed)
 
 
+def _logging_replay(agent_name: str, agent, spec, log_dir: str, seed: int):
+  """The replay an online run learns from and logs through: for discrete
+  agents Dopamine's buffer (the DQN Replay Dataset's layout), for continuous
+  ones the episode writer, which keeps every transition (docs/CONTINUOUS.md).
+  """
+  if isinstance(agent.actions, base.ContinuousActions):
+    from batch_rl.continuous.actor_critic import DDPGAgent  # pylint: disable=g-import-not-at-top
+    from batch_rl.continuous.replay_writer import LoggedEpisodeReplay  # pylint: disable=g-import-not-at-top
+    if not isinstance(agent, DDPGAgent):
+      raise ValueError(f'--agent_name={agent_name}: continuous logging runs '
+                       'train deterministic actor-critic agents (ddpg, td3 '
+                       'and their ensembles).')
+    if agent.update_horizon != 1:
+      raise ValueError(
+          f'{type(agent).__name__}.update_horizon={agent.update_horizon}: '
+          'a continuous logging run samples one-step transitions; use 1.')
+    return LoggedEpisodeReplay(log_dir, spec.observation_dim, spec.action_dim,
+                               seed)
+  # Imported here: dopamine-rl is only needed by discrete logging runs.
+  from batch_rl.baselines.logged_replay_buffer import LoggedReplayBuffer  # pylint: disable=g-import-not-at-top
+  return LoggedReplayBuffer(
+      log_dir, spec.observation_shape, spec.stack_size,
+      spec.observation_dtype, update_horizon=agent.update_horizon,
+      gamma=agent.gamma)
+
+
 @gin.configurable(denylist=['agent_name', 'base_dir'])
 def create_online_runner(agent_name: Optional[str], base_dir: str,
                          environment_name: str = gin.REQUIRED,
@@ -118,22 +147,22 @@ def create_online_runner(agent_name: Optional[str], base_dir: str,
     agent_name: registered agent name, or None for the gin binding.
     base_dir: run directory.
     environment_name: e.g. 'atari:Pong', 'minatar:breakout',
-      'classic:CartPole-v1'.
-    seed: seeds TensorFlow, the agent, the environment and Dopamine's replay
+      'classic:CartPole-v1', 'mujoco:Hopper-v5'.
+    seed: seeds TensorFlow, the agent, the environment and the replay's
       sampler (see `OnlineTraining`).
   """
-  # Imported here: dopamine-rl is only needed by logging runs.
-  from batch_rl.baselines.logged_replay_buffer import LoggedReplayBuffer  # pylint: disable=g-import-not-at-top
   from batch_rl.baselines.online_agent import OnlineAgent  # pylint: disable=g-import-not-at-top
+  if storage.is_url(base_dir):
+    raise ValueError(
+        f'--base_dir={base_dir}: a logging run writes its replay with plain '
+        'file I/O (the data layer reads files), so it needs a filesystem '
+        'path; copy the run to object storage afterwards if needed.')
   agent_name = resolve_agent_name(agent_name)
   env, spec = _seeded_environment(environment_name, seed,
                                   'create_online_runner')
   agent = registry.create_agent(agent_name, spec, seed=seed)
   replay_logs = RunDirectory(base_dir).replay_logs_path
-  replay = LoggedReplayBuffer(
-      replay_logs, spec.observation_shape, spec.stack_size,
-      spec.observation_dtype, update_horizon=agent.update_horizon,
-      gamma=agent.gamma)
+  replay = _logging_replay(agent_name, agent, spec, replay_logs, seed)
   run_info = {
       'agent_name': agent_name, 'environment': environment_name,
       'seed': seed, 'replay_capacity': replay.replay_capacity,

@@ -127,3 +127,51 @@ from batch_rl.environments.environment_spec import EnvironmentSpec
 gin.bind_parameter('QHeadsNetwork.torso', networks.MLPTorso)
 gin.bind_parameter('MLPTorso.hidden_units', (16,))
 '''
+
+
+def continuous_logging_config(environment, steps_per_iteration,
+                              replay_capacity, random_steps=None,
+                              iterations=1, agent_name='ddpg',
+                              max_episode_steps=None):
+  """(gin files, bindings) of a small continuous logging run.
+
+  gin/mujoco/<agent>.gin and gin/baselines/mujoco.gin with `iterations` of
+  at least `steps_per_iteration` agent steps, each evaluated on one
+  episode; uniformly random actions (and no training) for the first
+  `random_steps` agent steps, all of them if None; batches of 32, 16-unit
+  networks; the task's own time limit unless `max_episode_steps` is given.
+  """
+  if random_steps is None:
+    random_steps = iterations * steps_per_iteration * 2
+  return ([f'gin/mujoco/{agent_name}.gin', 'gin/baselines/mujoco.gin'],
+          [f"create_online_runner.environment_name='mujoco:{environment}'",
+           f'Runner.num_iterations={iterations}',
+           f'Runner.training_steps={steps_per_iteration}',
+           'Runner.evaluation_steps=1', 'Runner.progress=False',
+           f'RANDOM_STEPS={random_steps}',
+           f'LoggedEpisodeReplay.replay_capacity={replay_capacity}',
+           'LoggedEpisodeReplay.batch_size=32',
+           'DDPGAgent.hidden_sizes=(16,)',
+           f'make_continuous_environment.max_episode_steps={max_episode_steps}'
+           ])
+
+
+def log_continuous_replay(base_dir, *args, agent_name='ddpg', **kwargs):
+  """Builds and runs the logging run of `continuous_logging_config(*args,
+  agent_name=agent_name, **kwargs)` in `base_dir` as
+  `python -m batch_rl.log_data` does; returns the Runner (its `rows`,
+  `summaries`)."""
+  import gin  # pylint: disable=g-import-not-at-top
+  from batch_rl import command_line  # pylint: disable=g-import-not-at-top
+  from batch_rl import experiment  # pylint: disable=g-import-not-at-top
+  gin_files, bindings = continuous_logging_config(
+      *args, agent_name=agent_name, **kwargs)
+  gin.clear_config()
+  try:
+    experiment.register_all_agents()
+    command_line.load_gin_configs(gin_files, bindings)
+    runner = experiment.create_online_runner(agent_name, str(base_dir))
+    runner.run_experiment()
+  finally:
+    gin.clear_config()
+  return runner

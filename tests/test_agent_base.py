@@ -225,6 +225,23 @@ def test_gaussian_noise_is_clipped_and_off_in_eval_mode():
     explore(greedy, base.DiscreteActions(3), 0, False, rng)
 
 
+def test_gaussian_noise_acts_uniformly_for_its_random_steps():
+  """TD3's start_timesteps: acting steps 1-3 uniform (the policy is not
+  even asked), then the noisy policy; eval mode is never random."""
+  explore = exploration.GaussianNoise(stddev=0.1, random_steps=3)
+  actions, rng = base.ContinuousActions(2), np.random.default_rng(0)
+  greedy = _CountingGreedy(np.array([0.5, 0.5], np.float32))
+  uniform = np.array([explore(greedy, actions, step, False, rng)
+                      for step in (1, 2, 3) for _ in range(300)])
+  assert greedy.calls == 0
+  assert uniform.min() < -0.9 and uniform.max() > 0.9
+  assert abs(uniform.mean()) < 0.1
+  noisy = explore(greedy, actions, 4, False, rng)
+  assert greedy.calls == 1 and np.abs(noisy - 0.5).max() < 0.5
+  np.testing.assert_array_equal(explore(greedy, actions, 1, True, rng),
+                                greedy.action)
+
+
 def test_exploration_is_a_gin_configurable_piece_of_the_agent():
   gin.parse_config(['DQNAgent.exploration = @EpsilonGreedy()',
                     'EpsilonGreedy.epsilon_eval = 0.25'])

@@ -145,7 +145,7 @@ class FakeAgent:
   def step(self, reward, observation):
     return self._act()
 
-  def end_episode(self, reward, terminal=True):
+  def end_episode(self, reward, terminal=True, observation=None):
     pass
 
   def train_step(self, batch):

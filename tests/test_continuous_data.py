@@ -1,15 +1,10 @@
-"""Continuous replay data: writer layout, logger, D4RL/Minari import, envs."""
+"""Continuous replay data: writer layout and state, D4RL/Minari import, envs.
+
+The logging run that writes it: tests/test_continuous_logging.py.
+"""
 
 import collections
-import csv
-import os
-import re
-import signal
-import subprocess
-import sys
-import time
 
-import gin
 import gymnasium as gym
 import h5py
 import numpy as np
@@ -17,7 +12,6 @@ import pytest
 
 from batch_rl.continuous import d4rl_import
 from batch_rl.continuous import environments
-from batch_rl.continuous import log_data
 from batch_rl.continuous.replay_writer import EpisodeReplayWriter
 from batch_rl.data import dopamine_replay
 from batch_rl.data import pipeline
@@ -25,7 +19,6 @@ from batch_rl.data import summary
 from batch_rl.data import transitions
 from batch_rl.data.errors import ReplayDataError
 from batch_rl.data.replay_store import ReplayStore
-from batch_rl.run_directory import RunDirectory
 
 OBS_DIM, ACTION_DIM = 3, 2
 
@@ -167,6 +160,44 @@ def test_info_counts_each_written_episode_once(tmp_path, capacity, last):
   for stat, value in (('mean', np.mean(finished)), ('min', min(finished)),
                       ('max', max(finished))):
     assert info['episode_return'][stat] == pytest.approx(value, rel=1e-5)
+@pytest.mark.parametrize('split', [1, 9, 17])
+def test_a_restored_writer_continues_as_an_uninterrupted_one(split):
+  """A writer stopped after `split` transitions (mid-episode too) and
+  restored from `state()` into a fresh one writes the same checkpoints."""
+  steps = [(e['observations'][t], e['actions'][t], e['rewards'][t],
+            e['terminal'] and t == len(e['rewards']) - 1,
+            None if e['terminal'] or t < len(e['rewards']) - 1
+            else e['observations'][-1])
+           for e in EPISODES for t in range(len(e['rewards']))]
+
+  def write(writer, part):
+    for observation, action, reward, terminal, final in part:
+      writer.add_transition(observation, action, reward, terminal)
+      if final is not None:
+        writer.truncate_episode(final)
+
+  expected, resumed = [], []
+  uninterrupted = EpisodeReplayWriter(7, OBS_DIM, ACTION_DIM,
+                                      lambda _, a: expected.append(a))
+  write(uninterrupted, steps)
+  uninterrupted.close()
+  first = EpisodeReplayWriter(7, OBS_DIM, ACTION_DIM,
+                              lambda _, a: resumed.append(a))
+  write(first, steps[:split])
+  second = EpisodeReplayWriter(7, OBS_DIM, ACTION_DIM,
+                               lambda _, a: resumed.append(a))
+  second.restore(first.state())
+  write(second, steps[split:])
+  second.close()
+  assert len(resumed) == len(expected)
+  for got, want in zip(resumed, expected):
+    for name in ('observation', 'action', 'reward', 'terminal',
+                 'episode_end_indices'):
+      np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
+    assert got.add_count == want.add_count
+  with pytest.raises(ValueError, match=r'observation is float32\[7, 3\], '
+                     r'this one.s float32\[8, 3\]'):
+    EpisodeReplayWriter(8, OBS_DIM, ACTION_DIM, print).restore(first.state())
 
 
 def test_writer_close_refuses_a_running_episode():
@@ -321,92 +352,3 @@ def test_mujoco_tasks_have_unit_action_boxes():
     assert env.action_space.low.min() == -1 and spec.max_episode_steps == 1000
     observation, _ = env.reset(seed=0)
     assert observation.shape == (spec.observation_dim,)
-
-
-@pytest.fixture
-def tiny_networks():
-  gin.bind_parameter('DDPGAgent.hidden_sizes', (16,))
-  yield
-  gin.clear_config()
-
-
-def test_logger_writes_every_transition_of_its_run(tmp_path, tiny_networks):
-  del tiny_networks
-  returns = log_data.log_online_replay(
-      str(tmp_path), env_name='Pendulum-v1', agent_name='ddpg',
-      num_steps=650, replay_capacity=256, random_steps=100, batch_size=32)
-  assert len(returns) == 3  # 200-step episodes; the last 50 steps are cut.
-  replay_dir = RunDirectory(tmp_path).replay_logs_path
-  suffixes = dopamine_replay.list_checkpoints(replay_dir)
-  checkpoints = [dopamine_replay.read_arrays(replay_dir, s) for s in suffixes]
-  assert len(suffixes) == 3  # 650 transitions and 4 cut slots in 256-slot files
-  assert sum(sampleable_transitions(checkpoints).values()) == 650
-  assert all(np.abs(a.action).max() <= 1.0 for a in checkpoints)
-  with open(os.path.join(tmp_path, log_data.RETURNS_FILE)) as f:
-    rows = list(csv.DictReader(f))
-  assert [int(r['episode_length']) for r in rows] == [200, 200, 200]
-  np.testing.assert_allclose([float(r['episode_return']) for r in rows],
-                             returns, rtol=1e-5)
-  # Rewards in the replay are the environment's: an episode's sum matches.
-  first = checkpoints[0]
-  assert first.reward[:200].sum() == pytest.approx(returns[0], rel=1e-4)
-  # `info` joins the episodes cut by the 256-slot boundaries and tells the
-  # 50 steps cut off by the end of logging apart.
-  info = summary.summarize(replay_dir, stack_size=1)
-  assert info['complete_episodes'] == len(returns) == 3
-  assert info['unfinished_episodes_at_end'] == 1
-  assert info['episode_return']['mean'] == pytest.approx(np.mean(returns),
-                                                         rel=1e-5)
-
-
-def test_one_logging_command_runs_continuous_agents(tmp_path):
-  """`python -m batch_rl.log_data` (its function): the agent from the gin
-  file, the logger's settings from gin bindings."""
-  from batch_rl import log_data as log_command  # pylint: disable=g-import-not-at-top
-  gin.clear_config()
-  returns = log_command.log_data(
-      None, str(tmp_path), ['gin/mujoco/ddpg.gin'],
-      ["log_online_replay.env_name='Pendulum-v1'",
-       'log_online_replay.num_steps=400', 'log_online_replay.random_steps=400',
-       'log_online_replay.replay_capacity=256',
-       'DDPGAgent.hidden_sizes=(16,)'])
-  gin.clear_config()
-  assert len(returns) == 2
-  replay_dir = RunDirectory(str(tmp_path)).replay_logs_path
-  assert dopamine_replay.list_checkpoints(replay_dir) == [0, 1]
-
-
-def test_sigterm_stops_the_logger_with_every_played_step_logged(tmp_path):
-  base_dir = str(tmp_path / 'run')
-  replay_dir = RunDirectory(base_dir).replay_logs_path
-  logger = subprocess.Popen(
-      [sys.executable, '-m', 'batch_rl.log_data', f'--base_dir={base_dir}',
-       '--gin_files=gin/mujoco/ddpg.gin',
-       "--gin_bindings=log_online_replay.env_name='Pendulum-v1'",
-       '--gin_bindings=log_online_replay.num_steps=1000000',
-       '--gin_bindings=log_online_replay.random_steps=1000000',
-       '--gin_bindings=log_online_replay.replay_capacity=300'],
-      cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-  deadline = time.time() + 240
-  while time.time() < deadline and not (
-      os.path.isdir(replay_dir) and dopamine_replay.list_checkpoints(
-          replay_dir)):
-    time.sleep(0.1)
-  logger.send_signal(signal.SIGTERM)
-  _, stderr = logger.communicate(timeout=120)
-  assert logger.returncode == 128 + signal.SIGTERM, stderr
-  match = re.fullmatch(r'stopped by SIGTERM after (\d+) of 1000000 steps; '
-                       r'the replay of those steps is in .*\.',
-                       stderr.strip().splitlines()[-1])
-  assert match, stderr
-  checkpoints = [dopamine_replay.read_arrays(replay_dir, s)
-                 for s in dopamine_replay.list_checkpoints(replay_dir)]
-  assert sum(sampleable_transitions(checkpoints).values()) == int(
-      match.group(1))
-
-
-def test_logger_refuses_offline_only_agents(tmp_path):
-  with pytest.raises(ValueError, match='--agent_name=bcq'):
-    log_data.log_online_replay(str(tmp_path), env_name='Pendulum-v1',
-                               agent_name='bcq', num_steps=10)

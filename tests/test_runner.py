@@ -19,6 +19,7 @@ from batch_rl.runner import runner as runner_lib
 from batch_rl.runner import training
 from conftest import TWO_CPU_REPLICAS_PREAMBLE
 from conftest import load_fault_campaign
+from conftest import log_continuous_replay
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_RUN = 'gin/testing/tiny_run.gin'
@@ -262,10 +263,7 @@ def test_mirrored_strategy_trains_on_two_replicas(cartpole_replay, tmp_path):
 
 def test_hopper_td3_through_the_cli_logs_checkpoints_and_resumes(tmp_path):
   """MuJoCo smoke run: the shared runner and CLI with a continuous agent."""
-  from batch_rl.continuous import log_data  # pylint: disable=g-import-not-at-top
-  log_data.log_online_replay(str(tmp_path / 'logger'), 'Hopper-v5', 'ddpg',
-                             num_steps=1500, replay_capacity=1000,
-                             random_steps=1500)
+  log_continuous_replay(tmp_path / 'logger', 'Hopper-v5', 1500, 1000)
   replay_dir = RunDirectory(str(tmp_path / 'logger')).replay_logs_path
   base_dir = str(tmp_path / 'td3')
 

@@ -24,7 +24,7 @@ from batch_rl.run_directory import RunDirectory
 from batch_rl.runner import runner as runner_lib
 from batch_rl.sweep import __main__ as sweep_main
 from batch_rl.sweep import study as study_lib
-from test_runner import FAST_RUN
+from test_runner import TINY_RUN
 from test_runner import REPO
 
 EMBEDDED_REPLAY = os.path.join(REPO, 'batch_rl', 'experiments', 'data',
@@ -43,8 +43,8 @@ def _train(base_dir, iterations):
   gin.clear_config()
   experiment.register_all_agents()
   command_line.load_gin_configs(
-      ['gin/classic/dqn.gin'],
-      FAST_RUN + [f'Runner.num_iterations={iterations}'])
+      ['gin/classic/dqn.gin', TINY_RUN],
+      [f'Runner.num_iterations={iterations}'])
   return experiment.create_runner('dqn', EMBEDDED_REPLAY, base_dir)
 
 
@@ -192,3 +192,11 @@ def test_a_study_on_a_url_keeps_its_data_on_a_filesystem(url, tmp_path):
                          for r in offline)
   assert all(f'--base_dir={r.run_dir}' in r.command for r in offline)
   assert not any(study_lib.is_finished(r) for r in offline)
+
+
+def test_a_logging_run_on_a_url_is_refused_in_one_line():
+  from batch_rl import experiment  # pylint: disable=g-import-not-at-top
+  with pytest.raises(ValueError, match=r'--base_dir=ram://log/run: a logging '
+                     'run writes its replay with plain file I/O'):
+    experiment.create_online_runner('dqn', 'ram://log/run',
+                                    environment_name='classic:CartPole-v1')

@@ -186,9 +186,10 @@ class Agent(train_loop.MultiStepTraining, abc.ABC):
     del reward
     return self._act(observation)
 
-  def end_episode(self, reward, terminal: bool = True):
-    """Ends an episode; offline agents learn only from logged data."""
-    del reward, terminal
+  def end_episode(self, reward, terminal: bool = True, observation=None):
+    """Ends an episode in `observation` (after a terminal or a time-limit
+    cut); offline agents learn only from logged data."""
+    del reward, terminal, observation
 
   # ---- Training. ----
 

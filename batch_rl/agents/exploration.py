@@ -67,18 +67,22 @@ class EpsilonGreedy:
 class GaussianNoise:
   """The greedy action plus N(0, stddev^2) noise, clipped to [-1, 1].
 
-  For continuous actions; no noise in eval mode.
+  For continuous actions; no noise in eval mode. The first `random_steps`
+  acting steps (`acting_steps` counts the current one) take uniformly
+  random actions instead, as the TD3 reference loop's `start_timesteps`.
   """
 
-  def __init__(self, stddev: float = 0.1):
+  def __init__(self, stddev: float = 0.1, random_steps: int = 0):
     self.stddev = stddev
+    self.random_steps = random_steps
 
   def __call__(self, greedy_action, actions, acting_steps: int,
                eval_mode: bool, rng: np.random.Generator):
-    del acting_steps
     if not hasattr(actions, 'action_dim'):
       raise ValueError(f'GaussianNoise explores continuous actions; got '
                        f'{actions} (use EpsilonGreedy).')
+    if not eval_mode and 0 < acting_steps <= self.random_steps:
+      return actions.uniform(rng)
     action = greedy_action()
     if eval_mode or self.stddev <= 0:
       return action

@@ -41,8 +41,9 @@ class UniformRandomAgent:
     del reward, observation
     return self._act()
 
-  def end_episode(self, reward, terminal: bool = True) -> None:
-    del reward, terminal
+  def end_episode(self, reward, terminal: bool = True,
+                  observation=None) -> None:
+    del reward, terminal, observation
 
 
 def random_policy_score(environment_name: str, episodes: int, seed: int,

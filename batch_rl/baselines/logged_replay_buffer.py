@@ -49,6 +49,12 @@ class LoggedReplayBuffer(circular_replay_buffer.OutOfGraphReplayBuffer):
       self._write_log(int(self.add_count) // self._replay_capacity - 1,
                       int(self.add_count))
 
+  def truncate_episode(self, final_observation) -> None:
+    """Nothing to store: Dopamine's buffer keeps no final observation, so
+    the last transition of a cut episode is never sampled (its
+    `episode_end_indices` rule), as in the DQN Replay Dataset."""
+    del final_observation
+
   def log_final_buffer(self):
     """Writes the slots added since the last full checkpoint; their suffix.
 

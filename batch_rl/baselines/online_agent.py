@@ -7,8 +7,15 @@ terminal) in its replay and, once the replay holds more than
 agent steps on a batch sampled uniformly from it; this is what
 `dopamine.agents.dqn.dqn_agent.DQNAgent` does in `begin_episode`, `step` and
 `end_episode`. In eval mode it only acts. Its checkpoints hold the wrapped
-agent's and the replay's (Dopamine's `save` files), so a run resumes with the
+agent's and the replay's (`replay.save`), so a run resumes with the
 experience it had.
+
+The replay is Dopamine's `LoggedReplayBuffer` (discrete agents) or
+`continuous.replay_writer.LoggedEpisodeReplay`; both take
+`add(observation, action, reward, terminal, episode_end=False)`,
+`truncate_episode(final_observation)` after a cut episode's last add,
+`sample_batch()`, `add_count`, `save`/`load(checkpoint_dir, iteration)`,
+`log_final_buffer()` and `replay_capacity`.
 """
 
 import gin
@@ -65,12 +72,15 @@ class OnlineAgent:
       self._train_periodically()
     return self._act(observation, self.agent.step(reward, observation))
 
-  def end_episode(self, reward, terminal: bool = True):
-    """Stores the last transition; `terminal=False` marks a time-limit cut."""
+  def end_episode(self, reward, terminal: bool = True, observation=None):
+    """Stores the last transition; `terminal=False` marks a time-limit cut,
+    whose final `observation` goes to the replay (`truncate_episode`)."""
     if not self.eval_mode:
       self.replay.add(self._observation, self._action, reward, terminal,
                       episode_end=True)
-    self.agent.end_episode(reward, terminal)
+      if not terminal:
+        self.replay.truncate_episode(observation)
+    self.agent.end_episode(reward, terminal, observation)
 
   def pop_losses(self) -> np.ndarray:
     """The losses of the gradient steps since the last call."""

@@ -13,15 +13,27 @@ slot i + 1. So that every transition can be sampled:
 Checkpoint N is written each time `capacity` new slots have been added, so
 checkpoints never overlap; `close` writes the remainder as a partly filled
 checkpoint.
+
+`LoggedEpisodeReplay` is the writer as the online replay of a continuous
+logging run (`python -m batch_rl.log_data`): sampled from while it logs,
+saved with each iteration's checkpoint and restored on resume.
 """
 
+import json
+import os
+import zipfile
 from typing import Callable
 
+import gin
 import numpy as np
 
 from batch_rl.data.dopamine_replay import ReplayArrays
+from batch_rl.data.dopamine_replay import write_checkpoint
 
 _REJECTION_ROUNDS = 64
+# The writer's arrays (its state with the counters).
+_ARRAYS = ('observation', 'action', 'reward', 'terminal', 'episode_end',
+           'is_transition')
 
 
 class EpisodeReplayWriter:
@@ -120,6 +132,35 @@ class EpisodeReplayWriter:
         'terminal': self._terminal[indices],
     }
 
+  def state(self) -> dict:
+    """Everything `restore` needs to continue exactly, as numpy arrays."""
+    state = {name: getattr(self, f'_{name}') for name in _ARRAYS}
+    state.update(add_count=self.add_count,
+                 num_checkpoints=self.num_checkpoints,
+                 num_transitions=self.num_transitions,
+                 awaiting_next_state=self._awaiting_next_state)
+    return {name: np.asarray(value) for name, value in state.items()}
+
+  def restore(self, state) -> None:
+    """Continues from `state()` of a writer of the same capacity and sizes.
+
+    Raises:
+      ValueError: naming the array whose shape or dtype differs.
+    """
+    for name in _ARRAYS:
+      mine, theirs = getattr(self, f'_{name}'), np.asarray(state[name])
+      if theirs.shape != mine.shape or theirs.dtype != mine.dtype:
+        raise ValueError(
+            f'the saved replay\'s {name} is {theirs.dtype}{list(theirs.shape)}'
+            f', this one\'s {mine.dtype}{list(mine.shape)} (capacity, '
+            'observation_dim, action_dim); was it saved with other settings?')
+    for name in _ARRAYS:
+      getattr(self, f'_{name}')[:] = state[name]
+    self.add_count = int(state['add_count'])
+    self.num_checkpoints = int(state['num_checkpoints'])
+    self.num_transitions = int(state['num_transitions'])
+    self._awaiting_next_state = bool(state['awaiting_next_state'])
+
   def _is_sampleable(self, slots: np.ndarray) -> np.ndarray:
     sampleable = self._is_transition[slots]
     if self._awaiting_next_state:
@@ -159,3 +200,97 @@ class EpisodeReplayWriter:
         episode_end_indices=np.flatnonzero(self._episode_end[:num_slots]))
     self._on_checkpoint(self.num_checkpoints, arrays)
     self.num_checkpoints += 1
+
+
+@gin.configurable(denylist=['log_dir', 'observation_dim', 'action_dim',
+                            'seed'])
+class LoggedEpisodeReplay:
+  """The replay of an online continuous-control run: logs every transition.
+
+  An `EpisodeReplayWriter` writing its checkpoints into `log_dir`, plus
+  uniform sampling of `batch_size` transitions with a seeded generator. It
+  has the interface `baselines.online_agent.OnlineAgent` uses (that of
+  Dopamine's `LoggedReplayBuffer`), and `save`/`load` keep the writer's
+  whole state and the sampler's, so a resumed run logs and samples exactly
+  as an uninterrupted one.
+
+  Args:
+    log_dir: where the replay checkpoints go (the run's `replay_logs`).
+    observation_dim, action_dim: vector sizes.
+    seed: seeds the sampler.
+    replay_capacity: slots per replay checkpoint, and of the online replay.
+    batch_size: transitions per sampled batch.
+  """
+
+  def __init__(self, log_dir: str, observation_dim: int, action_dim: int,
+               seed: int, replay_capacity: int = 1_000_000,
+               batch_size: int = 256):
+    self._writer = EpisodeReplayWriter(
+        replay_capacity, observation_dim, action_dim,
+        lambda suffix, arrays: write_checkpoint(log_dir, suffix, arrays))
+    self.batch_size = batch_size
+    self._rng = np.random.default_rng(seed)
+
+  @property
+  def replay_capacity(self) -> int:
+    return self._writer.capacity
+
+  @property
+  def add_count(self) -> int:
+    return self._writer.add_count
+
+  def add(self, observation, action, reward: float, terminal: bool,
+          episode_end: bool = False) -> None:
+    """Adds (s, a, r, terminal); a cut (`episode_end` without `terminal`)
+    is completed by `truncate_episode`."""
+    del episode_end  # A terminal ends its episode; a cut needs its observation.
+    self._writer.add_transition(observation, action, reward, terminal)
+
+  def truncate_episode(self, final_observation) -> None:
+    """Stores a cut episode's final observation: its last transition's next
+    state, so that the transition is sampled and logged."""
+    if final_observation is None:
+      raise ValueError('a cut episode\'s final observation is needed to '
+                       'store its last transition; pass it to '
+                       'end_episode(reward, terminal, observation).')
+    self._writer.truncate_episode(final_observation)
+
+  def sample_batch(self) -> dict:
+    """`batch_size` uniformly sampled transitions (docs/DESIGN.md's keys)."""
+    return self._writer.sample_batch(self.batch_size, self._rng)
+
+  def log_final_buffer(self) -> None:
+    """Writes the slots added since the last full checkpoint, if any."""
+    self._writer.close()
+
+  def _path(self, checkpoint_dir: str, iteration: int) -> str:
+    return os.path.join(checkpoint_dir, f'episode_replay-{iteration}.npz')
+
+  def save(self, checkpoint_dir: str, iteration: int) -> None:
+    """Writes the writer's and the sampler's state into `checkpoint_dir`."""
+    with open(self._path(checkpoint_dir, iteration), 'wb') as f:
+      np.savez(f, sampler=json.dumps(self._rng.bit_generator.state),
+               **self._writer.state())
+
+  def load(self, checkpoint_dir: str, iteration: int) -> None:
+    """Restores what `save` wrote.
+
+    Raises:
+      OSError: the file is missing or unreadable (a damaged checkpoint).
+      ValueError: it holds a replay of other sizes.
+    """
+    path = self._path(checkpoint_dir, iteration)
+    try:
+      with np.load(path, allow_pickle=False) as saved:
+        state = {name: saved[name] for name in saved.files}
+      sampler = json.loads(str(state.pop('sampler')))
+    except (OSError, ValueError, KeyError, EOFError,
+            zipfile.BadZipFile) as e:
+      raise OSError(f'{path}: unreadable ({e})') from e
+    try:
+      self._writer.restore(state)
+    except KeyError as e:
+      raise OSError(f'{path}: lacks {e}') from e
+    except ValueError as e:
+      raise ValueError(f'{path}: {e}') from e
+    self._rng.bit_generator.state = sampler

@@ -13,7 +13,8 @@ def run_episode(agent, env, max_steps_per_episode: int) -> tuple[float, int]:
     total += float(reward)
     steps += 1
     if terminated or truncated or steps >= max_steps_per_episode:
-      agent.end_episode(reward, terminal=bool(terminated))
+      agent.end_episode(reward, terminal=bool(terminated),
+                        observation=observation)
       return total, steps
     action = agent.step(reward, observation)
 

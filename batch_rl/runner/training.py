@@ -74,15 +74,17 @@ class OfflineTraining:
 class OnlineTraining:
   """Acting in the environment: Dopamine's online loop of store and train.
 
-  The runner's agent is an OnlineAgent (its replay logs every transition);
-  each iteration plays whole training episodes until `training_steps` agent
-  steps. After the last iteration the replay's partial buffer is logged.
+  The runner's agent is an OnlineAgent (its replay logs every transition,
+  discrete or continuous); each iteration plays whole training episodes
+  until `training_steps` agent steps. After the last iteration the replay's
+  partial buffer is logged.
   """
 
   def __init__(self, seed: int):
     """`seed` seeds the environment and Dopamine's replay sampler (numpy's
     global RNG) at the start of each iteration, from (seed, iteration) alone,
-    so that a resumed run plays the episodes of an uninterrupted one."""
+    so that a resumed run plays the episodes of an uninterrupted one (the
+    continuous replay's sampler is restored from the checkpoint instead)."""
     self.seed = seed
 
   def begin(self, runner) -> None:
@@ -109,3 +111,7 @@ class OnlineTraining:
 
   def finish(self, runner) -> None:
     runner.agent.replay.log_final_buffer()
+    episodes = sum(summaries.get('train_episodes', 0)
+                   for summaries in runner.summaries)
+    print(f'logged {episodes} episodes ({runner.agent.acting_steps} agent '
+          f'steps) in {runner.run_directory.replay_logs_path}', flush=True)
