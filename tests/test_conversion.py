@@ -92,6 +92,32 @@ def test_writer_accepts_chunks_of_any_length(tmp_path):
                                 [10, 20])
 
 
+def test_reused_read_buffers_never_change_a_batch_still_held(tmp_path):
+  rng = np.random.default_rng(0)
+  capacity = 64
+  frames = rng.integers(0, 255, (capacity, 3, 2), np.uint8)
+  with compact.CheckpointWriter(str(tmp_path), 0, capacity, (3, 2),
+                                block_frames=4) as writer:
+    writer.append(frames, np.zeros(capacity, np.int32), np.zeros(capacity),
+                  np.zeros(capacity, np.uint8))
+    writer.close(capacity, [])
+  reader = compact.FrameReader(
+      [compact.CompactCheckpoint(str(tmp_path / 'ckpt_0')).frames], threads=2)
+  ckpt = np.zeros(40, np.int64)
+  held = []  # Numpy views and tensors TensorFlow shares with the reader.
+  for _ in range(3):
+    slots = rng.integers(0, capacity, (40, 5))
+    held.append((slots, reader.read(ckpt, slots)))
+    slots = rng.integers(0, capacity, (40, 5))
+    held.append((slots, tf.numpy_function(
+        lambda s: reader.read(ckpt, s), [slots], tf.uint8)))
+  for slots, batch in held:
+    np.testing.assert_array_equal(np.asarray(batch), frames[slots])
+  del held
+  slots = rng.integers(0, capacity, (40, 5))
+  np.testing.assert_array_equal(reader.read(ckpt, slots), frames[slots])
+
+
 @pytest.mark.parametrize('problem, message', [
     (lambda w: w.append(np.zeros((2, 3, 3), np.uint8), [0, 0], [0., 0.],
                         [0, 0]), r'observation chunk has shape \(3, 3\)'),

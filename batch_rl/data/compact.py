@@ -49,6 +49,7 @@ import json
 import mmap
 import os
 import shutil
+import sys
 import threading
 from concurrent import futures
 from typing import Optional, Sequence
@@ -56,6 +57,7 @@ from typing import Optional, Sequence
 import numpy as np
 import zstandard
 
+from batch_rl.data.aligned import aligned_empty
 from batch_rl.data.dopamine_replay import ReplayArrays
 from batch_rl.data.errors import ReplayDataError
 from batch_rl.storage import fsync_path
@@ -70,6 +72,8 @@ PARTIAL = '.partial'
 BLOCK_FRAMES = 8
 LEVEL = 3
 SMALL_ELEMENTS = ('action', 'reward', 'terminal')
+# Output arrays a FrameReader keeps for reuse (reads in flight at once).
+MAX_OUTPUT_BUFFERS = 16
 
 
 def checkpoint_dir(out_dir: str, suffix: int) -> str:
@@ -352,7 +356,7 @@ class CompactFrames:
   """The frames of one compact checkpoint as a read-only array-like.
 
   `frames[slots]` (ints, slices or integer arrays) decodes the blocks it
-  needs; `read_blocks` is the batched path the replay store uses.
+  needs; `FrameReader` is the batched path the replay store uses.
   """
 
   def __init__(self, ckpt_dir: str, meta: dict):
@@ -379,30 +383,28 @@ class CompactFrames:
   def __len__(self):
     return self.shape[0]
 
-  def read_blocks(self, blocks: np.ndarray, frames: np.ndarray,
-                  out: np.ndarray, decompressor) -> None:
-    """Decodes the first frames[j] frames of block blocks[j] into out[j].
+  def decode_block(self, block: int, decompressor) -> np.ndarray:
+    """The frames of block `block`: [block_frames (fewer in the last), *frame].
 
-    Decoding stops there (a window rarely needs a whole block), and writes
-    into `out` in place: a fresh buffer per block costs more in page faults
-    than the decoding itself.
+    Each block is decoded whole by one call (a block of 8 Atari frames is
+    one zstd block, so stopping early saves nothing), which releases the
+    GIL, into a fresh small buffer that stays in the CPU cache while the
+    frames a batch needs are copied out of it.
     """
-    flat = out.reshape(len(out), -1).view(np.uint8)
-    frame_bytes = flat.shape[1] // self.block_frames
-    for j, (block, count) in enumerate(zip(blocks, frames)):
-      target = memoryview(flat[j, :count * frame_bytes])
-      reader = decompressor.stream_reader(
+    try:
+      data = decompressor.decompress(
           self._view[self.offsets[block]:self.offsets[block + 1]])
-      filled = 0
-      try:
-        while filled < len(target):
-          read = reader.readinto(target[filled:])
-          if not read:
-            raise zstandard.ZstdError('block ends early')
-          filled += read
-      except zstandard.ZstdError as e:
-        raise ReplayDataError(
-            f'{self.path}: block {block} does not decode ({e}).') from None
+    except zstandard.ZstdError as e:
+      raise ReplayDataError(
+          f'{self.path}: block {block} does not decode ({e}).') from None
+    frames = np.frombuffer(data, self.dtype).reshape(-1, *self.shape[1:])
+    expected = min(self.block_frames,
+                   self.shape[0] - block * self.block_frames)
+    if len(frames) != expected:
+      raise ReplayDataError(
+          f'{self.path}: block {block} holds {len(frames)} frames, expected '
+          f'{expected}.')
+    return frames
 
   def __getitem__(self, key):
     slots = np.arange(self.shape[0])[key]
@@ -443,6 +445,37 @@ class CompactCheckpoint:
     self.arrays.validate(ckpt_dir)
 
 
+class OutputBuffers:
+  """Reused, TensorFlow-aligned output arrays of host reads.
+
+  A fresh 9 MB array per batch read costs more in page faults than filling
+  it, and TensorFlow copies an unaligned one. A `tf.numpy_function` result
+  that TensorFlow shares (aligned) keeps a view of its memory until the
+  tensor is freed, so an array is reused only when no view of its memory
+  exists outside this pool (numpy views refer to the array owning the
+  memory).
+  """
+
+  def __init__(self):
+    self._lock = threading.Lock()
+    self._arrays = []  # (owner of the memory, array over it)
+
+  def take(self, shape, dtype) -> np.ndarray:
+    """An uninitialised array of `shape` and `dtype` no one else holds."""
+    dtype = np.dtype(dtype)
+    with self._lock:
+      for i, (owner, array) in enumerate(self._arrays):
+        # References: `array`'s base, the pair, `owner` and the argument.
+        if (sys.getrefcount(owner) == 4 and array.shape == tuple(shape) and
+            array.dtype == dtype):
+          self._arrays.append(self._arrays.pop(i))
+          return array[...]  # A view: a reference to the owner until freed.
+      array = aligned_empty(shape, dtype)
+      self._arrays.append((array.base, array))
+      del self._arrays[:-MAX_OUTPUT_BUFFERS]
+      return array[...]
+
+
 class FrameReader:
   """Decodes the frames of many slots across checkpoints on a thread pool."""
 
@@ -461,50 +494,43 @@ class FrameReader:
                                              'compact_frames')
                   if self.threads > 1 else None)
     self._local = threading.local()
+    self._outputs = OutputBuffers()
 
   def _local_decompressor(self):
     if not hasattr(self._local, 'decompressor'):
       self._local.decompressor = zstandard.ZstdDecompressor()
     return self._local.decompressor
 
-  def _decode(self, keys: np.ndarray, frames: np.ndarray,
-              out: np.ndarray) -> None:
-    """Decodes blocks keyed ckpt * stride + block (sorted) into out."""
-    ckpts = keys // self.stride
-    bounds = np.flatnonzero(np.diff(ckpts)) + 1
-    begin = 0
-    for part, count in zip(np.split(keys, bounds), np.split(frames, bounds)):
-      if len(part):
-        self.frames[part[0] // self.stride].read_blocks(
-            part % self.stride, count, out[begin:begin + len(part)],
-            self._local_decompressor())
-      begin += len(part)
-
-  def _scratch(self, shape, dtype) -> np.ndarray:
-    """This thread's reused decode buffer, grown as needed."""
-    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
-    buffer = getattr(self._local, 'scratch', None)
-    if buffer is None or buffer.size < size:
-      buffer = self._local.scratch = np.empty(size, np.uint8)
-    return buffer[:size].view(dtype).reshape(shape)
+  def _decode(self, keys: np.ndarray, runs: Sequence[np.ndarray],
+              within: np.ndarray, out: np.ndarray) -> None:
+    """Decodes block keys[run[0]] (key = ckpt * stride + block) once per run
+    and copies its frames within[run] into out[run]."""
+    decompressor = self._local_decompressor()
+    for run in runs:
+      ckpt, block = divmod(int(keys[run[0]]), self.stride)
+      out[run] = self.frames[ckpt].decode_block(block, decompressor)[
+          within[run]]
 
   def read(self, ckpt: np.ndarray, slots: np.ndarray) -> np.ndarray:
-    """Frames at slots[i, j] of checkpoints ckpt[i]: [*slots.shape, *frame]."""
+    """Frames at slots[i, j] of checkpoints ckpt[i]: [*slots.shape, *frame].
+
+    Each distinct block is decoded once per call (a transition's state and
+    next state share frames, consecutive slots share blocks), on the thread
+    pool when there are enough blocks to share out.
+    """
     first = self.frames[0]
-    within = slots % self.block_frames
-    keys = ckpt[:, None] * self.stride + slots // self.block_frames
-    unique, inverse = np.unique(keys, return_inverse=True)
-    inverse = inverse.reshape(keys.shape)
-    frames = np.zeros(len(unique), np.int64)  # Frames needed per block.
-    np.maximum.at(frames, inverse, within + 1)
-    buffer = self._scratch(
-        (len(unique), self.block_frames, *first.shape[1:]), first.dtype)
-    if self._pool is None or len(unique) < 2 * self.threads:
-      self._decode(unique, frames, buffer)
+    keys = (ckpt[:, None] * self.stride +
+            slots // self.block_frames).reshape(-1)
+    within = (slots % self.block_frames).reshape(-1)
+    order = np.argsort(keys, kind='stable')
+    runs = np.split(order, np.flatnonzero(np.diff(keys[order])) + 1)
+    out = self._outputs.take((len(keys), *first.shape[1:]), first.dtype)
+    if self._pool is None or len(runs) < 2 * self.threads:
+      self._decode(keys, runs, within, out)
     else:
-      parts = np.array_split(np.arange(len(unique)), self.threads)
-      for done in [self._pool.submit(self._decode, unique[p], frames[p],
-                                     buffer[p[0]:p[-1] + 1])
-                   for p in parts]:
+      share = -(-len(runs) // self.threads)
+      for done in [self._pool.submit(self._decode, keys,
+                                     runs[i:i + share], within, out)
+                   for i in range(0, len(runs), share)]:
         done.result()
-    return buffer[inverse, within]
+    return out.reshape(*slots.shape, *first.shape[1:])

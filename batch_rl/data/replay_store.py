@@ -27,22 +27,12 @@ import tensorflow as tf
 
 from batch_rl.data import dopamine_replay
 from batch_rl.data import transitions
+from batch_rl.data.aligned import TENSOR_ALIGNMENT
+from batch_rl.data.aligned import aligned_empty
 from batch_rl.data.dopamine_replay import ReplayArrays
 from batch_rl.data.errors import ReplayDataError
 
 WINDOW_ELEMENTS = ('observation', 'action', 'reward', 'terminal')
-# TensorFlow shares host memory aligned like this without copying it.
-TENSOR_ALIGNMENT = 64
-
-
-def aligned_empty(shape: Sequence[int], dtype) -> np.ndarray:
-  """An uninitialised C-contiguous array starting on a TENSOR_ALIGNMENT
-  boundary."""
-  dtype = np.dtype(dtype)
-  size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-  raw = np.empty(size + TENSOR_ALIGNMENT, dtype=np.uint8)
-  start = -raw.ctypes.data % TENSOR_ALIGNMENT
-  return raw[start:start + size].view(dtype).reshape(shape)
 
 
 def _shares_with_tensorflow(array: np.ndarray) -> bool:

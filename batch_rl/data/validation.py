@@ -74,7 +74,9 @@ def check_replay_values(arrays, source: str, check_frames: bool = True) -> None:
                    'discrete actions must be >= 0')
   else:
     check_finite(source, 'action', arrays.action[:stored])
-  if check_frames:
+  # Only float frames can be non-finite; reading integer ones (7 GB decoded
+  # from a compact 1M checkpoint) would check nothing.
+  if check_frames and np.dtype(arrays.observation.dtype).kind == 'f':
     check_finite(source, 'observation', arrays.observation[:stored])
   for name in ('invalid_range', 'episode_end_indices'):
     indices = getattr(arrays, name)
