@@ -233,9 +233,16 @@ def _kill_campaign(replay_dir, work_dir, kills, iterations, rng):
                         slow_write_at=done),
           cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
           text=True)
+      output = []
       for line in process.stdout:
+        output.append(line)
         if line.startswith(SLOW_WRITE_MARK):
           break
+      else:  # The child ended without reaching the write: say so.
+        process.wait()
+        log.append(f'no write of iteration_{done} reached (exit '
+                   f'{process.returncode}: {"".join(output[-3:]).strip()})')
+        continue
       where = f'during the write of iteration_{done}'
       during_write += 1
     else:
