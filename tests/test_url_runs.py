@@ -10,7 +10,6 @@ import socket
 import uuid
 
 import gin
-import numpy as np
 import pytest
 
 from batch_rl import cli
@@ -21,9 +20,10 @@ from batch_rl import storage
 from batch_rl.analysis import report
 from batch_rl.analysis import runs as runs_lib
 from batch_rl.run_directory import RunDirectory
-from batch_rl.runner import runner as runner_lib
 from batch_rl.sweep import __main__ as sweep_main
 from batch_rl.sweep import study as study_lib
+from test_reliability import _FakeRunner
+from test_reliability import _FakeTraining
 from test_runner import TINY_RUN
 from test_runner import REPO
 
@@ -111,28 +111,12 @@ class _Agent:
         iteration) == bundle['iteration']
 
 
-class _Training:
-
-  def begin(self, runner):
-    del runner
-
-  def train(self, runner, iteration, bar):
-    del runner, bar
-    return 0.5, iteration + 1, {}
-
-  def finish(self, runner):
-    del runner
-
-
-class _Runner(runner_lib.Runner):
-
-  def _evaluate(self, iteration):
-    return np.full(1, float(iteration))
 
 
 def _fake_runner(base_dir, iterations):
-  return _Runner(base_dir, _Agent(), environment=None, training=_Training(),
-                 run_info={}, num_iterations=iterations, progress=False)
+  return _FakeRunner(base_dir, _Agent(), environment=None,
+                     training=_FakeTraining(),
+                     run_info={}, num_iterations=iterations, progress=False)
 
 
 def test_a_checkpoint_moved_in_part_is_set_aside_on_resume(url, capsys):
