@@ -139,6 +139,9 @@ def run_study(argv) -> int:
     from batch_rl.sweep import execution  # pylint: disable=g-import-not-at-top
     execution.init_ray(FLAGS.address, FLAGS.num_cpus, FLAGS.num_gpus,
                        FLAGS.dashboard)
+    # Ray's own SIGTERM handler dumps a stack; a scheduler's SIGTERM stops
+    # the driver as Ctrl-C does, with the resume hint.
+    signal.signal(signal.SIGTERM, _interrupt)
     outcome = execution.execute(
         runs, log_dir,
         execution.Resources(FLAGS.cpus_per_run, FLAGS.gpus_per_run),
@@ -153,6 +156,18 @@ def run_study(argv) -> int:
   return 0
 
 
+# The signal that stopped the driver (Ray may re-raise a KeyboardInterrupt
+# of its own, so the number is kept here rather than on the exception).
+_stopped_by = signal.SIGINT
+
+
+def _interrupt(signum, frame):
+  del frame
+  global _stopped_by
+  _stopped_by = signum
+  raise KeyboardInterrupt
+
+
 def main(argv) -> int:
   try:
     return run_study(argv)
@@ -164,8 +179,7 @@ def main(argv) -> int:
     # run process with its worker); finished runs are kept.
     print('interrupted: rerun the same command to resume the study.',
           file=sys.stderr)
-    execution = sys.modules.get('batch_rl.sweep.execution')
-    return 128 + (execution.stopped_by if execution else signal.SIGINT)
+    return 128 + _stopped_by
 
 
 if __name__ == '__main__':

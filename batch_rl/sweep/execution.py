@@ -231,18 +231,3 @@ def init_ray(address: Optional[str], num_cpus: Optional[int],
     ray.init(num_cpus=num_cpus, num_gpus=num_gpus,
              include_dashboard=dashboard, log_to_driver=False,
              runtime_env=runtime_env)
-  # Ray's own SIGTERM handler dumps a stack; a scheduler's SIGTERM should
-  # stop the driver as Ctrl-C does, with the resume hint.
-  signal.signal(signal.SIGTERM, _interrupt)
-
-
-# The signal that stopped the driver (Ray may re-raise a KeyboardInterrupt
-# of its own, so the number is kept here rather than on the exception).
-stopped_by = signal.SIGINT
-
-
-def _interrupt(signum, frame):
-  del frame
-  global stopped_by
-  stopped_by = signum
-  raise KeyboardInterrupt
