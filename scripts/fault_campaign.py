@@ -16,11 +16,12 @@ r"""Fault-injection campaign: kills, bad inputs and a full disk.
 
 Prints a summary table; exits 1 if a kill check or the disk-full check fails.
 
-`python scripts/fault_campaign.py child [--slow_write_at=N]
-[--fail_write_at=N] -- TRAIN_FLAGS` runs `python -m batch_rl.train` with a
-fault injected (used here and by tests/test_reliability.py): a checkpoint
-write of iteration N that prints `FAULT: writing iteration_N` and sleeps
-(to be killed there), or one that fails with ENOSPC.
+`python scripts/fault_campaign.py child [--module=train|log_data]
+[--slow_write_at=N] [--fail_write_at=N] -- FLAGS` runs `python -m
+batch_rl.train` (or `batch_rl.log_data`) with a fault injected (used here and
+by tests/test_reliability.py and tests/test_baselines.py): a checkpoint write
+of iteration N that prints `FAULT: writing iteration_N` and sleeps (to be
+killed there), or one that fails with ENOSPC.
 """
 
 import argparse
@@ -44,22 +45,42 @@ TINY_RUN_GIN_FILES = ['gin/classic/dqn.gin', 'gin/testing/tiny_run.gin']
 def train_command(replay_dir, base_dir, *bindings, slow_write_at=None,
                   fail_write_at=None):
   """argv of a tiny DQN run through `child` (no fault if both are None)."""
+  return child_command(
+      'train', ['--agent_name=dqn', f'--replay_dir={replay_dir}',
+                f'--base_dir={base_dir}',
+                *[f'--gin_files={f}' for f in TINY_RUN_GIN_FILES],
+                *[f'--gin_bindings={b}' for b in bindings]],
+      slow_write_at, fail_write_at)
+
+
+def child_command(module, argv, slow_write_at=None, fail_write_at=None):
+  """argv of `python -m batch_rl.<module> argv` (train or log_data) through
+  `child`, with the checkpoint write of iteration `slow_write_at` slowed
+  down or that of `fail_write_at` failing."""
   faults = ([f'--slow_write_at={slow_write_at}'] if slow_write_at is not None
             else []) + ([f'--fail_write_at={fail_write_at}']
                         if fail_write_at is not None else [])
   return [sys.executable, os.path.join(REPO, 'scripts', 'fault_campaign.py'),
-          'child', *faults, '--', '--agent_name=dqn',
-          f'--replay_dir={replay_dir}', f'--base_dir={base_dir}',
-          *[f'--gin_files={f}' for f in TINY_RUN_GIN_FILES],
-          *[f'--gin_bindings={b}' for b in bindings]]
+          'child', f'--module={module}', *faults, '--', *argv]
 
 
-def _child(slow_write_at, fail_write_at, train_argv):
-  """`python -m batch_rl.train` with the checkpoint write patched."""
+def wait_for_line(process, prefix, timeout=300):
+  """The first line of `process`'s stdout starting with `prefix` (or the
+  line read when `timeout` seconds have passed; '' at the end of output)."""
+  deadline = time.time() + timeout
+  for line in process.stdout:
+    if line.startswith(prefix) or time.time() > deadline:
+      return line
+  return ''
+
+
+def _child(module, slow_write_at, fail_write_at, argv):
+  """`python -m batch_rl.<module>` with the checkpoint write patched."""
   sys.path.insert(0, REPO)
+  import importlib  # pylint: disable=g-import-not-at-top
   from batch_rl import cli  # pylint: disable=g-import-not-at-top
-  from batch_rl import train  # pylint: disable=g-import-not-at-top
   from batch_rl.runner import run_state  # pylint: disable=g-import-not-at-top
+  entry_point = importlib.import_module(f'batch_rl.{module}')
   fsync_tree = run_state.fsync_tree
 
   def faulty_fsync_tree(root):
@@ -73,8 +94,8 @@ def _child(slow_write_at, fail_write_at, train_argv):
     fsync_tree(root)
 
   run_state.fsync_tree = faulty_fsync_tree
-  sys.argv = ['batch_rl.train', *train_argv]
-  cli.run(train.main)
+  sys.argv = [f'batch_rl.{module}', *argv]
+  cli.run(entry_point.main)
 
 
 def write_replay(path, seed=0, checkpoints=2, capacity=2000):
@@ -306,9 +327,11 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   sub = parser.add_subparsers(dest='command')
   child = sub.add_parser('child')
+  child.add_argument('--module', choices=('train', 'log_data'),
+                     default='train')
   child.add_argument('--slow_write_at', type=int)
   child.add_argument('--fail_write_at', type=int)
-  child.add_argument('train_argv', nargs='*')
+  child.add_argument('argv', nargs='*')
   parser.add_argument('--kills', type=int, default=20)
   parser.add_argument('--iterations', type=int, default=60)
   parser.add_argument('--seed', type=int, default=0)
@@ -316,7 +339,8 @@ def main():
                       help='scratch folder (default: a temporary one)')
   args = parser.parse_args()
   if args.command == 'child':
-    _child(args.slow_write_at, args.fail_write_at, args.train_argv)
+    _child(args.module, args.slow_write_at, args.fail_write_at,
+           args.argv)
     return 0
   work_dir = args.work_dir or tempfile.mkdtemp(prefix='fault_campaign_')
   os.makedirs(work_dir, exist_ok=True)

@@ -175,3 +175,72 @@ def log_continuous_replay(base_dir, *args, agent_name='ddpg', **kwargs):
   finally:
     gin.clear_config()
   return runner
+
+
+def _gunzipped_if_gz(path):
+  """A file's bytes, decompressed if gzip (whose header holds a time stamp)."""
+  import gzip  # pylint: disable=g-import-not-at-top
+  with open(path, 'rb') as f:
+    content = f.read()
+  return gzip.decompress(content) if path.endswith('.gz') else content
+
+
+def _runner_state_without_wall_time(path):
+  import json  # pylint: disable=g-import-not-at-top
+  with open(path) as f:
+    state = json.load(f)
+  for row in state['rows']:
+    del row['wall_time_s']
+  return state
+
+
+def _checkpoint_tensors(prefix):
+  """A TF checkpoint's tensors by name, less its object graph: that names
+  Keras layers in the order the process created them, which is no state."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  reader = tf.train.load_checkpoint(prefix)
+  return {name: reader.get_tensor(name)
+          for name in reader.get_variable_to_shape_map()
+          if name != '_CHECKPOINTABLE_OBJECT_GRAPH'}
+
+
+def assert_same_files(got_dir, want_dir):
+  """`got_dir` holds the files of `want_dir`, no more, with the same bytes
+  (the same decompressed bytes for .gz files, the same tensors for TF
+  checkpoints); in a run's checkpoint folder, runner_state.json's rows may
+  differ in their wall time only."""
+  names = sorted(os.listdir(want_dir))
+  assert sorted(os.listdir(got_dir)) == names
+  for name in names:
+    got, want = os.path.join(got_dir, name), os.path.join(want_dir, name)
+    if name == 'runner_state.json':
+      assert (_runner_state_without_wall_time(got) ==
+              _runner_state_without_wall_time(want)), got
+    elif name.endswith('.index'):  # Read together with its .data files.
+      got, want = (_checkpoint_tensors(p[:-len('.index')])
+                   for p in (got, want))
+      assert sorted(got) == sorted(want)
+      for tensor in want:
+        np.testing.assert_array_equal(got[tensor], want[tensor],
+                                      err_msg=f'{got_dir}: {tensor}')
+    elif '.data-' not in name:
+      assert _gunzipped_if_gz(got) == _gunzipped_if_gz(want), got
+
+
+def assert_same_logging_run(got_dir, want_dir):
+  """Two logging runs logged, trained and evaluated alike: every replay log
+  file (`assert_same_files`), metrics.csv but for the wall times, and the
+  latest checkpoint (weights, optimizer, step counters, acting RNG, the
+  live replay, every iteration's metrics and summaries, train returns and
+  episode counts among them)."""
+  from batch_rl import run_directory  # pylint: disable=g-import-not-at-top
+  got, want = (run_directory.RunDirectory(str(d)) for d in (got_dir, want_dir))
+  assert_same_files(got.replay_logs_path, want.replay_logs_path)
+  without_wall_time = lambda run: [
+      {k: v for k, v in row.items() if k != 'wall_time_s'}
+      for row in run.read_metrics()]
+  assert without_wall_time(got) == without_wall_time(want)
+  latest = want.checkpoints().latest()
+  assert got.checkpoints().latest() == latest
+  assert_same_files(got.checkpoints().path(latest),
+                    want.checkpoints().path(latest))

@@ -2,6 +2,7 @@
 
 import csv
 import os
+import subprocess
 
 import gin
 import numpy as np
@@ -17,10 +18,13 @@ from batch_rl.baselines.online_agent import OnlineAgent
 from batch_rl.data import dopamine_replay
 from batch_rl.data import summary
 from batch_rl.data import transitions
+from conftest import assert_same_logging_run
+from conftest import load_fault_campaign
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRAME_SHAPE = (5, 4)
-GIN_FILE = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'gin',
-                        'baselines', 'cartpole_dqn.gin')
+GIN_FILE = os.path.join(REPO, 'gin', 'baselines', 'cartpole_dqn.gin')
+campaign = load_fault_campaign()
 
 
 def frozen_copy(buffer):
@@ -289,3 +293,47 @@ def test_info_counts_the_logged_episodes_once_across_checkpoints(tmp_path):
   assert info['episode_return']['mean'] * logged == pytest.approx(
       sum(s['train_return_mean'] * s['train_episodes']
           for s in runner.summaries))
+
+
+# A DQN CartPole logging run that trains from agent step 101 on and updates
+# its target network every 10 gradient steps: 4 iterations of at least 250
+# agent steps in 300-slot replay logs, so that iteration 1 writes log 0
+# (the buffer wraps) and the run ends with a partial buffer.
+RESUMED_RUN_BINDINGS = [
+    'LoggedReplayBuffer.replay_capacity = 300', 'Runner.num_iterations = 4',
+    'Runner.training_steps = 250', 'Runner.evaluation_steps = 50',
+    'Runner.progress = False', 'MIN_REPLAY_HISTORY = 100',
+    'DQNAgent.target_update_period = 10', 'MLPTorso.hidden_units = (16,)']
+
+
+def test_a_killed_discrete_logging_run_resumes_as_an_uninterrupted_one(
+    tmp_path):
+  """SIGKILLed while it checkpoints iteration 1, after its replay wrapped
+  and wrote log 0 (the run resumes from the end of iteration 0, with a part
+  of log 0 in its buffer), then resumed: the same files in replay_logs, the
+  same metrics, weights and acting state as a run never stopped."""
+  want_dir, got_dir = str(tmp_path / 'uninterrupted'), str(tmp_path / 'killed')
+  try:
+    log_data.log_data('dqn', want_dir, [GIN_FILE], RESUMED_RUN_BINDINGS)
+  finally:
+    gin.clear_config()
+  killed = subprocess.Popen(
+      campaign.child_command(
+          'log_data', ['--agent_name=dqn', f'--base_dir={got_dir}',
+                       f'--gin_files={GIN_FILE}',
+                       *[f'--gin_bindings={b}' for b in RESUMED_RUN_BINDINGS]],
+          slow_write_at=1),
+      cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  line = campaign.wait_for_line(killed, campaign.SLOW_WRITE_MARK)
+  killed.kill()
+  killed.wait()
+  assert line.strip() == f'{campaign.SLOW_WRITE_MARK}1'
+  replay_dir = run_directory.RunDirectory(got_dir).replay_logs_path
+  assert dopamine_replay.list_checkpoints(replay_dir) == [0]
+  assert [int(r['iteration']) for r in read_metrics(got_dir)] == [0]
+  try:
+    log_data.log_data('dqn', got_dir, [GIN_FILE], RESUMED_RUN_BINDINGS)
+  finally:
+    gin.clear_config()
+  assert len(dopamine_replay.list_checkpoints(replay_dir)) >= 4
+  assert_same_logging_run(got_dir, want_dir)

@@ -6,7 +6,6 @@ run logs, SIGTERM at an episode boundary, the episode count it reports.
 """
 
 import collections
-import csv
 import os
 import re
 import signal
@@ -19,10 +18,10 @@ import numpy as np
 import pytest
 
 from batch_rl import log_data
-from batch_rl import run_directory
 from batch_rl.data import dopamine_replay
 from batch_rl.data import transitions
 from batch_rl.run_directory import RunDirectory
+from conftest import assert_same_logging_run
 from conftest import continuous_logging_config
 from conftest import log_continuous_replay
 
@@ -32,7 +31,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAINING_RUN = dict(environment='Pendulum-v1', steps_per_iteration=150,
                     replay_capacity=128, random_steps=100, iterations=3,
                     agent_name='td3', max_episode_steps=50)
-COLUMNS = [c for c in run_directory.METRIC_COLUMNS if c != 'wall_time_s']
 
 
 def checkpoints(base_dir):
@@ -52,22 +50,6 @@ def sampleable_transitions(arrays_list):
               float(b['reward'][i]), b['next_state'][i].tobytes(),
               int(b['terminal'][i])) for i in range(len(indices))]
   return collections.Counter(keys)
-
-
-def metrics(base_dir):
-  with open(RunDirectory(str(base_dir)).metrics_path) as f:
-    return [{c: row[c] for c in COLUMNS} for row in csv.DictReader(f)]
-
-
-def assert_same_replay(got_dir, want_dir):
-  got, want = checkpoints(got_dir), checkpoints(want_dir)
-  assert len(got) == len(want)
-  for a, b in zip(got, want):
-    for name in ('observation', 'action', 'reward', 'terminal',
-                 'episode_end_indices'):
-      np.testing.assert_array_equal(getattr(a, name), getattr(b, name),
-                                    err_msg=name)
-    assert a.add_count == b.add_count
 
 
 @pytest.fixture(scope='module')
@@ -97,7 +79,7 @@ def test_the_logging_run_writes_every_transition_it_plays(tmp_path):
   assert logged_sum == pytest.approx(played, rel=1e-5)
   run = RunDirectory(str(tmp_path))
   assert run.read_run_info()['replay_capacity'] == 64
-  assert [int(r['iteration']) for r in metrics(tmp_path)] == [0, 1]
+  assert [int(r['iteration']) for r in run.read_metrics()] == [0, 1]
 
 
 def test_one_logging_command_runs_continuous_agents(tmp_path, capsys):
@@ -128,9 +110,8 @@ def test_a_resumed_logging_run_logs_as_an_uninterrupted_one(
                                           first.rows[0]['wall_time_s']}
   resumed = log_continuous_replay(tmp_path, **TRAINING_RUN)
   assert resumed.start_iteration == 1
-  assert metrics(tmp_path) == metrics(want_dir)
   assert resumed.summaries == want.summaries
-  assert_same_replay(tmp_path, want_dir)
+  assert_same_logging_run(tmp_path, want_dir)
 
 
 def test_sigterm_stops_the_logging_run_at_an_episode_and_it_resumes(
@@ -156,8 +137,7 @@ def test_sigterm_stops_the_logging_run_at_an_episode_and_it_resumes(
       last_line), stderr
   resumed = log_continuous_replay(tmp_path, **TRAINING_RUN)
   assert resumed.start_iteration in (1, 2)
-  assert metrics(tmp_path) == metrics(want_dir)
-  assert_same_replay(tmp_path, want_dir)
+  assert_same_logging_run(tmp_path, want_dir)
 
 
 def test_hopper_episode_count_is_the_episodes_played(tmp_path, capsys):

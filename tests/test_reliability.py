@@ -118,14 +118,6 @@ def test_resumed_run_trains_and_evaluates_as_an_uninterrupted_one(
   assert _metrics(tmp_path) == _metrics(finished_run)
 
 
-def _wait_for_line(process, prefix, timeout=300):
-  deadline = time.time() + timeout
-  for line in process.stdout:
-    if line.startswith(prefix) or time.time() > deadline:
-      return line
-  return ''
-
-
 def test_kills_during_and_between_checkpoint_writes_lose_nothing(
     replay, finished_run, tmp_path):
   """Killed while writing iteration_1, then at a random moment; resumed:
@@ -137,7 +129,7 @@ def test_kills_during_and_between_checkpoint_writes_lose_nothing(
                              f'Runner.num_iterations={ITERATIONS}',
                              slow_write_at=1),
       cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-  line = _wait_for_line(during_write, campaign.SLOW_WRITE_MARK)
+  line = campaign.wait_for_line(during_write, campaign.SLOW_WRITE_MARK)
   assert line.strip() == f'{campaign.SLOW_WRITE_MARK}1'
   assert os.path.isdir(os.path.join(base_dir, 'checkpoints',
                                     'iteration_1.partial'))
