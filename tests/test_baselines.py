@@ -297,8 +297,9 @@ def test_info_counts_the_logged_episodes_once_across_checkpoints(tmp_path):
 
 # A DQN CartPole logging run that trains from agent step 101 on and updates
 # its target network every 10 gradient steps: 4 iterations of at least 250
-# agent steps in 300-slot replay logs, so that iteration 1 writes log 0
-# (the buffer wraps) and the run ends with a partial buffer.
+# agent steps (iteration 0 ends before slot 300) in 300-slot replay logs, so
+# that iteration 1 wraps the buffer and writes log 0, and the run ends with
+# a partial buffer.
 RESUMED_RUN_BINDINGS = [
     'LoggedReplayBuffer.replay_capacity = 300', 'Runner.num_iterations = 4',
     'Runner.training_steps = 250', 'Runner.evaluation_steps = 50',
@@ -306,20 +307,42 @@ RESUMED_RUN_BINDINGS = [
     'DQNAgent.target_update_period = 10', 'MLPTorso.hidden_units = (16,)']
 
 
-def test_a_killed_discrete_logging_run_resumes_as_an_uninterrupted_one(
-    tmp_path):
-  """SIGKILLed while it checkpoints iteration 1, after its replay wrapped
-  and wrote log 0 (the run resumes from the end of iteration 0, with a part
-  of log 0 in its buffer), then resumed: the same files in replay_logs, the
-  same metrics, weights and acting state as a run never stopped."""
-  want_dir, got_dir = str(tmp_path / 'uninterrupted'), str(tmp_path / 'killed')
+def log_resumed_run(base_dir, *bindings):
   try:
-    log_data.log_data('dqn', want_dir, [GIN_FILE], RESUMED_RUN_BINDINGS)
+    log_data.log_data('dqn', str(base_dir), [GIN_FILE],
+                      RESUMED_RUN_BINDINGS + list(bindings))
   finally:
     gin.clear_config()
+  return run_directory.RunDirectory(str(base_dir))
+
+
+@pytest.fixture(scope='module')
+def uninterrupted_dqn_log(tmp_path_factory):
+  return log_resumed_run(tmp_path_factory.mktemp('uninterrupted'))
+
+
+def test_a_discrete_logging_run_stopped_after_an_iteration_resumes_alike(
+    uninterrupted_dqn_log, tmp_path):
+  """Stopped after iteration 0, the run logs its partial buffer as log 0;
+  resumed, it rewrites log 0 whole when its buffer wraps: the same files in
+  replay_logs, the same metrics, weights and acting state as a run never
+  stopped."""
+  stopped = log_resumed_run(tmp_path, 'Runner.num_iterations = 1')
+  assert dopamine_replay.list_checkpoints(stopped.replay_logs_path) == [0]
+  assert 250 <= logged_slots(stopped.replay_logs_path, 300) < 300
+  log_resumed_run(tmp_path)
+  assert len(dopamine_replay.list_checkpoints(stopped.replay_logs_path)) >= 4
+  assert_same_logging_run(tmp_path, uninterrupted_dqn_log.path)
+
+
+def test_a_killed_discrete_logging_run_resumes_as_an_uninterrupted_one(
+    uninterrupted_dqn_log, tmp_path):
+  """SIGKILLed while it checkpoints iteration 1, after its buffer wrapped
+  and it wrote log 0; resumed from the end of iteration 0 (a part of log 0
+  in its buffer), it logs, trains and evaluates as a run never stopped."""
   killed = subprocess.Popen(
       campaign.child_command(
-          'log_data', ['--agent_name=dqn', f'--base_dir={got_dir}',
+          'log_data', ['--agent_name=dqn', f'--base_dir={tmp_path}',
                        f'--gin_files={GIN_FILE}',
                        *[f'--gin_bindings={b}' for b in RESUMED_RUN_BINDINGS]],
           slow_write_at=1),
@@ -328,12 +351,10 @@ def test_a_killed_discrete_logging_run_resumes_as_an_uninterrupted_one(
   killed.kill()
   killed.wait()
   assert line.strip() == f'{campaign.SLOW_WRITE_MARK}1'
-  replay_dir = run_directory.RunDirectory(got_dir).replay_logs_path
-  assert dopamine_replay.list_checkpoints(replay_dir) == [0]
-  assert [int(r['iteration']) for r in read_metrics(got_dir)] == [0]
-  try:
-    log_data.log_data('dqn', got_dir, [GIN_FILE], RESUMED_RUN_BINDINGS)
-  finally:
-    gin.clear_config()
-  assert len(dopamine_replay.list_checkpoints(replay_dir)) >= 4
-  assert_same_logging_run(got_dir, want_dir)
+  run = run_directory.RunDirectory(str(tmp_path))
+  assert dopamine_replay.list_checkpoints(run.replay_logs_path) == [0]
+  assert logged_slots(run.replay_logs_path, 300) == 300
+  assert [int(r['iteration']) for r in run.read_metrics()] == [0]
+  log_resumed_run(tmp_path)
+  assert len(dopamine_replay.list_checkpoints(run.replay_logs_path)) >= 4
+  assert_same_logging_run(tmp_path, uninterrupted_dqn_log.path)
