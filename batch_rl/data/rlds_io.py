@@ -45,8 +45,9 @@ import tqdm
 
 from batch_rl.data import dopamine_replay
 from batch_rl.data.dopamine_replay import ReplayArrays
-from batch_rl.data.episodes import StoredEpisode
-from batch_rl.data.episodes import stored_episodes
+from batch_rl.data.episodes import EpisodeJoiner
+from batch_rl.data.episodes import how_checkpoint_begins
+from batch_rl.data.episodes import LoggedEpisode
 from batch_rl.data.errors import ReplayDataError
 
 DATASET_NAME = 'dopamine_replay'
@@ -109,12 +110,13 @@ def _episode_features(arrays: ReplayArrays, observation_feature):
   })
 
 
-def _rlds_episode(arrays: ReplayArrays, episode: StoredEpisode,
+def _rlds_episode(arrays: ReplayArrays, episode: LoggedEpisode,
                   checkpoint_id: int, episode_id: int, encode_frames) -> dict:
-  observation = arrays.observation[episode.slots]
-  action = arrays.action[episode.slots].astype(_action_dtype(arrays))
-  reward = arrays.reward[episode.slots].astype(np.float32)
-  discount = np.ones(len(episode.slots), np.float32)
+  steps = episode.steps
+  observation = steps['observation']
+  action = steps['action'].astype(_action_dtype(arrays))
+  reward = steps['reward'].astype(np.float32)
+  discount = np.ones(len(reward), np.float32)
   if episode.terminal:
     discount[-1] = 0.
     # The step holding the (never stored) terminal observation.
@@ -137,6 +139,13 @@ def _rlds_episode(arrays: ReplayArrays, episode: StoredEpisode,
       'episode_id': episode_id,
       'episode_return': reward.sum(dtype=np.float32),
   }
+
+
+def _boundary_view(arrays: ReplayArrays) -> ReplayArrays:
+  """`arrays` without its frames: what `how_checkpoint_begins` reads of the
+  checkpoint before (its newest frame is kept apart)."""
+  return dataclasses.replace(arrays, observation=np.broadcast_to(
+      np.zeros((), arrays.observation.dtype), arrays.observation.shape))
 
 
 EXPORT_SOURCE = 'batch_rl_export_source.json'
@@ -223,13 +232,24 @@ def export_to_rlds(replay_dir: str, out_dir: str,
   tmp = path + _PARTIAL
   shutil.rmtree(tmp, ignore_errors=True)
   writer = encode_frames = frame_shape = frame_dtype = None
+  joiner = EpisodeJoiner(stack_size)
+  previous = previous_suffix = newest_frame = None
+  open_splits = {}  # Position -> (suffix, episodes written), until complete.
+
+  def write(found, arrays):
+    for episode in found:
+      suffix, count = open_splits[episode.checkpoint]
+      writer.add_examples({split_name(suffix): [_rlds_episode(
+          arrays, episode, suffix, count, encode_frames)]})
+      open_splits[episode.checkpoint] = suffix, count + 1
+      bar.update(len(episode.steps['reward']))
+
   with tqdm.tqdm(unit='step', disable=not progress) as bar:
-    for suffix in suffixes:
+    for position, suffix in enumerate(suffixes):
       arrays = dopamine_replay.read_arrays(replay_dir, suffix, frame_shape,
                                            frame_dtype)
       source = dopamine_replay.checkpoint_filename(
           replay_dir, dopamine_replay.STORE_PREFIX + '*', suffix)
-      episodes = stored_episodes(arrays, stack_size, source)
       if writer is None:
         frame_shape = arrays.observation.shape[1:]
         frame_dtype = arrays.observation.dtype
@@ -237,16 +257,23 @@ def export_to_rlds(replay_dir: str, out_dir: str,
                                                                 frame_dtype)
         writer = _new_writer(tmp, dataset_name,
                              _episode_features(arrays, observation_feature))
-      split = split_name(suffix)
-      writer.initialize_splits([split])
-      bar.set_description(split)
-      bar.total = (bar.total or 0) + sum(len(e.slots) for e in episodes)
-      for episode_id, episode in enumerate(episodes):
-        writer.add_examples({split: [_rlds_episode(
-            arrays, episode, suffix, episode_id, encode_frames)]})
-        bar.update(len(episode.slots))
-      writer.close_splits([split])
-      del arrays, episodes  # Before the next checkpoint is read.
+      writer.initialize_splits([split_name(suffix)])
+      open_splits[position] = suffix, 0
+      bar.set_description(split_name(suffix))
+      bar.total = (bar.total or 0) + arrays.num_stored
+      oldest_frame = arrays.observation[arrays.chronological_slots()[0]]
+      begins = how_checkpoint_begins(
+          previous if previous_suffix == suffix - 1 else None, arrays,
+          lambda: np.array_equal(newest_frame, oldest_frame))
+      write(joiner.add(arrays, begins, source), arrays)
+      # Episodes ending in the checkpoints before are all written now.
+      for done in [p for p in open_splits if p < position]:
+        writer.close_splits([split_name(open_splits.pop(done)[0])])
+      previous, previous_suffix = _boundary_view(arrays), suffix
+      newest_frame = arrays.observation[arrays.chronological_slots()[-1]]
+      del arrays  # Before the next checkpoint is read.
+    write(joiner.finish(), previous)
+    writer.close_splits([split_name(s) for s, _ in open_splits.values()])
   _publish(tmp, path, _export_source(replay_dir, suffixes))
   return path
 
