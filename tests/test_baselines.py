@@ -7,7 +7,7 @@ import os
 import gin
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
+from conftest import exported_episodes
 from conftest import reference_transitions
 from conftest import sampled_transitions
 from dopamine.replay_memory import circular_replay_buffer
@@ -162,16 +162,6 @@ def dopamine_rows(replay_dir, suffix, stack_size, capacity):
                  b'' if t else n.tobytes(), int(t))
                 for s, a, r, n, t in zip(state, action, reward, next_state,
                                          terminal))
-
-
-def exported_episodes(path):
-  """(metadata, steps) of every RLDS episode, split by split, in order."""
-  builder = tfds.builder_from_directory(path)
-  for split in sorted(builder.info.splits):
-    for episode in builder.as_dataset(split=split, shuffle_files=False):
-      steps = next(iter(tfds.as_numpy(episode['steps'].batch(10_000))))
-      yield tfds.as_numpy({k: v for k, v in episode.items() if k != 'steps'}
-                          ), steps
 
 
 @pytest.mark.parametrize('stack_size, seed, num_adds', [(1, 0, 150),
