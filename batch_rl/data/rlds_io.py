@@ -234,15 +234,27 @@ def export_to_rlds(replay_dir: str, out_dir: str,
   writer = encode_frames = frame_shape = frame_dtype = None
   joiner = EpisodeJoiner(stack_size)
   previous = previous_suffix = newest_frame = None
-  open_splits = {}  # Position -> (suffix, episodes written), until complete.
+  # Position -> (suffix, episodes written), until no more episode can end
+  # there. A split is made for a checkpoint's first episode: TFDS cannot
+  # read an empty one.
+  open_splits = {}
+  written = []
 
   def write(found, arrays):
     for episode in found:
       suffix, count = open_splits[episode.checkpoint]
+      if not count:
+        writer.initialize_splits([split_name(suffix)])
+        written.append(split_name(suffix))
       writer.add_examples({split_name(suffix): [_rlds_episode(
           arrays, episode, suffix, count, encode_frames)]})
       open_splits[episode.checkpoint] = suffix, count + 1
       bar.update(len(episode.steps['reward']))
+
+  def close(positions):
+    done = [open_splits.pop(p) for p in positions]
+    writer.close_splits([split_name(suffix) for suffix, count in done
+                         if count])
 
   with tqdm.tqdm(unit='step', disable=not progress) as bar:
     for position, suffix in enumerate(suffixes):
@@ -257,7 +269,6 @@ def export_to_rlds(replay_dir: str, out_dir: str,
                                                                 frame_dtype)
         writer = _new_writer(tmp, dataset_name,
                              _episode_features(arrays, observation_feature))
-      writer.initialize_splits([split_name(suffix)])
       open_splits[position] = suffix, 0
       bar.set_description(split_name(suffix))
       bar.total = (bar.total or 0) + arrays.num_stored
@@ -267,13 +278,16 @@ def export_to_rlds(replay_dir: str, out_dir: str,
           lambda: np.array_equal(newest_frame, oldest_frame))
       write(joiner.add(arrays, begins, source), arrays)
       # Episodes ending in the checkpoints before are all written now.
-      for done in [p for p in open_splits if p < position]:
-        writer.close_splits([split_name(open_splits.pop(done)[0])])
+      close([p for p in open_splits if p < position])
       previous, previous_suffix = _boundary_view(arrays), suffix
       newest_frame = arrays.observation[arrays.chronological_slots()[-1]]
       del arrays  # Before the next checkpoint is read.
     write(joiner.finish(), previous)
-    writer.close_splits([split_name(s) for s, _ in open_splits.values()])
+    close(list(open_splits))
+  if not written:
+    raise ReplayDataError(
+        f'{replay_dir}: no episode to export in checkpoints {list(suffixes)} '
+        '(only the rest of episodes whose start is in no checkpoint given).')
   _publish(tmp, path, _export_source(replay_dir, suffixes))
   return path
 
