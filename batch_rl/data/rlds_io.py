@@ -4,7 +4,8 @@
 `OUT_DIR/dopamine_replay/1.0.0` and returns that path; read it with
 `tfds.builder_from_directory('OUT_DIR/dopamine_replay/1.0.0')` or
 `tfds.builder('dopamine_replay', data_dir='OUT_DIR')`. Checkpoint N is split
-`checkpoint_NN`, one example per episode, in the order they were played:
+`checkpoint_NN`, one example per episode that ends in it, in the order they
+were played (a checkpoint where no episode ends has no split):
 
   steps/observation   one frame; 2-D frames get a trailing channel axis
                       (84, 84, 1); uint8 frames with 1 or 3 channels are PNG
@@ -20,10 +21,18 @@ episode that ends in a terminal gets one more step for the terminal
 observation, with dummy action and reward 0 and is_terminal=True, as RLDS
 wants; Dopamine never stores that observation, so it is a zero frame (what
 Dopamine's next_state holds there when stack_size > 1). An episode cut
-without a terminal (`episode_end_indices`) and the newest, unfinished episode
-end with is_last=True, is_terminal=False on their last stored slot, whose
-action and reward are kept. The oldest episode of a wrapped (full) buffer may
-have lost its start to the write cursor, so it is never exported.
+without a terminal (`episode_end_indices`) and an unfinished one (the newest,
+or the last of a checkpoint whose successor is not exported) end with
+is_last=True, is_terminal=False on their last stored slot, whose action and
+reward are kept.
+
+Episodes are read as `data info` counts them (`episodes.EpisodeJoiner`): an
+episode that a logger's checkpoint boundaries cut (Dopamine's logger and the
+continuous writer start each checkpoint where the one before stopped) is
+exported once, whole, in the split of the checkpoint where it ends, when the
+checkpoints it spans are exported together; the continuous writer's closing
+slot after a final terminal is no episode. The oldest episode of a wrapped
+buffer whose start is in no exported checkpoint is not exported.
 
 Reading (`step_chunks`, `SlotMapper`; rlu.py names datasets and converts
 them) streams any dataset laid out like rlu_atari, episode chunk by chunk,
@@ -213,8 +222,8 @@ def export_to_rlds(replay_dir: str, out_dir: str,
                    dataset_name: str = DATASET_NAME) -> str:
   """Writes checkpoints `suffixes` (default: all) of `replay_dir` as RLDS.
 
-  Holds one checkpoint in memory at a time and never writes into
-  `replay_dir`. The dataset is written to a `.partial` sibling and renamed
+  Holds one checkpoint in memory at a time (and the steps of the episode
+  running on into the next) and never writes into `replay_dir`. The dataset is written to a `.partial` sibling and renamed
   when complete, with `EXPORT_SOURCE` naming the replay it came from: a
   rerun after a failure starts over, an export of the same replay replaces
   it, and an out_dir holding another source's export is refused.
