@@ -19,6 +19,7 @@ from batch_rl import run_directory
 from batch_rl.baselines.logged_replay_buffer import LoggedReplayBuffer
 from batch_rl.baselines.online_agent import OnlineAgent
 from batch_rl.data import dopamine_replay
+from batch_rl.data import replay_dataset
 from batch_rl.data import rlds_io
 from batch_rl.data import summary
 from batch_rl.data import transitions
@@ -221,6 +222,11 @@ def test_logged_episodes_are_counted_exported_and_sampled_as_played(
                                   (position == num_steps - 1) & terminal)
   assert sampled_transitions(path, stack_size, 1, GAMMA) == (
       reference_transitions(stored, stack_size, 1, GAMMA))
+
+  # Policy selection's episodes (their starts) are the played ones too.
+  replay = replay_dataset.open_replay(replay_dir, stack_size, 1, GAMMA)
+  assert [e.slots.tolist() for e in replay.episodes()] == [
+      e['slots'] for e in played]
 
   # (3) Training on the final partial checkpoint samples what dopamine-rl
   # samples from its files: the played transitions whose slots (state and

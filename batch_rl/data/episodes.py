@@ -159,19 +159,24 @@ class LoggedEpisode:
   into.
 
   `steps` maps each element asked for ('reward', ...) to its values at the
-  episode's real steps, padding excluded, oldest first; `checkpoint` is the
-  position, in the order fed, of the checkpoint holding its last step.
+  episode's real steps, padding excluded, oldest first; those steps lie at
+  `slots` of the checkpoints at `slot_checkpoints` (positions in the order
+  fed); `checkpoint`, the last of these, holds its last step.
   """
   steps: dict
   terminal: bool  # Ends in a terminal (else a time-limit cut or unfinished).
   complete: bool  # Ends in a terminal or a cut (not where the data stops).
   checkpoint: int
+  slots: np.ndarray
+  slot_checkpoints: np.ndarray
 
 
 @dataclasses.dataclass(frozen=True)
 class _Run:
   """Consecutive slots up to an episode end, padding included."""
   steps: dict
+  slots: np.ndarray
+  slot_checkpoints: np.ndarray
   started: bool  # Holds its episode's first slot.
   ended: bool  # Its last slot ends the episode.
   terminal: bool
@@ -220,7 +225,8 @@ class EpisodeJoiner:
                                             lost_start=True)):
       runs.append(_Run(
           {name: np.asarray(getattr(arrays, name))[run.slots]
-           for name in self._elements},
+           for name in self._elements}, run.slots,
+          np.full(len(run.slots), position),
           started=run.started or j == 0 and begins == STARTS,
           ended=run.complete, terminal=run.terminal, checkpoint=position,
           source=f'{source} slots {run.slots[:self._padding + 1].tolist()}',
@@ -246,17 +252,19 @@ class EpisodeJoiner:
   def _joined(self, held: _Run, run: _Run) -> _Run:
     # A continuous writer's boundary cut slot repeats the next step's
     # observation: it is no step.
-    keep = len(next(iter(held.steps.values()))) - held.ended
+    keep = len(held.slots) - held.ended
     return dataclasses.replace(
         run, started=held.started, source=held.source,
         steps={name: np.concatenate([held.steps[name][:keep], value])
-               for name, value in run.steps.items()})
+               for name, value in run.steps.items()},
+        slots=np.concatenate([held.slots[:keep], run.slots]),
+        slot_checkpoints=np.concatenate([held.slot_checkpoints[:keep],
+                                         run.slot_checkpoints]))
 
   def _episode(self, run: _Run) -> list[LoggedEpisode]:
     if not run.started:
       return []
-    length = len(next(iter(run.steps.values())))
-    if length <= self._padding:
+    if len(run.slots) <= self._padding:
       raise ReplayDataError(
           f'{run.source}: an episode ends within the {self._padding} padding '
           f'slots that start every episode for stack_size='
@@ -271,7 +279,8 @@ class EpisodeJoiner:
           'stack_size?')
     return [LoggedEpisode(
         {name: value[self._padding:] for name, value in run.steps.items()},
-        run.terminal, run.ended, run.checkpoint)]
+        run.terminal, run.ended, run.checkpoint, run.slots[self._padding:],
+        run.slot_checkpoints[self._padding:])]
 
 
 def logged_episode_returns(checkpoints, begins) -> tuple[list, bool]:
