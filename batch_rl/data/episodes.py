@@ -180,7 +180,6 @@ class _Run:
   started: bool  # Holds its episode's first slot.
   ended: bool  # Its last slot ends the episode.
   terminal: bool
-  checkpoint: int
   source: str  # Its first slots, for errors.
   closing: bool  # The continuous writer's closing slot (`_is_closing_slot`).
 
@@ -228,7 +227,7 @@ class EpisodeJoiner:
            for name in self._elements}, run.slots,
           np.full(len(run.slots), position),
           started=run.started or j == 0 and begins == STARTS,
-          ended=run.complete, terminal=run.terminal, checkpoint=position,
+          ended=run.complete, terminal=run.terminal,
           source=f'{source} slots {run.slots[:self._padding + 1].tolist()}',
           closing=_is_closing_slot(arrays, run)))
     if not runs:
@@ -279,8 +278,8 @@ class EpisodeJoiner:
           'stack_size?')
     return [LoggedEpisode(
         {name: value[self._padding:] for name, value in run.steps.items()},
-        run.terminal, run.ended, run.checkpoint, run.slots[self._padding:],
-        run.slot_checkpoints[self._padding:])]
+        run.terminal, run.ended, int(run.slot_checkpoints[-1]),
+        run.slots[self._padding:], run.slot_checkpoints[self._padding:])]
 
 
 def logged_episode_returns(checkpoints, begins) -> tuple[list, bool]:
@@ -308,8 +307,8 @@ def logged_episode_returns(checkpoints, begins) -> tuple[list, bool]:
     if episode.complete:
       per_checkpoint[episode.checkpoint].append(
           episode.steps['reward'].sum(dtype=np.float64))
-    else:
-      unfinished = episode.checkpoint == len(checkpoints) - 1
+    elif episode.checkpoint == len(checkpoints) - 1:
+      unfinished = True
   return [np.array(r, np.float64) for r in per_checkpoint], unfinished
 
 
