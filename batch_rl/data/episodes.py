@@ -12,7 +12,7 @@ that checkpoint boundaries cut.
 """
 
 import dataclasses
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 
@@ -173,10 +173,15 @@ class LoggedEpisode:
 
 @dataclasses.dataclass(frozen=True)
 class _Run:
-  """Consecutive slots up to an episode end, padding included."""
-  steps: dict
+  """Consecutive slots up to an episode end, padding included: `slots` of
+  the checkpoints at `slot_checkpoints`. Its values are `prefix` (copied
+  from checkpoints before, or None) followed by those of `arrays` at
+  `own_slots` (None once copied)."""
   slots: np.ndarray
   slot_checkpoints: np.ndarray
+  prefix: Optional[dict]
+  arrays: Optional[ReplayArrays]
+  own_slots: np.ndarray
   started: bool  # Holds its episode's first slot.
   ended: bool  # Its last slot ends the episode.
   terminal: bool
@@ -192,9 +197,10 @@ class EpisodeJoiner:
   the checkpoint where it ends; the continuous writer's cut slot that ends
   a full checkpoint (its observation opens the next) is no step of it, and
   its closing slot after a final terminal is no episode. An episode whose
-  start is not at hand (`LOST_START`) is not returned. Only each
+  start is not at hand (`LOST_START`) is not returned. Episodes are copied
+  out of the arrays one at a time, as they are iterated, and only each
   checkpoint's newest run is kept (copied) until the next checkpoint says
-  whether it goes on, so one checkpoint's arrays are needed at a time.
+  whether it goes on: one checkpoint's arrays are needed at a time.
 
   Args:
     stack_size: the replay's; every episode's first stack_size - 1 slots
@@ -206,40 +212,39 @@ class EpisodeJoiner:
                elements=dopamine_replay.STORE_ELEMENTS):
     self._padding = stack_size - 1
     self._elements = tuple(elements)
-    self._held = None  # The newest run of the last checkpoint fed.
+    self._held = None  # The newest run of the last checkpoint fed, copied.
     self._fed = 0
 
   def add(self, arrays: ReplayArrays, begins: str,
-          source: str) -> list[LoggedEpisode]:
+          source: str) -> Iterator[LoggedEpisode]:
     """The episodes known once `arrays` (how it `begins`) is fed: the held
     run of the checkpoint before unless `arrays` continues it (finished or
     unfinished there), then those that end in `arrays`; in play order.
 
-    Raises ReplayDataError naming `source` where padding is not zero.
+    Iterating raises ReplayDataError naming `source` where padding is not
+    zero; `arrays` must stay unchanged until then.
     """
     position, self._fed = self._fed, self._fed + 1
-    found = []
-    runs = []
-    for j, run in enumerate(stored_episodes(arrays, 1, source,
-                                            lost_start=True)):
-      runs.append(_Run(
-          {name: np.asarray(getattr(arrays, name))[run.slots]
-           for name in self._elements}, run.slots,
-          np.full(len(run.slots), position),
-          started=run.started or j == 0 and begins == STARTS,
-          ended=run.complete, terminal=run.terminal,
-          source=f'{source} slots {run.slots[:self._padding + 1].tolist()}',
-          closing=_is_closing_slot(arrays, run)))
-    if not runs:
-      return found
-    if begins == CONTINUES and self._held is not None:
+    runs = [
+        _Run(run.slots, np.full(len(run.slots), position), None, arrays,
+             run.slots, started=run.started or j == 0 and begins == STARTS,
+             ended=run.complete, terminal=run.terminal,
+             source=f'{source} slots '
+                    f'{run.slots[:self._padding + 1].tolist()}',
+             closing=_is_closing_slot(arrays, run))
+        for j, run in enumerate(stored_episodes(arrays, 1, source,
+                                                lost_start=True))]
+    ended = []
+    if runs and begins == CONTINUES and self._held is not None:
       runs[0] = self._joined(self._held, runs[0])
-    elif self._held is not None:
-      found += self._episode(self._held)
-    for run in runs[:-1]:
-      found += self._episode(run)
-    self._held = runs[-1]
-    return found
+    elif runs and self._held is not None:
+      ended.append(self._held)
+    if runs:
+      ended += runs[:-1]
+      self._held = dataclasses.replace(
+          runs[-1], prefix=self._values(runs[-1]), arrays=None,
+          own_slots=runs[-1].own_slots[:0])
+    return (episode for run in ended for episode in self._episode(run))
 
   def finish(self) -> list[LoggedEpisode]:
     """The episode of the last checkpoint's newest run, if any."""
@@ -248,14 +253,24 @@ class EpisodeJoiner:
       return []
     return self._episode(held)
 
+  def _values(self, run: _Run) -> dict:
+    """The run's values of `elements`, copied out of its arrays."""
+    if run.arrays is None:
+      return run.prefix
+    own = {name: np.asarray(getattr(run.arrays, name))[run.own_slots]
+           for name in self._elements}
+    if run.prefix is None:
+      return own
+    return {name: np.concatenate([run.prefix[name], own[name]])
+            for name in self._elements}
+
   def _joined(self, held: _Run, run: _Run) -> _Run:
     # A continuous writer's boundary cut slot repeats the next step's
     # observation: it is no step.
     keep = len(held.slots) - held.ended
     return dataclasses.replace(
         run, started=held.started, source=held.source,
-        steps={name: np.concatenate([held.steps[name][:keep], value])
-               for name, value in run.steps.items()},
+        prefix={name: value[:keep] for name, value in held.prefix.items()},
         slots=np.concatenate([held.slots[:keep], run.slots]),
         slot_checkpoints=np.concatenate([held.slot_checkpoints[:keep],
                                          run.slot_checkpoints]))
@@ -269,15 +284,16 @@ class EpisodeJoiner:
           f'slots that start every episode for stack_size='
           f'{self._padding + 1}; was the data written with another '
           'stack_size?')
+    values = self._values(run)
     if any(np.asarray(value[:self._padding]).any()
-           for value in run.steps.values()):
+           for value in values.values()):
       raise ReplayDataError(
           f'{run.source}: the first {self._padding} slots should be the zero '
           'padding that starts an episode for stack_size='
           f'{self._padding + 1}; was the data written with another '
           'stack_size?')
     return [LoggedEpisode(
-        {name: value[self._padding:] for name, value in run.steps.items()},
+        {name: value[self._padding:] for name, value in values.items()},
         run.terminal, run.ended, int(run.slot_checkpoints[-1]),
         run.slots[self._padding:], run.slot_checkpoints[self._padding:])]
 
@@ -313,12 +329,13 @@ def logged_episode_returns(checkpoints, begins) -> tuple[list, bool]:
 
 
 def _is_closing_slot(arrays: ReplayArrays, run: StoredEpisode) -> bool:
-  """Whether `run` may be the continuous writer's closing slot: one zero
-  step after a terminal, the newest of a buffer that never wrapped, there
-  only so that the terminal step is not the newest slot
-  (continuous/replay_writer.py `close`); it is no step. `EpisodeJoiner`
-  drops it where the data ends (a one-step episode of action and reward 0
-  cut by a time limit right after a terminal would look the same)."""
+  """Whether `run` may be the continuous writer's closing slot: one slot
+  of action and reward 0 ending an episode right after a terminal, the
+  newest of a buffer that never wrapped, there only so that the terminal
+  step is not the newest slot (continuous/replay_writer.py `close`); it
+  holds no step. `EpisodeJoiner` drops it where the data ends (a one-step
+  episode of action and reward 0 cut by a time limit right after a
+  terminal, at the very end, would look the same)."""
   slot = run.slots[0]
   return (len(run.slots) == 1 and run.complete and not run.terminal and
           not arrays.has_wrapped and
