@@ -9,10 +9,10 @@ Two layouts are read:
     so its last step is dropped and its observation ends the episode. Where
     the data ends in neither a terminal nor a timeout, its last episode is
     cut off by the end of the data, not by a time limit: it is stored
-    unfinished (`EpisodeReplayWriter.close`), and
-    `data info` reports it as `unfinished_episodes_at_end`, not as a
-    complete episode (D4RL's `sequence_dataset` yields episodes only at a
-    terminal or a timeout, so it leaves this one out too).
+    unfinished (`EpisodeReplayWriter.close`), and `data info` reports it
+    as `unfinished_episodes_at_end`, not as a complete episode (D4RL's
+    `sequence_dataset` yields episodes only at a terminal or a timeout, so
+    it leaves this one out too).
   * Minari: groups `episode_*` holding `observations` (T + 1 rows),
     `actions`, `rewards`, `terminations` and `truncations` (T rows).
 Actions must lie in [-1, 1], the agents' action box; pass the task's
