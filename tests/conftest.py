@@ -111,6 +111,18 @@ def sampled_transitions(replay_dir, stack_size, update_horizon, gamma,
        b'' if t else n.tobytes(), int(t))
       for s, a, r, n, t in zip(*(batch[k] for k in (
           'state', 'action', 'reward', 'next_state', 'terminal'))))
+def exported_episodes(path):
+  """(metadata, steps) of every episode of an RLDS dataset directory, split
+  by split in name order, as numpy."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  builder = tfds.builder_from_directory(path)
+  for split in sorted(builder.info.splits):
+    for episode in builder.as_dataset(split=split, shuffle_files=False):
+      steps = next(iter(tfds.as_numpy(episode['steps'].batch(100_000))))
+      yield tfds.as_numpy({k: v for k, v in episode.items() if k != 'steps'}
+                          ), steps
+
+
 # Start of the scripts of the two-replica tests (run in their own process:
 # logical devices are fixed at TensorFlow's start): two CPU replicas and
 # small Q-networks.

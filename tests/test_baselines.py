@@ -1,5 +1,6 @@
 """Online logging baselines: replay checkpoints, the online loop, the CLI."""
 
+import collections
 import csv
 import os
 import subprocess
@@ -7,6 +8,9 @@ import subprocess
 import gin
 import numpy as np
 import pytest
+from conftest import exported_episodes
+from conftest import reference_transitions
+from conftest import sampled_transitions
 from dopamine.replay_memory import circular_replay_buffer
 
 from batch_rl import command_line
@@ -16,13 +20,17 @@ from batch_rl import run_directory
 from batch_rl.baselines.logged_replay_buffer import LoggedReplayBuffer
 from batch_rl.baselines.online_agent import OnlineAgent
 from batch_rl.data import dopamine_replay
+from batch_rl.data import replay_dataset
+from batch_rl.data import rlds_io
 from batch_rl.data import summary
 from batch_rl.data import transitions
+from batch_rl.data.selection import DataSelection
 from conftest import assert_same_logging_run
 from conftest import load_fault_campaign
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRAME_SHAPE = (5, 4)
+GAMMA = 0.99
 GIN_FILE = os.path.join(REPO, 'gin', 'baselines', 'cartpole_dqn.gin')
 campaign = load_fault_campaign()
 
@@ -51,20 +59,35 @@ class SnapshottingBuffer(LoggedReplayBuffer):
     self.snapshots[suffix] = frozen_copy(self)
 
 
-def fill(buffer, num_adds, seed=0):
+def fill(buffer, num_adds, seed=0, episodes=None):
   """Adds random episodes (terminals and time-limit cuts); returns the slots
-  Dopamine's padding rule puts in the buffer, in order, as frames."""
+  Dopamine's padding rule puts in the buffer, in order, as frames.
+
+  `episodes`, a list, gets the episodes played as dicts of their steps'
+  frames, actions, rewards and slots (in the stream) and how they ended:
+  'terminal', 'cut' or 'running' (the last one, cut off by the end).
+  """
   rng = np.random.default_rng(seed)
   stream, episode_start = [], True
   for _ in range(num_adds):
     if episode_start:
       stream += [np.zeros(FRAME_SHAPE, np.uint8)] * (buffer._stack_size - 1)
+      if episodes is not None:
+        episodes.append({'frames': [], 'actions': [], 'rewards': [],
+                         'slots': [], 'ending': 'running'})
     frame = rng.integers(1, 256, FRAME_SHAPE, dtype=np.uint8)
     terminal = rng.random() < 0.1
     cut = not terminal and rng.random() < 0.05
-    buffer.add(frame, rng.integers(6), rng.normal(), terminal, episode_end=cut)
+    action, reward = rng.integers(6), rng.normal()
+    buffer.add(frame, action, reward, terminal, episode_end=cut)
     stream.append(frame)
     episode_start = terminal or cut
+    if episodes is not None:
+      for name, value in (('frames', frame), ('actions', action),
+                          ('rewards', reward), ('slots', len(stream) - 1)):
+        episodes[-1][name].append(value)
+      if episode_start:
+        episodes[-1]['ending'] = 'terminal' if terminal else 'cut'
   return np.stack(stream)
 
 
@@ -129,6 +152,103 @@ def test_every_slot_is_logged_once_in_order(tmp_path, num_adds):
     assert arrays.add_count == expected_add_count
     logged.append(arrays.observation[arrays.chronological_slots()])
   np.testing.assert_array_equal(np.concatenate(logged), stream)
+
+
+def dopamine_rows(replay_dir, suffix, stack_size, capacity):
+  """Every transition dopamine-rl's own buffer, loaded from the files of
+  checkpoint `suffix`, samples; rows as conftest.sampled_transitions'."""
+  buffer = circular_replay_buffer.OutOfGraphReplayBuffer(
+      FRAME_SHAPE, stack_size, capacity, batch_size=1, gamma=GAMMA)
+  buffer.load(replay_dir, suffix)
+  valid = [i for i in range(capacity) if buffer.is_valid_transition(i)]
+  state, action, reward, next_state, _, _, terminal, _ = (
+      buffer.sample_transition_batch(len(valid), indices=valid))
+  return sorted((s.tobytes(), a.tobytes(), round(float(r), 5),
+                 b'' if t else n.tobytes(), int(t))
+                for s, a, r, n, t in zip(state, action, reward, next_state,
+                                         terminal))
+
+
+@pytest.mark.parametrize('stack_size, seed, num_adds', [(1, 0, 150),
+                                                        (4, 3, 170)])
+def test_logged_episodes_are_counted_exported_and_sampled_as_played(
+    tmp_path, stack_size, seed, num_adds):
+  """A logger's checkpoint after the first starts where the one before
+  stopped: mostly in the middle of an episode (the final partial one too),
+  with no padding of its own; or in the padding of an episode whose first
+  padding slots end the one before; or right after an episode end."""
+  capacity, replay_dir = 40, str(tmp_path / 'replay')
+  buffer = LoggedReplayBuffer(replay_dir, FRAME_SHAPE, stack_size,
+                              replay_capacity=capacity)
+  played = []
+  stream = fill(buffer, num_adds, seed, played)
+  last = buffer.log_final_buffer()
+  base, cursor = last * capacity, len(stream) - last * capacity
+  # The cases the seeds were chosen for.
+  starts = [e['slots'][0] for e in played]
+  boundaries = range(capacity, len(stream), capacity)
+  assert any(e['slots'][0] < base <= e['slots'][-1] for e in played)
+  assert any(c - 1 == e['slots'][-1] for c in boundaries for e in played)
+  assert stack_size == 1 or any(s - stack_size + 1 < c <= s
+                                for c in boundaries for s in starts)
+  assert played[-1]['ending'] == 'running'
+  stored = [(np.array(e['frames']), np.int32(e['actions']), e['rewards'],
+             e['ending'] == 'terminal') for e in played]  # Dopamine's dtypes.
+
+  # (1) info counts each played episode once, the running one apart.
+  info = summary.summarize(replay_dir, stack_size=stack_size)
+  finished = [sum(e['rewards']) for e in played if e['ending'] != 'running']
+  assert info['complete_episodes'] == len(finished)
+  assert info['unfinished_episodes_at_end'] == 1
+  assert info['episode_return']['mean'] == pytest.approx(np.mean(finished),
+                                                         rel=1e-5)
+
+  # (2) export-rlds writes each, whole, in the checkpoint where it ends
+  # (the running one unfinished), and they hold the played transitions.
+  path = rlds_io.export_to_rlds(replay_dir, str(tmp_path / 'rlds'),
+                                stack_size=stack_size, progress=False)
+  exported = list(exported_episodes(path))
+  assert len(exported) == len(played)
+  for e, (meta, steps) in zip(played, exported):
+    num_stored, terminal = len(e['frames']), e['ending'] == 'terminal'
+    num_steps = num_stored + terminal  # + the terminal observation's step.
+    assert meta['checkpoint_id'] == e['slots'][-1] // capacity
+    np.testing.assert_array_equal(steps['observation'][:num_stored, ..., 0],
+                                  e['frames'])
+    np.testing.assert_array_equal(steps['action'][:num_stored], e['actions'])
+    np.testing.assert_array_equal(steps['reward'][:num_stored],
+                                  np.float32(e['rewards']))
+    position = np.arange(num_steps)
+    np.testing.assert_array_equal(steps['is_first'], position == 0)
+    np.testing.assert_array_equal(steps['is_last'],
+                                  position == num_steps - 1)
+    np.testing.assert_array_equal(steps['is_terminal'],
+                                  (position == num_steps - 1) & terminal)
+  assert sampled_transitions(path, stack_size, 1, GAMMA) == (
+      reference_transitions(stored, stack_size, 1, GAMMA))
+
+  # Policy selection's episodes (their starts) are the played ones too.
+  replay = replay_dataset.open_replay(replay_dir, stack_size, 1, GAMMA)
+  assert [e.slots.tolist() for e in replay.episodes()] == [
+      e['slots'] for e in played]
+
+  # (3) Training on the final partial checkpoint samples what dopamine-rl
+  # samples from its files: the played transitions whose slots (state and
+  # next state) lie in it, and, as Dopamine does, the padding after a cut.
+  got = sampled_transitions(replay_dir, stack_size, 1, GAMMA,
+                            DataSelection(checkpoints=[last]))
+  assert got == dopamine_rows(replay_dir, last, stack_size, capacity)
+  stack = lambda g: np.moveaxis(stream[g - stack_size + 1:g + 1], 0,
+                                -1).tobytes()
+  slot_of = {stack(g): g for e in played for g in e['slots']}
+  want = collections.Counter(
+      row for row in reference_transitions(stored, stack_size, 1, GAMMA)
+      if base + stack_size - 1 <= slot_of[row[0]] < base + cursor - 1)
+  assert len(want) > 10
+  extra = collections.Counter(got) - want
+  assert not want - collections.Counter(got)
+  assert all(not np.frombuffer(state, np.uint8).reshape(
+      FRAME_SHAPE + (stack_size,))[..., -1].any() for state, *_ in extra)
 
 
 class FakeAgent:

@@ -9,12 +9,14 @@ import gymnasium as gym
 import h5py
 import numpy as np
 import pytest
+from conftest import exported_episodes
 
 from batch_rl.continuous import d4rl_import
 from batch_rl.continuous import environments
 from batch_rl.continuous.replay_writer import EpisodeReplayWriter
 from batch_rl.data import dopamine_replay
 from batch_rl.data import pipeline
+from batch_rl.data import rlds_io
 from batch_rl.data import summary
 from batch_rl.data import transitions
 from batch_rl.data.errors import ReplayDataError
@@ -88,8 +90,12 @@ def write_episodes(episodes, capacity, last_running=False):
 
 
 @pytest.mark.parametrize('capacity', [2, 3, 7, 1000])
-def test_writer_makes_every_transition_sampleable_exactly_once(capacity):
-  writer, checkpoints = write_episodes(EPISODES, capacity)
+@pytest.mark.parametrize('last_running', [False, True])
+def test_writer_makes_every_transition_sampleable_exactly_once(capacity,
+                                                               last_running):
+  # Capacities 2 and 3 put the running episode's final observation on a
+  # checkpoint's last slot.
+  writer, checkpoints = write_episodes(EPISODES, capacity, last_running)
   assert sampleable_transitions(checkpoints) == expected_transitions(EPISODES)
   assert writer.num_transitions == sum(len(e['rewards']) for e in EPISODES)
   # Full checkpoints are complete buffers; only the last is partly filled.
@@ -160,6 +166,42 @@ def test_info_counts_each_written_episode_once(tmp_path, capacity, last):
   for stat, value in (('mean', np.mean(finished)), ('min', min(finished)),
                       ('max', max(finished))):
     assert info['episode_return'][stat] == pytest.approx(value, rel=1e-5)
+@pytest.mark.parametrize('capacity', [3, 1000])
+@pytest.mark.parametrize('last', ['terminal', 'running'])
+def test_info_and_export_see_the_written_episodes(tmp_path, capacity, last):
+  """Data ending in a terminal gets a closing slot (no episode); data ending
+  mid-episode an unfinished one. Export writes each episode once, whole
+  (joined across checkpoints), as played."""
+  episodes = EPISODES + make_episodes([(4, last == 'terminal')], seed=1)
+  _, checkpoints = write_episodes(episodes, capacity,
+                                  last_running=last == 'running')
+  replay_dir = str(tmp_path / 'replay')
+  for suffix, arrays in enumerate(checkpoints):
+    dopamine_replay.write_checkpoint(replay_dir, suffix, arrays)
+  info = summary.summarize(replay_dir, stack_size=1)
+  assert info['complete_episodes'] == len(episodes) - (last == 'running')
+  assert info['unfinished_episodes_at_end'] == (last == 'running')
+
+  path = rlds_io.export_to_rlds(replay_dir, str(tmp_path / 'rlds'),
+                                stack_size=1, progress=False)
+  exported = list(exported_episodes(path))
+  assert len(exported) == len(episodes)
+  for e, (meta, steps) in zip(episodes, exported):
+    # After the last step: the final observation, or a zero terminal one.
+    observations = (np.concatenate([e['observations'][:-1],
+                                    np.zeros((1, OBS_DIM))])
+                    if e['terminal'] else e['observations'])
+    np.testing.assert_array_equal(steps['observation'], observations)
+    np.testing.assert_array_equal(steps['action'], np.concatenate(
+        [e['actions'], np.zeros((1, ACTION_DIM))]))
+    np.testing.assert_array_equal(steps['reward'],
+                                  np.append(e['rewards'], 0.))
+    assert steps['is_last'][-1] and not steps['is_last'][:-1].any()
+    assert steps['is_terminal'][-1] == e['terminal']
+    assert meta['episode_return'] == pytest.approx(
+        np.sum(e['rewards'], dtype=np.float64), rel=1e-5)
+
+
 @pytest.mark.parametrize('split', [1, 9, 17])
 def test_a_restored_writer_continues_as_an_uninterrupted_one(split):
   """A writer stopped after `split` transitions (mid-episode too) and
@@ -257,6 +299,29 @@ def test_d4rl_import_without_next_observations_drops_cut_last_steps(tmp_path):
   checkpoints = d4rl_import.import_hdf5(path, capacity=1000)
   assert sampleable_transitions(checkpoints) == expected_transitions(
       EPISODES, drop_last_of_truncated=True)
+
+
+@pytest.mark.parametrize('next_observations', [True, False])
+@pytest.mark.parametrize('last_timeout', [True, False])
+def test_d4rl_data_that_stops_mid_episode_ends_unfinished(
+    tmp_path, next_observations, last_timeout):
+  """The end of the data is no time limit: without a timeout (or terminal)
+  there, the last episode is unfinished, as with a logging run's."""
+  path = str(tmp_path / 'data.hdf5')
+  write_d4rl(path, EPISODES, next_observations)
+  with h5py.File(path, 'r+') as f:
+    f['timeouts'][-1] = last_timeout
+  d4rl_import.import_to_replay_dir(path, str(tmp_path / 'replay'), capacity=6)
+  info = summary.summarize(str(tmp_path / 'replay'), stack_size=1)
+  # Without next_observations a cut episode's last step only ends it.
+  finished = [np.sum(e['rewards'][:None if e['terminal'] or next_observations
+                                  else -1], dtype=np.float64)
+              for e in EPISODES[:None if last_timeout else -1]]
+  assert not EPISODES[-1]['terminal']
+  assert info['complete_episodes'] == len(finished)
+  assert info['unfinished_episodes_at_end'] == (not last_timeout)
+  assert info['episode_return']['mean'] == pytest.approx(np.mean(finished),
+                                                         rel=1e-5)
 
 
 def test_minari_import_keeps_every_step(tmp_path):

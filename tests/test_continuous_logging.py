@@ -19,10 +19,13 @@ import pytest
 
 from batch_rl import log_data
 from batch_rl.data import dopamine_replay
+from batch_rl.data import rlds_io
+from batch_rl.data import summary
 from batch_rl.data import transitions
 from batch_rl.run_directory import RunDirectory
 from conftest import assert_same_logging_run
 from conftest import continuous_logging_config
+from conftest import exported_episodes
 from conftest import log_continuous_replay
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -143,12 +146,28 @@ def test_sigterm_stops_the_logging_run_at_an_episode_and_it_resumes(
 def test_hopper_episode_count_is_the_episodes_played(tmp_path, capsys):
   """Random Hopper episodes end in a terminal (it falls) long before the
   time limit; 1,000-slot checkpoints cut some of them in two. The count the
-  run reports is the episodes played: the terminals in the replay."""
+  run reports is the episodes played: the terminals in the replay, `info`'s
+  complete episodes (the log ends in a terminal: none unfinished) and the
+  episodes export-rlds writes, with the run's returns."""
   runner = log_continuous_replay(tmp_path, 'Hopper-v5', 1500, 1000)
   episodes = sum(s['train_episodes'] for s in runner.summaries)
   logged = checkpoints(tmp_path)
   assert len(logged) == 2
   assert episodes == sum(int(a.terminal[:a.add_count].sum()) for a in logged)
+  replay_dir = RunDirectory(str(tmp_path)).replay_logs_path
+  info = summary.summarize(replay_dir, stack_size=1)
+  assert (info['complete_episodes'], info['unfinished_episodes_at_end']) == (
+      episodes, 0)
+  total_return = sum(s['train_return_mean'] * s['train_episodes']
+                     for s in runner.summaries)
+  assert info['episode_return']['mean'] * episodes == pytest.approx(
+      total_return, rel=1e-4)
+  exported = list(exported_episodes(rlds_io.export_to_rlds(
+      replay_dir, str(tmp_path / 'rlds'), stack_size=1, progress=False)))
+  assert len(exported) == episodes
+  assert all(steps['is_terminal'][-1] for _, steps in exported)
+  assert sum(meta['episode_return'] for meta, _ in exported) == (
+      pytest.approx(total_return, rel=1e-4))
   assert sum(sampleable_transitions(logged).values()) == (
       runner.agent.acting_steps)
   assert f'logged {episodes} episodes ({runner.agent.acting_steps} agent ' \

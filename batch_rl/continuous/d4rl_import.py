@@ -3,10 +3,16 @@
 Two layouts are read:
   * D4RL: flat arrays `observations`, `actions`, `rewards`, `terminals`,
     `timeouts` and optionally `next_observations`, one row per step.
-    An episode ends at a terminal, a timeout, the end of the data, or where
+    An episode ends at a terminal, a timeout, or where
     `next_observations[i] != observations[i + 1]`. Without
     `next_observations` the final observation of a cut episode is unknown,
-    so its last step is dropped and its observation ends the episode.
+    so its last step is dropped and its observation ends the episode. Where
+    the data ends in neither a terminal nor a timeout, its last episode is
+    cut off by the end of the data, not by a time limit: it is stored
+    unfinished (`EpisodeReplayWriter.close`), and `data info` reports it
+    as `unfinished_episodes_at_end`, not as a complete episode (D4RL's
+    `sequence_dataset` yields episodes only at a terminal or a timeout, so
+    it leaves this one out too).
   * Minari: groups `episode_*` holding `observations` (T + 1 rows),
     `actions`, `rewards`, `terminations` and `truncations` (T rows).
 Actions must lie in [-1, 1], the agents' action box; pass the task's
@@ -47,6 +53,7 @@ class _Episode:
   rewards: np.ndarray
   terminal: bool
   final_observation: Optional[np.ndarray]
+  unfinished: bool = False  # Cut off by the end of the data.
 
 
 def _read(group: h5py.Group, key: str, path: str) -> np.ndarray:
@@ -88,6 +95,7 @@ def _d4rl_episodes(f: h5py.File, path: str) -> Iterator[_Episode]:
   observations = data['observations']
   terminals = data['terminals'].astype(bool)
   ends = terminals | data['timeouts'].astype(bool)
+  unfinished = not ends[-1]
   ends[-1] = True
   next_observations = data.get('next_observations')
   if next_observations is not None:
@@ -102,7 +110,8 @@ def _d4rl_episodes(f: h5py.File, path: str) -> Iterator[_Episode]:
     else:  # The step's next observation is unknown: it only ends the episode.
       final, stop = observations[last], last
     yield _Episode(observations[start:stop], data['actions'][start:stop],
-                   data['rewards'][start:stop], bool(terminals[last]), final)
+                   data['rewards'][start:stop], bool(terminals[last]), final,
+                   unfinished and last == num_steps - 1)
     start = last + 1
 
 
@@ -166,7 +175,7 @@ def import_hdf5(path: str, capacity: int = 1_000_000,
     next observation a sampleable transition.
   """
   checkpoints = []
-  writer = None
+  writer = final_observation = None
   for episode in _episodes(path):
     if writer is None:
       writer = EpisodeReplayWriter(
@@ -178,11 +187,13 @@ def import_hdf5(path: str, capacity: int = 1_000_000,
         zip(episode.observations, actions, episode.rewards)):
       writer.add_transition(observation, action, reward,
                             terminal=episode.terminal and i == last)
-    if episode.final_observation is not None:
+    if episode.unfinished:
+      final_observation = episode.final_observation
+    elif episode.final_observation is not None:
       writer.truncate_episode(episode.final_observation)
   if writer is None:
     raise ReplayDataError(f'{path}: holds no episode.')
-  writer.close()
+  writer.close(final_observation)
   return checkpoints
 
 

@@ -9,7 +9,15 @@ slot i + 1. So that every transition can be sampled:
     same slot unmarked (`close`), so it reads as unfinished;
   * a non-terminal transition never takes a checkpoint's last slot (a cut
     slot with its observation ends the checkpoint instead, and the
-    transition opens the next one), so no next state lies in another file.
+    transition opens the next one), so no next state lies in another file;
+    nor does the final observation of the episode logging stops in (a full
+    buffer would sample it): a cut slot with it ends that checkpoint, and
+    it opens a last one-slot checkpoint;
+  * when the data ends in a terminal, `close` appends one zero slot marked
+    as a cut, since a partly filled Dopamine buffer never samples its
+    newest slot; readers of episodes (`data.episodes.EpisodeJoiner`) know
+    it as no episode, so `info` and `export-rlds` count and write only the
+    episodes played.
 Checkpoint N is written each time `capacity` new slots have been added, so
 checkpoints never overlap; `close` writes the remainder as a partly filled
 checkpoint.
@@ -100,6 +108,8 @@ class EpisodeReplayWriter:
         raise ValueError('An episode is still running: pass its final '
                          'observation, close(final_observation), or end it '
                          'with truncate_episode(final_observation).')
+      if self.cursor == self.capacity - 1:
+        self._append_cut(final_observation)
       self._append(final_observation, 0.0, 0.0, False, episode_end=False,
                    is_transition=False)
       self._awaiting_next_state = False

@@ -5,12 +5,14 @@ of slots between episode ends (terminal or `episode_end_indices`). Every
 episode starts with stack_size - 1 zero padding slots that are not steps.
 The oldest episode of a wrapped (full) buffer may have lost its start to the
 write cursor, so it is never returned; the newest may be unfinished.
-Summaries (`data info`), RLDS export and policy selection read episodes here;
-`logged_episode_returns` joins the parts of an episode that a logger's
-checkpoint boundary cut.
+Policy selection reads one checkpoint's episodes here (`stored_episodes`);
+summaries (`data info`) and RLDS export read the episodes of a logger's
+checkpoints as played (`EpisodeJoiner`), joining the parts of an episode
+that checkpoint boundaries cut.
 """
 
 import dataclasses
+from typing import Iterator, Optional
 
 import numpy as np
 
@@ -88,6 +90,26 @@ def _check_padding(arrays: ReplayArrays, slots: np.ndarray, stack_size: int,
         'stack_size?')
 
 
+# How a checkpoint begins, next to the checkpoint logged just before it.
+STARTS = 'starts'          # With a new episode (or its padding).
+CONTINUES = 'continues'    # With the rest of the episode running at the end
+                           # of the checkpoint before.
+LOST_START = 'lost_start'  # With the rest of an episode whose start is not
+                           # at hand (a wrapped buffer's oldest slots).
+
+
+def _dopamine_logged_after(previous: ReplayArrays,
+                           current: ReplayArrays) -> bool:
+  """Whether Dopamine's logger can have written `current` right after
+  `previous`: checkpoint k holds add_count (k + 1) * capacity, the last one
+  the cursor's slots (baselines/logged_replay_buffer.py)."""
+  capacity = previous.capacity
+  return (current.capacity == capacity and previous.add_count >= capacity and
+          previous.add_count % capacity == 0 and
+          (current.add_count == previous.add_count + capacity or
+           0 < current.add_count < capacity))
+
+
 def continues_episode(previous: ReplayArrays, current: ReplayArrays,
                       same_observation) -> bool:
   """Whether `current`, the checkpoint a logger wrote after `previous`,
@@ -103,67 +125,224 @@ def continues_episode(previous: ReplayArrays, current: ReplayArrays,
   ends = previous.chronological_episode_ends()
   if not len(ends) or current.capacity != previous.capacity:
     return False
-  capacity = previous.capacity
   if not ends[-1]:
-    return (previous.add_count % capacity == 0 and
-            (current.add_count == previous.add_count + capacity or
-             0 < current.add_count < capacity))
+    return _dopamine_logged_after(previous, current)
   newest = previous.chronological_slots()[-1]
-  return (previous.add_count == capacity and current.add_count <= capacity
-          and not previous.terminal[newest] and bool(same_observation()))
+  return (previous.add_count == previous.capacity and
+          current.add_count <= current.capacity and
+          not previous.terminal[newest] and bool(same_observation()))
 
 
-def logged_episode_returns(checkpoints, continues) -> tuple[list, bool]:
+def how_checkpoint_begins(previous: Optional[ReplayArrays],
+                          current: ReplayArrays, same_observation) -> str:
+  """STARTS, CONTINUES or LOST_START: how `current` begins.
+
+  `previous`: the checkpoint logged just before `current` (suffix N - 1 of
+  N), or None. A buffer that never wrapped starts at its slot 0, unless it
+  continues `previous`'s episode (`continues_episode`); a wrapped one's
+  oldest slots start an episode only where Dopamine's logger wrote it
+  right after `previous` ended one.
+  """
+  if previous is not None and continues_episode(previous, current,
+                                                same_observation):
+    return CONTINUES
+  if (not current.has_wrapped or previous is not None and
+      _dopamine_logged_after(previous, current) and
+      previous.chronological_episode_ends()[-1]):
+    return STARTS
+  return LOST_START
+
+
+@dataclasses.dataclass(frozen=True)
+class LoggedEpisode:
+  """One episode as played, joined across the checkpoints a logger cut it
+  into.
+
+  `steps` maps each element asked for ('reward', ...) to its values at the
+  episode's real steps, padding excluded, oldest first; those steps lie at
+  `slots` of the checkpoints at `slot_checkpoints` (positions in the order
+  fed); `checkpoint`, the last of these, holds its last step.
+  """
+  steps: dict
+  terminal: bool  # Ends in a terminal (else a time-limit cut or unfinished).
+  complete: bool  # Ends in a terminal or a cut (not where the data stops).
+  checkpoint: int
+  slots: np.ndarray
+  slot_checkpoints: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class _Run:
+  """Consecutive slots up to an episode end, padding included: `slots` of
+  the checkpoints at `slot_checkpoints`. Its values are `prefix` (copied
+  from checkpoints before, or None) followed by those of `arrays` at
+  `own_slots` (None once copied)."""
+  slots: np.ndarray
+  slot_checkpoints: np.ndarray
+  prefix: Optional[dict]
+  arrays: Optional[ReplayArrays]
+  own_slots: np.ndarray
+  started: bool  # Holds its episode's first slot.
+  ended: bool  # Its last slot ends the episode.
+  terminal: bool
+  source: str  # Its first slots, for errors.
+  closing: bool  # The continuous writer's closing slot (`_is_closing_slot`).
+
+
+class EpisodeJoiner:
+  """Splits a logger's checkpoints, fed in play order, into the episodes
+  played.
+
+  An episode that checkpoint boundaries cut is returned once, whole, with
+  the checkpoint where it ends; the continuous writer's cut slot that ends
+  a full checkpoint (its observation opens the next) is no step of it, and
+  its closing slot after a final terminal is no episode. An episode whose
+  start is not at hand (`LOST_START`) is not returned. Episodes are copied
+  out of the arrays one at a time, as they are iterated, and only each
+  checkpoint's newest run is kept (copied) until the next checkpoint says
+  whether it goes on: one checkpoint's arrays are needed at a time.
+
+  Args:
+    stack_size: the replay's; every episode's first stack_size - 1 slots
+      must be zero padding, and are not steps.
+    elements: the store elements `LoggedEpisode.steps` holds.
+  """
+
+  def __init__(self, stack_size: int,
+               elements=dopamine_replay.STORE_ELEMENTS):
+    self._padding = stack_size - 1
+    self._elements = tuple(elements)
+    self._held = None  # The newest run of the last checkpoint fed, copied.
+    self._fed = 0
+
+  def add(self, arrays: ReplayArrays, begins: str,
+          source: str) -> Iterator[LoggedEpisode]:
+    """The episodes known once `arrays` (how it `begins`) is fed: the held
+    run of the checkpoint before unless `arrays` continues it (finished or
+    unfinished there), then those that end in `arrays`; in play order.
+
+    Iterating raises ReplayDataError naming `source` where padding is not
+    zero; `arrays` must stay unchanged until then.
+    """
+    position, self._fed = self._fed, self._fed + 1
+    runs = [
+        _Run(run.slots, np.full(len(run.slots), position), None, arrays,
+             run.slots, started=run.started or j == 0 and begins == STARTS,
+             ended=run.complete, terminal=run.terminal,
+             source=f'{source} slots '
+                    f'{run.slots[:self._padding + 1].tolist()}',
+             closing=_is_closing_slot(arrays, run))
+        for j, run in enumerate(stored_episodes(arrays, 1, source,
+                                                lost_start=True))]
+    ended = []
+    if runs and begins == CONTINUES and self._held is not None:
+      runs[0] = self._joined(self._held, runs[0])
+    elif runs and self._held is not None:
+      ended.append(self._held)
+    if runs:
+      ended += runs[:-1]
+      self._held = dataclasses.replace(
+          runs[-1], prefix=self._values(runs[-1]), arrays=None,
+          own_slots=runs[-1].own_slots[:0])
+    return (episode for run in ended for episode in self._episode(run))
+
+  def finish(self) -> list[LoggedEpisode]:
+    """The episode of the last checkpoint's newest run, if any."""
+    held, self._held = self._held, None
+    if held is None or held.closing:
+      return []
+    return self._episode(held)
+
+  def _values(self, run: _Run) -> dict:
+    """The run's values of `elements`, copied out of its arrays."""
+    if run.arrays is None:
+      return run.prefix
+    own = {name: np.asarray(getattr(run.arrays, name))[run.own_slots]
+           for name in self._elements}
+    if run.prefix is None:
+      return own
+    return {name: np.concatenate([run.prefix[name], own[name]])
+            for name in self._elements}
+
+  def _joined(self, held: _Run, run: _Run) -> _Run:
+    # A continuous writer's boundary cut slot repeats the next step's
+    # observation: it is no step.
+    keep = len(held.slots) - held.ended
+    return dataclasses.replace(
+        run, started=held.started, source=held.source,
+        prefix={name: value[:keep] for name, value in held.prefix.items()},
+        slots=np.concatenate([held.slots[:keep], run.slots]),
+        slot_checkpoints=np.concatenate([held.slot_checkpoints[:keep],
+                                         run.slot_checkpoints]))
+
+  def _episode(self, run: _Run) -> list[LoggedEpisode]:
+    if not run.started:
+      return []
+    if len(run.slots) <= self._padding:
+      raise ReplayDataError(
+          f'{run.source}: an episode ends within the {self._padding} padding '
+          f'slots that start every episode for stack_size='
+          f'{self._padding + 1}; was the data written with another '
+          'stack_size?')
+    values = self._values(run)
+    if any(np.asarray(value[:self._padding]).any()
+           for value in values.values()):
+      raise ReplayDataError(
+          f'{run.source}: the first {self._padding} slots should be the zero '
+          'padding that starts an episode for stack_size='
+          f'{self._padding + 1}; was the data written with another '
+          'stack_size?')
+    return [LoggedEpisode(
+        {name: value[self._padding:] for name, value in values.items()},
+        run.terminal, run.ended, int(run.slot_checkpoints[-1]),
+        run.slots[self._padding:], run.slot_checkpoints[self._padding:])]
+
+
+def logged_episode_returns(checkpoints, begins) -> tuple[list, bool]:
   """Returns of the episodes of a logger's checkpoints, joined across them.
 
   Args:
     checkpoints: ReplayArrays in the order they were logged.
-    continues: per checkpoint, whether it begins with the rest of the
-      episode running at the end of the one before (`continues_episode`).
+    begins: per checkpoint, `how_checkpoint_begins`.
 
   Returns:
     Per checkpoint, the returns (float64 array) of the finished episodes
-    that end in it, an episode cut by a checkpoint boundary counted once
+    that end in it, an episode cut by checkpoint boundaries counted once
     where it ends; and whether the last checkpoint ends in an unfinished
     episode (cut off by the end of logging).
   """
-  # The return so far of the episode running on into the next checkpoint;
-  # None where its start is lost.
-  per_checkpoint, carried, unfinished = [], None, False
-  for i, arrays in enumerate(checkpoints):
-    continued_next = i + 1 < len(checkpoints) and continues[i + 1]
-    reward = np.asarray(arrays.reward, np.float64)
-    runs = stored_episodes(arrays, 1, 'returns', lost_start=True)
-    if i == len(checkpoints) - 1 and runs and _is_closing_slot(arrays,
-                                                               runs[-1]):
-      runs.pop()
-    returns = []
-    for j, run in enumerate(runs):
-      total = reward[run.slots].sum()
-      started = run.started
-      if j == 0 and continues[i]:
-        started = carried is not None
-        total += carried or 0.
-      if j == len(runs) - 1 and continued_next:
-        carried = total if started else None
-      elif started and run.complete:
-        returns.append(total)
-      elif started:
-        unfinished = i == len(checkpoints) - 1
-    per_checkpoint.append(np.array(returns, np.float64))
-  return per_checkpoint, unfinished
+  # Padding slots hold reward 0: stack_size 1 gives every stack size's sums.
+  joiner = EpisodeJoiner(1, ('reward',))
+  found = []
+  for arrays, how in zip(checkpoints, begins):
+    found += joiner.add(arrays, how, 'returns')
+  found += joiner.finish()
+  per_checkpoint = [[] for _ in checkpoints]
+  unfinished = False
+  for episode in found:
+    if episode.complete:
+      per_checkpoint[episode.checkpoint].append(
+          episode.steps['reward'].sum(dtype=np.float64))
+    elif episode.checkpoint == len(checkpoints) - 1:
+      unfinished = True
+  return [np.array(r, np.float64) for r in per_checkpoint], unfinished
 
 
 def _is_closing_slot(arrays: ReplayArrays, run: StoredEpisode) -> bool:
-  """Whether `run` is the continuous writer's closing slot: an observation
-  after a terminal, only so that the terminal step is not the newest slot
-  (continuous/replay_writer.py `close`); it holds no step. (A one-step
-  episode cut by a time limit right after a terminal at the very end of
-  stack-1 data looks the same.)"""
+  """Whether `run` may be the continuous writer's closing slot: one slot
+  of action and reward 0 ending an episode right after a terminal, the
+  newest of a buffer that never wrapped, there only so that the terminal
+  step is not the newest slot (continuous/replay_writer.py `close`); it
+  holds no step. `EpisodeJoiner` drops it where the data ends (a one-step
+  episode of action and reward 0 cut by a time limit right after a
+  terminal, at the very end, would look the same)."""
   slot = run.slots[0]
   return (len(run.slots) == 1 and run.complete and not run.terminal and
+          not arrays.has_wrapped and
           slot == arrays.chronological_slots()[-1] and slot > 0 and
-          bool(arrays.terminal[slot - 1]))
+          bool(arrays.terminal[slot - 1]) and
+          not np.asarray(arrays.action[slot]).any() and
+          not arrays.reward[slot])
 
 
 def episode_returns(arrays: ReplayArrays) -> np.ndarray:

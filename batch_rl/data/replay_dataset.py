@@ -4,7 +4,7 @@
                        selection)
   stacks = replay.batches(batch_size, seed)        # training, [K, B, ...]
   for batch in replay.read(replay.held_out_indices): ...  # ordered reads
-  replay.episodes()                                 # stored episodes
+  replay.episodes()                                 # episodes as played
 
 `ReplayDataset` owns the data selection: the store holds the selected
 checkpoints (`sources.open_store`), and the dataset splits their valid
@@ -21,8 +21,9 @@ from batch_rl.data import pipeline
 from batch_rl.data import sources
 from batch_rl.data import transitions
 from batch_rl.data import validation
+from batch_rl.data.episodes import EpisodeJoiner
+from batch_rl.data.episodes import how_checkpoint_begins
 from batch_rl.data.episodes import StoredEpisode
-from batch_rl.data.episodes import stored_episodes
 from batch_rl.data.errors import ReplayDataError
 from batch_rl.data.replay_store import ReplayStore
 from batch_rl.data.selection import DataSelection
@@ -114,14 +115,28 @@ class ReplayDataset:
             .with_options(pipeline.DATASET_OPTIONS))
 
   def episodes(self) -> list[StoredEpisode]:
-    """Every stored episode of the selected checkpoints, slots global."""
-    found = []
-    for arrays, name, start in zip(self.store.checkpoints, self.store.names,
-                                   self.store.starts):
-      for episode in stored_episodes(arrays, self.stack_size, name):
-        found.append(StoredEpisode(
-            episode.slots + start, episode.terminal, episode.complete))
-    return found
+    """Every episode of the selected checkpoints as played, slots global.
+
+    The checkpoints are read in order as a logger's (`EpisodeJoiner`;
+    `how_checkpoint_begins` checks their counters and boundary frames): an
+    episode that checkpoint boundaries cut is one episode whose slots lie in
+    several checkpoints; one whose start is in no selected checkpoint is
+    left out.
+    """
+    # Padding is checked on the small elements: frames are not read.
+    joiner = EpisodeJoiner(self.stack_size, ('action', 'reward', 'terminal'))
+    found, previous = [], None
+    for arrays, name in zip(self.store.checkpoints, self.store.names):
+      begins = how_checkpoint_begins(
+          previous, arrays, lambda p=previous, c=arrays: np.array_equal(
+              p.observation[p.chronological_slots()[-1]],
+              c.observation[c.chronological_slots()[0]]))
+      found += joiner.add(arrays, begins, name)
+      previous = arrays
+    found += joiner.finish()
+    starts = np.asarray(self.store.starts)
+    return [StoredEpisode(starts[e.slot_checkpoints] + e.slots, e.terminal,
+                          e.complete) for e in found]
 
 
 def calls_per_iteration(training_steps: int, batches_per_call: int) -> int:

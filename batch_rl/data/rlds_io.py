@@ -4,7 +4,8 @@
 `OUT_DIR/dopamine_replay/1.0.0` and returns that path; read it with
 `tfds.builder_from_directory('OUT_DIR/dopamine_replay/1.0.0')` or
 `tfds.builder('dopamine_replay', data_dir='OUT_DIR')`. Checkpoint N is split
-`checkpoint_NN`, one example per episode, in the order they were played:
+`checkpoint_NN`, one example per episode that ends in it, in the order they
+were played (a checkpoint where no episode ends has no split):
 
   steps/observation   one frame; 2-D frames get a trailing channel axis
                       (84, 84, 1); uint8 frames with 1 or 3 channels are PNG
@@ -20,10 +21,18 @@ episode that ends in a terminal gets one more step for the terminal
 observation, with dummy action and reward 0 and is_terminal=True, as RLDS
 wants; Dopamine never stores that observation, so it is a zero frame (what
 Dopamine's next_state holds there when stack_size > 1). An episode cut
-without a terminal (`episode_end_indices`) and the newest, unfinished episode
-end with is_last=True, is_terminal=False on their last stored slot, whose
-action and reward are kept. The oldest episode of a wrapped (full) buffer may
-have lost its start to the write cursor, so it is never exported.
+without a terminal (`episode_end_indices`) and an unfinished one (the newest,
+or the last of a checkpoint whose successor is not exported) end with
+is_last=True, is_terminal=False on their last stored slot, whose action and
+reward are kept.
+
+Episodes are read as `data info` counts them (`episodes.EpisodeJoiner`): an
+episode that a logger's checkpoint boundaries cut (Dopamine's logger and the
+continuous writer start each checkpoint where the one before stopped) is
+exported once, whole, in the split of the checkpoint where it ends, when the
+checkpoints it spans are exported together; the continuous writer's closing
+slot after a final terminal is no episode. The oldest episode of a wrapped
+buffer whose start is in no exported checkpoint is not exported.
 
 Reading (`step_chunks`, `SlotMapper`; rlu.py names datasets and converts
 them) streams any dataset laid out like rlu_atari, episode chunk by chunk,
@@ -45,8 +54,9 @@ import tqdm
 
 from batch_rl.data import dopamine_replay
 from batch_rl.data.dopamine_replay import ReplayArrays
-from batch_rl.data.episodes import StoredEpisode
-from batch_rl.data.episodes import stored_episodes
+from batch_rl.data.episodes import EpisodeJoiner
+from batch_rl.data.episodes import how_checkpoint_begins
+from batch_rl.data.episodes import LoggedEpisode
 from batch_rl.data.errors import ReplayDataError
 
 DATASET_NAME = 'dopamine_replay'
@@ -109,12 +119,13 @@ def _episode_features(arrays: ReplayArrays, observation_feature):
   })
 
 
-def _rlds_episode(arrays: ReplayArrays, episode: StoredEpisode,
+def _rlds_episode(arrays: ReplayArrays, episode: LoggedEpisode,
                   checkpoint_id: int, episode_id: int, encode_frames) -> dict:
-  observation = arrays.observation[episode.slots]
-  action = arrays.action[episode.slots].astype(_action_dtype(arrays))
-  reward = arrays.reward[episode.slots].astype(np.float32)
-  discount = np.ones(len(episode.slots), np.float32)
+  steps = episode.steps
+  observation = steps['observation']
+  action = steps['action'].astype(_action_dtype(arrays))
+  reward = steps['reward'].astype(np.float32)
+  discount = np.ones(len(reward), np.float32)
   if episode.terminal:
     discount[-1] = 0.
     # The step holding the (never stored) terminal observation.
@@ -137,6 +148,13 @@ def _rlds_episode(arrays: ReplayArrays, episode: StoredEpisode,
       'episode_id': episode_id,
       'episode_return': reward.sum(dtype=np.float32),
   }
+
+
+def _boundary_view(arrays: ReplayArrays) -> ReplayArrays:
+  """`arrays` without its frames: what `how_checkpoint_begins` reads of the
+  checkpoint before (its newest frame is kept apart)."""
+  return dataclasses.replace(arrays, observation=np.broadcast_to(
+      np.zeros((), arrays.observation.dtype), arrays.observation.shape))
 
 
 EXPORT_SOURCE = 'batch_rl_export_source.json'
@@ -204,8 +222,8 @@ def export_to_rlds(replay_dir: str, out_dir: str,
                    dataset_name: str = DATASET_NAME) -> str:
   """Writes checkpoints `suffixes` (default: all) of `replay_dir` as RLDS.
 
-  Holds one checkpoint in memory at a time and never writes into
-  `replay_dir`. The dataset is written to a `.partial` sibling and renamed
+  Holds one checkpoint in memory at a time (and the steps of the episode
+  running on into the next) and never writes into `replay_dir`. The dataset is written to a `.partial` sibling and renamed
   when complete, with `EXPORT_SOURCE` naming the replay it came from: a
   rerun after a failure starts over, an export of the same replay replaces
   it, and an out_dir holding another source's export is refused.
@@ -223,13 +241,36 @@ def export_to_rlds(replay_dir: str, out_dir: str,
   tmp = path + _PARTIAL
   shutil.rmtree(tmp, ignore_errors=True)
   writer = encode_frames = frame_shape = frame_dtype = None
+  joiner = EpisodeJoiner(stack_size)
+  previous = previous_suffix = newest_frame = None
+  # Position -> (suffix, episodes written), until no more episode can end
+  # there. A split is made for a checkpoint's first episode: TFDS cannot
+  # read an empty one.
+  open_splits = {}
+  written = []
+
+  def write(found, arrays):
+    for episode in found:
+      suffix, count = open_splits[episode.checkpoint]
+      if not count:
+        writer.initialize_splits([split_name(suffix)])
+        written.append(split_name(suffix))
+      writer.add_examples({split_name(suffix): [_rlds_episode(
+          arrays, episode, suffix, count, encode_frames)]})
+      open_splits[episode.checkpoint] = suffix, count + 1
+      bar.update(len(episode.steps['reward']))
+
+  def close(positions):
+    done = [open_splits.pop(p) for p in positions]
+    writer.close_splits([split_name(suffix) for suffix, count in done
+                         if count])
+
   with tqdm.tqdm(unit='step', disable=not progress) as bar:
-    for suffix in suffixes:
+    for position, suffix in enumerate(suffixes):
       arrays = dopamine_replay.read_arrays(replay_dir, suffix, frame_shape,
                                            frame_dtype)
       source = dopamine_replay.checkpoint_filename(
           replay_dir, dopamine_replay.STORE_PREFIX + '*', suffix)
-      episodes = stored_episodes(arrays, stack_size, source)
       if writer is None:
         frame_shape = arrays.observation.shape[1:]
         frame_dtype = arrays.observation.dtype
@@ -237,16 +278,25 @@ def export_to_rlds(replay_dir: str, out_dir: str,
                                                                 frame_dtype)
         writer = _new_writer(tmp, dataset_name,
                              _episode_features(arrays, observation_feature))
-      split = split_name(suffix)
-      writer.initialize_splits([split])
-      bar.set_description(split)
-      bar.total = (bar.total or 0) + sum(len(e.slots) for e in episodes)
-      for episode_id, episode in enumerate(episodes):
-        writer.add_examples({split: [_rlds_episode(
-            arrays, episode, suffix, episode_id, encode_frames)]})
-        bar.update(len(episode.slots))
-      writer.close_splits([split])
-      del arrays, episodes  # Before the next checkpoint is read.
+      open_splits[position] = suffix, 0
+      bar.set_description(split_name(suffix))
+      bar.total = (bar.total or 0) + arrays.num_stored
+      oldest_frame = arrays.observation[arrays.chronological_slots()[0]]
+      begins = how_checkpoint_begins(
+          previous if previous_suffix == suffix - 1 else None, arrays,
+          lambda: np.array_equal(newest_frame, oldest_frame))
+      write(joiner.add(arrays, begins, source), arrays)
+      # Episodes ending in the checkpoints before are all written now.
+      close([p for p in open_splits if p < position])
+      previous, previous_suffix = _boundary_view(arrays), suffix
+      newest_frame = arrays.observation[arrays.chronological_slots()[-1]]
+      del arrays  # Before the next checkpoint is read.
+    write(joiner.finish(), previous)
+    close(list(open_splits))
+  if not written:
+    raise ReplayDataError(
+        f'{replay_dir}: no episode to export in checkpoints {list(suffixes)} '
+        '(only the rest of episodes whose start is in no checkpoint given).')
   _publish(tmp, path, _export_source(replay_dir, suffixes))
   return path
 

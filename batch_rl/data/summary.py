@@ -35,21 +35,23 @@ def _checkpoint_summary(arrays: ReplayArrays, returns: np.ndarray,
   }
 
 
-def _continued_episodes(items, frame_readers) -> list[bool]:
-  """Per checkpoint: does it begin with the rest of an episode running at
-  the end of the checkpoint before it (suffixes N and N + 1)?
+def _checkpoint_beginnings(items, frame_readers) -> list[str]:
+  """Per checkpoint, `episodes.how_checkpoint_begins` next to the one
+  before it (suffixes N - 1 and N).
 
-  Not for TFDS datasets (no `frame_readers`): RL Unplugged keeps each
-  episode within one checkpoint.
+  TFDS datasets (no `frame_readers`) have no predecessors: RL Unplugged
+  keeps each episode within one checkpoint.
   """
-  continues = [False]
-  for (a, previous, _, _), (b, current, _, _) in zip(items, items[1:]):
-    continues.append(
-        a in frame_readers and int(b) == int(a) + 1 and
-        episodes.continues_episode(previous, current, functools.partial(
-            _same_boundary_frame, frame_readers[a], previous,
-            frame_readers[b], current)))
-  return continues
+  beginnings = []
+  for i, (b, current, _, _) in enumerate(items):
+    a, previous, _, _ = items[i - 1] if i else (None, None, None, None)
+    consecutive = (a in frame_readers and b in frame_readers and
+                   int(b) == int(a) + 1)
+    beginnings.append(episodes.how_checkpoint_begins(
+        previous if consecutive else None, current, functools.partial(
+            _same_boundary_frame, frame_readers.get(a), previous,
+            frame_readers.get(b), current)))
+  return beginnings
 
 
 def _same_boundary_frame(previous_frames, previous: ReplayArrays,
@@ -125,9 +127,9 @@ def summarize(replay_dir: str, stack_size: int = 4,
        np.shape(getattr(arrays, name))[1:], getattr(arrays, name).dtype)
       for suffix, arrays, _, _ in items
       for name in dopamine_replay.STORE_ELEMENTS)
-  continues = _continued_episodes(items, frame_readers)
   all_returns, unfinished = episodes.logged_episode_returns(
-      [arrays for _, arrays, _, _ in items], continues)
+      [arrays for _, arrays, _, _ in items],
+      _checkpoint_beginnings(items, frame_readers))
   per_checkpoint = {
       suffix: _checkpoint_summary(arrays, returns, frame_shape, frame_dtype,
                                   stack_size, update_horizon)
