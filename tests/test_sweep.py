@@ -429,7 +429,7 @@ with open(os.path.join(folder, name + '.json'), 'w') as f:
 
 @pytest.mark.parametrize('gpus_per_run, expected, hold, most, gpus', [
     (0.25, 4, 0.0, 4, '0'),  # Four runs share the GPU.
-    (0.5, 2, 2.0, 2, '0'),  # Two at a time.
+    (0.5, 2, 2.0, 2, '0'),  # Two at a time (a third would overlap a hold).
     (0.0, 4, 0.0, 4, ''),  # CPU runs (0.5 CPU each) see no GPU.
 ])
 def test_gpu_shares_pack_runs_on_the_gpu_ray_assigns(
