@@ -27,8 +27,13 @@ import os
 import posixpath
 import shutil
 import sys
+import threading
 
 SCHEME_SEPARATOR = '://'
+# Seconds the first call to a URL's store may take (TensorFlow retries an
+# unreachable store for many minutes); the environment variable changes it.
+ANSWER_TIMEOUT_ENV = 'BATCH_RL_URL_TIMEOUT_S'
+ANSWER_TIMEOUT_S = 60.0
 _CHECKED_SCHEMES = set()
 
 
@@ -60,7 +65,8 @@ def absolute(path: str) -> str:
 
 def _gfile(path: str):
   """tf.io.gfile, once `path`'s scheme is known to it (tensorflow-io, if
-  installed, is imported for s3://, hdfs://, az://); ValueError if not."""
+  installed, is imported for s3://, hdfs://, az://; ValueError if not) and
+  its store answered about `path` in time (`_first_answer`)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   scheme = path.split(SCHEME_SEPARATOR, 1)[0]
   if scheme not in _CHECKED_SCHEMES:
@@ -76,24 +82,57 @@ def _gfile(path: str):
           f' (it knows {", ".join(s + SCHEME_SEPARATOR for s in known)}); '
           'give a local path or a supported URL (s3://, hdfs:// and az:// '
           'need `pip install tensorflow-io`).')
+    _first_answer(tf.io.gfile, path)
     _CHECKED_SCHEMES.add(scheme)
   return tf.io.gfile
 
 
+def _first_answer(gfile, path: str) -> None:
+  """Asks the store whether `path` exists; raises the OSError of its answer,
+  or TimeoutError if none came within the timeout (the call goes on in a
+  daemon thread, which ends with the process)."""
+  timeout = float(os.environ.get(ANSWER_TIMEOUT_ENV, ANSWER_TIMEOUT_S))
+  answer = []
+
+  def ask():
+    try:
+      with _os_errors(path):
+        gfile.exists(path)
+      answer.append(None)
+    except Exception as e:  # pylint: disable=broad-except
+      answer.append(e)
+
+  thread = threading.Thread(target=ask, daemon=True)
+  thread.start()
+  thread.join(timeout)
+  if not answer:
+    raise TimeoutError(
+        errno.ETIMEDOUT, f'no answer from its store within {timeout:g} s '
+        '(network, proxy or credentials?; TensorFlow would retry for many '
+        f'minutes; {ANSWER_TIMEOUT_ENV} sets the wait)', path)
+  if answer[0] is not None:
+    raise answer[0]
+
+
 @contextlib.contextmanager
 def _os_errors(path: str):
-  """Turns tf.io.gfile's errors into the OSError a local call raises."""
+  """Turns tf.io.gfile's errors into the OSError a local call raises, its
+  message the first line of TensorFlow's (which names the path on the
+  next)."""
   tf_errors = sys.modules['tensorflow'].errors
   try:
     yield
   except tf_errors.NotFoundError as e:
-    raise FileNotFoundError(errno.ENOENT, e.message or os.strerror(
-        errno.ENOENT), path) from e
+    raise FileNotFoundError(errno.ENOENT, _first_line(e), path) from e
   except tf_errors.PermissionDeniedError as e:
-    raise PermissionError(errno.EACCES, e.message or os.strerror(
-        errno.EACCES), path) from e
+    raise PermissionError(errno.EACCES, _first_line(e), path) from e
   except tf_errors.OpError as e:
-    raise OSError(errno.EIO, e.message or type(e).__name__, path) from e
+    raise OSError(errno.EIO, _first_line(e), path) from e
+
+
+def _first_line(error) -> str:
+  lines = (error.message or '').strip().splitlines()
+  return lines[0] if lines else type(error).__name__
 
 
 def _url_call(path: str, name: str, *args, **kwargs):

@@ -230,6 +230,12 @@ def test_cli_errors_exit_2_with_one_line(tmp_path):
   result = run_cli(os.path.join(STUDIES, 'smoke.gin'), '--dry_run')
   assert (result.returncode, result.stderr) == (
       2, "error: missing flag --out (the study's output).\n")
+  result = run_cli(os.path.join(STUDIES, 'smoke.gin'), f'--out={tmp_path}',
+                   '--dry_run', '--gpus_per_run=1.5')
+  assert (result.returncode, result.stderr) == (
+      2, 'error: --gpus_per_run=1.5: Ray shares a GPU between runs (a value '
+      'up to 1, e.g. 0.25) or gives a run whole GPUs (2, 3, ...), not '
+      'both.\n')
 
 
 def test_time_left_comes_from_the_runs_measured_here():
@@ -255,10 +261,11 @@ def test_time_left_comes_from_the_runs_measured_here():
   assert table.endswith('elapsed 30s, time left: about 18s')
 
 
-# A local Ray instance with two CPUs, shared by the tests below.
+# A local Ray instance with two CPUs and one (logical) GPU, shared by the
+# tests below.
 @pytest.fixture(scope='module')
 def local_ray():
-  execution.init_ray(None, num_cpus=2, num_gpus=None, dashboard=False)
+  execution.init_ray(None, num_cpus=2, num_gpus=1, dashboard=False)
   yield
   ray.shutdown()
 
@@ -400,3 +407,74 @@ def test_sigterm_stops_the_driver_with_the_resume_hint(tmp_path):
   assert stderr.rstrip().splitlines()[-1] == (
       'interrupted: rerun the same command to resume the study.')
   assert 'SIGTERM received' not in stderr  # Not Ray's stack dump.
+
+
+# A run that records when it ran and the GPUs it sees: it marks its start in
+# FOLDER, waits (up to PATIENCE s) until EXPECTED runs have started, holds
+# HOLD s, and writes its times.
+PACKED_RUN = r"""
+import json, os, sys, time
+folder, name, expected, patience, hold = sys.argv[1:]
+start = time.time()
+open(os.path.join(folder, name + '.started'), 'w').close()
+while (sum(f.endswith('.started') for f in os.listdir(folder)) < int(expected)
+       and time.time() < start + float(patience)):
+  time.sleep(0.02)
+time.sleep(float(hold))
+with open(os.path.join(folder, name + '.json'), 'w') as f:
+  json.dump({'start': start, 'end': time.time(),
+             'visible_gpus': os.environ.get('CUDA_VISIBLE_DEVICES')}, f)
+"""
+
+
+@pytest.mark.parametrize('gpus_per_run, expected, hold, most, gpus', [
+    (0.25, 4, 0.0, 4, '0'),  # Four runs share the GPU.
+    (0.5, 2, 2.0, 2, '0'),  # Two at a time (a third would overlap a hold).
+    (0.0, 4, 0.0, 4, ''),  # CPU runs (0.5 CPU each) see no GPU.
+])
+def test_gpu_shares_pack_runs_on_the_gpu_ray_assigns(
+    tmp_path, local_ray, gpus_per_run, expected, hold, most, gpus):
+  folder = str(tmp_path)
+  runs = [study_lib.Run(
+      f'offline/packed_{i}', 'offline',
+      ('python', '-c', PACKED_RUN, folder, str(i), str(expected), '120',
+       str(hold)), os.path.join(folder, f'run_{i}')) for i in range(4)]
+  log_dir = os.path.join(folder, 'logs')
+  outcome = execution.execute(
+      runs, log_dir, execution.Resources(num_cpus=0.5, num_gpus=gpus_per_run),
+      printer=lambda _: None)
+  assert sorted(outcome.finished) == [run.name for run in runs]
+  times = []
+  for i, run in enumerate(runs):
+    with open(os.path.join(folder, f'{i}.json')) as f:
+      record = json.load(f)
+    times.append((record['start'], record['end']))
+    # The run sees the GPU Ray assigned to its task (the log's header).
+    with open(execution.log_path(log_dir, run.name)) as f:
+      assigned = re.search(r', GPUs (\S+)\n', f.read()).group(1)
+    assert assigned == (gpus or 'none')
+    assert record['visible_gpus'] == gpus
+  at_once = max(sum(start <= t < end for start, end in times)
+                for t, _ in times)
+  assert at_once == most
+
+
+def test_a_run_no_node_can_hold_fails_at_once_naming_the_flag(
+    tmp_path, local_ray):
+  runs = study_lib.plan(load('smoke.gin'), str(tmp_path))
+  with pytest.raises(study_lib.StudyError, match=re.escape(
+      '--gpus_per_run=2: no node of the Ray cluster can hold a run (it has 2 '
+      'CPUs and 1 GPUs, its largest node 2 CPUs and 1 GPUs); ask for less')):
+    execution.execute(runs, str(tmp_path / 'logs'),
+                      execution.Resources(num_cpus=1, num_gpus=2))
+  address = ray.get_runtime_context().gcs_address
+  result = run_cli(os.path.join(STUDIES, 'smoke.gin'), f'--out={tmp_path}',
+                   f'--address={address}', '--cpus_per_run=3',
+                   '--gpus_per_run=0.5', '--noreport')
+  assert result.returncode == 2, result.stderr
+  # Ray's own lines (joining the cluster), then ours.
+  errors = [line for line in result.stderr.splitlines()
+            if line.startswith('error:')]
+  assert errors == [result.stderr.splitlines()[-1]]
+  assert errors[0].startswith(
+      'error: --cpus_per_run=3: no node of the Ray cluster can hold a run')

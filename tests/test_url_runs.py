@@ -7,6 +7,7 @@ ram:// lives in one process, so every run here is built in this process (a
 import json
 import os
 import socket
+import time
 import uuid
 
 import gin
@@ -96,6 +97,34 @@ def test_an_unsupported_scheme_is_one_line_naming_the_url(capsys):
   assert err.startswith('error: zz://bucket/run: TensorFlow has no '
                         'filesystem for zz:// (it knows '), err
   assert 'ram://' in err and 'tensorflow-io' in err
+
+
+@pytest.fixture
+def silent_proxy(monkeypatch):
+  """An HTTPS proxy that takes connections and never answers: a bucket
+  behind a firewall, without network (TensorFlow's GCS client, libcurl,
+  goes through $https_proxy)."""
+  server = socket.socket()
+  server.bind(('127.0.0.1', 0))
+  server.listen(16)
+  monkeypatch.setenv('https_proxy',
+                     f'http://127.0.0.1:{server.getsockname()[1]}')
+  monkeypatch.setenv(storage.ANSWER_TIMEOUT_ENV, '2')
+  yield
+  server.close()
+
+
+def test_an_unreachable_bucket_is_one_line_within_the_timeout(
+    silent_proxy, capsys):
+  # Unbounded, TensorFlow's one call took 877 s here (10 retries of 60 s).
+  url = f'gs://batch-rl-unreachable-{uuid.uuid4().hex}/run'
+  start = time.time()
+  assert cli.call(lambda _: RunDirectory(url).lock(), []) == 2
+  assert time.time() - start < 10
+  assert capsys.readouterr().err == (
+      'error: [Errno 110] no answer from its store within 2 s (network, '
+      'proxy or credentials?; TensorFlow would retry for many minutes; '
+      f"BATCH_RL_URL_TIMEOUT_S sets the wait): '{url}'\n")
 
 
 class _Agent:

@@ -109,16 +109,21 @@ def run_study(argv) -> int:
   bindings = list(FLAGS.gin_bindings)
   if FLAGS.data_root is not None:
     bindings.append(f'Study.data_root={json.dumps(FLAGS.data_root)}')
+  if FLAGS.cpus_per_run <= 0 or FLAGS.gpus_per_run < 0:
+    raise study_lib.StudyError(
+        f'--cpus_per_run={FLAGS.cpus_per_run:g} --gpus_per_run='
+        f'{FLAGS.gpus_per_run:g}: expected a positive CPU share and a '
+        'non-negative GPU share.')
+  if FLAGS.gpus_per_run > 1 and not FLAGS.gpus_per_run.is_integer():
+    raise study_lib.StudyError(
+        f'--gpus_per_run={FLAGS.gpus_per_run:g}: Ray shares a GPU between '
+        'runs (a value up to 1, e.g. 0.25) or gives a run whole GPUs (2, '
+        '3, ...), not both.')
   study = load_study(argv[1], bindings)
   runs = study_lib.plan(study, FLAGS.out)
   if FLAGS.dry_run:
     print_plan(runs, FLAGS.cpus_per_run, FLAGS.gpus_per_run)
     return 0
-  if FLAGS.cpus_per_run <= 0 or FLAGS.gpus_per_run < 0:
-    raise study_lib.StudyError(
-        f'--cpus_per_run={FLAGS.cpus_per_run} --gpus_per_run='
-        f'{FLAGS.gpus_per_run}: expected a positive CPU share and a '
-        'non-negative GPU share.')
   log_dir = FLAGS.run_logs
   if log_dir is None:
     if storage.is_url(FLAGS.out):

@@ -1,7 +1,8 @@
 """Runs a plan on Ray: one task per run, dependencies as object refs.
 
 Each run is a Ray task with declared resources that starts its command in a
-subprocess, its output appended to `<log_dir>/<run name>.log`. The
+subprocess, its output appended to `<log_dir>/<run name>.log`, seeing
+the GPUs Ray assigned to the task (none for a task that holds none). The
 subprocess dies with its worker (PR_SET_PDEATHSIG: SIGTERM), so a worker
 that Ray stops or that is killed takes its run with it, and Ray's retry of
 the task resumes the run from its last checkpoint. A run killed by a signal
@@ -28,6 +29,7 @@ from batch_rl.sweep import study as study_lib
 
 _PR_SET_PDEATHSIG = 1
 LOG_TAIL_LINES = 20
+VISIBLE_GPUS = 'CUDA_VISIBLE_DEVICES'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,17 +110,24 @@ def execute_run(run: study_lib.Run, log_file: str, tracker, *requirements
   if study_lib.is_finished(run):  # A retry after the run had finished.
     return {'name': run.name, 'duration_s': 0.0}
   command = (sys.executable,) + tuple(run.command[1:])
+  gpu_ids = [str(i) for i in ray.get_gpu_ids()]
+  env = child_environment()
+  if not gpu_ids:
+    # Ray sets CUDA_VISIBLE_DEVICES only for a task that holds GPUs; a run
+    # that holds none must not see the node's GPUs (TensorFlow would
+    # compute and take memory on them).
+    env[VISIBLE_GPUS] = ''
   os.makedirs(os.path.dirname(log_file), exist_ok=True)
   start = time.time()
   with open(log_file, 'a') as log:
     log.write(f'# {time.strftime("%Y-%m-%d %H:%M:%S")} worker pid '
-              f'{os.getpid()} on {socket.gethostname()}\n'
+              f'{os.getpid()} on {socket.gethostname()}, GPUs '
+              f'{",".join(gpu_ids) or "none"}\n'
               f'$ {shlex.join(command)}\n')
     log.flush()
     process = subprocess.Popen(
         command, stdout=log, stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL, env=child_environment(),
-        preexec_fn=_die_with_parent)
+        stdin=subprocess.DEVNULL, env=env, preexec_fn=_die_with_parent)
     code = process.wait()
   if code < 0:
     raise RunInterrupted(f'{run.name}: killed by signal {-code}')
@@ -141,6 +150,31 @@ class Outcome:
   failed: dict[str, str]  # name -> report (reason and log tail)
 
 
+def check_resources(resources: Resources) -> None:
+  """Raises StudyError when no live node of the connected Ray cluster has
+  the CPUs and GPUs of a run (Ray would keep every run pending)."""
+  nodes = [node['Resources'] for node in ray.nodes() if node['Alive']]
+  wanted = {'CPU': ('cpus_per_run', resources.num_cpus),
+            'GPU': ('gpus_per_run', resources.num_gpus)}
+  fits = {key: [node.get(key, 0) >= amount for node in nodes]
+          for key, (_, amount) in wanted.items()}
+  if any(map(all, zip(*fits.values()))):
+    return
+  # The flags no node meets; both if each is met by a node, not one node.
+  short = [key for key in wanted if not any(fits[key])] or list(wanted)
+  flags = ' '.join(f'--{wanted[key][0]}={wanted[key][1]:g}' for key in short)
+
+  def amounts(combine):
+    return ' and '.join(
+        f'{combine(node.get(key, 0) for node in nodes):g} {key}s'
+        for key in ('CPU', 'GPU'))
+  raise study_lib.StudyError(
+      f'{flags}: no node of the Ray cluster can hold a run (it has '
+      f'{amounts(sum)}, its largest node {amounts(max)}); ask for less, or '
+      'give Ray more (--num_cpus, --num_gpus; `ray start --num-gpus=N` on a '
+      'cluster\'s node).')
+
+
 def _failure_report(run: study_lib.Run, error: Exception, log_file: str
                     ) -> str:
   cause = getattr(error, 'cause', error)
@@ -161,8 +195,9 @@ def execute(runs: Sequence[study_lib.Run], log_dir: str,
 
   Finished runs are skipped; a staging run is needed only by unfinished
   runs. Prints a progress table every `progress_every_s` seconds and when
-  a run ends.
+  a run ends. Raises StudyError if no node can hold a run.
   """
+  check_resources(resources)
   by_name = {run.name: run for run in runs}
   to_start = study_lib.runs_to_start(runs)
   started = {run.name for run in to_start}
