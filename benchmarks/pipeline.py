@@ -53,6 +53,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # pylint: disable=g-import-not-at-top
 import psutil  # pylint: disable=g-import-not-at-top
 
+from process_memory import memory  # pylint: disable=g-import-not-at-top
+
 BATCH = 32
 STACK_SIZE = 4
 LAYOUTS = ('in_memory', 'converted')
@@ -62,18 +64,6 @@ DOPAMINE = 'dopamine-rl (1 ckpt)'
 BATCHES_PER_READ = 64
 # Prefix of a child's reply lines on stdout.
 RESULT = 'RESULT '
-
-
-def memory() -> dict:
-  """This process's peak (VmHWM, not inherited from the parent) and settled
-  (VmRSS) resident bytes, and the settled RSS split into anonymous memory
-  (RssAnon: what the process allocated) and file pages (RssFile: mapped
-  files, such as the compact store's frames, which the kernel can drop)."""
-  fields = {'VmHWM:': 'peak_rss', 'VmRSS:': 'settled_rss',
-            'RssAnon:': 'anon_rss', 'RssFile:': 'file_rss'}
-  with open('/proc/self/status') as f:
-    return {fields[l.split()[0]]: int(l.split()[1]) * 1024
-            for l in f if l.split()[0] in fields}
 
 
 def _gib(n: float) -> float:

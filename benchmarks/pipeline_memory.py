@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import pipeline as pipeline_benchmark  # pylint: disable=g-import-not-at-top
 from batch_rl.data import pipeline  # pylint: disable=g-import-not-at-top
+from process_memory import memory  # pylint: disable=g-import-not-at-top
 
 
 def main():
@@ -56,7 +57,7 @@ def main():
   while read_count <= args.batches:
     if read_count >= next_report:
       rate = (read_count - last_count) / (time.perf_counter() - reading)
-      m = pipeline_benchmark.memory()
+      m = memory()
       print(f'{read_count:8d}{rate:10.0f}{gib(m["peak_rss"]):11.3f}'
             f'{gib(m["settled_rss"]):7.3f}{gib(m["anon_rss"]):9.3f}'
             f'{gib(m["file_rss"]):9.3f}', flush=True)
