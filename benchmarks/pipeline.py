@@ -192,7 +192,7 @@ def resident_estimate(layout: str, checkpoints: int, frame_bytes: int) -> int:
   runtime = 2**30
   if layout in ('dopamine', 'in_memory'):
     return checkpoints * frame_bytes * 11 // 10 + runtime
-  return runtime + checkpoints * 2**27
+  return runtime + checkpoints * 2**25
 
 
 def interleave(children: dict, seconds: float, block_seconds: float,
