@@ -3,7 +3,7 @@
   python benchmarks/pipeline.py --replay_dir DIR        # existing gz run
   python benchmarks/pipeline.py --capacity 1000000      # generates 2 ckpts
       [--workdir W] [--layouts in_memory,converted] [--seconds 10]
-      [--skip_dopamine] [--json OUT.json]
+      [--block_seconds 2] [--skip_dopamine] [--json OUT.json]
 
 Sources: `--replay_dir`, a Dopamine gz directory (e.g. written by
 benchmarks/make_replay.py), or two checkpoints of `--capacity` real ALE
