@@ -16,7 +16,10 @@ kind rotating), at least `--rounds` rounds; every block starts with
 untimed steps of its kind that empty what its batch stream buffered while
 the others ran (the prefetch depth plus one call per core, in stacks).
 Rates are medians over blocks; the overheads are the ratios of each
-round's blocks: median [min, max] over rounds. The process's memory is
+round's blocks: median [min, max] over rounds; the CPU overheads are the
+same ratios of CPU time per step (this process, all threads), which load
+changes less: where the step keeps every core busy, the pipeline's CPU is
+what it takes from the step. The process's memory is
 printed as well: peak and settled RSS, and the largest anonymous RSS seen
 after a block (RssAnon: without the page cache of memory-mapped files).
 
@@ -67,11 +70,13 @@ flags.DEFINE_integer('num_actions', 18, "Q-network outputs (Atari's full "
 FLAGS = flags.FLAGS
 
 
-def seconds_per_step(step_fn, steps: int) -> float:
-  start = time.perf_counter()
+def seconds_per_step(step_fn, steps: int) -> tuple[float, float]:
+  """Wall-clock and CPU (this process, all threads) seconds per step."""
+  start, cpu = time.perf_counter(), time.process_time()
   result = step_fn()
   tf.nest.map_structure(np.asarray, result)  # Waits for asynchronous devices.
-  return (time.perf_counter() - start) / steps
+  return ((time.perf_counter() - start) / steps,
+          (time.process_time() - cpu) / steps)
 
 
 def open_data(work: str, agent) -> replay_dataset.ReplayDataset:
@@ -129,6 +134,7 @@ def measure(work: str) -> None:
     run()
   kinds = list(timed)
   times = {kind: [] for kind in kinds}
+  cpu_times = {kind: [] for kind in kinds}
   peak_anon = 0
   while (len(times['pipeline']) < FLAGS.rounds or
          sum(times['pipeline']) * steps < FLAGS.seconds):
@@ -137,7 +143,9 @@ def measure(work: str) -> None:
       kind = kinds[(first + i) % len(kinds)]
       warm, run = timed[kind]
       seconds_per_step(warm, warmup)
-      times[kind].append(seconds_per_step(run, steps))
+      wall, cpu = seconds_per_step(run, steps)
+      times[kind].append(wall)
+      cpu_times[kind].append(cpu)
       peak_anon = max(peak_anon, memory()['anon_rss'])
     print(f'  round {len(times["pipeline"])} (load average '
           f'{os.getloadavg()[0]:.1f}): ' + ', '.join(
@@ -149,13 +157,15 @@ def measure(work: str) -> None:
         f'transitions, stacks of {per_stack} batches, {steps} steps per '
         f'block after {warmup} untimed, {len(times["pipeline"])} rounds')
   for kind in kinds:
-    print(f'{kind:10s} {1 / np.median(times[kind]):9.1f} steps/s (median '
-          'over blocks)')
+    print(f'{kind:10s} {1 / np.median(times[kind]):9.1f} steps/s, '
+          f'{1000 * np.median(cpu_times[kind]):7.1f} CPU ms per step '
+          '(medians over blocks)')
   for kind in ('pipeline', 'runner'):
-    ratios = np.array(times[kind]) / times['isolated']
-    print(f'overhead {kind} / isolated {np.median(ratios):.3f} '
-          f'[{ratios.min():.3f}, {ratios.max():.3f}] (median [min, max] '
-          'over rounds)')
+    for name, measured in (('', times), ('CPU ', cpu_times)):
+      ratios = np.array(measured[kind]) / measured['isolated']
+      print(f'{name}overhead {kind} / isolated {np.median(ratios):.3f} '
+            f'[{ratios.min():.3f}, {ratios.max():.3f}] (median [min, max] '
+            'over rounds)')
   m = memory()
   print(f'memory: peak RSS {m["peak_rss"] / 2**30:.2f} GiB, settled '
         f'{m["settled_rss"] / 2**30:.2f} GiB (mapped files '
