@@ -342,10 +342,8 @@ def main():
       plan['in_memory (10 ckpts)'] = (
           'in_memory', gz_with_copies(gz_dir, os.path.join(work, 'gz10'), 10),
           10)
+  converted10 = os.path.join(work, 'converted10')
   if 'converted' in layouts:
-    converted10 = os.path.join(work, 'converted10')
-    results.update(converted_copies(
-        gz_with_copies(gz_dir, os.path.join(work, 'gz10'), 10), converted10))
     for k in (1, 10):
       plan[f'converted (compact, {k} ckpt{"s" if k > 1 else ""})'] = (
           'converted', converted10, k)
@@ -353,10 +351,15 @@ def main():
              for layout, _, k in plan.values())
   available = psutil.virtual_memory().available
   if need > available:
+    if not args.workdir:
+      shutil.rmtree(work)
     parser.exit(2, f'error: the {len(plan)} processes measured side by side '
                 f'({", ".join(plan)}) need about {_gib(need):.1f} GiB, '
                 f'{_gib(available):.1f} GiB is available; measure fewer at '
                 'once (--layouts converted, --skip_dopamine).\n')
+  if 'converted' in layouts:
+    results.update(converted_copies(
+        gz_with_copies(gz_dir, os.path.join(work, 'gz10'), 10), converted10))
 
   children = {}
   try:
