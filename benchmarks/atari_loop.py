@@ -11,8 +11,17 @@ Atari setting (84x84x4 uint8 states, batch 32, gin/atari/dqn.gin):
     batch stream per run, one train call per iteration);
   * overhead: pipeline time per step / isolated time per step (target
     <= 1.05 on an otherwise idle machine; the load average is printed).
-Blocks of each kind alternate, at least `--rounds` of each; rates are
-medians over blocks, the overhead the median of neighbouring blocks' ratios.
+Blocks of each kind alternate (a round times each kind once, the first
+kind rotating), at least `--rounds` rounds; every block starts with
+untimed steps of its kind that empty what its batch stream buffered while
+the others ran (the prefetch depth plus one call per core, in stacks).
+Rates are medians over blocks; the overheads are the ratios of each
+round's blocks: median [min, max] over rounds; the CPU overheads are the
+same ratios of CPU time per step (this process, all threads), which load
+changes less: where the step keeps every core busy, the pipeline's CPU is
+what it takes from the step. The process's memory is
+printed as well: peak and settled RSS, and the largest anonymous RSS seen
+after a block (RssAnon: without the page cache of memory-mapped files).
 
   python benchmarks/atari_loop.py --replay_dir DIR   # gz or converted
   python benchmarks/atari_loop.py                    # 50k generated frames
@@ -35,11 +44,13 @@ import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
 from batch_rl.agents import registry  # pylint: disable=g-import-not-at-top
 from batch_rl.agents import train_loop  # pylint: disable=g-import-not-at-top
+from batch_rl.data import pipeline  # pylint: disable=g-import-not-at-top
 from batch_rl.data import replay_dataset  # pylint: disable=g-import-not-at-top
 from batch_rl.data.selection import DataSelection  # pylint: disable=g-import-not-at-top
 from batch_rl.environments.environment_spec import EnvironmentSpec  # pylint: disable=g-import-not-at-top
 from batch_rl.runner.runner import Runner  # pylint: disable=g-import-not-at-top
 from batch_rl.runner.training import OfflineTraining  # pylint: disable=g-import-not-at-top
+from process_memory import memory  # pylint: disable=g-import-not-at-top
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 STACK_SIZE = 4
@@ -50,7 +61,7 @@ flags.DEFINE_string('replay_dir', None, 'Atari replay data (any layout); '
 flags.DEFINE_integer('checkpoints', 1, 'Checkpoints of --replay_dir read.')
 flags.DEFINE_integer('steps', 256, 'Gradient steps per timed block (whole '
                      'stacks), and per runner iteration.')
-flags.DEFINE_integer('rounds', 3, 'Least alternating blocks of each kind.')
+flags.DEFINE_integer('rounds', 3, 'Least rounds (a block of each kind).')
 flags.DEFINE_float('seconds', 30, 'Blocks go on until the pipeline blocks '
                    'took this long in all.')
 flags.DEFINE_integer('batch_size', 32, 'Transitions per batch.')
@@ -59,11 +70,13 @@ flags.DEFINE_integer('num_actions', 18, "Q-network outputs (Atari's full "
 FLAGS = flags.FLAGS
 
 
-def seconds_per_step(step_fn, steps: int) -> float:
-  start = time.perf_counter()
+def seconds_per_step(step_fn, steps: int) -> tuple[float, float]:
+  """Wall-clock and CPU (this process, all threads) seconds per step."""
+  start, cpu = time.perf_counter(), time.process_time()
   result = step_fn()
   tf.nest.map_structure(np.asarray, result)  # Waits for asynchronous devices.
-  return (time.perf_counter() - start) / steps
+  return ((time.perf_counter() - start) / steps,
+          (time.process_time() - cpu) / steps)
 
 
 def open_data(work: str, agent) -> replay_dataset.ReplayDataset:
@@ -103,32 +116,61 @@ def measure(work: str) -> None:
   training.begin(runner)
   bar = runner.progress_bar(steps, 'train')
   iteration = iter(range(10**9))
+  # (warm-up, timed block) per kind; the warm-up steps empty the buffers.
+  per_stack = stacks.element_spec['reward'].shape[0]
+  warmup = (pipeline.PREFETCH_ELEMENTS + os.cpu_count() + 1) * per_stack
+  runner_batches = training._batches  # pylint: disable=protected-access
   timed = {
-      'isolated': lambda: isolated_steps(no_input, tf.constant(steps)),
-      'pipeline': lambda: agent.train_steps(stacks, steps),
+      'isolated': (lambda: isolated_steps(no_input, tf.constant(warmup)),
+                   lambda: isolated_steps(no_input, tf.constant(steps))),
+      'pipeline': (lambda: agent.train_steps(stacks, warmup),
+                   lambda: agent.train_steps(stacks, steps)),
       # The Runner's training phase of one iteration.
-      'runner': lambda: training.train(runner, next(iteration), bar),
+      'runner': (lambda: agent.train_steps(runner_batches, warmup),
+                 lambda: training.train(runner, next(iteration), bar)),
   }
-  for run in timed.values():  # Traces and warms up every kind of call.
+  for warm, run in timed.values():  # Traces and warms up every kind of call.
+    warm()
     run()
-  times = {kind: [] for kind in timed}
+  kinds = list(timed)
+  times = {kind: [] for kind in kinds}
+  cpu_times = {kind: [] for kind in kinds}
+  peak_anon = 0
   while (len(times['pipeline']) < FLAGS.rounds or
          sum(times['pipeline']) * steps < FLAGS.seconds):
-    for kind, run in timed.items():
-      times[kind].append(seconds_per_step(run, steps))
-  overhead = np.median(np.array(times['pipeline']) / times['isolated'])
-  runner_overhead = np.median(np.array(times['runner']) / times['isolated'])
+    first = len(times['pipeline'])
+    for i in range(len(kinds)):
+      kind = kinds[(first + i) % len(kinds)]
+      warm, run = timed[kind]
+      seconds_per_step(warm, warmup)
+      wall, cpu = seconds_per_step(run, steps)
+      times[kind].append(wall)
+      cpu_times[kind].append(cpu)
+      peak_anon = max(peak_anon, memory()['anon_rss'])
+    print(f'  round {len(times["pipeline"])} (load average '
+          f'{os.getloadavg()[0]:.1f}): ' + ', '.join(
+              f'{kind} {1 / times[kind][-1]:.1f}' for kind in kinds),
+          flush=True)
   print(f'{tf.config.list_logical_devices()[-1].name}, {os.cpu_count()} cores,'
-        f' load average {os.getloadavg()[0]:.1f}; Nature DQN, batch '
-        f'{FLAGS.batch_size}, {len(replay.training_indices):,} transitions, '
-        f'stacks of '
-        f'{stacks.element_spec["reward"].shape[0]} batches, {steps} steps '
-        f'per block, {len(times["pipeline"])} blocks of each')
-  for kind in timed:
-    print(f'{kind:10s} {1 / np.median(times[kind]):9.1f} steps/s')
-  print(f'overhead pipeline / isolated {overhead:.3f}, runner / isolated '
-        f'{runner_overhead:.3f}')
-
+        f' load average {os.getloadavg()[0]:.1f} at the end; Nature DQN, '
+        f'batch {FLAGS.batch_size}, {len(replay.training_indices):,} '
+        f'transitions, stacks of {per_stack} batches, {steps} steps per '
+        f'block after {warmup} untimed, {len(times["pipeline"])} rounds')
+  for kind in kinds:
+    print(f'{kind:10s} {1 / np.median(times[kind]):9.1f} steps/s, '
+          f'{1000 * np.median(cpu_times[kind]):7.1f} CPU ms per step '
+          '(medians over blocks)')
+  for kind in ('pipeline', 'runner'):
+    for name, measured in (('', times), ('CPU ', cpu_times)):
+      ratios = np.array(measured[kind]) / measured['isolated']
+      print(f'{name}overhead {kind} / isolated {np.median(ratios):.3f} '
+            f'[{ratios.min():.3f}, {ratios.max():.3f}] (median [min, max] '
+            'over rounds)')
+  m = memory()
+  print(f'memory: peak RSS {m["peak_rss"] / 2**30:.2f} GiB, settled '
+        f'{m["settled_rss"] / 2**30:.2f} GiB (mapped files '
+        f'{m["file_rss"] / 2**30:.2f}); anonymous RSS at most '
+        f'{peak_anon / 2**30:.2f} GiB after a block')
 
 
 def main(argv) -> None:

@@ -2,6 +2,7 @@
 subsampled, resumable."""
 
 import os
+import time
 
 import numpy as np
 import pytest
@@ -322,3 +323,31 @@ def test_dataset_rejects_empty_batches_and_stacks(kwargs, message):
   with pytest.raises(ValueError, match=message):
     pipeline.transition_dataset(_store((3,), np.float32), stack_size=1,
                                 **kwargs)
+
+
+def test_a_pipeline_that_waits_reads_ahead_a_bounded_number_of_calls(
+    converted_dirs, monkeypatch):
+  """Phases of reading faster than the host reads, then pauses (a training
+  run evaluating; tf.data's AUTOTUNE prefetch depth doubled at each, to 64
+  stacks here): after a pause the pipeline has read ahead at most its
+  prefetch depth plus the parallel map's calls (one per core)."""
+  store = sources.open_store(converted_dirs['compact'], DataSelection())
+  calls = []
+  read_windows = store._read_windows
+
+  def slow_read(*args):
+    calls.append(1)
+    time.sleep(0.01)
+    return read_windows(*args)
+
+  monkeypatch.setattr(store, '_read_windows', slow_read)
+  stacks = iter(pipeline.transition_dataset(store, 4, batches_per_call=1,
+                                            update_horizon=3))
+  consumed = 0
+  for _ in range(7):
+    for _ in range(40):
+      next(stacks)
+    consumed += 40
+    time.sleep(0.5)
+  assert len(calls) - consumed <= (pipeline.PREFETCH_ELEMENTS +
+                                   os.cpu_count() + 1)

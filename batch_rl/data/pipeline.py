@@ -22,6 +22,15 @@ from batch_rl.data.replay_store import ReplayStore
 STACK_BYTES = 16 * 2**20
 MAX_BATCHES_PER_CALL = 128
 
+# Elements prefetched beyond those the parallel map holds (at most one per
+# core). A fixed depth: tf.data's AUTOTUNE depth grows whenever the consumer
+# finds the buffer empty and never shrinks; a pipeline left waiting (an
+# evaluation phase, another process on the cores) then filled it with
+# hundreds of stacks (3.9 GiB of Atari stacks after 12 pauses,
+# docs/PERFORMANCE.md). Two keep the consumer fed: the map's calls run
+# ahead of it.
+PREFETCH_ELEMENTS = 2
+
 # tf.data's default graph rewrites serialize the dataset, which copies every
 # tensor its functions capture: the in-memory store's frames, once more per
 # iterator. This pipeline gains nothing from them (it is already parallel
@@ -113,4 +122,4 @@ def transition_dataset(store: ReplayStore, batch_size: int,
 
   dataset = tf.data.Dataset.counter(start=first_call).map(
       sample, num_parallel_calls=num_parallel_calls, deterministic=True)
-  return dataset.prefetch(tf.data.AUTOTUNE).with_options(DATASET_OPTIONS)
+  return dataset.prefetch(PREFETCH_ELEMENTS).with_options(DATASET_OPTIONS)

@@ -111,7 +111,8 @@ class ReplayDataset:
           windows, local, self.stack_size, horizon, self.gamma)
 
     return (tf.data.Dataset.from_tensor_slices(np.asarray(indices))
-            .batch(batch_size).map(gather).prefetch(tf.data.AUTOTUNE)
+            .batch(batch_size).map(gather)
+            .prefetch(pipeline.PREFETCH_ELEMENTS)
             .with_options(pipeline.DATASET_OPTIONS))
 
   def episodes(self) -> list[StoredEpisode]:
