@@ -3,9 +3,12 @@ r"""Fault-injection campaign: kills, bad inputs and a full disk.
   python scripts/fault_campaign.py [--kills=20] [--seed=0] [--work_dir=DIR]
 
 1. Kills: a tiny offline DQN run on a random-policy CartPole replay is
-   SIGKILLed `--kills` times, at a random moment 0-1 s after it finished
-   one more iteration (in training, evaluation, a checkpoint write or the
-   summaries) or, every third kill, while it writes a checkpoint, and resumed each time until it finishes. Checks:
+   SIGKILLed `--kills` times, spread over the run (each at a random
+   iteration of its share of the remaining ones), at a random moment of the
+   iteration after it (0-1 times the median iteration's wall time in
+   the uninterrupted run: in training, evaluation, a checkpoint write or
+   the summaries) or, every third kill, while it writes a checkpoint, and
+   resumed each time until it finishes. Checks:
    metrics.csv holds each iteration once, every kept checkpoint loads, the
    TensorBoard event files hold exactly one value per tag and iteration, and
    the metrics equal those of an uninterrupted run with the same seed.
@@ -32,6 +35,7 @@ import os
 import random
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -230,7 +234,7 @@ def wait_for_iteration(process, base_dir, iteration, timeout=600):
         return
     except OSError:
       pass
-    time.sleep(0.05)
+    time.sleep(0.01)
 
 
 def _kill_campaign(replay_dir, work_dir, kills, iterations, rng):
@@ -238,6 +242,10 @@ def _kill_campaign(replay_dir, work_dir, kills, iterations, rng):
   subprocess.run(train_command(replay_dir, reference_dir,
                                f'Runner.num_iterations={iterations}'),
                  cwd=REPO, capture_output=True, check=True)
+  # Kills land within one iteration: a fixed 0-1 s would skip many of the
+  # tiny run's iterations (tens of ms each) and run out of them early.
+  iteration_s = statistics.median(
+      float(row['wall_time_s']) for row in metrics_rows(reference_dir)[1:])
   base_dir = os.path.join(work_dir, 'killed')
   run = train_command(replay_dir, base_dir,
                       f'Runner.num_iterations={iterations}')
@@ -247,11 +255,14 @@ def _kill_campaign(replay_dir, work_dir, kills, iterations, rng):
         os.path.join(base_dir, 'metrics.csv')) else 0
     if done >= iterations - 1:
       break  # Keep the last iteration for the final, uninterrupted resume.
+    # Spread the kills over the run: each at a random iteration of its share.
+    share = (iterations - 1 - done) // (kills - kill)
+    at = done + rng.randrange(max(1, share))
     if kill % 3 == 2:
       process = subprocess.Popen(
           train_command(replay_dir, base_dir,
                         f'Runner.num_iterations={iterations}',
-                        slow_write_at=done),
+                        slow_write_at=at),
           cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
           text=True)
       output = []
@@ -261,18 +272,18 @@ def _kill_campaign(replay_dir, work_dir, kills, iterations, rng):
           break
       else:  # The child ended without reaching the write: say so.
         process.wait()
-        log.append(f'no write of iteration_{done} reached (exit '
+        log.append(f'no write of iteration_{at} reached (exit '
                    f'{process.returncode}: {"".join(output[-3:]).strip()})')
         continue
-      where = f'during the write of iteration_{done}'
+      where = f'during the write of iteration_{at}'
       during_write += 1
     else:
       process = subprocess.Popen(run, cwd=REPO, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL)
-      wait_for_iteration(process, base_dir, done)
-      delay = rng.uniform(0.0, 1.0)
+      wait_for_iteration(process, base_dir, at)
+      delay = rng.uniform(0.0, 1.0) * iteration_s
       time.sleep(delay)
-      where = f'{delay:.1f}s after iteration {done}'
+      where = f'{delay:.3f}s after iteration {at}'
     process.send_signal(signal.SIGKILL)
     process.wait()
     log.append(where)
