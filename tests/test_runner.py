@@ -42,6 +42,13 @@ def _train(replay_dir, base_dir, *bindings, agent='dqn', gin_file='dqn.gin'):
       cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def _catches(pid, signum):
+  """Whether process `pid` has a handler for `signum` (/proc SigCgt)."""
+  with open(f'/proc/{pid}/status') as f:
+    mask = next(int(l.split()[1], 16) for l in f if l.startswith('SigCgt:'))
+  return bool(mask >> (signum - 1) & 1)
+
+
 def _rows(base_dir):
   with open(os.path.join(base_dir, 'metrics.csv')) as f:
     return list(csv.DictReader(f))
@@ -159,7 +166,12 @@ def test_sigterm_stops_at_a_train_call_and_the_rerun_resumes(
 def test_sigint_during_start_up_stops_the_process(cartpole_replay, tmp_path):
   started = _train(cartpole_replay, str(tmp_path / 'run'),
                    'Runner.num_iterations=1')
-  time.sleep(3)  # Importing TensorFlow, before any training.
+  # The moment batch_rl's handlers are in (SIGTERM caught): before
+  # TensorFlow is imported, long before any training (a fixed delay was
+  # already past start-up on a quiet machine).
+  deadline = time.time() + 60
+  while not _catches(started.pid, signal.SIGTERM) and time.time() < deadline:
+    time.sleep(0.005)
   started.send_signal(signal.SIGINT)
   output = started.communicate(timeout=60)[0]
   assert started.returncode == 128 + signal.SIGINT, output
