@@ -24,6 +24,10 @@ from batch_rl.data import replay_dataset
 from batch_rl.data import rlds_io
 from batch_rl.data import summary
 from batch_rl.data import transitions
+from batch_rl.data.episodes import STARTS
+from batch_rl.data.episodes import EpisodeJoiner
+from batch_rl.data.episodes import stored_episodes
+from batch_rl.data.errors import ReplayDataError
 from batch_rl.data.selection import DataSelection
 from conftest import assert_same_logging_run
 from conftest import load_fault_campaign
@@ -478,3 +482,32 @@ def test_a_killed_discrete_logging_run_resumes_as_an_uninterrupted_one(
   log_resumed_run(tmp_path)
   assert len(dopamine_replay.list_checkpoints(run.replay_logs_path)) >= 4
   assert_same_logging_run(tmp_path, uninterrupted_dqn_log.path)
+
+
+@pytest.mark.parametrize('seed, stored_error, joined_error', [
+    (0,  # The first episode is one step long.
+     r'ckpt0: an episode ends at slot 0 within the 3 padding slots',
+     r'ckpt0 slots \[0\]: an episode ends within the 3 padding slots'),
+    (3,  # The first episode is five steps long.
+     r'ckpt0: slots \[0, 1, 2\] should be the zero padding that starts an '
+     r'episode for stack_size=4 \(zero observation, action, reward, '
+     r'terminal\)',
+     r'ckpt0 slots \[0, 1, 2, 3\]: the first 3 slots should be the zero '
+     r'padding that starts an episode for stack_size=4 \(zero action, '
+     r'reward, terminal\)')])
+def test_episodes_read_with_another_stack_size_name_the_slots(
+    tmp_path, seed, stored_error, joined_error):
+  """Data logged with stack_size 1 (no padding) read as stack_size 4: one
+  error naming the checkpoint and slots, from a checkpoint's episodes and
+  from the episodes joined across checkpoints alike."""
+  replay_dir = str(tmp_path / 'replay')
+  buffer = LoggedReplayBuffer(replay_dir, FRAME_SHAPE, 1, replay_capacity=40)
+  fill(buffer, 30, seed)
+  buffer.log_final_buffer()
+  arrays = dopamine_replay.read_arrays(replay_dir, 0)
+  suffix = r'.*; was the data written with another stack_size\?$'
+  with pytest.raises(ReplayDataError, match='^' + stored_error + suffix):
+    stored_episodes(arrays, 4, 'ckpt0')
+  joiner = EpisodeJoiner(4, ('action', 'reward', 'terminal'))
+  with pytest.raises(ReplayDataError, match='^' + joined_error + suffix):
+    list(joiner.add(arrays, STARTS, 'ckpt0'))

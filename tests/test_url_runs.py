@@ -152,8 +152,6 @@ class _Agent:
         iteration) == bundle['iteration']
 
 
-
-
 def _fake_runner(base_dir, iterations):
   return _FakeRunner(base_dir, _Agent(), environment=None,
                      training=_FakeTraining(),

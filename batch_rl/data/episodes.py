@@ -64,12 +64,13 @@ def stored_episodes(arrays: ReplayArrays, stack_size: int, source: str,
   for end in end_positions:
     first = start + stack_size - 1
     if first > end:
-      raise ReplayDataError(
-          f'{source}: an episode ends at slot {order[end]} within the '
-          f'{stack_size - 1} padding slots that start every episode for '
-          f'stack_size={stack_size}; was the data written with another '
-          'stack_size?')
-    _check_padding(arrays, order[start:first], stack_size, source)
+      raise _ends_in_padding(f'{source}: an episode ends at slot '
+                             f'{order[end]}', stack_size)
+    padding = order[start:first]
+    if len(padding):  # Frames (maybe compact, decoded on read) only then.
+      _check_padding({name: getattr(arrays, name)[padding]
+                      for name in dopamine_replay.STORE_ELEMENTS},
+                     f'{source}: slots {padding.tolist()}', stack_size)
     episodes.append(StoredEpisode(
         order[first:end + 1], bool(arrays.terminal[order[end]]),
         complete=not (unfinished and end == len(order) - 1)))
@@ -77,17 +78,23 @@ def stored_episodes(arrays: ReplayArrays, stack_size: int, source: str,
   return episodes
 
 
-def _check_padding(arrays: ReplayArrays, slots: np.ndarray, stack_size: int,
-                   source: str) -> None:
-  if not len(slots):
-    return
-  if any(np.asarray(getattr(arrays, name)[slots]).any()
-         for name in dopamine_replay.STORE_ELEMENTS):
+def _ends_in_padding(episode: str, stack_size: int) -> ReplayDataError:
+  """The error for `episode` ("FILE: an episode ends ...") ending within the
+  padding that starts every episode."""
+  return ReplayDataError(
+      f'{episode} within the {stack_size - 1} padding slots that start every '
+      f'episode for stack_size={stack_size}; was the data written with '
+      'another stack_size?')
+
+
+def _check_padding(values: dict, slots: str, stack_size: int) -> None:
+  """Raises ReplayDataError naming `slots` unless `values` (element name:
+  its values at an episode's first stack_size - 1 slots) are all zero."""
+  if any(np.asarray(value).any() for value in values.values()):
     raise ReplayDataError(
-        f'{source}: slots {slots.tolist()} should be the zero padding that '
-        f'starts an episode for stack_size={stack_size} (zero observation, '
-        'action, reward and terminal); was the data written with another '
-        'stack_size?')
+        f'{slots} should be the zero padding that starts an episode for '
+        f'stack_size={stack_size} (zero {", ".join(values)}); was the data '
+        'written with another stack_size?')
 
 
 # How a checkpoint begins, next to the checkpoint logged just before it.
@@ -279,19 +286,13 @@ class EpisodeJoiner:
     if not run.started:
       return []
     if len(run.slots) <= self._padding:
-      raise ReplayDataError(
-          f'{run.source}: an episode ends within the {self._padding} padding '
-          f'slots that start every episode for stack_size='
-          f'{self._padding + 1}; was the data written with another '
-          'stack_size?')
+      raise _ends_in_padding(f'{run.source}: an episode ends',
+                             self._padding + 1)
     values = self._values(run)
-    if any(np.asarray(value[:self._padding]).any()
-           for value in values.values()):
-      raise ReplayDataError(
-          f'{run.source}: the first {self._padding} slots should be the zero '
-          'padding that starts an episode for stack_size='
-          f'{self._padding + 1}; was the data written with another '
-          'stack_size?')
+    _check_padding({name: value[:self._padding]
+                    for name, value in values.items()},
+                   f'{run.source}: the first {self._padding} slots',
+                   self._padding + 1)
     return [LoggedEpisode(
         {name: value[self._padding:] for name, value in values.items()},
         run.terminal, run.ended, int(run.slot_checkpoints[-1]),
