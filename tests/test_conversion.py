@@ -13,6 +13,7 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
+import zstandard
 
 from batch_rl.data import __main__ as cli
 from batch_rl.data import compact
@@ -92,6 +93,76 @@ def test_writer_accepts_chunks_of_any_length(tmp_path):
                                 [10, 20])
 
 
+def _write_frames(path, frames, block_frames):
+  """One compact checkpoint of `frames` at path/ckpt_0; its CompactFrames."""
+  capacity = len(frames)
+  with compact.CheckpointWriter(str(path), 0, capacity, frames.shape[1:],
+                                block_frames=block_frames) as writer:
+    writer.append(frames, np.zeros(capacity, np.int32), np.zeros(capacity),
+                  np.zeros(capacity, np.uint8))
+    writer.close(capacity, [])
+  return compact.CompactCheckpoint(str(path / 'ckpt_0')).frames
+
+
+@pytest.mark.parametrize('block_frames', [1, 4, 8])
+def test_frame_reader_reads_any_slots_of_several_checkpoints(tmp_path,
+                                                             block_frames):
+  """Random slots, windows of consecutive slots (wrapping at the end, as the
+  store's are), repeats and a block shared by many rows, across checkpoints
+  with a short last block, against numpy indexing of the frames."""
+  rng = np.random.default_rng(block_frames)
+  data = [rng.integers(0, 255, (capacity, 3, 2), np.uint8)
+          for capacity in (45, 64, 7)]
+  reader = compact.FrameReader([_write_frames(tmp_path / str(i), frames,
+                                              block_frames)
+                                for i, frames in enumerate(data)])
+  for trial in range(60):
+    rows = int(rng.integers(0, 25))
+    ckpt = rng.integers(0, len(data), rows)
+    capacity = np.array([len(d) for d in data])[ckpt][:, None]
+    if trial % 3 == 0:
+      slots = rng.integers(0, capacity, (rows, 5))
+    elif trial % 3 == 1:
+      slots = (rng.integers(0, capacity, (rows, 1)) + np.arange(5)) % capacity
+    else:
+      slots = np.full((rows, 5), rng.integers(0, 7))
+      ckpt = np.zeros(rows, np.int64)
+    got = reader.read(ckpt, slots)
+    assert got.shape == (rows, 5, 3, 2)
+    want = [data[c][s] for c, s in zip(ckpt, slots)]
+    np.testing.assert_array_equal(
+        got, np.stack(want) if rows else np.zeros((0, 5, 3, 2)))
+
+
+def test_damaged_frame_blocks_are_named_when_read(tmp_path):
+  frames = np.random.default_rng(0).integers(0, 255, (20, 3, 2), np.uint8)
+  reader = compact.FrameReader([_write_frames(tmp_path, frames, 4)])
+  path = str(tmp_path / 'ckpt_0' / 'frames.zst')
+  offsets = np.load(str(tmp_path / 'ckpt_0' / 'frame_offsets.npy'))
+  with open(path, 'r+b') as f:  # Block 2: garbage of the same length.
+    f.seek(offsets[2])
+    f.write(b'\xff' * int(offsets[3] - offsets[2]))
+  np.testing.assert_array_equal(reader.read(np.zeros(1, np.int64),
+                                            np.array([[0, 7, 12]])),
+                                frames[[[0, 7, 12]]])
+  with pytest.raises(ReplayDataError,
+                     match=r'frames.zst: block 2 does not decode'):
+    reader.read(np.zeros(1, np.int64), np.array([[9]]))
+  # Block 3 (frames 12-15) replaced by a valid block of 3 frames.
+  short = zstandard.ZstdCompressor().compress(frames[12:15].tobytes())
+  data = open(path, 'rb').read()
+  data = data[:offsets[3]] + short + data[offsets[4]:]
+  offsets[4:] += len(short) - (offsets[4] - offsets[3])
+  with open(path, 'wb') as f:
+    f.write(data)
+  np.save(str(tmp_path / 'ckpt_0' / 'frame_offsets.npy'), offsets)
+  reader = compact.FrameReader(
+      [compact.CompactCheckpoint(str(tmp_path / 'ckpt_0')).frames])
+  with pytest.raises(ReplayDataError,
+                     match=r'frames.zst: block 3 holds 3 frames, expected 4'):
+    reader.read(np.zeros(1, np.int64), np.array([[13, 14]]))
+
+
 def test_reused_read_buffers_never_change_a_batch_still_held(tmp_path):
   rng = np.random.default_rng(0)
   capacity = 64
@@ -102,7 +173,7 @@ def test_reused_read_buffers_never_change_a_batch_still_held(tmp_path):
                   np.zeros(capacity, np.uint8))
     writer.close(capacity, [])
   reader = compact.FrameReader(
-      [compact.CompactCheckpoint(str(tmp_path / 'ckpt_0')).frames], threads=2)
+      [compact.CompactCheckpoint(str(tmp_path / 'ckpt_0')).frames])
   ckpt = np.zeros(40, np.int64)
   held = []  # Numpy views and tensors TensorFlow shares with the reader.
   for _ in range(3):

@@ -318,6 +318,8 @@ def test_dataset_yields_auto_stacks_of_batches():
     (dict(batch_size=0), 'batch_size=0: must be at least 1.'),
     (dict(batch_size=4, batches_per_call=-2),
      'batches_per_call=-2: must be at least 1.'),
+    (dict(batch_size=4, read_parallel_calls=-1),
+     'read_parallel_calls=-1: must be at least 1.'),
 ])
 def test_dataset_rejects_empty_batches_and_stacks(kwargs, message):
   with pytest.raises(ValueError, match=message):
@@ -325,12 +327,32 @@ def test_dataset_rejects_empty_batches_and_stacks(kwargs, message):
                                 **kwargs)
 
 
+def test_parallel_host_reads_give_the_same_batches(converted_dirs):
+  store = sources.open_store(converted_dirs['compact'], DataSelection())
+  assert store.memory_mapped
+
+  def stacks(read_parallel_calls):
+    dataset = pipeline.transition_dataset(
+        store, 8, update_horizon=3, gamma=GAMMA, seed=3, batches_per_call=2,
+        read_parallel_calls=read_parallel_calls)
+    return [{k: v.numpy() for k, v in stack.items()}
+            for stack in dataset.take(6)]
+
+  one, three = stacks(1), stacks(3)
+  for a, b in zip(one, three):
+    assert a.keys() == b.keys()
+    for name in a:
+      np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+  assert pipeline.default_read_parallel_calls() >= 1
+
+
 def test_a_pipeline_that_waits_reads_ahead_a_bounded_number_of_calls(
     converted_dirs, monkeypatch):
   """Phases of reading faster than the host reads, then pauses (a training
   run evaluating; tf.data's AUTOTUNE prefetch depth doubled at each, to 64
   stacks here): after a pause the pipeline has read ahead at most its
-  prefetch depth plus the parallel map's calls (one per core)."""
+  prefetch depth, the assembly's parallel calls (one per core) and the host
+  reads in flight."""
   store = sources.open_store(converted_dirs['compact'], DataSelection())
   calls = []
   read_windows = store._read_windows
@@ -349,5 +371,6 @@ def test_a_pipeline_that_waits_reads_ahead_a_bounded_number_of_calls(
       next(stacks)
     consumed += 40
     time.sleep(0.5)
-  assert len(calls) - consumed <= (pipeline.PREFETCH_ELEMENTS +
-                                   os.cpu_count() + 1)
+  assert len(calls) - consumed <= (
+      pipeline.PREFETCH_ELEMENTS + os.cpu_count() +
+      pipeline.default_read_parallel_calls() + 1)

@@ -15,7 +15,7 @@ writes, and the cache that training fills from a gz directory) holds
 
 Atari frames take about 1.1x their gz size (docs/PERFORMANCE.md); a
 transition's window of K+N slots touches one or two blocks, which the reader
-decodes on a thread pool (zstd releases the GIL).
+decodes once per read (zstd releases the GIL).
 
 Writing a checkpoint (the Dopamine converter and RL Unplugged streaming use
 the same calls; `source` names what the data came from, and an output
@@ -51,7 +51,6 @@ import os
 import shutil
 import sys
 import threading
-from concurrent import futures
 from typing import Optional, Sequence
 
 import numpy as np
@@ -378,38 +377,15 @@ class CompactFrames:
           '(truncated or corrupt).')
     with open(self.path, 'rb') as f:
       self._mmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    self._view = memoryview(self._mmap)
+    self.view = memoryview(self._mmap)
 
   def __len__(self):
     return self.shape[0]
 
-  def decode_block(self, block: int, decompressor) -> np.ndarray:
-    """The frames of block `block`: [block_frames (fewer in the last), *frame].
-
-    Each block is decoded whole by one call (a block of 8 Atari frames is
-    one zstd block, so stopping early saves nothing), which releases the
-    GIL, into a fresh small buffer that stays in the CPU cache while the
-    frames a batch needs are copied out of it.
-    """
-    try:
-      data = decompressor.decompress(
-          self._view[self.offsets[block]:self.offsets[block + 1]])
-    except zstandard.ZstdError as e:
-      raise ReplayDataError(
-          f'{self.path}: block {block} does not decode ({e}).') from None
-    frames = np.frombuffer(data, self.dtype).reshape(-1, *self.shape[1:])
-    expected = min(self.block_frames,
-                   self.shape[0] - block * self.block_frames)
-    if len(frames) != expected:
-      raise ReplayDataError(
-          f'{self.path}: block {block} holds {len(frames)} frames, expected '
-          f'{expected}.')
-    return frames
-
   def __getitem__(self, key):
     slots = np.arange(self.shape[0])[key]
     column = np.reshape(slots, (-1, 1))
-    frames = FrameReader([self], threads=1).read(
+    frames = FrameReader([self]).read(
         np.zeros(len(column), np.int64), column)
     return frames.reshape(*np.shape(slots), *self.shape[1:])
 
@@ -477,10 +453,16 @@ class OutputBuffers:
 
 
 class FrameReader:
-  """Decodes the frames of many slots across checkpoints on a thread pool."""
+  """Copies the frames of many slots out of their checkpoints' zstd blocks.
 
-  def __init__(self, frames: Sequence[CompactFrames],
-               threads: Optional[int] = None):
+  One read decodes each block it needs once and copies runs of consecutive
+  slots out of it, with a few Python operations per block: zstd releases
+  the GIL while it decodes, and more threads inside one read would mostly
+  wait for the GIL (docs/PERFORMANCE.md); reads on several threads at once
+  (the pipeline's parallel host reads) are safe.
+  """
+
+  def __init__(self, frames: Sequence[CompactFrames]):
     self.frames = list(frames)
     block_frames = {f.block_frames for f in self.frames}
     if len(block_frames) != 1:
@@ -488,49 +470,74 @@ class FrameReader:
           f'checkpoints have different block sizes {sorted(block_frames)}; '
           'convert them again with one setting.')
     self.block_frames = block_frames.pop()
+    first = self.frames[0]
+    self.frame_shape, self.dtype = first.shape[1:], first.dtype
+    self.frame_bytes = int(np.prod(self.frame_shape)) * self.dtype.itemsize
+    # Block b of checkpoint c: bytes offsets[c, b]:offsets[c, b + 1] of its
+    # file, holding frames[c, b] frames.
     self.stride = max(len(f.offsets) for f in self.frames)
-    self.threads = threads or os.cpu_count() or 1
-    self._pool = (futures.ThreadPoolExecutor(self.threads,
-                                             'compact_frames')
-                  if self.threads > 1 else None)
+    self.offsets = np.zeros((len(self.frames), self.stride), np.int64)
+    self.block_sizes = np.zeros((len(self.frames), self.stride), np.int64)
+    for c, f in enumerate(self.frames):
+      self.offsets[c, :len(f.offsets)] = f.offsets
+      blocks = np.arange(len(f.offsets) - 1)
+      self.block_sizes[c, blocks] = np.minimum(
+          self.block_frames, len(f) - blocks * self.block_frames)
     self._local = threading.local()
     self._outputs = OutputBuffers()
 
-  def _local_decompressor(self):
+  def _decompressor(self):
     if not hasattr(self._local, 'decompressor'):
       self._local.decompressor = zstandard.ZstdDecompressor()
     return self._local.decompressor
 
-  def _decode(self, keys: np.ndarray, runs: Sequence[np.ndarray],
-              within: np.ndarray, out: np.ndarray) -> None:
-    """Decodes block keys[run[0]] (key = ckpt * stride + block) once per run
-    and copies its frames within[run] into out[run]."""
-    decompressor = self._local_decompressor()
-    for run in runs:
-      ckpt, block = divmod(int(keys[run[0]]), self.stride)
-      out[run] = self.frames[ckpt].decode_block(block, decompressor)[
-          within[run]]
+  def _decode(self, ckpt: int, block: int, begin: int, end: int,
+              size: int) -> memoryview:
+    """The bytes of block `block` of checkpoint `ckpt` (file bytes
+    begin:end), checked to hold `size` bytes."""
+    frames = self.frames[ckpt]
+    try:
+      data = self._decompressor().decompress(frames.view[begin:end])
+    except zstandard.ZstdError as e:
+      raise ReplayDataError(
+          f'{frames.path}: block {block} does not decode ({e}).') from None
+    if len(data) != size:
+      raise ReplayDataError(
+          f'{frames.path}: block {block} holds {len(data) / self.frame_bytes:g}'
+          f' frames, expected {size // self.frame_bytes}.')
+    return memoryview(data)
 
   def read(self, ckpt: np.ndarray, slots: np.ndarray) -> np.ndarray:
     """Frames at slots[i, j] of checkpoints ckpt[i]: [*slots.shape, *frame].
 
-    Each distinct block is decoded once per call (a transition's state and
-    next state share frames, consecutive slots share blocks), on the thread
-    pool when there are enough blocks to share out.
+    Output rows in order form segments of consecutive slots of one block
+    (a transition's window is one or two); segments are copied in block
+    order, so each block is decoded once per read.
     """
-    first = self.frames[0]
-    keys = (ckpt[:, None] * self.stride +
-            slots // self.block_frames).reshape(-1)
-    within = (slots % self.block_frames).reshape(-1)
-    order = np.argsort(keys, kind='stable')
-    runs = np.split(order, np.flatnonzero(np.diff(keys[order])) + 1)
-    out = self._outputs.take((len(keys), *first.shape[1:]), first.dtype)
-    if self._pool is None or len(runs) < 2 * self.threads:
-      self._decode(keys, runs, within, out)
-    else:
-      share = -(-len(runs) // self.threads)
-      for done in [self._pool.submit(self._decode, keys,
-                                     runs[i:i + share], within, out)
-                   for i in range(0, len(runs), share)]:
-        done.result()
-    return out.reshape(*slots.shape, *first.shape[1:])
+    slots = np.asarray(slots, np.int64)
+    ckpts = np.broadcast_to(np.asarray(ckpt, np.int64).reshape(
+        -1, *[1] * (slots.ndim - 1)), slots.shape).reshape(-1)
+    flat = slots.reshape(-1)
+    out = self._outputs.take((len(flat), *self.frame_shape), self.dtype)
+    if not len(flat):
+      return out.reshape(*slots.shape, *self.frame_shape)
+    blocks = flat // self.block_frames
+    keys = ckpts * self.stride + blocks
+    starts = np.flatnonzero(np.concatenate(
+        [[True], (keys[1:] != keys[:-1]) | (flat[1:] != flat[:-1] + 1)]))
+    order = np.argsort(keys[starts], kind='stable')
+    first = starts[order]
+    lengths = np.diff(np.append(starts, len(flat)))[order]
+    c, b = ckpts[first], blocks[first]
+    fb = self.frame_bytes
+    columns = (keys[first], c, b, self.offsets[c, b], self.offsets[c, b + 1],
+               self.block_sizes[c, b] * fb, first * fb,
+               (flat[first] - b * self.block_frames) * fb, lengths * fb)
+    target = memoryview(out.reshape(-1).view(np.uint8))
+    decoded, last = None, -1
+    for key, c, b, begin, end, size, row, within, length in zip(
+        *(column.tolist() for column in columns)):
+      if key != last:
+        decoded, last = self._decode(c, b, begin, end, size), key
+      target[row:row + length] = decoded[within:within + length]
+    return out.reshape(*slots.shape, *self.frame_shape)

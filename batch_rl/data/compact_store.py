@@ -2,13 +2,13 @@
 
 Actions, rewards and terminals (9 bytes a slot for Atari) are held in RAM;
 a batch's frame windows are read by one host call that decodes the zstd
-blocks they touch on a thread pool (`compact.FrameReader`). Like the
+blocks they touch (`compact.FrameReader`). Like the
 memory-mapped stores, reads are `tf.numpy_function`s (`memory_mapped` is
 True), and RAM does not grow with the number of checkpoints beyond the small
 arrays.
 """
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -20,11 +20,10 @@ class CompactStore(ReplayStore):
   """Compact checkpoints of one run, addressed by global slot index."""
 
   def __init__(self, checkpoints: Sequence[compact.CompactCheckpoint],
-               names: Sequence[str], decode_threads: Optional[int] = None):
+               names: Sequence[str]):
     super().__init__([c.arrays for c in checkpoints], names,
                      memory_mapped=True)
-    self._frames = compact.FrameReader([c.frames for c in checkpoints],
-                                       decode_threads)
+    self._frames = compact.FrameReader([c.frames for c in checkpoints])
     # One array per element over all checkpoints; each checkpoint's arrays
     # become views of it, so the small elements are held once.
     self._small = {}

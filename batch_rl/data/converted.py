@@ -23,7 +23,7 @@ import os
 import signal
 import sys
 from concurrent import futures
-from typing import Callable, Optional
+from typing import Callable
 
 import numpy as np
 import tqdm
@@ -236,12 +236,10 @@ def _convert_in_processes(replay_dir, todo, work_dir, workers, bar) -> None:
       raise
 
 
-def open_store(out_dir: str, selection: DataSelection,
-               decode_threads: Optional[int] = None):
+def open_store(out_dir: str, selection: DataSelection):
   """The selected checkpoints of a converted directory as a ReplayStore.
 
-  Frames stay on disk and are decoded per batch on `decode_threads`
-  threads (default: one per core).
+  Frames stay on disk and are decoded per batch.
   """
   # TensorFlow only for reading: conversion workers never import it.
   from batch_rl.data import compact_store  # pylint: disable=g-import-not-at-top
@@ -258,4 +256,4 @@ def open_store(out_dir: str, selection: DataSelection,
     if not os.path.isdir(ckpt_dir):
       raise ReplayDataError(f'{ckpt_dir}: converted checkpoint is missing.')
   return compact_store.CompactStore(
-      [compact.CompactCheckpoint(d) for d in dirs], dirs, decode_threads)
+      [compact.CompactCheckpoint(d) for d in dirs], dirs)

@@ -1,11 +1,15 @@
 """The low-level tf.data builder of uniformly sampled transition batches.
 
-Runs read it through `replay_dataset.ReplayDataset.batches`. Sampling is uniform over the valid transitions of all selected checkpoints
-(what Dopamine's rejection sampler converges to), deterministic for a seed,
-batched and prefetched; everything but the memory-mapped frame read is
-TensorFlow ops.
+Runs read it through `replay_dataset.ReplayDataset.batches`. Sampling is
+uniform over the valid transitions of all selected checkpoints (what
+Dopamine's rejection sampler converges to), deterministic for a seed,
+batched and prefetched; everything but the host read of memory-mapped and
+compact stores is TensorFlow ops. A host read is a stage of its own (its own
+parallelism, `read_parallel_calls`), ahead of the compiled assembly of
+its windows into transitions.
 """
 
+import os
 from typing import Optional
 
 import numpy as np
@@ -22,8 +26,8 @@ from batch_rl.data.replay_store import ReplayStore
 STACK_BYTES = 16 * 2**20
 MAX_BATCHES_PER_CALL = 128
 
-# Elements prefetched beyond those the parallel map holds (at most one per
-# core). A fixed depth: tf.data's AUTOTUNE depth grows whenever the consumer
+# Elements prefetched beyond those the parallel maps hold (the assembly at
+# most one per core, the host reads `read_parallel_calls`). A fixed depth: tf.data's AUTOTUNE depth grows whenever the consumer
 # finds the buffer empty and never shrinks; a pipeline left waiting (an
 # evaluation phase, another process on the cores) then filled it with
 # hundreds of stacks (3.9 GiB of Atari stacks after 12 pauses,
@@ -37,6 +41,19 @@ PREFETCH_ELEMENTS = 2
 # and prefetched), so they are off.
 DATASET_OPTIONS = tf.data.Options()
 DATASET_OPTIONS.experimental_optimization.apply_default_optimizations = False
+
+# Cores per parallel host read (memory-mapped and compact stores). A read
+# holds the GIL between its decoding calls, so reads on more threads than
+# the cores can carry wait for each other: on 2 cores one read at a time
+# gave 1,250 batches/s of compact Atari data and two 980
+# (docs/PERFORMANCE.md).
+CORES_PER_HOST_READ = 8
+
+
+def default_read_parallel_calls() -> int:
+  """Host reads in flight at once: one per CORES_PER_HOST_READ usable
+  cores, at least one."""
+  return max(1, len(os.sched_getaffinity(0)) // CORES_PER_HOST_READ)
 
 
 def auto_batches_per_call(store: ReplayStore, batch_size: int,
@@ -59,7 +76,9 @@ def transition_dataset(store: ReplayStore, batch_size: int,
                        jit_compile: bool = True,
                        elements=transitions.TRANSITION_ELEMENTS,
                        batches_per_call: Optional[int] = None,
-                       first_call: int = 0) -> tf.data.Dataset:
+                       first_call: int = 0,
+                       read_parallel_calls: Optional[int] = None
+                       ) -> tf.data.Dataset:
   """An endless dataset of stacks of transition batches.
 
   Each element is a dict (keys `elements`, see docs/DESIGN.md) of stacks
@@ -80,9 +99,12 @@ def transition_dataset(store: ReplayStore, batch_size: int,
       interference with training (default: `auto_batches_per_call`).
     first_call: the call index of the first element: a dataset started at
       c yields what one started at 0 yields from its c-th element on.
+    read_parallel_calls: host reads in flight at once (stores with
+      `memory_mapped`; default: `default_read_parallel_calls()`).
   """
   for name, value in (('batch_size', batch_size),
-                      ('batches_per_call', batches_per_call or 1)):
+                      ('batches_per_call', batches_per_call or 1),
+                      ('read_parallel_calls', read_parallel_calls or 1)):
     if value < 1:
       raise ValueError(f'{name}={value}: must be at least 1.')
   if indices is None:
@@ -104,22 +126,35 @@ def transition_dataset(store: ReplayStore, batch_size: int,
           windows, local, stack_size, update_horizon, gamma),
       jit_compile=jit_compile and store.memory_mapped)
 
-  def sample(call_index):
+  def picks(call_index):
     # Stateless draws keyed by (seed, call): the same batches for a seed,
     # whatever the parallelism.
-    picks = tf.random.stateless_uniform(
+    drawn = tf.random.stateless_uniform(
         [batches_per_call * batch_size],
         seed=tf.stack([tf.constant(seed, tf.int64), call_index]),
         minval=0, maxval=tf.size(table, out_type=tf.int64), dtype=tf.int64)
-    global_index = tf.cast(tf.gather(table, picks), tf.int64)
-    batch = assemble(*read_windows(global_index))
+    return tf.cast(tf.gather(table, drawn), tf.int64)
+
+  def stacked(batch):
     return {name: tf.reshape(batch[name], [batches_per_call, batch_size,
                                            *batch[name].shape[1:]])
             for name in elements}
 
+  calls = tf.data.Dataset.counter(start=first_call)
   if compile_all:
-    sample = tf.function(sample, jit_compile=True)
-
-  dataset = tf.data.Dataset.counter(start=first_call).map(
-      sample, num_parallel_calls=num_parallel_calls, deterministic=True)
+    dataset = calls.map(
+        tf.function(lambda c: stacked(assemble(*read_windows(picks(c)))),
+                    jit_compile=True),
+        num_parallel_calls=num_parallel_calls, deterministic=True)
+  else:
+    # Host reads and the (compiled) assembly are two stages: the reads run
+    # on their own thread(s), holding the GIL for part of their time, while
+    # TensorFlow's threads assemble the previous call's windows.
+    dataset = calls.map(
+        lambda c: read_windows(picks(c)),
+        num_parallel_calls=(read_parallel_calls or
+                            default_read_parallel_calls()),
+        deterministic=True).map(
+            lambda windows, local: stacked(assemble(windows, local)),
+            num_parallel_calls=num_parallel_calls, deterministic=True)
   return dataset.prefetch(PREFETCH_ELEMENTS).with_options(DATASET_OPTIONS)
