@@ -80,9 +80,9 @@ step() {
 
 step make_replay 90 $PYTHON benchmarks/make_replay.py "$WORK/gz" \
   --capacity "$CAPACITY" --checkpoints 2 --pool_steps 20000 --gzip_level 1
-TAIL=14 step pipeline 170 $PYTHON benchmarks/pipeline.py \
+TAIL=16 step pipeline 170 $PYTHON benchmarks/pipeline.py \
   --replay_dir "$WORK/gz" --workdir "$WORK/bench" --seconds 10 \
-  --json "$OUT/pipeline.json"
+  --read_parallel_calls 1,4 --json "$OUT/pipeline.json"
 step atari_loop 90 $PYTHON benchmarks/atari_loop.py \
   --replay_dir "$WORK/gz" --seconds 20
 step continuous 60 $PYTHON benchmarks/continuous.py --agents=td3,bc,cql \

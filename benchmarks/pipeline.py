@@ -3,7 +3,8 @@
   python benchmarks/pipeline.py --replay_dir DIR        # existing gz run
   python benchmarks/pipeline.py --capacity 1000000      # generates 2 ckpts
       [--workdir W] [--layouts in_memory,converted] [--seconds 10]
-      [--block_seconds 2] [--skip_dopamine] [--json OUT.json]
+      [--block_seconds 2] [--skip_dopamine] [--read_parallel_calls 1,2]
+      [--json OUT.json]
 
 Sources: `--replay_dir`, a Dopamine gz directory (e.g. written by
 benchmarks/make_replay.py), or two checkpoints of `--capacity` real ALE
@@ -20,7 +21,9 @@ update horizon 1), and all of them stay alive side by side:
     where 10x the frames fit in a third of the available RAM);
   * converted: `convert`ed checkpoints (the compact layout: zstd frame
     blocks decoded per batch; conversion time and disk per checkpoint
-    measured here, before the samplers start), 1 and 10 checkpoints.
+    measured here, before the samplers start), 1 and 10 checkpoints, with
+    the pipeline's automatic number of parallel host reads, and 1
+    checkpoint with each count `--read_parallel_calls` lists.
 The pipeline layouts read `pipeline.transition_dataset(...)`'s stacks
 in-graph, as the runner reads them. Each process is opened in turn (open
 time), then the processes take turns: in each round every one is timed for
@@ -70,8 +73,10 @@ def _gib(n: float) -> float:
   return n / 2**30
 
 
-def open_sampler(layout: str, source: str, checkpoints: int):
-  """Opens `checkpoints` of `source` as `layout`.
+def open_sampler(layout: str, source: str, checkpoints: int,
+                 read_parallel_calls: Optional[int] = None):
+  """Opens `checkpoints` of `source` as `layout` (`read_parallel_calls`:
+  the pipeline's host reads in flight, default automatic).
 
   Returns (read, batches, frame_bytes): read() samples `batches` batches as
   a run would consume them; frame_bytes is the frames the store samples.
@@ -103,7 +108,8 @@ def open_sampler(layout: str, source: str, checkpoints: int):
   else:
     store = converted.open_store(source, selection)
   stacks = iter(pipeline.transition_dataset(
-      store, BATCH, STACK_SIZE, elements=transitions.TRAINING_ELEMENTS))
+      store, BATCH, STACK_SIZE, elements=transitions.TRAINING_ELEMENTS,
+      read_parallel_calls=read_parallel_calls))
   # Whole stacks read in-graph, as the runner's train calls read them;
   # short calls, so that a timed block ends close to its time.
   per_call = tf.constant(train_loop.whole_stacks(BATCHES_PER_READ,
@@ -130,13 +136,15 @@ def timed_block(read, batches: int, warmup: float, seconds: float) -> dict:
           'batches_per_cpu_s': count / (time.process_time() - cpu)}
 
 
-def child(layout: str, source: str, checkpoints: int) -> None:
+def child(layout: str, source: str, checkpoints: int,
+          read_parallel_calls: Optional[int]) -> None:
   """A fresh process serving one sampler: opens it, then answers requests
   (one JSON line each on stdin) with RESULT lines on stdout:
   {"block": [warmup, seconds]} -> `timed_block`'s rates;
   {"finish": true} -> its memory, then it exits."""
   start = time.perf_counter()
-  read, batches, frame_bytes = open_sampler(layout, source, checkpoints)
+  read, batches, frame_bytes = open_sampler(layout, source, checkpoints,
+                                            read_parallel_calls)
   opened = time.perf_counter() - start
   for _ in range(max(1, 20 // batches)):  # Traces, fills buffers.
     read()
@@ -157,13 +165,14 @@ class Child:
   """A `child` process kept alive between requests."""
 
   def __init__(self, name: str, layout: str, source: str, checkpoints: int,
-               log_dir: str):
+               read_parallel_calls: int, log_dir: str):
     self.name = name
-    self.log = os.path.join(log_dir, f'{layout}_{checkpoints}.stderr')
+    self.log = os.path.join(
+        log_dir, f'{layout}_{checkpoints}_{read_parallel_calls}.stderr')
     with open(self.log, 'w') as stderr:
       self.process = subprocess.Popen(
           [sys.executable, __file__, '--_child', layout, source,
-           str(checkpoints)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+           str(checkpoints), str(read_parallel_calls)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
           stderr=stderr, text=True)
 
   def request(self, request: Optional[dict]) -> dict:
@@ -293,13 +302,24 @@ def main():
   parser.add_argument('--block_seconds', type=float, default=2.0,
                       help='seconds of one timed block')
   parser.add_argument('--skip_dopamine', action='store_true')
+  parser.add_argument('--read_parallel_calls', default='',
+                      help='comma-separated counts of parallel host reads '
+                      'to measure besides the automatic one (converted, 1 '
+                      'checkpoint)')
   parser.add_argument('--json')
-  parser.add_argument('--_child', nargs=3, help=argparse.SUPPRESS)
+  parser.add_argument('--_child', nargs=4, help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args._child:
-    layout, source, checkpoints = args._child
-    child(layout, source, int(checkpoints))
+    layout, source, checkpoints, reads = args._child
+    child(layout, source, int(checkpoints), int(reads) or None)
     return
+  try:
+    read_counts = [int(n) for n in args.read_parallel_calls.split(',') if n]
+  except ValueError:
+    read_counts = [0]
+  if min(read_counts, default=1) < 1:
+    parser.exit(2, f'error: --read_parallel_calls {args.read_parallel_calls}:'
+                ' expected positive integers separated by commas.\n')
   layouts = args.layouts.split(',')
   unknown = set(layouts) - set(LAYOUTS)
   if unknown:
@@ -332,23 +352,27 @@ def main():
         f'{gz_bytes / 1e6:,.0f} MB of gz and {_gib(frame_bytes):.2f} GiB of '
         'frames each', flush=True)
 
-  # name -> (layout, source, checkpoints), all alive at once.
+  # name -> (layout, source, checkpoints, host reads or 0: automatic), all
+  # alive at once.
   plan = {}
   if not args.skip_dopamine:
-    plan[DOPAMINE] = ('dopamine', gz_dir, 1)
+    plan[DOPAMINE] = ('dopamine', gz_dir, 1, 0)
   if 'in_memory' in layouts:
-    plan['in_memory (1 ckpt)'] = ('in_memory', gz_dir, 1)
+    plan['in_memory (1 ckpt)'] = ('in_memory', gz_dir, 1, 0)
     if 10 * frame_bytes < psutil.virtual_memory().available / 3:
       plan['in_memory (10 ckpts)'] = (
           'in_memory', gz_with_copies(gz_dir, os.path.join(work, 'gz10'), 10),
-          10)
+          10, 0)
   converted10 = os.path.join(work, 'converted10')
   if 'converted' in layouts:
     for k in (1, 10):
       plan[f'converted (compact, {k} ckpt{"s" if k > 1 else ""})'] = (
-          'converted', converted10, k)
+          'converted', converted10, k, 0)
+    for n in read_counts:
+      plan[f'converted (compact, 1 ckpt, {n} reads)'] = (
+          'converted', converted10, 1, n)
   need = sum(resident_estimate(layout, k, frame_bytes)
-             for layout, _, k in plan.values())
+             for layout, _, k, _ in plan.values())
   available = psutil.virtual_memory().available
   if need > available:
     if not args.workdir:
@@ -363,8 +387,8 @@ def main():
 
   children = {}
   try:
-    for name, (layout, source, k) in plan.items():
-      children[name] = Child(name, layout, source, k, work)
+    for name, (layout, source, k, reads) in plan.items():
+      children[name] = Child(name, layout, source, k, reads, work)
       results[name] = children[name].request(None)
       print(f'  opened {name}: {results[name]["open_s"]:.1f} s, RSS '
             f'{_gib(results[name]["opened"]["settled_rss"]):.2f} GiB',
@@ -393,10 +417,12 @@ def main():
 def report(results: dict, names, gz_dir: str, block_seconds: float) -> None:
   """The table: per process, medians over blocks; ratios per round."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from batch_rl.data import pipeline  # pylint: disable=g-import-not-at-top
   print(f'\nmachine: {platform.processor() or platform.machine()}, '
         f'{os.cpu_count()} cores, load average '
         f'{os.getloadavg()[0]:.1f} (1 min) at the end, TF {tf.__version__};'
-        f' batch {BATCH}, 84x84x{STACK_SIZE} uint8 states; {gz_dir}')
+        f' batch {BATCH}, 84x84x{STACK_SIZE} uint8 states; automatic host '
+        f'reads: {pipeline.default_read_parallel_calls()}; {gz_dir}')
   rounds = len(results[next(iter(names))]['blocks'])
   print(f'batches/s: median of {rounds} blocks of {block_seconds:g} s per '
         'process, all processes alive, blocks alternating; x dopamine-rl: '
@@ -405,7 +431,8 @@ def report(results: dict, names, gz_dir: str, block_seconds: float) -> None:
         'process, all threads (median; less sensitive to load). RSS: peak '
         '(VmHWM) and settled (VmRSS) at the end; anon = settled RssAnon '
         '(without mapped file pages)')
-  print(f'{"":32}{"open s":>8}{"batches/s":>11}{"x dopamine-rl":>22}'
+  width = max(32, max(map(len, names)) + 1)
+  print(f'{"":{width}}{"open s":>8}{"batches/s":>11}{"x dopamine-rl":>22}'
         f'{"per CPU s":>11}{"peak GiB":>10}{"settled":>9}{"anon":>7}'
         f'{"frames GiB":>12}')
   dopamine = results.get(DOPAMINE)
@@ -422,7 +449,7 @@ def report(results: dict, names, gz_dir: str, block_seconds: float) -> None:
                f'{ratios.max():.2f}]')
     for key in ('batches_per_s', 'batches_per_cpu_s'):
       r[key] = float(np.median(rates(r, key)))
-    print(f'{name:32}{r["open_s"]:8.1f}{r["batches_per_s"]:11,.0f}'
+    print(f'{name:{width}}{r["open_s"]:8.1f}{r["batches_per_s"]:11,.0f}'
           f'{ratio:>22}{r["batches_per_cpu_s"]:11,.0f}'
           f'{_gib(r["peak_rss"]):10.2f}{_gib(r["settled_rss"]):9.2f}'
           f'{_gib(r["anon_rss"]):7.2f}{_gib(r["frame_bytes"]):12.2f}')

@@ -474,7 +474,7 @@ class FrameReader:
     self.frame_shape, self.dtype = first.shape[1:], first.dtype
     self.frame_bytes = int(np.prod(self.frame_shape)) * self.dtype.itemsize
     # Block b of checkpoint c: bytes offsets[c, b]:offsets[c, b + 1] of its
-    # file, holding frames[c, b] frames.
+    # file, holding block_sizes[c, b] frames.
     self.stride = max(len(f.offsets) for f in self.frames)
     self.offsets = np.zeros((len(self.frames), self.stride), np.int64)
     self.block_sizes = np.zeros((len(self.frames), self.stride), np.int64)
