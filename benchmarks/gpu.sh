@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# One-shot GPU check (issues 10 and 11): pipeline, Atari and MuJoCo training
-# loops, and MirroredStrategy on two logical GPUs, in about 8 minutes,
-# ending with one summary.
+# One-shot GPU check (issues 10 and 11): pipeline, compact reads on 1-8
+# threads, Atari and MuJoCo training loops, and MirroredStrategy on two
+# logical GPUs, in about 8 minutes, ending with one summary.
 #
 #   benchmarks/gpu.sh [--cpu_only] [--capacity N] [--out DIR]
 #
@@ -83,6 +83,8 @@ step make_replay 90 $PYTHON benchmarks/make_replay.py "$WORK/gz" \
 TAIL=16 step pipeline 170 $PYTHON benchmarks/pipeline.py \
   --replay_dir "$WORK/gz" --workdir "$WORK/bench" --seconds 10 \
   --read_parallel_calls 1,4 --json "$OUT/pipeline.json"
+step frame_reads 40 $PYTHON benchmarks/frame_reads.py "$WORK/bench/converted10" \
+  --threads 1,2,4,8 --calls 100
 step atari_loop 90 $PYTHON benchmarks/atari_loop.py \
   --replay_dir "$WORK/gz" --seconds 20
 step continuous 60 $PYTHON benchmarks/continuous.py --agents=td3,bc,cql \

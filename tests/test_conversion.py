@@ -104,18 +104,29 @@ def _write_frames(path, frames, block_frames):
   return compact.CompactCheckpoint(str(path / 'ckpt_0')).frames
 
 
+def _overlap(reader, monkeypatch):
+  """Makes `reader` read as while another read is in progress (decoding
+  groups of blocks), with groups of 3 blocks."""
+  reader._reading = 1
+  monkeypatch.setattr(compact, 'GROUP_BLOCKS', 3)
+
+
+@pytest.mark.parametrize('overlapping', [False, True])
 @pytest.mark.parametrize('block_frames', [1, 4, 8])
-def test_frame_reader_reads_any_slots_of_several_checkpoints(tmp_path,
-                                                             block_frames):
+def test_frame_reader_reads_any_slots_of_several_checkpoints(
+    tmp_path, monkeypatch, block_frames, overlapping):
   """Random slots, windows of consecutive slots (wrapping at the end, as the
   store's are), repeats and a block shared by many rows, across checkpoints
-  with a short last block, against numpy indexing of the frames."""
+  with a short last block, against numpy indexing of the frames; a read
+  alone and one overlapping another (blocks decoded in groups)."""
   rng = np.random.default_rng(block_frames)
   data = [rng.integers(0, 255, (capacity, 3, 2), np.uint8)
           for capacity in (45, 64, 7)]
   reader = compact.FrameReader([_write_frames(tmp_path / str(i), frames,
                                               block_frames)
                                 for i, frames in enumerate(data)])
+  if overlapping:
+    _overlap(reader, monkeypatch)
   for trial in range(60):
     rows = int(rng.integers(0, 25))
     ckpt = rng.integers(0, len(data), rows)
@@ -134,9 +145,13 @@ def test_frame_reader_reads_any_slots_of_several_checkpoints(tmp_path,
         got, np.stack(want) if rows else np.zeros((0, 5, 3, 2)))
 
 
-def test_damaged_frame_blocks_are_named_when_read(tmp_path):
+@pytest.mark.parametrize('overlapping', [False, True])
+def test_damaged_frame_blocks_are_named_when_read(tmp_path, monkeypatch,
+                                                  overlapping):
   frames = np.random.default_rng(0).integers(0, 255, (20, 3, 2), np.uint8)
   reader = compact.FrameReader([_write_frames(tmp_path, frames, 4)])
+  if overlapping:
+    _overlap(reader, monkeypatch)
   path = str(tmp_path / 'ckpt_0' / 'frames.zst')
   offsets = np.load(str(tmp_path / 'ckpt_0' / 'frame_offsets.npy'))
   with open(path, 'r+b') as f:  # Block 2: garbage of the same length.
@@ -158,9 +173,11 @@ def test_damaged_frame_blocks_are_named_when_read(tmp_path):
   np.save(str(tmp_path / 'ckpt_0' / 'frame_offsets.npy'), offsets)
   reader = compact.FrameReader(
       [compact.CompactCheckpoint(str(tmp_path / 'ckpt_0')).frames])
+  if overlapping:
+    _overlap(reader, monkeypatch)
   with pytest.raises(ReplayDataError,
                      match=r'frames.zst: block 3 holds 3 frames, expected 4'):
-    reader.read(np.zeros(1, np.int64), np.array([[13, 14]]))
+    reader.read(np.zeros(1, np.int64), np.array([[1, 13, 14]]))
 
 
 def test_reused_read_buffers_never_change_a_batch_still_held(tmp_path):

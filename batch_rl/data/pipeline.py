@@ -42,12 +42,12 @@ PREFETCH_ELEMENTS = 2
 DATASET_OPTIONS = tf.data.Options()
 DATASET_OPTIONS.experimental_optimization.apply_default_optimizations = False
 
-# Cores per parallel host read (memory-mapped and compact stores). A read
-# holds the GIL between its decoding calls, so reads on more threads than
-# the cores can carry wait for each other: on 2 cores one read at a time
-# gave 1,250 batches/s of compact Atari data and two 980
-# (docs/PERFORMANCE.md).
-CORES_PER_HOST_READ = 8
+# Cores per parallel host read (memory-mapped and compact stores). Reads
+# hold the GIL for part of their time: on 2 cores one read at a time gave
+# the most batches (reads on more threads than the cores can carry wait for
+# each other); with cores to spare, overlapping compact reads decode in
+# groups and two threads read 1.5x as fast as one (docs/PERFORMANCE.md).
+CORES_PER_HOST_READ = 4
 
 
 def default_read_parallel_calls() -> int:
