@@ -361,6 +361,17 @@ def test_runner_trains_in_calls_of_whole_stacks(tmp_path, cartpole_dataset):
   assert all(n % k == 0 for n in agent.calls[:-1])
 
 
+def test_host_read_parallelism_reaches_the_pipeline(tmp_path,
+                                                   cartpole_dataset):
+  runner = _NoEvaluation(
+      str(tmp_path), _RecordingAgent(), environment=None,
+      training=training.OfflineTraining(cartpole_dataset, 4, seed=3,
+                                        read_parallel_calls=-2),
+      run_info={}, num_iterations=1, progress=False, training_steps=4)
+  with pytest.raises(ValueError, match='read_parallel_calls=-2'):
+    runner.run_experiment()
+
+
 def test_resumed_run_reads_the_batches_of_an_uninterrupted_run(
     tmp_path, cartpole_dataset):
   k = cartpole_dataset.batches_per_call(4)

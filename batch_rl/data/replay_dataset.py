@@ -84,17 +84,20 @@ class ReplayDataset:
 
   def batches(self, batch_size: int, seed: int, first_call: int = 0,
               elements=transitions.TRAINING_ELEMENTS,
-              batches_per_call: Optional[int] = None) -> tf.data.Dataset:
+              batches_per_call: Optional[int] = None,
+              read_parallel_calls: Optional[int] = None) -> tf.data.Dataset:
     """Endless stacks [K, batch_size, ...] of uniformly sampled batches.
 
     Stack c is drawn from the stateless stream (seed, c); the dataset
     starts at stack `first_call`, so a run resumed at stack c reads what an
-    uninterrupted run reads from its c-th stack on.
+    uninterrupted run reads from its c-th stack on. `read_parallel_calls`:
+    see `pipeline.transition_dataset`.
     """
     return pipeline.transition_dataset(
         self.store, batch_size, self.stack_size, self.update_horizon,
         self.gamma, seed, self.training_indices, elements=elements,
-        batches_per_call=batches_per_call, first_call=first_call)
+        batches_per_call=batches_per_call, first_call=first_call,
+        read_parallel_calls=read_parallel_calls)
 
   def read(self, indices: np.ndarray, batch_size: int = READ_BATCH_SIZE,
            update_horizon: Optional[int] = None) -> tf.data.Dataset:

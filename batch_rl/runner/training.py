@@ -8,6 +8,8 @@ A training function has three methods the Runner calls:
   finish(runner)                     after the last iteration.
 """
 
+from typing import Optional
+
 import gin
 import numpy as np
 
@@ -27,18 +29,23 @@ class OfflineTraining:
   """
 
   def __init__(self, replay, batch_size: int, seed: int,
-               log_every: int = 100):
+               log_every: int = 100,
+               read_parallel_calls: Optional[int] = None):
     """Args:
       replay: a replay_dataset.ReplayDataset.
       batch_size: transitions per gradient step.
       seed: seed of the batch stream.
       log_every: gradient steps per train call, between progress-bar and
         loss updates (rounded up to whole stacks of batches).
+      read_parallel_calls: host reads of frames in flight at once
+        (converted and memory-mapped data; default: one per 4 cores,
+        `pipeline.default_read_parallel_calls`).
     """
     self.replay = replay
     self.batch_size = batch_size
     self.seed = seed
     self.log_every = log_every
+    self.read_parallel_calls = read_parallel_calls
     self._batches = None
     self._chunk = None
 
@@ -49,7 +56,8 @@ class OfflineTraining:
     dataset = self.replay.batches(
         self.batch_size, self.seed,
         first_call=runner.start_iteration * calls,
-        batches_per_call=per_call)
+        batches_per_call=per_call,
+        read_parallel_calls=self.read_parallel_calls)
     self._batches = iter(dataset)
     self._chunk = train_loop.whole_stacks(self.log_every,
                                           dataset.element_spec)
