@@ -118,8 +118,7 @@ def measure(work: str) -> None:
   iteration = iter(range(10**9))
   # (warm-up, timed block) per kind; the warm-up steps empty the buffers.
   per_stack = stacks.element_spec['reward'].shape[0]
-  warmup = (pipeline.PREFETCH_ELEMENTS + os.cpu_count() +
-            pipeline.default_read_parallel_calls() + 1) * per_stack
+  warmup = pipeline.max_calls_ahead() * per_stack
   runner_batches = training._batches  # pylint: disable=protected-access
   timed = {
       'isolated': (lambda: isolated_steps(no_input, tf.constant(warmup)),

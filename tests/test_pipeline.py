@@ -371,6 +371,4 @@ def test_a_pipeline_that_waits_reads_ahead_a_bounded_number_of_calls(
       next(stacks)
     consumed += 40
     time.sleep(0.5)
-  assert len(calls) - consumed <= (
-      pipeline.PREFETCH_ELEMENTS + os.cpu_count() +
-      pipeline.default_read_parallel_calls() + 1)
+  assert len(calls) - consumed <= pipeline.max_calls_ahead()

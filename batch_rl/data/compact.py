@@ -525,12 +525,17 @@ class FrameReader:
           decompressed_sizes=self.block_bytes[ckpt, blocks].astype(
               np.uint64).tobytes(), threads=0)
     except zstandard.ZstdError:
-      for block, begin, end, expected in zip(
-          blocks.tolist(), begins.tolist(), (begins + segments[:, 1]).tolist(),
-          self.block_bytes[ckpt, blocks].tolist()):
-        self._decode(ckpt, block, begin, end, expected)  # Names the block.
+      for args in self._decode_args(np.full(len(blocks), ckpt), blocks):
+        self._decode(*args)  # Raises, naming the damaged block.
       raise
     return [memoryview(decoded[i]) for i in range(len(blocks))]
+
+  def _decode_args(self, ckpts: np.ndarray, blocks: np.ndarray) -> list:
+    """`_decode`'s arguments for block blocks[i] of checkpoint ckpts[i]."""
+    return list(zip(ckpts.tolist(), blocks.tolist(),
+                    self.offsets[ckpts, blocks].tolist(),
+                    self.offsets[ckpts, blocks + 1].tolist(),
+                    self.block_bytes[ckpts, blocks].tolist()))
 
   def read(self, ckpt: np.ndarray, slots: np.ndarray) -> np.ndarray:
     """Frames at slots[i, j] of checkpoints ckpt[i]: [*slots.shape, *frame].
@@ -555,9 +560,10 @@ class FrameReader:
     # The distinct blocks in order, and each segment's index among them.
     new_block = np.concatenate([[True], np.diff(keys[first]) != 0])
     block_ckpt, block = np.divmod(keys[first][new_block], self.stride)
+    segment_block = np.cumsum(new_block) - 1
     fb = self.frame_bytes
     segments = list(zip(
-        (np.cumsum(new_block) - 1).tolist(), (first * fb).tolist(),
+        segment_block.tolist(), (first * fb).tolist(),
         ((flat[first] % self.block_frames) * fb).tolist(),
         (lengths * fb).tolist()))
     target = memoryview(out.reshape(-1).view(np.uint8))
@@ -566,30 +572,26 @@ class FrameReader:
       alone = self._reading == 1
     try:
       if alone:
-        blocks = list(zip(
-            block_ckpt.tolist(), block.tolist(),
-            self.offsets[block_ckpt, block].tolist(),
-            self.offsets[block_ckpt, block + 1].tolist(),
-            self.block_bytes[block_ckpt, block].tolist()))
+        blocks = self._decode_args(block_ckpt, block)
         decoded, last = None, -1
         for index, row, within, length in segments:
           if index != last:
             decoded, last = self._decode(*blocks[index]), index
           target[row:row + length] = decoded[within:within + length]
       else:
-        # Groups of at most GROUP_BLOCKS blocks of one checkpoint.
+        # Groups of at most GROUP_BLOCKS blocks of one checkpoint, and the
+        # segments of each group's blocks.
         bounds = np.union1d(
             np.arange(0, len(block), GROUP_BLOCKS),
             np.append(np.flatnonzero(np.diff(block_ckpt)) + 1, len(block)))
-        next_segment = 0
-        for begin, end in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
-          decoded = self._decode_group(block_ckpt[begin], block[begin:end])
-          for index, row, within, length in segments[next_segment:]:
-            if index == end:
-              break
+        cuts = np.searchsorted(segment_block, bounds).tolist()
+        bounds = bounds.tolist()
+        for g, begin in enumerate(bounds[:-1]):
+          decoded = self._decode_group(block_ckpt[begin],
+                                       block[begin:bounds[g + 1]])
+          for index, row, within, length in segments[cuts[g]:cuts[g + 1]]:
             target[row:row + length] = decoded[index - begin][
                 within:within + length]
-            next_segment += 1
     finally:
       with self._lock:
         self._reading -= 1

@@ -27,12 +27,12 @@ STACK_BYTES = 16 * 2**20
 MAX_BATCHES_PER_CALL = 128
 
 # Elements prefetched beyond those the parallel maps hold (the assembly at
-# most one per core, the host reads `read_parallel_calls`). A fixed depth: tf.data's AUTOTUNE depth grows whenever the consumer
-# finds the buffer empty and never shrinks; a pipeline left waiting (an
-# evaluation phase, another process on the cores) then filled it with
-# hundreds of stacks (3.9 GiB of Atari stacks after 12 pauses,
-# docs/PERFORMANCE.md). Two keep the consumer fed: the map's calls run
-# ahead of it.
+# most one per core, the host reads `read_parallel_calls`). A fixed depth:
+# tf.data's AUTOTUNE depth grows whenever the consumer finds the buffer
+# empty and never shrinks; a pipeline left waiting (an evaluation phase,
+# another process on the cores) then filled it with hundreds of stacks
+# (3.9 GiB of Atari stacks after 12 pauses, docs/PERFORMANCE.md). Two keep
+# the consumer fed: the map's calls run ahead of it.
 PREFETCH_ELEMENTS = 2
 
 # tf.data's default graph rewrites serialize the dataset, which copies every
@@ -54,6 +54,15 @@ def default_read_parallel_calls() -> int:
   """Host reads in flight at once: one per CORES_PER_HOST_READ usable
   cores, at least one."""
   return max(1, len(os.sched_getaffinity(0)) // CORES_PER_HOST_READ)
+
+
+def max_calls_ahead(read_parallel_calls: Optional[int] = None) -> int:
+  """At most how many sampler calls a waiting pipeline has made beyond
+  those its consumer took: the prefetched elements, the assembly's parallel
+  calls (one per core), the host reads in flight, and one more that may
+  start as the consumer takes an element."""
+  return (PREFETCH_ELEMENTS + os.cpu_count() +
+          (read_parallel_calls or default_read_parallel_calls()) + 1)
 
 
 def auto_batches_per_call(store: ReplayStore, batch_size: int,
