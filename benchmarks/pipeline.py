@@ -262,14 +262,13 @@ def converted_copies(gz10: str, converted10: str) -> dict:
   """`converted10`: checkpoints 0 and 1 of `gz10` converted (0 timed),
   2..9 links of them. A complete one from an earlier run with the same
   --workdir is reused (delete it to time the conversion again)."""
+  from batch_rl.data import compact  # pylint: disable=g-import-not-at-top
   from batch_rl.data import converted  # pylint: disable=g-import-not-at-top
-  manifest_path = os.path.join(converted10, converted.MANIFEST)
-  if os.path.isfile(manifest_path):
-    with open(manifest_path) as f:
-      if json.load(f).get('checkpoints') == list(range(10)):
-        print(f'reusing {converted10} (conversion not timed: delete it to '
-              'time it)', flush=True)
-        return {}
+  manifest = compact.read_manifest(converted10)
+  if manifest and manifest.get('checkpoints') == list(range(10)):
+    print(f'reusing {converted10} (conversion not timed: delete it to '
+          'time it)', flush=True)
+    return {}
   shutil.rmtree(converted10, ignore_errors=True)
   start = time.perf_counter()
   converted.convert(gz10, converted10, [0], progress=False)
@@ -282,10 +281,8 @@ def converted_copies(gz10: str, converted10: str) -> dict:
     for name in os.listdir(os.path.join(converted10, f'ckpt_{suffix % 2}')):
       link(os.path.join(converted10, f'ckpt_{suffix % 2}', name),
            os.path.join(converted10, f'ckpt_{suffix}', name))
-  with open(manifest_path) as f:
-    manifest = json.load(f)
-  with open(manifest_path, 'w') as f:
-    json.dump({**manifest, 'checkpoints': list(range(10))}, f)
+  compact.write_json(os.path.join(converted10, compact.MANIFEST), {
+      **compact.read_manifest(converted10), 'checkpoints': list(range(10))})
   return results
 
 
