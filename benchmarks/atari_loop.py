@@ -4,13 +4,17 @@ As benchmarks/continuous.py does for MuJoCo, for the discrete agents'
 Atari setting (84x84x4 uint8 states, batch 32, gin/atari/dqn.gin):
   * isolated: the agent's train ops on one fixed batch already in memory,
     looped in one graph;
+  * one_stack: `agent.train_steps` on one stack of batches in memory,
+    repeated: the loop's in-graph iterator and batch slicing without a
+    producer (what the consumer side costs);
   * pipeline: `agent.train_steps(iterator, steps)` reading stacks from
     `ReplayDataset.batches` in-graph, one dataset for the whole run;
   * runner: the training phase of one `Runner` iteration (`--steps` steps)
     with `OfflineTraining`, as `experiment.create_runner` builds them (one
     batch stream per run, one train call per iteration);
   * overhead: pipeline time per step / isolated time per step (target
-    <= 1.05 on an otherwise idle machine; the load average is printed).
+    <= 1.05 on an otherwise idle machine; the load average is printed);
+    one_stack's overhead is the consumer side's share of it.
 Blocks of each kind alternate (a round times each kind once, the first
 kind rotating), at least `--rounds` rounds; every block starts with
 untimed steps of its kind that empty what its batch stream buffered while
@@ -104,9 +108,11 @@ def measure(work: str) -> None:
 
   stacks = iter(replay.batches(FLAGS.batch_size, 0))
   steps = train_loop.whole_stacks(FLAGS.steps, stacks.element_spec)
-  fixed = next(iter(replay.batches(FLAGS.batch_size, 1).unbatch()))
+  stack = next(iter(replay.batches(FLAGS.batch_size, 1)))
+  fixed = tf.nest.map_structure(lambda x: x[0], stack)
   isolated_steps = train_loop.make_train_steps(
       lambda unused_batch: agent.train_ops(fixed))
+  one_stack = iter(tf.data.Dataset.from_tensors(stack).repeat())
   no_input = iter(tf.data.Dataset.from_tensors(tf.zeros([steps])).repeat())
   training = OfflineTraining(replay, FLAGS.batch_size, seed=0,
                              log_every=steps)
@@ -123,6 +129,8 @@ def measure(work: str) -> None:
   timed = {
       'isolated': (lambda: isolated_steps(no_input, tf.constant(warmup)),
                    lambda: isolated_steps(no_input, tf.constant(steps))),
+      'one_stack': (lambda: agent.train_steps(one_stack, warmup),
+                    lambda: agent.train_steps(one_stack, steps)),
       'pipeline': (lambda: agent.train_steps(stacks, warmup),
                    lambda: agent.train_steps(stacks, steps)),
       # The Runner's training phase of one iteration.
@@ -160,7 +168,7 @@ def measure(work: str) -> None:
     print(f'{kind:10s} {1 / np.median(times[kind]):9.1f} steps/s, '
           f'{1000 * np.median(cpu_times[kind]):7.1f} CPU ms per step '
           '(medians over blocks)')
-  for kind in ('pipeline', 'runner'):
+  for kind in kinds[1:]:
     for name, measured in (('', times), ('CPU ', cpu_times)):
       ratios = np.array(measured[kind]) / measured['isolated']
       print(f'{name}overhead {kind} / isolated {np.median(ratios):.3f} '
