@@ -59,9 +59,6 @@ class RunDirectory:
     self.replay_logs_path = storage.join(path, REPLAY_LOGS)
     self.lock_path = storage.join(path, LOCK)
 
-  def has_run_info(self) -> bool:
-    return storage.isfile(self.run_info_path)
-
   def write_run_info(self, info: dict, selection=None) -> None:
     """Writes `info`, with the DataSelection dataclass `selection` as a dict."""
     if selection is not None:
@@ -105,12 +102,9 @@ class RunDirectory:
         storage.read_text(self.metrics_path), newline='')))
 
   def finished_iterations(self) -> int:
+    """The iterations metrics.csv holds (0 without one): what decides
+    whether a run is finished, for studies and analyses alike."""
     return len(self.read_metrics())
-
-  def is_complete(self, num_iterations: int) -> bool:
-    """Whether metrics.csv holds every iteration 0 .. num_iterations - 1."""
-    done = {int(row['iteration']) for row in self.read_metrics()}
-    return set(range(num_iterations)) <= done
 
   def lock(self) -> None:
     """Takes the exclusive lock `run.lock` (held until `unlock` or exit).

@@ -21,6 +21,7 @@ from batch_rl import command_line
 from batch_rl.analysis import report
 from batch_rl.analysis import runs as run_logs
 from batch_rl.analysis import study as analysis_study
+from batch_rl.run_directory import RunDirectory
 from batch_rl.sweep import execution
 from batch_rl.sweep import progress
 from batch_rl.sweep import study as study_lib
@@ -44,7 +45,7 @@ def flag_values(command, flag):
 
 def write_metrics(run_dir, returns):
   os.makedirs(run_dir, exist_ok=True)
-  with open(os.path.join(run_dir, study_lib.METRICS), 'w') as f:
+  with open(RunDirectory(run_dir).metrics_path, 'w') as f:
     f.write(','.join(run_logs.METRIC_COLUMNS) + '\n')
     for i, value in enumerate(returns):
       f.write(f'{i},1,1,{value},0.0,0.0,0.1\n')
@@ -190,9 +191,9 @@ def test_data_root_is_required_by_the_pattern(tmp_path):
 
 def test_finished_iterations_decide_what_is_finished(tmp_path):
   run = study_lib.Run('r', 'offline', ('python',), str(tmp_path / 'r'), 3)
-  assert study_lib.finished_iterations(run.run_dir) == 0
+  assert RunDirectory(run.run_dir).finished_iterations() == 0
   write_metrics(run.run_dir, [1.0, 2.0])
-  assert study_lib.finished_iterations(run.run_dir) == 2
+  assert RunDirectory(run.run_dir).finished_iterations() == 2
   assert not study_lib.is_finished(run)
   write_metrics(run.run_dir, [1.0, 2.0, 3.0])
   assert study_lib.is_finished(run)
@@ -303,7 +304,7 @@ def test_smoke_study_on_ray_survives_a_killed_worker_and_a_failed_run(
   thread.start()
   target_log = execution.log_path(log_dir, target.name)
   deadline = time.time() + 400
-  while study_lib.finished_iterations(target.run_dir) < 1:
+  while RunDirectory(target.run_dir).finished_iterations() < 1:
     assert time.time() < deadline and thread.is_alive(), printed
     time.sleep(0.05)
   (pid,) = worker_pids(target_log)

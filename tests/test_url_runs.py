@@ -73,7 +73,7 @@ def test_a_run_on_a_url_trains_resumes_and_is_analysed(url, capsys):
   summarized = resumed._summarized()  # pylint: disable=protected-access
   assert sorted(s for t, s in summarized if t == 'eval_return_mean') == [
       0, 1, 2]
-  assert study_lib.finished_iterations(base_dir) == 3
+  assert RunDirectory(base_dir).finished_iterations() == 3
 
   (loaded,) = runs_lib.load_runs([url])
   assert loaded.run_dir == base_dir and loaded.agent_name == 'dqn'

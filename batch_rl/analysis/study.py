@@ -20,6 +20,7 @@ from batch_rl import storage
 from batch_rl.analysis import runs as runs_lib
 from batch_rl.analysis import scores
 from batch_rl.analysis.errors import AnalysisError
+from batch_rl.run_directory import RunDirectory
 
 STUDY_FILE = 'study.json'  # batch_rl.sweep.study.STUDY_FILE
 REFERENCE = 'reference.csv'
@@ -38,20 +39,12 @@ def read_study(path: str) -> dict:
     raise AnalysisError(f'{file}: not valid JSON ({e}).') from e
 
 
-def _iterations(run_dir: str) -> int:
-  path = storage.join(run_dir, runs_lib.METRICS)
-  if not storage.isfile(path):
-    return 0
-  lines = storage.read_text(path).splitlines()
-  return max(sum(1 for line in lines if line.strip()) - 1, 0)
-
-
 def _runs(path: str, study: dict, kind: str, complete: bool) -> list[dict]:
   """The runs of `kind` with a run log (every iteration if `complete`)."""
   found = []
   for run in study['runs']:
     run_dir = storage.join(path, run['name'])
-    done = _iterations(run_dir)
+    done = RunDirectory(run_dir).finished_iterations()
     if run['kind'] == kind and storage.isfile(
         storage.join(run_dir, runs_lib.RUN_INFO)) and done and (
             not complete or done >= run['num_iterations']):

@@ -24,6 +24,7 @@ import gin
 
 from batch_rl import command_line
 from batch_rl import storage
+from batch_rl.run_directory import RunDirectory
 from batch_rl.sweep import study as study_lib
 
 flags.DEFINE_string('data_root', None, 'Replaces {data_root} in '
@@ -70,7 +71,7 @@ def load_study(study_file: str, bindings) -> study_lib.Study:
 def _status(run: study_lib.Run) -> str:
   if run.kind == study_lib.STAGING:
     return 'prepares the data'
-  done = study_lib.finished_iterations(run.run_dir)
+  done = RunDirectory(run.run_dir).finished_iterations()
   if done >= run.num_iterations:
     return 'finished'
   if done:

@@ -24,6 +24,7 @@ from typing import Callable, Optional, Sequence
 
 import ray
 
+from batch_rl.run_directory import RunDirectory
 from batch_rl.sweep import progress
 from batch_rl.sweep import study as study_lib
 
@@ -137,7 +138,7 @@ def execute_run(run: study_lib.Run, log_file: str, tracker, *requirements
   if run.num_iterations is not None and not study_lib.is_finished(run):
     raise RunFailed(
         run.name, f'exited normally after '
-        f'{study_lib.finished_iterations(run.run_dir)} of '
+        f'{RunDirectory(run.run_dir).finished_iterations()} of '
         f'{run.num_iterations} iterations', log_tail(log_file))
   return {'name': run.name, 'duration_s': time.time() - start}
 

@@ -31,7 +31,7 @@ import gin
 from gin import config_parser
 
 from batch_rl import command_line
-from batch_rl.run_directory import METRICS
+from batch_rl.run_directory import RunDirectory
 from batch_rl.run_directory import REPLAY_LOGS
 from batch_rl import storage
 
@@ -175,22 +175,12 @@ class Run:
   labels: Mapping[str, object] = dataclasses.field(default_factory=dict)
 
 
-def finished_iterations(run_dir: str) -> int:
-  """The iterations metrics.csv holds (0 without one): the one place that
-  decides whether a run is finished."""
-  path = storage.join(run_dir, METRICS)
-  if not storage.exists(path):
-    return 0
-  lines = [line for line in storage.read_text(path).splitlines() if line]
-  return max(len(lines) - 1, 0)
-
-
 def is_finished(run: Run) -> bool:
   """Whether `run` needs no (more) work; staging runs always run when a run
   that needs them does (conversion skips what is already converted)."""
   if run.num_iterations is None:
     return False
-  return finished_iterations(run.run_dir) >= run.num_iterations
+  return RunDirectory(run.run_dir).finished_iterations() >= run.num_iterations
 
 
 def runs_to_start(runs: Sequence[Run]) -> list[Run]:
