@@ -1,8 +1,8 @@
 r"""Online agents that log every transition, as the DQN Replay Dataset was made.
 
-  python -m batch_rl.log_data --base_dir=/tmp/dqn_cartpole \
+  python -m batch_rl.log_data --base_dir=runs/cartpole_dqn_logger \
       --gin_files=gin/baselines/cartpole_dqn.gin
-  python -m batch_rl.log_data --base_dir=/tmp/hopper_ddpg \
+  python -m batch_rl.log_data --base_dir=runs/hopper_ddpg \
       --gin_files=gin/mujoco/ddpg.gin --gin_files=gin/baselines/mujoco.gin \
       --gin_bindings="create_online_runner.environment_name='mujoco:Hopper-v5'"
 

@@ -272,7 +272,6 @@ def evaluate_run(run_dir: str, options: SelectionOptions) -> list[dict]:
   held_out, disjoint, seed = _heldout_indices(data, options)
   if not disjoint:
     print(f'warning: {run_dir} trained on the held-out transitions; bind '
-          'create_runner.selection=@DataSelection() and '
           'DataSelection.holdout_fraction when training for an honest '
           'held-out TD error.')
   td_loss = dqn_agent.TD_LOSSES[options.td_loss]

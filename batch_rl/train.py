@@ -1,7 +1,7 @@
 r"""Offline training on a fixed replay dataset, evaluated online.
 
   python -m batch_rl.train --replay_dir=/data/Pong/1/replay_logs \
-      --base_dir=/tmp/rem_pong --gin_files=gin/atari/rem.gin \
+      --base_dir=runs/rem_pong --gin_files=gin/atari/rem.gin \
       --gin_bindings="create_runner.environment_name='atari:Pong'"
 
 Flags are the original batch_rl release's (batch_rl/command_line.py);

@@ -18,7 +18,8 @@ Atari setting (84x84x4 uint8 states, batch 32, gin/atari/dqn.gin):
 Blocks of each kind alternate (a round times each kind once, the first
 kind rotating), at least `--rounds` rounds; every block starts with
 untimed steps of its kind that empty what its batch stream buffered while
-the others ran (the prefetch depth plus one call per core, in stacks).
+the others ran (`pipeline.max_calls_ahead()` stacks: the prefetch depth,
+one assembly call per core, the host reads and one more).
 Rates are medians over blocks; the overheads are the ratios of each
 round's blocks: median [min, max] over rounds; the CPU overheads are the
 same ratios of CPU time per step (this process, all threads), which load

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from batch_rl.data import __main__ as data_cli
+from batch_rl.data import gz_cache
 from batch_rl.data import replay_dataset
 from batch_rl.data import rlds_io
 from batch_rl.data import rlu
@@ -95,6 +96,19 @@ def _sampled(replay_dir, update_horizon, selection=None):
 @pytest.mark.parametrize('update_horizon', [1, 3])
 @pytest.mark.parametrize('name', ['rlu_atari_checkpoints_ordered',
                                   'rlu_atari'])
+def test_cache_dir_defaults_to_the_gz_cache_s(tmp_path, monkeypatch):
+  monkeypatch.setenv(gz_cache.CACHE_ENV, str(tmp_path / 'env'))
+  assert rlu.TFDSReplayOptions().resolved_cache_dir() == str(tmp_path / 'env')
+  try:
+    gin.bind_parameter('GzReplayCache.cache_dir', str(tmp_path / 'gz'))
+    assert rlu.TFDSReplayOptions().resolved_cache_dir() == str(tmp_path / 'gz')
+    gin.bind_parameter('tfds_replay.cache_dir', str(tmp_path / 'rlu'))
+    assert rlu.TFDSReplayOptions().resolved_cache_dir() == str(
+        tmp_path / 'rlu')
+  finally:
+    gin.clear_config()
+
+
 def test_each_checkpoint_gives_exactly_its_episodes_transitions(
     rlu_data, options, name, update_horizon):
   del options

@@ -67,7 +67,7 @@ PARTIAL = '.partial'
 # 8 Atari frames (56 KB) per block keep most of the cross-frame matches gzip
 # finds (1.12x the gz size, docs/PERFORMANCE.md; single frames lose them
 # and take several times more); a window of 5 slots touches 1.5 blocks on
-# average, decoded up to the last frame it needs.
+# average, each decoded whole, once per read (FrameReader).
 BLOCK_FRAMES = 8
 LEVEL = 3
 SMALL_ELEMENTS = ('action', 'reward', 'terminal')

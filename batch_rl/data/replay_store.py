@@ -9,10 +9,11 @@ the windows of slots a batch of transitions needs:
   `tf.gather`s, so the whole sampling step is TensorFlow ops (CPU, GPU or
   TPU). Dopamine gz checkpoints are decompressed straight into that array
   (`read_dopamine`): RAM holds the frames once (see docs/PERFORMANCE.md);
-* memory-mapped (`converted` directories): frames stay on disk and a batch's
-  windows are read with one vectorised numpy gather per checkpoint; resident
-  pages are dropped every few batches, so RAM does not grow with the number
-  of checkpoints (see docs/PERFORMANCE.md).
+* host reads (`memory_mapped` stores: `converted` directories in the compact
+  layout, `compact_store`): frames stay compressed in memory-mapped files,
+  and a batch's windows are decoded on the host, in a pipeline stage of
+  their own; resident pages are dropped every few batches, so RAM does not
+  grow with the number of checkpoints (see docs/PERFORMANCE.md).
 """
 
 import atexit

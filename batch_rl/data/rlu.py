@@ -69,7 +69,10 @@ class TFDSReplayOptions:
   cache_dir: Optional[str] = None
 
   def resolved_cache_dir(self) -> str:
-    return gz_cache.GzReplayCache(cache_dir=self.cache_dir).root()
+    # Without a cache_dir of its own, the gz cache's as gin configures it.
+    cache = (gz_cache.GzReplayCache() if self.cache_dir is None else
+             gz_cache.GzReplayCache(cache_dir=self.cache_dir))
+    return cache.root()
 
 
 def _is_dataset_dir(path: str) -> bool:

@@ -2,7 +2,7 @@
 
 Layouts: Dopamine gz checkpoints (loaded into memory, or converted once into
 a compact cache when larger than a memory budget: `gz_cache`), `convert`ed
-checkpoints (compact or memory-mapped, read from disk per batch), and
+checkpoints (the compact layout, decoded from disk per batch), and
 TFDS/RLDS datasets laid out like RL Unplugged Atari (`rlu`: converted once
 into a compact cache).
 """
