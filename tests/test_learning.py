@@ -2,7 +2,7 @@
 
 The fixture is the shipped replay of an online DQN run
 (batch_rl/experiments/data/cartpole_dqn_replay: 40k transitions, average
-episode return 61.3). Offline DQN and offline REM, seeded, must reach an
+episode return 61.5). Offline DQN and offline REM, seeded, must reach an
 evaluation return at least that of the behaviour data within 4 iterations of
 1,000 gradient steps (best iteration, as in the paper's protocol). Seen
 here with seed 0: DQN 20, 176, 95, 168 and REM 9, 223, 164, 131; over
@@ -54,7 +54,7 @@ def clean_gin():
 def test_offline_agent_beats_behaviour_data(tmp_path, agent_name, gin_file,
                                             iterations):
   data_return = embedded_default.behaviour_return(embedded_default.REPLAY_DIR)
-  assert data_return == pytest.approx(61.29, abs=0.01)
+  assert data_return == pytest.approx(61.54, abs=0.01)
   experiment.register_all_agents()
   command_line.load_gin_configs(
       [gin_file, 'classic/offline_cartpole.gin'],

@@ -344,15 +344,3 @@ def _is_closing_slot(arrays: ReplayArrays, run: StoredEpisode) -> bool:
           bool(arrays.terminal[slot - 1]) and
           not np.asarray(arrays.action[slot]).any() and
           not arrays.reward[slot])
-
-
-def episode_returns(arrays: ReplayArrays) -> np.ndarray:
-  """Undiscounted returns of the complete episodes stored in a checkpoint.
-
-  Padding slots hold reward 0, so splitting with stack_size 1 (no padding
-  check) gives every stack size's returns.
-  """
-  reward = np.asarray(arrays.reward)
-  return np.array([reward[e.slots].astype(np.float64).sum()
-                   for e in stored_episodes(arrays, 1, 'returns')
-                   if e.complete], dtype=np.float64)

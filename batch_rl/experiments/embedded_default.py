@@ -11,12 +11,9 @@ behaviour policy it has to beat. The run resumes if interrupted.
 
 import os
 
-import numpy as np
-
 from batch_rl import command_line
 from batch_rl import experiment
-from batch_rl.data import dopamine_replay
-from batch_rl.data import episodes
+from batch_rl.data import summary
 
 REPLAY_DIR = os.path.join(os.path.dirname(__file__), 'data',
                           'cartpole_dqn_replay')
@@ -25,12 +22,10 @@ GIN_FILES = ('classic/rem.gin', 'classic/offline_cartpole.gin')
 
 
 def behaviour_return(replay_dir: str) -> float:
-  """Average return of the complete episodes in a logged replay."""
-  returns = [
-      episodes.episode_returns(dopamine_replay.read_arrays(replay_dir, s))
-      for s in dopamine_replay.list_checkpoints(replay_dir)
-  ]
-  return float(np.mean(np.concatenate(returns)))
+  """Average return of the complete episodes in a logged replay, as
+  `python -m batch_rl.data info` reports it (episodes cut by checkpoint
+  boundaries joined and counted once)."""
+  return summary.summarize(replay_dir)['episode_return']['mean']
 
 
 def run(base_dir=None, gin_bindings=()) -> list[dict]:
