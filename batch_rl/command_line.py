@@ -60,8 +60,9 @@ def load_gin_configs(gin_files, gin_bindings) -> None:
     raise ValueError(f'bad gin configuration: {message}') from None
 
 
-def require_flags(*names) -> None:
-  """Raises ValueError naming every flag in `names` that was not given."""
-  missing = [name for name in names if getattr(FLAGS, name) is None]
+def require_flags(*names, flag_values: flags.FlagValues = FLAGS) -> None:
+  """Raises ValueError naming every flag in `names` of `flag_values` that was
+  not given or given empty (--out=, a list flag without items)."""
+  missing = [name for name in names if not flag_values[name].value]
   if missing:
     raise ValueError(f'missing flags: --{", --".join(missing)}.')

@@ -239,6 +239,15 @@ def test_cli_errors_exit_2_with_one_line(tmp_path):
       'both.\n')
 
 
+def test_an_unwritable_out_is_one_error_line(tmp_path):
+  not_a_folder = tmp_path / 'file'
+  not_a_folder.write_text('')
+  result = run_cli(os.path.join(STUDIES, 'smoke.gin'),
+                   f'--out={not_a_folder}/study', '--noreport')
+  assert (result.returncode, result.stderr) == (
+      2, f"error: [Errno 20] Not a directory: '{not_a_folder}/study'\n")
+
+
 def test_time_left_comes_from_the_runs_measured_here():
   now = [100.0]
   board = progress.Board({'a': 'offline', 'b': 'offline', 'c': 'offline',

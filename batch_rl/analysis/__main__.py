@@ -19,6 +19,7 @@ selection among a run's checkpoints is `python -m batch_rl.policy_selection`.
 from absl import flags
 
 from batch_rl import cli
+from batch_rl import command_line
 from batch_rl.analysis import reference_scores
 from batch_rl.analysis import report
 from batch_rl.analysis import scores
@@ -57,12 +58,6 @@ flags.DEFINE_string('agent', 'DQN', 'reference: the Agent entries to read.',
                     flag_values=FLAGS)
 
 
-def _require(*names) -> None:
-  missing = [name for name in names if not FLAGS[name].value]
-  if missing:
-    raise ValueError(f'missing flags: --{", --".join(missing)}.')
-
-
 def _pairs(values) -> tuple[tuple[str, str], ...]:
   pairs = tuple(tuple(value.split(':')) for value in values)
   bad = [value for value, pair in zip(values, pairs)
@@ -75,7 +70,7 @@ def _pairs(values) -> tuple[tuple[str, str], ...]:
 
 def _report():
   comparisons = _pairs(FLAGS.compare)
-  _require('base_dirs', 'out')
+  command_line.require_flags('base_dirs', 'out', flag_values=FLAGS)
   options = report.ReportOptions(
       reference=FLAGS.reference, protocol=FLAGS.protocol,
       bootstrap_reps=FLAGS.bootstrap_reps, confidence=FLAGS.confidence,
@@ -85,7 +80,7 @@ def _report():
 
 
 def _reference():
-  _require('dopamine_json', 'out')
+  command_line.require_flags('dopamine_json', 'out', flag_values=FLAGS)
   table = reference_scores.write_reference_csv(
       FLAGS.dopamine_json, FLAGS.out, FLAGS.agent, FLAGS.protocol)
   print(table.to_string(index=False))
