@@ -189,6 +189,14 @@ def test_data_root_is_required_by_the_pattern(tmp_path):
     study_lib.plan(load('atari_paper.gin'), str(tmp_path))
 
 
+def test_a_missing_gin_file_of_a_study_is_a_study_error():
+  with pytest.raises(study_lib.StudyError, match=re.escape(
+      'gin file classic/missing.gin not found (looked in the current '
+      "directory and the repository's gin/ and root).")):
+    study_lib.gin_literals(['classic/dqn.gin', 'classic/missing.gin'])
+  assert study_lib.gin_literals(['classic/dqn.gin'], ['a.b=1'])['a.b'] == 1
+
+
 def test_finished_iterations_decide_what_is_finished(tmp_path):
   run = study_lib.Run('r', 'offline', ('python',), str(tmp_path / 'r'), 3)
   assert RunDirectory(run.run_dir).finished_iterations() == 0
