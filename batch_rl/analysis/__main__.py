@@ -39,14 +39,18 @@ flags.DEFINE_string(
     'table), "dqn" (bundled online-DQN scores, the paper\'s normalization, '
     'for the games in batch_rl/analysis/data/atari_dqn_dopamine.csv) or a '
     'CSV with columns environment,random,<reference>.', flag_values=FLAGS)
-flags.DEFINE_enum('protocol', 'best', scores.PROTOCOLS,
+flags.DEFINE_enum('protocol', report.ReportOptions.protocol,
+                  scores.PROTOCOLS,
                   "report, reference: a run's score: best iteration (paper) "
                   'or final.', flag_values=FLAGS)
-flags.DEFINE_integer('bootstrap_reps', 2000, 'report: bootstrap resamples.',
-                     lower_bound=1, flag_values=FLAGS)
-flags.DEFINE_float('confidence', 0.95, 'report: confidence of the intervals.',
-                   lower_bound=0.0, upper_bound=1.0, flag_values=FLAGS)
-flags.DEFINE_integer('seed', 0, 'report: bootstrap seed.', flag_values=FLAGS)
+flags.DEFINE_integer('bootstrap_reps', report.ReportOptions.bootstrap_reps,
+                     'report: bootstrap resamples.', lower_bound=1,
+                     flag_values=FLAGS)
+flags.DEFINE_float('confidence', report.ReportOptions.confidence,
+                   'report: confidence of the intervals.', lower_bound=0.0,
+                   upper_bound=1.0, flag_values=FLAGS)
+flags.DEFINE_integer('seed', report.ReportOptions.seed, 'report: bootstrap '
+                     'seed.', flag_values=FLAGS)
 flags.DEFINE_multi_string(
     'compare', [], 'report: X:Y, two agent names: P(X > Y) within every data '
     'selection both ran on (repeat the flag; default: every pair of the '
@@ -54,8 +58,8 @@ flags.DEFINE_multi_string(
 flags.DEFINE_multi_string('dopamine_json', [], "reference: Dopamine's "
                           'baseline files (baselines/atari/data/<game>.json), '
                           'one per game; repeat the flag.', flag_values=FLAGS)
-flags.DEFINE_string('agent', 'DQN', 'reference: the Agent entries to read.',
-                    flag_values=FLAGS)
+flags.DEFINE_string('agent', reference_scores.AGENT, 'reference: the Agent '
+                    'entries to read.', flag_values=FLAGS)
 
 
 def _pairs(values) -> tuple[tuple[str, str], ...]:

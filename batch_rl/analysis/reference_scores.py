@@ -19,8 +19,10 @@ import pandas as pd
 from batch_rl.analysis import scores
 from batch_rl.analysis.errors import AnalysisError
 
+AGENT = 'DQN'  # The agent whose curves give the paper's reference.
 
-def dopamine_runs(path: str, agent: str = 'DQN') -> list[np.ndarray]:
+
+def dopamine_runs(path: str, agent: str = AGENT) -> list[np.ndarray]:
   """The per-iteration returns of each run of `agent` in a Dopamine JSON."""
   try:
     with open(path) as f:
@@ -60,7 +62,7 @@ def reference_score(runs: Sequence[np.ndarray], protocol: str = 'best'):
 
 
 def write_reference_csv(json_paths: Sequence[str], out: str,
-                        agent: str = 'DQN', protocol: str = 'best',
+                        agent: str = AGENT, protocol: str = 'best',
                         family: str = 'atari') -> pd.DataFrame:
   """Writes `environment,random,<agent>` for the games of `json_paths`.
 
