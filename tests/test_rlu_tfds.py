@@ -93,9 +93,6 @@ def _sampled(replay_dir, update_horizon, selection=None):
                              selection)
 
 
-@pytest.mark.parametrize('update_horizon', [1, 3])
-@pytest.mark.parametrize('name', ['rlu_atari_checkpoints_ordered',
-                                  'rlu_atari'])
 def test_cache_dir_defaults_to_the_gz_cache_s(tmp_path, monkeypatch):
   monkeypatch.setenv(gz_cache.CACHE_ENV, str(tmp_path / 'env'))
   assert rlu.TFDSReplayOptions().resolved_cache_dir() == str(tmp_path / 'env')
@@ -109,6 +106,9 @@ def test_cache_dir_defaults_to_the_gz_cache_s(tmp_path, monkeypatch):
     gin.clear_config()
 
 
+@pytest.mark.parametrize('update_horizon', [1, 3])
+@pytest.mark.parametrize('name', ['rlu_atari_checkpoints_ordered',
+                                  'rlu_atari'])
 def test_each_checkpoint_gives_exactly_its_episodes_transitions(
     rlu_data, options, name, update_horizon):
   del options
