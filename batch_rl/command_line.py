@@ -33,6 +33,23 @@ FLAGS = flags.FLAGS
 FLAGS.set_default('verbosity', logging.WARNING)
 
 GIN_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'gin')
+# Where gin files are looked up: as given, then the repository's gin/ and root.
+_GIN_SEARCH_PATH = ('', GIN_DIR, os.path.dirname(GIN_DIR))
+
+
+def find_gin_file(name: str) -> str:
+  """The path of gin file `name`, searched as given, then under the
+  repository's gin/ and root.
+
+  Raises:
+    ValueError: naming the file and where it was looked for.
+  """
+  for folder in _GIN_SEARCH_PATH:
+    path = os.path.join(folder, name)
+    if os.path.isfile(path):
+      return path
+  raise ValueError(f'gin file {name} not found (looked in the current '
+                   "directory and the repository's gin/ and root).")
 
 
 def load_gin_configs(gin_files, gin_bindings) -> None:
@@ -41,17 +58,11 @@ def load_gin_configs(gin_files, gin_bindings) -> None:
   Raises:
     ValueError: with a one-line message naming the bad file or binding.
   """
-  search_paths = ('', GIN_DIR, os.path.dirname(GIN_DIR))
-  paths = []
-  for name in gin_files:
-    found = [os.path.join(path, name) for path in search_paths
-             if os.path.isfile(os.path.join(path, name))]
-    if not found:
-      raise ValueError(
-          f'bad gin configuration: gin file {name} not found (looked in the '
-          "current directory and the repository's gin/ and root).")
-    paths.append(found[0])
-  for path in search_paths[1:]:  # For the files' own `include`s.
+  try:
+    paths = [find_gin_file(name) for name in gin_files]
+  except ValueError as e:
+    raise ValueError(f'bad gin configuration: {e}') from None
+  for path in _GIN_SEARCH_PATH[1:]:  # For the files' own `include`s.
     gin.add_config_file_search_path(path)
   try:
     gin.parse_config_files_and_bindings(paths, list(gin_bindings))
@@ -60,8 +71,9 @@ def load_gin_configs(gin_files, gin_bindings) -> None:
     raise ValueError(f'bad gin configuration: {message}') from None
 
 
-def require_flags(*names) -> None:
-  """Raises ValueError naming every flag in `names` that was not given."""
-  missing = [name for name in names if getattr(FLAGS, name) is None]
+def require_flags(*names, flag_values: flags.FlagValues = FLAGS) -> None:
+  """Raises ValueError naming every flag in `names` of `flag_values` that was
+  not given or given empty (--out=, a list flag without items)."""
+  missing = [name for name in names if not flag_values[name].value]
   if missing:
     raise ValueError(f'missing flags: --{", --".join(missing)}.')

@@ -35,6 +35,10 @@ SCHEME_SEPARATOR = '://'
 ANSWER_TIMEOUT_ENV = 'BATCH_RL_URL_TIMEOUT_S'
 ANSWER_TIMEOUT_S = 60.0
 _CHECKED_SCHEMES = set()
+# Written aside, then published by a rename: a folder as PATH + PARTIAL, a
+# file as PATH + TMP.
+PARTIAL = '.partial'
+TMP = '.tmp'
 
 
 def is_url(path: str) -> bool:
@@ -213,7 +217,7 @@ def write_atomically(path: str, data) -> None:
   a URL through a temporary object renamed over it (module docstring)."""
   data = data.encode() if isinstance(data, str) else data
   folder = posixpath.dirname(path) if is_url(path) else os.path.dirname(path)
-  tmp = f'{path}.tmp'
+  tmp = path + TMP
   if is_url(path):
     makedirs(folder)
     write_bytes(tmp, data)
@@ -228,6 +232,12 @@ def write_atomically(path: str, data) -> None:
     os.fsync(f.fileno())
   os.replace(tmp, path)
   fsync_path(folder or '.')
+
+
+def numbered(names, prefix: str) -> list[int]:
+  """The numbers N of the names PREFIX + N (N digits) among `names`, sorted."""
+  return sorted(int(name[len(prefix):]) for name in names
+                if name.startswith(prefix) and name[len(prefix):].isdigit())
 
 
 def remove(path: str) -> None:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -501,6 +502,27 @@ def test_reference_from_dopamine_curves_averages_each_runs_score(tmp_path,
                    '--protocol', 'final']) == 0
   assert scores.load_reference(str(final)).reference[
       'atari:pong'] == pytest.approx(6.0)
+
+
+def test_reference_leaves_out_a_game_where_it_scores_as_random(tmp_path):
+  random_pong = scores.load_reference('human').random['atari:pong']
+  pong = _dopamine_json(tmp_path / 'pong.json', [[random_pong] * 3])
+  heist = _dopamine_json(tmp_path / 'bank_heist.json', [[10.0, 30.0]])
+  out = tmp_path / 'dqn.csv'
+  assert cli.main(['reference', '--dopamine_json', pong, '--dopamine_json',
+                   heist, '--out', str(out)]) == 0
+  # The written table is one the reader accepts, without pong.
+  reference = scores.load_reference(str(out))
+  assert list(reference.reference) == ['atari:bankheist']
+  assert '# Left out (random equals dqn): atari:pong.' in out.read_text()
+
+
+def test_reference_writer_refuses_a_game_given_twice(tmp_path):
+  with pytest.raises(AnalysisError, match=re.escape(
+      "environments given twice: ['atari:bankheist']")):
+    scores.write_reference_csv(
+        str(tmp_path / 'x.csv'), 'dqn',
+        [('atari:BankHeist', 1.0, 2.0), ('atari:bank_heist', 1.0, 3.0)])
 
 
 @pytest.mark.parametrize('entries, message', [

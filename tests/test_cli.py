@@ -1,12 +1,15 @@
 """The one command-line convention: absl flags, --help, one-line errors."""
 
 import os
+import re
 import subprocess
 import sys
 
+from absl import flags
 import pytest
 
 from batch_rl import cli
+from batch_rl import command_line
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CARTPOLE_REPLAY = os.path.join(REPO, 'batch_rl', 'experiments', 'data',
@@ -81,3 +84,17 @@ def test_call_maps_user_errors_and_lets_bugs_through(capsys):
     cli.call(failing(KeyError('a bug')), [])
   with pytest.raises(RuntimeError):
     cli.call(failing(RuntimeError('a bug')), [])
+
+
+def test_require_flags_counts_a_flag_given_empty_as_missing():
+  values = flags.FlagValues()
+  flags.DEFINE_string('out', None, 'output', flag_values=values)
+  flags.DEFINE_list('base_dirs', None, 'inputs', flag_values=values)
+  flags.DEFINE_string('agent', 'DQN', 'agent', flag_values=values)
+  cli.parse_flags(values, ['--out=', '--base_dirs='])
+  with pytest.raises(ValueError, match=re.escape(
+      'missing flags: --out, --base_dirs.')):
+    command_line.require_flags('out', 'base_dirs', 'agent',
+                               flag_values=values)
+  cli.parse_flags(values, ['--out=o', '--base_dirs=a,b'])
+  command_line.require_flags('out', 'base_dirs', 'agent', flag_values=values)

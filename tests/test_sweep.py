@@ -189,6 +189,14 @@ def test_data_root_is_required_by_the_pattern(tmp_path):
     study_lib.plan(load('atari_paper.gin'), str(tmp_path))
 
 
+def test_a_missing_gin_file_of_a_study_is_a_study_error():
+  with pytest.raises(study_lib.StudyError, match=re.escape(
+      'gin file classic/missing.gin not found (looked in the current '
+      "directory and the repository's gin/ and root).")):
+    study_lib.gin_literals(['classic/dqn.gin', 'classic/missing.gin'])
+  assert study_lib.gin_literals(['classic/dqn.gin'], ['a.b=1'])['a.b'] == 1
+
+
 def test_finished_iterations_decide_what_is_finished(tmp_path):
   run = study_lib.Run('r', 'offline', ('python',), str(tmp_path / 'r'), 3)
   assert RunDirectory(run.run_dir).finished_iterations() == 0
@@ -237,6 +245,15 @@ def test_cli_errors_exit_2_with_one_line(tmp_path):
       2, 'error: --gpus_per_run=1.5: Ray shares a GPU between runs (a value '
       'up to 1, e.g. 0.25) or gives a run whole GPUs (2, 3, ...), not '
       'both.\n')
+
+
+def test_an_unwritable_out_is_one_error_line(tmp_path):
+  not_a_folder = tmp_path / 'file'
+  not_a_folder.write_text('')
+  result = run_cli(os.path.join(STUDIES, 'smoke.gin'),
+                   f'--out={not_a_folder}/study', '--noreport')
+  assert (result.returncode, result.stderr) == (
+      2, f"error: [Errno 20] Not a directory: '{not_a_folder}/study'\n")
 
 
 def test_time_left_comes_from_the_runs_measured_here():

@@ -19,6 +19,7 @@ selection among a run's checkpoints is `python -m batch_rl.policy_selection`.
 from absl import flags
 
 from batch_rl import cli
+from batch_rl import command_line
 from batch_rl.analysis import reference_scores
 from batch_rl.analysis import report
 from batch_rl.analysis import scores
@@ -38,14 +39,18 @@ flags.DEFINE_string(
     'table), "dqn" (bundled online-DQN scores, the paper\'s normalization, '
     'for the games in batch_rl/analysis/data/atari_dqn_dopamine.csv) or a '
     'CSV with columns environment,random,<reference>.', flag_values=FLAGS)
-flags.DEFINE_enum('protocol', 'best', scores.PROTOCOLS,
+flags.DEFINE_enum('protocol', report.ReportOptions.protocol,
+                  scores.PROTOCOLS,
                   "report, reference: a run's score: best iteration (paper) "
                   'or final.', flag_values=FLAGS)
-flags.DEFINE_integer('bootstrap_reps', 2000, 'report: bootstrap resamples.',
-                     lower_bound=1, flag_values=FLAGS)
-flags.DEFINE_float('confidence', 0.95, 'report: confidence of the intervals.',
-                   lower_bound=0.0, upper_bound=1.0, flag_values=FLAGS)
-flags.DEFINE_integer('seed', 0, 'report: bootstrap seed.', flag_values=FLAGS)
+flags.DEFINE_integer('bootstrap_reps', report.ReportOptions.bootstrap_reps,
+                     'report: bootstrap resamples.', lower_bound=1,
+                     flag_values=FLAGS)
+flags.DEFINE_float('confidence', report.ReportOptions.confidence,
+                   'report: confidence of the intervals.', lower_bound=0.0,
+                   upper_bound=1.0, flag_values=FLAGS)
+flags.DEFINE_integer('seed', report.ReportOptions.seed, 'report: bootstrap '
+                     'seed.', flag_values=FLAGS)
 flags.DEFINE_multi_string(
     'compare', [], 'report: X:Y, two agent names: P(X > Y) within every data '
     'selection both ran on (repeat the flag; default: every pair of the '
@@ -53,14 +58,8 @@ flags.DEFINE_multi_string(
 flags.DEFINE_multi_string('dopamine_json', [], "reference: Dopamine's "
                           'baseline files (baselines/atari/data/<game>.json), '
                           'one per game; repeat the flag.', flag_values=FLAGS)
-flags.DEFINE_string('agent', 'DQN', 'reference: the Agent entries to read.',
-                    flag_values=FLAGS)
-
-
-def _require(*names) -> None:
-  missing = [name for name in names if not FLAGS[name].value]
-  if missing:
-    raise ValueError(f'missing flags: --{", --".join(missing)}.')
+flags.DEFINE_string('agent', reference_scores.AGENT, 'reference: the Agent '
+                    'entries to read.', flag_values=FLAGS)
 
 
 def _pairs(values) -> tuple[tuple[str, str], ...]:
@@ -75,7 +74,7 @@ def _pairs(values) -> tuple[tuple[str, str], ...]:
 
 def _report():
   comparisons = _pairs(FLAGS.compare)
-  _require('base_dirs', 'out')
+  command_line.require_flags('base_dirs', 'out', flag_values=FLAGS)
   options = report.ReportOptions(
       reference=FLAGS.reference, protocol=FLAGS.protocol,
       bootstrap_reps=FLAGS.bootstrap_reps, confidence=FLAGS.confidence,
@@ -85,7 +84,7 @@ def _report():
 
 
 def _reference():
-  _require('dopamine_json', 'out')
+  command_line.require_flags('dopamine_json', 'out', flag_values=FLAGS)
   table = reference_scores.write_reference_csv(
       FLAGS.dopamine_json, FLAGS.out, FLAGS.agent, FLAGS.protocol)
   print(table.to_string(index=False))

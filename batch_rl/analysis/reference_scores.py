@@ -19,8 +19,10 @@ import pandas as pd
 from batch_rl.analysis import scores
 from batch_rl.analysis.errors import AnalysisError
 
+AGENT = 'DQN'  # The agent whose curves give the paper's reference.
 
-def dopamine_runs(path: str, agent: str = 'DQN') -> list[np.ndarray]:
+
+def dopamine_runs(path: str, agent: str = AGENT) -> list[np.ndarray]:
   """The per-iteration returns of each run of `agent` in a Dopamine JSON."""
   try:
     with open(path) as f:
@@ -60,15 +62,17 @@ def reference_score(runs: Sequence[np.ndarray], protocol: str = 'best'):
 
 
 def write_reference_csv(json_paths: Sequence[str], out: str,
-                        agent: str = 'DQN', protocol: str = 'best',
+                        agent: str = AGENT, protocol: str = 'best',
                         family: str = 'atari') -> pd.DataFrame:
   """Writes `environment,random,<agent>` for the games of `json_paths`.
 
   A game is named by its file (`bank_heist.json` -> `atari:bank_heist`);
-  random scores come from the bundled Atari-57 table, and games it lacks are
-  left out with a note in the file's header.
+  random scores come from the bundled Atari-57 table, and games it lacks, or
+  where the agent scores what a random policy does, are left out with a note
+  in the file's header.
   """
   randoms = scores.load_reference('human').random
+  name = agent.lower()
   rows, missing = [], []
   for path in sorted(json_paths):
     game = os.path.splitext(os.path.basename(path))[0]
@@ -78,24 +82,24 @@ def write_reference_csv(json_paths: Sequence[str], out: str,
       missing.append(game)
       continue
     runs = dopamine_runs(path, agent)
-    rows.append({'environment': environment, 'random': randoms[key],
-                 agent.lower(): round(reference_score(runs, protocol), 4),
+    rows.append({scores.ENVIRONMENT: environment, scores.RANDOM: randoms[key],
+                 name: round(reference_score(runs, protocol), 4),
                  'runs': len(runs)})
   if not rows:
     raise AnalysisError(f'none of {list(json_paths)} names a game of the '
                         'bundled random-score table.')
   table = pd.DataFrame(rows)
   header = [
-      f'# Online {agent} reference: mean over runs of each run\'s '
+      f'Online {agent} reference: mean over runs of each run\'s '
       f'{protocol} iteration,',
-      '# from Dopamine baseline curves (github.com/google/dopamine, '
+      'from Dopamine baseline curves (github.com/google/dopamine, '
       'baselines/atari/data/<game>.json);',
-      '# random: bundled Atari-57 table (DQN Zoo). Runs per game: ' +
-      ', '.join(f'{r["environment"]} {r["runs"]}' for r in rows) + '.',
+      'random: bundled Atari-57 table (DQN Zoo). Runs per game: ' +
+      ', '.join(f'{r[scores.ENVIRONMENT]} {r["runs"]}' for r in rows) + '.',
   ]
   if missing:
-    header.append(f'# Left out (no random score): {", ".join(missing)}.')
-  with open(out, 'w') as f:
-    f.write('\n'.join(header) + '\n')
-    table.drop(columns='runs').to_csv(f, index=False)
+    header.append(f'Left out (no random score): {", ".join(missing)}.')
+  scores.write_reference_csv(
+      out, name, [(r[scores.ENVIRONMENT], r[scores.RANDOM], r[name])
+                  for r in rows], header)
   return table

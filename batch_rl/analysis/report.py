@@ -326,14 +326,15 @@ class _Report:
     storage.write_atomically(self._path(PER_GAME_SCORES),
                              per_game.to_csv(index=False))
     reference = self.reference
-    environments = sorted(e for e in self.scores['environment'].unique()
-                          if reference.covers(e))
-    keys = [scores_lib.environment_key(e) for e in environments]
-    storage.write_atomically(self._path(NORMALIZATION), pd.DataFrame({
-        'environment': environments,
-        'random': [reference.random[k] for k in keys],
-        reference.name: [reference.reference[k] for k in keys]}).to_csv(
-            index=False))
+    covered = {}  # One row per game, however its runs spell it.
+    for environment in sorted(self.scores['environment'].unique()):
+      if reference.covers(environment):
+        covered.setdefault(scores_lib.environment_key(environment),
+                           environment)
+    scores_lib.write_reference_csv(
+        self._path(NORMALIZATION), reference.name,
+        [(environment, reference.random[key], reference.reference[key])
+         for key, environment in covered.items()])
     return ['## Tables', '',
             f'- `{SCORES}`: every run\'s raw and normalized score.',
             f'- `{PER_GAME_SCORES}`: per game and variant, raw mean and std '

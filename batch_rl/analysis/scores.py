@@ -27,6 +27,10 @@ BUNDLED = {
     'dqn': os.path.join(_DATA, 'atari_dqn_dopamine.csv'),
 }
 PROTOCOLS = ('best', 'final')
+# The reference table's first two columns; the third is named by the
+# reference ('human', 'dqn', a study's logging agent).
+ENVIRONMENT = 'environment'
+RANDOM = 'random'
 
 
 def baseline_normalized(score, random, baseline):
@@ -75,6 +79,44 @@ class ReferenceTable:
     return formula(score, self.random[key], self.reference[key])
 
 
+def _degenerate(random, reference) -> bool:
+  """Whether a game cannot be normalized: the formula would divide by 0."""
+  return random == reference
+
+
+def _duplicates(keys: Sequence[str]) -> list[str]:
+  return sorted({k for k in keys if keys.count(k) > 1})
+
+
+def write_reference_csv(path: str, name: str,
+                        rows: Sequence[tuple[str, float, float]],
+                        comments: Sequence[str] = ()) -> list[str]:
+  """Writes a table `read_reference_csv` accepts; returns the environments
+  left out.
+
+  Args:
+    path: the CSV to write (a local path or URL).
+    name: the reference column, e.g. 'dqn'.
+    rows: (environment, random score, reference score) per game. A game whose
+      random score equals its reference score is left out, with a comment
+      line naming it.
+    comments: lines written first as `# ` comments (the numbers' source).
+  """
+  duplicates = _duplicates([environment_key(e) for e, _, _ in rows])
+  if duplicates:
+    raise AnalysisError(f'{path}: environments given twice: {duplicates}.')
+  left_out = [e for e, r, b in rows if _degenerate(r, b)]
+  lines = [f'# {line}' for line in comments]
+  if left_out:
+    lines.append(f'# Left out (random equals {name}): '
+                 f'{", ".join(left_out)}.')
+  lines.append(f'{ENVIRONMENT},{RANDOM},{name}')
+  lines += [f'{e},{float(r)!r},{float(b)!r}' for e, r, b in rows
+            if not _degenerate(r, b)]
+  storage.write_atomically(path, '\n'.join(lines) + '\n')
+  return left_out
+
+
 def read_reference_csv(path: str) -> ReferenceTable:
   """A table from a CSV with columns environment, random and one reference."""
   if not storage.isfile(path):
@@ -88,30 +130,30 @@ def read_reference_csv(path: str) -> ReferenceTable:
                         skipinitialspace=True)
   except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
     raise AnalysisError(f'{path}: not a readable CSV ({e}).') from e
-  others = [c for c in table.columns if c not in ('environment', 'random')]
-  if 'environment' not in table.columns or 'random' not in table.columns or (
+  others = [c for c in table.columns if c not in (ENVIRONMENT, RANDOM)]
+  if ENVIRONMENT not in table.columns or RANDOM not in table.columns or (
       len(others) != 1):
     raise AnalysisError(
         f'{path}: columns {list(table.columns)}; expected exactly '
         'environment,random,<reference> (e.g. environment,random,dqn).')
   (name,) = others
-  values = table[['random', name]].apply(pd.to_numeric, errors='coerce')
+  values = table[[RANDOM, name]].apply(pd.to_numeric, errors='coerce')
   if values.isna().to_numpy().any():
     row = int(np.flatnonzero(values.isna().any(axis=1).to_numpy())[0])
     raise AnalysisError(f'{path}: non-numeric or empty score in data row '
-                        f'{row + 1} ({table.iloc[row]["environment"]}).')
-  keys = [environment_key(str(e)) for e in table['environment']]
-  duplicates = sorted({k for k in keys if keys.count(k) > 1})
+                        f'{row + 1} ({table.iloc[row][ENVIRONMENT]}).')
+  keys = [environment_key(str(e)) for e in table[ENVIRONMENT]]
+  duplicates = _duplicates(keys)
   if duplicates:
     raise AnalysisError(f'{path}: environments listed twice: {duplicates}.')
-  degenerate = [k for k, r, b in zip(keys, values['random'], values[name])
-                if r == b]
+  degenerate = [k for k, r, b in zip(keys, values[RANDOM], values[name])
+                if _degenerate(r, b)]
   if degenerate:
     raise AnalysisError(f'{path}: random equals {name} for {degenerate}; the '
                         'normalization would divide by zero.')
   return ReferenceTable(
       name=name, source=path,
-      random=dict(zip(keys, values['random'].astype(float))),
+      random=dict(zip(keys, values[RANDOM].astype(float))),
       reference=dict(zip(keys, values[name].astype(float))))
 
 

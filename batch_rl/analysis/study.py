@@ -86,25 +86,22 @@ def write_logging_reference(path: str, study: dict) -> str:
       path, sorted(per_environment), study['random_policy_episodes'],
       int(cap))
   agent = logging[0]['agent']
-  rows = []
-  for environment, values in sorted(per_environment.items()):
-    score = float(np.mean(values))
-    if score == random[environment]:
-      print(f'{environment}: the logging {agent} scores what a random policy '
-            f'does ({score:g}); left out of the normalized scores.')
-    else:
-      rows.append(f'{environment},{random[environment]!r},{score!r}')
   seeds = sorted({run['seed'] for run in logging})
   reference = storage.join(path, REFERENCE)
-  storage.write_atomically(
-      reference,
-      f'# random: uniformly random policy (seed {random_policy.SEED}), mean '
-      f'return over {study["random_policy_episodes"]} episodes, episodes '
-      f'cut at {cap} steps\n'
-      f'# {agent}: the online runs that logged the data, {PROTOCOL} '
-      "iteration's eval_return_mean, mean over the finished runs of seeds "
-      f'{", ".join(map(str, seeds))}\n'
-      f'environment,random,{agent}\n' + ''.join(r + '\n' for r in rows))
+  left_out = scores.write_reference_csv(
+      reference, agent,
+      [(environment, random[environment], float(np.mean(values)))
+       for environment, values in sorted(per_environment.items())],
+      [f'random: uniformly random policy (seed {random_policy.SEED}), mean '
+       f'return over {study["random_policy_episodes"]} episodes, episodes '
+       f'cut at {cap} steps',
+       f'{agent}: the online runs that logged the data, {PROTOCOL} '
+       "iteration's eval_return_mean, mean over the finished runs of seeds "
+       f'{", ".join(map(str, seeds))}'])
+  for environment in left_out:
+    print(f'{environment}: the logging {agent} scores what a random policy '
+          f'does ({random[environment]:g}); left out of the normalized '
+          'scores.')
   return reference
 
 

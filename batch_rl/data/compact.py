@@ -59,11 +59,13 @@ import zstandard
 from batch_rl.data.aligned import aligned_empty
 from batch_rl.data.dopamine_replay import ReplayArrays
 from batch_rl.data.errors import ReplayDataError
+from batch_rl import storage
 from batch_rl.storage import fsync_path
 
 FORMAT = 'batch_rl.compact.v1'
 MANIFEST = 'manifest.json'
-PARTIAL = '.partial'
+PARTIAL = storage.PARTIAL
+_CHECKPOINT_PREFIX = 'ckpt_'
 # 8 Atari frames (56 KB) per block keep most of the cross-frame matches gzip
 # finds (1.12x the gz size, docs/PERFORMANCE.md; single frames lose them
 # and take several times more); a window of 5 slots touches 1.5 blocks on
@@ -79,12 +81,12 @@ GROUP_BLOCKS = 64
 
 
 def checkpoint_dir(out_dir: str, suffix: int) -> str:
-  return os.path.join(out_dir, f'ckpt_{suffix}')
+  return os.path.join(out_dir, f'{_CHECKPOINT_PREFIX}{suffix}')
 
 
 def checkpoint_suffix(ckpt_dir: str) -> int:
   """The suffix N of a converted checkpoint directory OUT/ckpt_N."""
-  return int(os.path.basename(ckpt_dir)[len('ckpt_'):])
+  return int(os.path.basename(ckpt_dir)[len(_CHECKPOINT_PREFIX):])
 
 
 def read_manifest(out_dir: str) -> Optional[dict]:
@@ -100,14 +102,9 @@ def read_manifest(out_dir: str) -> Optional[dict]:
 
 
 def write_json(path: str, value) -> None:
-  """Writes `path` atomically (temporary file, fsync, rename)."""
-  tmp = path + '.tmp'
+  """Writes `path` atomically (storage.write_atomically)."""
   try:
-    with open(tmp, 'w') as f:
-      json.dump(value, f)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
+    storage.write_atomically(path, json.dumps(value))
   except OSError as e:
     raise ReplayDataError(f'{path}: cannot write ({e.strerror or e}).') from None
 
@@ -116,9 +113,7 @@ def finished_checkpoints(out_dir: str) -> list[int]:
   """Suffixes of the checkpoints published in `out_dir` (complete ones)."""
   if not os.path.isdir(out_dir):
     return []
-  return sorted(
-      int(name[len('ckpt_'):]) for name in os.listdir(out_dir)
-      if name.startswith('ckpt_') and name[len('ckpt_'):].isdigit())
+  return storage.numbered(os.listdir(out_dir), _CHECKPOINT_PREFIX)
 
 
 def begin_output(out_dir: str, source: str) -> str:

@@ -17,10 +17,8 @@ source: converting another source into OUT is refused.
 """
 
 import contextlib
-import ctypes
 import multiprocessing
 import os
-import signal
 import sys
 from concurrent import futures
 from typing import Callable
@@ -28,6 +26,7 @@ from typing import Callable
 import numpy as np
 import tqdm
 
+from batch_rl import processes
 from batch_rl.data import compact
 from batch_rl.data import dopamine_replay
 from batch_rl.data.dopamine_replay import ReplayArrays
@@ -120,16 +119,14 @@ def _convert_compact(replay_dir: str, suffix: int, work_dir: str,
 
 
 _worker_progress = None  # The shared byte counter, in worker processes.
-_PR_SET_PDEATHSIG = 1
 
 
 def _init_worker(counter) -> None:
   global _worker_progress
   _worker_progress = counter
-  try:  # Linux: stop with the converting process, not a checkpoint later.
-    ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-  except (OSError, AttributeError):
-    pass  # Elsewhere a worker finishes its checkpoint first.
+  # Linux: stop with the converting process, not a checkpoint later;
+  # elsewhere a worker finishes its checkpoint first.
+  processes.die_with_parent()
 
 
 def _count(nbytes: int) -> None:

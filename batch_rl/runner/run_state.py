@@ -55,9 +55,7 @@ class CheckpointDirectory:
     return storage.join(self.root, f'{_PREFIX}{iteration}')
 
   def iterations(self) -> list[int]:
-    return sorted(
-        int(name[len(_PREFIX):]) for name in storage.listdir(self.root)
-        if name.startswith(_PREFIX) and name[len(_PREFIX):].isdigit())
+    return storage.numbered(storage.listdir(self.root), _PREFIX)
 
   def latest(self):
     iterations = self.iterations()
@@ -69,7 +67,7 @@ class CheckpointDirectory:
     If `write` raises (a full disk), the published checkpoints are intact.
     """
     final = self.path(iteration)
-    tmp = final + '.partial'
+    tmp = final + storage.PARTIAL
     storage.rmtree(tmp)
     storage.makedirs(tmp)
     write(tmp)

@@ -22,6 +22,7 @@ from absl import app
 from absl import flags
 import gin
 
+from batch_rl import cli
 from batch_rl import command_line
 from batch_rl import storage
 from batch_rl.run_directory import RunDirectory
@@ -175,11 +176,10 @@ def _interrupt(signum, frame):
 
 
 def main(argv) -> int:
+  """run_study with batch_rl's error convention (cli.call); a Ctrl-C or a
+  SIGTERM once Ray is up exits with 128 + the signal number."""
   try:
-    return run_study(argv)
-  except ValueError as e:  # StudyError, bad gin configuration.
-    print(f'error: {e}', file=sys.stderr)
-    return 2
+    return cli.call(run_study, argv)
   except KeyboardInterrupt:  # Ctrl-C, or SIGTERM once Ray is up.
     # Ray ends this driver's tasks with it (their workers exit, and every
     # run process with its worker); finished runs are kept.

@@ -10,12 +10,10 @@ is retried the same way; a run that exits with an error fails for good, and
 so do the runs that need it, while the others go on.
 """
 
-import ctypes
 import dataclasses
 import functools
 import os
 import shlex
-import signal
 import socket
 import subprocess
 import sys
@@ -24,11 +22,11 @@ from typing import Callable, Optional, Sequence
 
 import ray
 
+from batch_rl import processes
 from batch_rl.run_directory import RunDirectory
 from batch_rl.sweep import progress
 from batch_rl.sweep import study as study_lib
 
-_PR_SET_PDEATHSIG = 1
 LOG_TAIL_LINES = 20
 VISIBLE_GPUS = 'CUDA_VISIBLE_DEVICES'
 
@@ -64,12 +62,6 @@ def log_tail(path: str, lines: int = LOG_TAIL_LINES) -> str:
     return '(no log)\n'
   with open(path, errors='replace') as f:
     return ''.join(f.readlines()[-lines:])
-
-
-def _die_with_parent() -> None:
-  """In the child: receive SIGTERM when the worker that started it dies."""
-  libc = ctypes.CDLL(None, use_errno=True)
-  libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _package_root() -> str:
@@ -128,7 +120,7 @@ def execute_run(run: study_lib.Run, log_file: str, tracker, *requirements
     log.flush()
     process = subprocess.Popen(
         command, stdout=log, stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL, env=env, preexec_fn=_die_with_parent)
+        stdin=subprocess.DEVNULL, env=env, preexec_fn=processes.die_with_parent)
     code = process.wait()
   if code < 0:
     raise RunInterrupted(f'{run.name}: killed by signal {-code}')

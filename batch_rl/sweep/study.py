@@ -204,12 +204,10 @@ def runs_to_start(runs: Sequence[Run]) -> list[Run]:
 
 
 def _gin_path(name: str) -> str:
-  for candidate in (name, os.path.join(command_line.GIN_DIR, name),
-                    os.path.join(os.path.dirname(command_line.GIN_DIR), name)):
-    if os.path.isfile(candidate):
-      return candidate
-  raise StudyError(f'gin file {name!r}: not found as given nor under '
-                   f'{command_line.GIN_DIR}.')
+  try:
+    return command_line.find_gin_file(name)
+  except ValueError as e:
+    raise StudyError(str(e)) from None
 
 
 def gin_literals(gin_files: Sequence[str], bindings: Sequence[str] = ()
