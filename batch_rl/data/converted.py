@@ -176,10 +176,7 @@ def convert(replay_dir: str, out_dir: str, suffixes=None,
   if workers < 1:
     raise ValueError(f'workers={workers}: must be at least 1.')
   replay_dir, out_dir = os.path.abspath(replay_dir), os.path.abspath(out_dir)
-  if out_dir == replay_dir or out_dir.startswith(replay_dir + os.sep):
-    raise ReplayDataError(
-        f'{out_dir}: output must be outside the replay directory {replay_dir} '
-        '(the dataset being read is never written to).')
+  dopamine_replay.check_outside_replay(replay_dir, out_dir, 'output')
   available = dopamine_replay.list_checkpoints(replay_dir)
   suffixes = sorted(suffixes) if suffixes is not None else available
   missing = sorted(set(suffixes) - set(available))

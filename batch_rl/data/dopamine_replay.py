@@ -50,6 +50,17 @@ def checkpoint_filename(replay_dir: str, name: str, suffix: int) -> str:
   return os.path.join(replay_dir, f'{name}_ckpt.{suffix}.gz')
 
 
+def check_outside_replay(replay_dir: str, out_dir: str, what: str) -> None:
+  """Raises ReplayDataError unless `out_dir` (`what`: 'output', ...) lies
+  outside `replay_dir`, symlinks resolved: the dataset read is never
+  written to."""
+  replay = os.path.realpath(replay_dir)
+  if os.path.commonpath([os.path.realpath(out_dir), replay]) == replay:
+    raise ReplayDataError(
+        f'{out_dir}: the {what} must be outside the replay directory '
+        f'{replay_dir} (the dataset being read is never written to).')
+
+
 def list_checkpoints(replay_dir: str) -> list[int]:
   """Sorted checkpoint suffixes found in `replay_dir`; raises if there are none."""
   if not os.path.isdir(replay_dir):

@@ -169,11 +169,8 @@ def _export_source(replay_dir: str, suffixes) -> dict:
 def _check_output_dir(replay_dir: str, path: str) -> None:
   """Refuses an out_dir inside the replay or holding another source's
   dataset; a complete export of the same replay may be redone."""
+  dopamine_replay.check_outside_replay(replay_dir, path, 'RLDS output')
   replay = os.path.realpath(replay_dir)
-  if os.path.commonpath([os.path.realpath(path), replay]) == replay:
-    raise ReplayDataError(
-        f'{path}: the RLDS output would be inside the replay directory '
-        f'{replay_dir}, which is never written; choose an out_dir elsewhere.')
   if not (os.path.isdir(path) and os.listdir(path)):
     return
   try:
