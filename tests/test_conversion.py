@@ -361,12 +361,13 @@ def test_a_second_process_waits_for_the_cache_and_does_not_convert_again(
                                  workers=1)
   path = cache.cache_path(run_dir)
   opened = {}
-  with gz_cache._Lock(path + '.lock'):  # Another process is converting.
+  with gz_cache.CacheLock(path):  # Another process is converting.
     waiter = threading.Thread(target=lambda: opened.update(
         store=sources.open_store(run_dir, DataSelection(), cache=cache)))
     waiter.start()
     deadline = time.time() + 30
-    while 'waiting for process' not in capsys.readouterr().err:
+    while f'waiting for process {os.getpid()}, which is filling {path}' not in (
+        capsys.readouterr().err):
       assert time.time() < deadline
       time.sleep(0.05)
     assert waiter.is_alive()

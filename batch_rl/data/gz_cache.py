@@ -96,11 +96,13 @@ def _existing_parent(path: str) -> str:
   return path
 
 
-class _Lock:
-  """An exclusive flock on `path`; says whom it waits for."""
+class CacheLock:
+  """An exclusive flock on `<cache>.lock`, held while one process fills the
+  compact cache `cache` (gz or TFDS); says whom it waits for."""
 
-  def __init__(self, path: str):
-    self.path = path
+  def __init__(self, cache: str):
+    self.cache = cache
+    self.path = cache + '.lock'
 
   def __enter__(self):
     os.makedirs(os.path.dirname(self.path), exist_ok=True)
@@ -110,7 +112,7 @@ class _Lock:
     except BlockingIOError:
       holder = os.pread(self._fd, 32, 0).decode(errors='replace').strip()
       print(f'replay: waiting for process {holder or "?"}, which is filling '
-            f'{os.path.dirname(self.path)}', file=sys.stderr, flush=True)
+            f'{self.cache}', file=sys.stderr, flush=True)
       fcntl.flock(self._fd, fcntl.LOCK_EX)
     os.ftruncate(self._fd, 0)
     os.pwrite(self._fd, str(os.getpid()).encode(), 0)
@@ -140,7 +142,7 @@ def open_gz(replay_dir: str, selection: DataSelection,
           f'~{_minutes(frame_bytes / LOAD_BYTES_PER_S)}).', flush=True)
     return ReplayStore.read_dopamine(replay_dir, suffixes)
   path = cache.cache_path(replay_dir)
-  with _Lock(path + '.lock'):
+  with CacheLock(path):
     todo = [s for s in suffixes
             if s not in compact.finished_checkpoints(path)]
     todo_frames = sum(sizes[s] for s in todo)

@@ -24,7 +24,6 @@ $BATCH_RL_CACHE or ~/.cache/batch_rl); later opens read the cache.
 
 import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import json
 import os
@@ -257,9 +256,7 @@ def convert(replay_dir: str, stack_size: int = 4,
   selection = selection or DataSelection()
   dataset_dir, builder, source, splits = _open_builder(replay_dir, options)
   cache = _cache_path(dataset_dir, stack_size, options.resolved_cache_dir())
-  os.makedirs(os.path.dirname(cache), exist_ok=True)
-  with open(cache + '.lock', 'w') as lock:
-    fcntl.flock(lock, fcntl.LOCK_EX)  # One converter per cache at a time.
+  with gz_cache.CacheLock(cache):  # One converter per cache at a time.
     # The cache, or its .partial sibling holding an interrupted first run.
     work_dir = compact.begin_output(cache, source=dataset_dir)
     done = compact.finished_checkpoints(work_dir)
