@@ -378,7 +378,8 @@ def test_a_second_process_waits_for_the_cache_and_does_not_convert_again(
 
 
 @pytest.mark.parametrize('damage', ['truncated', 'corrupt', 'other_shape'])
-def test_bad_source_is_one_error_naming_the_file(run_dir, tmp_path, damage):
+def test_bad_source_is_one_error_naming_the_file(run_dir, tmp_path, damage,
+                                                 monkeypatch):
   source = tmp_path / 'source'
   os.makedirs(source)
   for name in os.listdir(run_dir):
@@ -401,5 +402,10 @@ def test_bad_source_is_one_error_naming_the_file(run_dir, tmp_path, damage):
   with pytest.raises(ReplayDataError, match=message):
     converted.convert(str(source), str(tmp_path / 'out'), progress=False)
   assert not converted.is_converted(str(tmp_path / 'out'))
+  if damage == 'truncated':  # Found from the gzip trailer, before decoding.
+    monkeypatch.setattr(converted, '_frame_chunks', None)
+    with pytest.raises(ReplayDataError, match=message):
+      converted.convert(str(source), str(tmp_path / 'out2'), suffixes=[1],
+                        progress=False)
   assert compact.finished_checkpoints(str(tmp_path / 'out.partial')) in (
       [], [0])

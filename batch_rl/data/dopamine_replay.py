@@ -16,6 +16,7 @@ and `sample_transition_batch` return exactly what dopamine-rl's
 `OutOfGraphReplayBuffer` returns for the same files and indices.
 """
 
+import contextlib
 import dataclasses
 import gzip
 import os
@@ -93,12 +94,18 @@ class _SetUnpickler(pickle.Unpickler):
     return self._ALLOWED[module, name]
 
 
-def _read_gzip_payload(path: str, reader):
+@contextlib.contextmanager
+def open_gzip(path: str):
+  """The gzip file `path`, open for reading; a missing, truncated or corrupt
+  file or a bad array in it is one ReplayDataError naming `path` (one raised
+  inside passes unchanged)."""
   if not os.path.exists(path):
     raise ReplayDataError(f'{path}: file is missing.')
   try:
     with fast_gzip.open(path, 'rb') as f:
-      return reader(f)
+      yield f
+  except ReplayDataError:
+    raise
   except GZIP_ERRORS as e:
     raise ReplayDataError(
         f'{path}: truncated or corrupt gzip file ({e}).') from None
@@ -106,12 +113,17 @@ def _read_gzip_payload(path: str, reader):
     raise ReplayDataError(f'{path}: not a valid array file ({e}).') from None
 
 
+def _read_gzip_payload(path: str, reader):
+  with open_gzip(path) as f:
+    return reader(f)
+
+
 def read_array(path: str) -> np.ndarray:
   """Reads one `np.save` array from a gzip file, with errors naming the file."""
   return _read_gzip_payload(path, lambda f: np.load(f, allow_pickle=False))
 
 
-def _read_header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
+def read_npy_header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
   """(shape, fortran_order, dtype) of the `np.save` array starting at `f`."""
   version = np.lib.format.read_magic(f)
   read = (np.lib.format.read_array_header_1_0 if version == (1, 0) else
@@ -122,7 +134,7 @@ def _read_header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
 
 def read_array_header(path: str) -> tuple[tuple[int, ...], np.dtype]:
   """(shape, dtype) of the `np.save` array in a gzip file, without its data."""
-  shape, _, dtype = _read_gzip_payload(path, _read_header)
+  shape, _, dtype = _read_gzip_payload(path, read_npy_header)
   return shape, dtype
 
 
@@ -137,7 +149,7 @@ def read_array_into(path: str, out: np.ndarray) -> None:
     raise ValueError(f'read_array_into({path}): `out` is not C-contiguous.')
 
   def read(f):
-    shape, fortran_order, dtype = _read_header(f)
+    shape, fortran_order, dtype = read_npy_header(f)
     if shape != out.shape or dtype != out.dtype or fortran_order:
       raise ReplayDataError(
           f'{path}: holds a {dtype} array of shape {shape}'
@@ -162,10 +174,7 @@ def check_gzip_size(path: str) -> None:
   """
 
   def expected_size(f):
-    version = np.lib.format.read_magic(f)
-    read = (np.lib.format.read_array_header_1_0 if version == (1, 0) else
-            np.lib.format.read_array_header_2_0)
-    shape, _, dtype = read(f)
+    shape, _, dtype = read_npy_header(f)
     return f.tell() + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
 
   expected = _read_gzip_payload(path, expected_size)
@@ -194,10 +203,7 @@ def stream_array(path: str, consume, chunk_bytes: int = 64 << 20) -> None:
   """
 
   def read(f):
-    version = np.lib.format.read_magic(f)
-    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                   else np.lib.format.read_array_header_2_0)
-    shape, _, dtype = read_header(f)
+    shape, _, dtype = read_npy_header(f)
     count = int(np.prod(shape, dtype=np.int64))
     per_chunk = max(1, chunk_bytes // dtype.itemsize)
     for offset in range(0, count, per_chunk):
@@ -205,7 +211,7 @@ def stream_array(path: str, consume, chunk_bytes: int = 64 << 20) -> None:
       data = f.read(size)
       if len(data) != size:
         raise EOFError('array data ends early')
-      consume(np.frombuffer(data, dtype), offset, tuple(shape))
+      consume(np.frombuffer(data, dtype), offset, shape)
     if f.read(1):
       raise ValueError('trailing bytes after the array')
 
@@ -352,6 +358,30 @@ def read_arrays(replay_dir: str, suffix: int,
         f'{checkpoint_filename(replay_dir, STORE_PREFIX + "observation", suffix)}'
         f': frames have dtype {arrays.observation.dtype}, expected '
         f'{np.dtype(observation_dtype)}.')
+  return arrays
+
+
+def shape_only_frames(shape, dtype) -> np.ndarray:
+  """A stand-in for a checkpoint's frames that holds no memory: their shape
+  and dtype, every value zero."""
+  return np.broadcast_to(np.zeros((), dtype), tuple(shape))
+
+
+def read_arrays_without_frames(replay_dir: str, suffix: int) -> ReplayArrays:
+  """Checkpoint `suffix` of `replay_dir` with `shape_only_frames`, validated
+  but for frame values: an Atari checkpoint's 7 GB of frames stay on disk
+  (a frame file cut short is still found, from its gzip trailer)."""
+  observation_file = checkpoint_filename(
+      replay_dir, STORE_PREFIX + 'observation', suffix)
+  check_gzip_size(observation_file)
+  arrays = ReplayArrays(
+      observation=shape_only_frames(*read_array_header(observation_file)),
+      **{name: read_array(
+          checkpoint_filename(replay_dir, STORE_PREFIX + name, suffix))
+         for name in STORE_ELEMENTS if name != 'observation'},
+      **read_small_elements(replay_dir, suffix))
+  arrays.validate(checkpoint_filename(replay_dir, STORE_PREFIX + '*', suffix),
+                  check_frames=False)
   return arrays
 
 

@@ -153,8 +153,9 @@ def _rlds_episode(arrays: ReplayArrays, episode: LoggedEpisode,
 def _boundary_view(arrays: ReplayArrays) -> ReplayArrays:
   """`arrays` without its frames: what `how_checkpoint_begins` reads of the
   checkpoint before (its newest frame is kept apart)."""
-  return dataclasses.replace(arrays, observation=np.broadcast_to(
-      np.zeros((), arrays.observation.dtype), arrays.observation.shape))
+  return dataclasses.replace(arrays, observation=(
+      dopamine_replay.shape_only_frames(arrays.observation.shape,
+                                        arrays.observation.dtype)))
 
 
 EXPORT_SOURCE = 'batch_rl_export_source.json'

@@ -37,6 +37,7 @@ import tqdm
 
 from batch_rl.data import compact
 from batch_rl.data import converted
+from batch_rl.data import dopamine_replay
 from batch_rl.data import gz_cache
 from batch_rl.data.dopamine_replay import ReplayArrays
 from batch_rl.data.errors import ReplayDataError
@@ -191,8 +192,8 @@ class _ArraySink:
              frame_dtype) -> ReplayArrays:
     small = {name: np.concatenate(parts) for name, parts in self.parts.items()}
     return ReplayArrays(
-        observation=np.broadcast_to(np.zeros((), frame_dtype),
-                                    (metadata.add_count,) + frame_shape),
+        observation=dopamine_replay.shape_only_frames(
+            (metadata.add_count,) + frame_shape, frame_dtype),
         add_count=metadata.add_count, invalid_range=metadata.invalid_range,
         episode_end_indices=metadata.episode_end_indices, **small)
 

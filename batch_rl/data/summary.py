@@ -100,28 +100,14 @@ def summarize(replay_dir: str, stack_size: int = 4,
     layout = 'dopamine_gz'
     items = []
     for suffix in dopamine_replay.list_checkpoints(replay_dir):
-      observation_file = dopamine_replay.checkpoint_filename(
-          replay_dir, dopamine_replay.STORE_PREFIX + 'observation', suffix)
-      dopamine_replay.check_gzip_size(observation_file)
-      shape, dtype = dopamine_replay.read_array_header(observation_file)
-      small = {
-          name: dopamine_replay.read_array(
-              dopamine_replay.checkpoint_filename(
-                  replay_dir, dopamine_replay.STORE_PREFIX + name, suffix))
-          for name in ('action', 'reward', 'terminal')
-      }
-      # Frames are not needed for the summary: a shape-only stand-in keeps
-      # the 7 GB observation array of an Atari checkpoint on disk.
-      frames = np.broadcast_to(np.zeros((), dtype), shape)
-      arrays = ReplayArrays(
-          observation=frames,
-          **small, **dopamine_replay.read_small_elements(replay_dir, suffix))
-      arrays.validate(dopamine_replay.checkpoint_filename(
-          replay_dir, dopamine_replay.STORE_PREFIX + '*', suffix),
-                      check_frames=False)
-      items.append((str(suffix), arrays, shape[1:], dtype))
+      # Frames are read only to compare two checkpoints' boundary frames.
+      arrays = dopamine_replay.read_arrays_without_frames(replay_dir, suffix)
+      items.append((str(suffix), arrays, arrays.observation.shape[1:],
+                    arrays.observation.dtype))
       frame_readers[str(suffix)] = functools.partial(
-          dopamine_replay.read_array, observation_file)
+          dopamine_replay.read_array, dopamine_replay.checkpoint_filename(
+              replay_dir, dopamine_replay.STORE_PREFIX + 'observation',
+              suffix))
   validation.check_same_specs(
       (f'{replay_dir} checkpoint {suffix}', name,
        np.shape(getattr(arrays, name))[1:], getattr(arrays, name).dtype)
