@@ -140,12 +140,36 @@ def continues_episode(previous: ReplayArrays, current: ReplayArrays,
           not previous.terminal[newest] and bool(same_observation()))
 
 
+def logged_just_before(previous_suffix, suffix) -> bool:
+  """Whether checkpoint `previous_suffix` is the one a logger wrote just
+  before checkpoint `suffix` (N - 1 of N): only that one is
+  `how_checkpoint_begins`'s `previous`."""
+  return previous_suffix is not None and int(suffix) == int(previous_suffix) + 1
+
+
+def newest_frame(arrays: ReplayArrays, frames=None) -> np.ndarray:
+  """The newest stored frame of `arrays` (`frames`: its observations, where
+  `arrays.observation` is only a stand-in)."""
+  frames = arrays.observation if frames is None else frames
+  return frames[arrays.chronological_slots()[-1]]
+
+
+def same_boundary_frame(previous_newest_frame: np.ndarray,
+                        current: ReplayArrays, current_frames=None) -> bool:
+  """Whether the newest frame of the checkpoint before (`newest_frame`) is
+  `current`'s oldest: `how_checkpoint_begins`'s `same_observation`."""
+  frames = current.observation if current_frames is None else current_frames
+  return np.array_equal(previous_newest_frame,
+                        frames[current.chronological_slots()[0]])
+
+
 def how_checkpoint_begins(previous: Optional[ReplayArrays],
                           current: ReplayArrays, same_observation) -> str:
   """STARTS, CONTINUES or LOST_START: how `current` begins.
 
   `previous`: the checkpoint logged just before `current` (suffix N - 1 of
-  N), or None. A buffer that never wrapped starts at its slot 0, unless it
+  N: `logged_just_before`), or None. `same_observation()`: see
+  `continues_episode` (`same_boundary_frame`). A buffer that never wrapped starts at its slot 0, unless it
   continues `previous`'s episode (`continues_episode`); a wrapped one's
   oldest slots start an episode only where Dopamine's logger wrote it
   right after `previous` ended one.

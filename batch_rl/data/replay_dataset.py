@@ -17,6 +17,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
+from batch_rl.data import episodes
 from batch_rl.data import pipeline
 from batch_rl.data import sources
 from batch_rl.data import transitions
@@ -132,9 +133,8 @@ class ReplayDataset:
     found, previous = [], None
     for arrays, name in zip(self.store.checkpoints, self.store.names):
       begins = how_checkpoint_begins(
-          previous, arrays, lambda p=previous, c=arrays: np.array_equal(
-              p.observation[p.chronological_slots()[-1]],
-              c.observation[c.chronological_slots()[0]]))
+          previous, arrays, lambda p=previous, c=arrays: (
+              episodes.same_boundary_frame(episodes.newest_frame(p), c)))
       found += joiner.add(arrays, begins, name)
       previous = arrays
     found += joiner.finish()

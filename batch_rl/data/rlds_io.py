@@ -53,6 +53,7 @@ import tensorflow_datasets as tfds
 import tqdm
 
 from batch_rl.data import dopamine_replay
+from batch_rl.data import episodes
 from batch_rl.data.dopamine_replay import ReplayArrays
 from batch_rl.data.episodes import EpisodeJoiner
 from batch_rl.data.episodes import how_checkpoint_begins
@@ -279,15 +280,16 @@ def export_to_rlds(replay_dir: str, out_dir: str,
       open_splits[position] = suffix, 0
       bar.set_description(split_name(suffix))
       bar.total = (bar.total or 0) + arrays.num_stored
-      oldest_frame = arrays.observation[arrays.chronological_slots()[0]]
       begins = how_checkpoint_begins(
-          previous if previous_suffix == suffix - 1 else None, arrays,
-          lambda: np.array_equal(newest_frame, oldest_frame))
+          previous if episodes.logged_just_before(previous_suffix, suffix)
+          else None,
+          arrays, lambda current=arrays: episodes.same_boundary_frame(
+              newest_frame, current))
       write(joiner.add(arrays, begins, source), arrays)
       # Episodes ending in the checkpoints before are all written now.
       close([p for p in open_splits if p < position])
       previous, previous_suffix = _boundary_view(arrays), suffix
-      newest_frame = arrays.observation[arrays.chronological_slots()[-1]]
+      newest_frame = episodes.newest_frame(arrays)
       del arrays  # Before the next checkpoint is read.
     write(joiner.finish(), previous)
     close(list(open_splits))

@@ -46,20 +46,14 @@ def _checkpoint_beginnings(items, frame_readers) -> list[str]:
   for i, (b, current, _, _) in enumerate(items):
     a, previous, _, _ = items[i - 1] if i else (None, None, None, None)
     consecutive = (a in frame_readers and b in frame_readers and
-                   int(b) == int(a) + 1)
+                   episodes.logged_just_before(a, b))
     beginnings.append(episodes.how_checkpoint_begins(
-        previous if consecutive else None, current, functools.partial(
-            _same_boundary_frame, frame_readers.get(a), previous,
-            frame_readers.get(b), current)))
+        previous if consecutive else None, current,
+        lambda a=a, b=b, previous=previous, current=current: (
+            episodes.same_boundary_frame(
+                episodes.newest_frame(previous, frame_readers[a]()),
+                current, frame_readers[b]()))))
   return beginnings
-
-
-def _same_boundary_frame(previous_frames, previous: ReplayArrays,
-                         current_frames, current: ReplayArrays) -> bool:
-  """Whether `previous`'s newest frame is `current`'s oldest."""
-  return np.array_equal(
-      previous_frames()[previous.chronological_slots()[-1]],
-      current_frames()[current.chronological_slots()[0]])
 
 
 def _return_stats(returns: np.ndarray) -> dict:
