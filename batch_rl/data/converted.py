@@ -30,7 +30,6 @@ import tqdm
 
 from batch_rl.data import compact
 from batch_rl.data import dopamine_replay
-from batch_rl.data.dopamine_replay import STORE_PREFIX
 from batch_rl.data.errors import ReplayDataError
 from batch_rl.data.selection import DataSelection
 
@@ -46,8 +45,7 @@ def is_converted(path: str) -> bool:
 def _frame_chunks(replay_dir: str, suffix: int):
   """The frames of checkpoint `suffix`, decompressed in chunks of about
   `_CHUNK_BYTES` (whole compact blocks)."""
-  gz_path = dopamine_replay.checkpoint_filename(
-      replay_dir, STORE_PREFIX + 'observation', suffix)
+  gz_path = dopamine_replay.store_filename(replay_dir, 'observation', suffix)
   with dopamine_replay.open_gzip(gz_path) as f:
     shape, fortran, dtype = dopamine_replay.read_npy_header(f)
     if fortran or dtype.hasobject or not shape:
@@ -110,8 +108,7 @@ def frame_bytes(replay_dir: str, suffixes) -> dict[int, int]:
   checkpoints' frame shapes or dtypes differ."""
   sizes, first = {}, None
   for suffix in suffixes:
-    path = dopamine_replay.checkpoint_filename(
-        replay_dir, STORE_PREFIX + 'observation', suffix)
+    path = dopamine_replay.store_filename(replay_dir, 'observation', suffix)
     shape, dtype = dopamine_replay.read_array_header(path)
     if first is None:
       first = (path, shape[1:], dtype)

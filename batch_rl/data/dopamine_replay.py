@@ -43,12 +43,21 @@ GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error, OSError,
 
 STORE_PREFIX = '$store$_'
 STORE_ELEMENTS = ('observation', 'action', 'reward', 'terminal')
-_CHECKPOINT_RE = re.compile(r'^\$store\$_observation_ckpt\.(\d+)\.gz$')
+# A checkpoint's other files (episode_end_indices: newer Dopamine only).
+SMALL_ELEMENTS = ('add_count', 'invalid_range', 'episode_end_indices')
+_CHECKPOINT_RE = re.compile(
+    '^' + re.escape(STORE_PREFIX + 'observation') + r'_ckpt\.(\d+)\.gz$')
 
 
 def checkpoint_filename(replay_dir: str, name: str, suffix: int) -> str:
   """Path of one element of checkpoint `suffix`, named as Dopamine names it."""
   return os.path.join(replay_dir, f'{name}_ckpt.{suffix}.gz')
+
+
+def store_filename(replay_dir: str, element: str, suffix: int) -> str:
+  """Path of stored element `element` (one of STORE_ELEMENTS; '*' names
+  them all in messages) of checkpoint `suffix`."""
+  return checkpoint_filename(replay_dir, STORE_PREFIX + element, suffix)
 
 
 def check_outside_replay(replay_dir: str, out_dir: str, what: str) -> None:
@@ -339,23 +348,23 @@ def read_arrays(replay_dir: str, suffix: int,
   """Reads and validates checkpoint `suffix` of `replay_dir` (never writes)."""
   store = {
       name: read_array(
-          checkpoint_filename(replay_dir, STORE_PREFIX + name, suffix))
+          store_filename(replay_dir, name, suffix))
       for name in STORE_ELEMENTS
   }
   small = read_small_elements(replay_dir, suffix)
   arrays = ReplayArrays(**small, **store)
-  source = checkpoint_filename(replay_dir, STORE_PREFIX + '*', suffix)
+  source = store_filename(replay_dir, '*', suffix)
   arrays.validate(source)
   frame_shape = tuple(arrays.observation.shape[1:])
   if observation_shape is not None and frame_shape != tuple(observation_shape):
     raise ReplayDataError(
-        f'{checkpoint_filename(replay_dir, STORE_PREFIX + "observation", suffix)}'
+        f'{store_filename(replay_dir, "observation", suffix)}'
         f': frames have shape {frame_shape}, expected '
         f'{tuple(observation_shape)}.')
   if (observation_dtype is not None and
       arrays.observation.dtype != np.dtype(observation_dtype)):
     raise ReplayDataError(
-        f'{checkpoint_filename(replay_dir, STORE_PREFIX + "observation", suffix)}'
+        f'{store_filename(replay_dir, "observation", suffix)}'
         f': frames have dtype {arrays.observation.dtype}, expected '
         f'{np.dtype(observation_dtype)}.')
   return arrays
@@ -371,16 +380,15 @@ def read_arrays_without_frames(replay_dir: str, suffix: int) -> ReplayArrays:
   """Checkpoint `suffix` of `replay_dir` with `shape_only_frames`, validated
   but for frame values: an Atari checkpoint's 7 GB of frames stay on disk
   (a frame file cut short is still found, from its gzip trailer)."""
-  observation_file = checkpoint_filename(
-      replay_dir, STORE_PREFIX + 'observation', suffix)
+  observation_file = store_filename(replay_dir, 'observation', suffix)
   check_gzip_size(observation_file)
   arrays = ReplayArrays(
       observation=shape_only_frames(*read_array_header(observation_file)),
       **{name: read_array(
-          checkpoint_filename(replay_dir, STORE_PREFIX + name, suffix))
+          store_filename(replay_dir, name, suffix))
          for name in STORE_ELEMENTS if name != 'observation'},
       **read_small_elements(replay_dir, suffix))
-  arrays.validate(checkpoint_filename(replay_dir, STORE_PREFIX + '*', suffix),
+  arrays.validate(store_filename(replay_dir, '*', suffix),
                   check_frames=False)
   return arrays
 
@@ -398,7 +406,7 @@ def write_checkpoint(replay_dir: str, suffix: int, arrays: ReplayArrays) -> None
   os.makedirs(replay_dir, exist_ok=True)
   for name in STORE_ELEMENTS:
     _write_gzip(
-        checkpoint_filename(replay_dir, STORE_PREFIX + name, suffix),
+        store_filename(replay_dir, name, suffix),
         lambda f, a=getattr(arrays, name): np.save(f, a, allow_pickle=False))
   _write_gzip(
       checkpoint_filename(replay_dir, 'add_count', suffix),

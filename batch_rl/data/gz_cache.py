@@ -31,7 +31,6 @@ from batch_rl.data import compact
 from batch_rl.data import converted
 from batch_rl.data import dopamine_replay
 from batch_rl.data.dopamine_replay import STORE_ELEMENTS
-from batch_rl.data.dopamine_replay import STORE_PREFIX
 from batch_rl.data.errors import ReplayDataError
 from batch_rl.data.replay_store import ReplayStore
 from batch_rl.data.selection import DataSelection
@@ -133,8 +132,8 @@ def open_gz(replay_dir: str, selection: DataSelection,
   sizes = converted.frame_bytes(replay_dir, suffixes)
   frame_bytes = sum(sizes.values())
   slots = sum(dopamine_replay.read_array_header(
-      dopamine_replay.checkpoint_filename(
-          replay_dir, STORE_PREFIX + 'terminal', s))[0][0] for s in suffixes)
+      dopamine_replay.store_filename(replay_dir, 'terminal', s))[0][0]
+      for s in suffixes)
   what = (f'replay: {len(suffixes)} checkpoints of {replay_dir} ({slots:,} '
           f'slots, {_gb(frame_bytes)} of frames)')
   if frame_bytes <= cache.memory_budget_gib * 2**30:
@@ -147,8 +146,7 @@ def open_gz(replay_dir: str, selection: DataSelection,
             if s not in compact.finished_checkpoints(path)]
     todo_frames = sum(sizes[s] for s in todo)
     disk = COMPACT_TO_GZ * sum(
-        os.path.getsize(dopamine_replay.checkpoint_filename(
-            replay_dir, STORE_PREFIX + name, s))
+        os.path.getsize(dopamine_replay.store_filename(replay_dir, name, s))
         for s in todo for name in STORE_ELEMENTS)
     workers = min(cache.workers or os.cpu_count() or 1, max(1, len(todo)))
     plan = (f'converting {len(todo)} of them once into {path} (~{_gb(disk)} '

@@ -18,6 +18,7 @@ the windows of slots a batch of transitions needs:
 
 import atexit
 import dataclasses
+import functools
 import os
 import threading
 import time
@@ -189,8 +190,7 @@ class ReplayStore:
     too, and TensorFlow shares it.
     """
     names = [os.path.join(replay_dir, f'checkpoint {s}') for s in suffixes]
-    filename = lambda name, suffix: dopamine_replay.checkpoint_filename(
-        replay_dir, dopamine_replay.STORE_PREFIX + name, suffix)
+    filename = functools.partial(dopamine_replay.store_filename, replay_dir)
     specs = [{name: dopamine_replay.read_array_header(filename(name, s))
               for name in WINDOW_ELEMENTS} for s in suffixes]
     for spec, name in zip(specs, names):

@@ -268,8 +268,7 @@ def export_to_rlds(replay_dir: str, out_dir: str,
     for position, suffix in enumerate(suffixes):
       arrays = dopamine_replay.read_arrays(replay_dir, suffix, frame_shape,
                                            frame_dtype)
-      source = dopamine_replay.checkpoint_filename(
-          replay_dir, dopamine_replay.STORE_PREFIX + '*', suffix)
+      source = dopamine_replay.store_filename(replay_dir, '*', suffix)
       if writer is None:
         frame_shape = arrays.observation.shape[1:]
         frame_dtype = arrays.observation.dtype

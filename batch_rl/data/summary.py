@@ -99,9 +99,8 @@ def summarize(replay_dir: str, stack_size: int = 4,
       items.append((str(suffix), arrays, arrays.observation.shape[1:],
                     arrays.observation.dtype))
       frame_readers[str(suffix)] = functools.partial(
-          dopamine_replay.read_array, dopamine_replay.checkpoint_filename(
-              replay_dir, dopamine_replay.STORE_PREFIX + 'observation',
-              suffix))
+          dopamine_replay.read_array,
+          dopamine_replay.store_filename(replay_dir, 'observation', suffix))
   validation.check_same_specs(
       (f'{replay_dir} checkpoint {suffix}', name,
        np.shape(getattr(arrays, name))[1:], getattr(arrays, name).dtype)
@@ -146,8 +145,8 @@ def verify(replay_dir: str, progress: bool = True) -> int:
   first bad file, element and value.
   """
   suffixes = dopamine_replay.list_checkpoints(replay_dir)
-  paths = {(suffix, name): dopamine_replay.checkpoint_filename(
-      replay_dir, dopamine_replay.STORE_PREFIX + name, suffix)
+  paths = {(suffix, name): dopamine_replay.store_filename(replay_dir, name,
+                                                          suffix)
            for suffix in suffixes for name in dopamine_replay.STORE_ELEMENTS}
   total = sum(map(dopamine_replay.uncompressed_size_hint, paths.values()))
   with tqdm.tqdm(total=total, unit='B', unit_scale=True, desc='verify',
