@@ -238,7 +238,7 @@ def gz_with_copies(gz_dir: str, out_dir: str, copies: int) -> str:
     source = available[suffix % len(available)]
     for name in (*(dopamine_replay.STORE_PREFIX + element
                    for element in dopamine_replay.STORE_ELEMENTS),
-                 *dopamine_replay.SMALL_ELEMENTS):
+                 *dopamine_replay.METADATA_ELEMENTS):
       original = dopamine_replay.checkpoint_filename(gz_dir, name, source)
       target = dopamine_replay.checkpoint_filename(out_dir, name, suffix)
       if os.path.exists(original) and not os.path.exists(target):

@@ -44,7 +44,7 @@ GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error, OSError,
 STORE_PREFIX = '$store$_'
 STORE_ELEMENTS = ('observation', 'action', 'reward', 'terminal')
 # A checkpoint's other files (episode_end_indices: newer Dopamine only).
-SMALL_ELEMENTS = ('add_count', 'invalid_range', 'episode_end_indices')
+METADATA_ELEMENTS = ('add_count', 'invalid_range', 'episode_end_indices')
 _CHECKPOINT_RE = re.compile(
     '^' + re.escape(STORE_PREFIX + 'observation') + r'_ckpt\.(\d+)\.gz$')
 
