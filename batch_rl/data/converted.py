@@ -213,4 +213,4 @@ def open_store(out_dir: str, selection: DataSelection):
     if not os.path.isdir(ckpt_dir):
       raise ReplayDataError(f'{ckpt_dir}: converted checkpoint is missing.')
   return compact_store.CompactStore(
-      [compact.CompactCheckpoint(d) for d in dirs], dirs)
+      [compact.CompactCheckpoint(d) for d in dirs], dirs, suffixes)

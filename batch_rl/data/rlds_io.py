@@ -279,11 +279,11 @@ def export_to_rlds(replay_dir: str, out_dir: str,
       open_splits[position] = suffix, 0
       bar.set_description(split_name(suffix))
       bar.total = (bar.total or 0) + arrays.num_stored
+      before, after_gap = episodes.checkpoint_before(previous_suffix,
+                                                     previous, suffix)
       begins = how_checkpoint_begins(
-          previous if episodes.logged_just_before(previous_suffix, suffix)
-          else None,
-          arrays, lambda current=arrays: episodes.same_boundary_frame(
-              newest_frame, current))
+          before, arrays, lambda current=arrays: episodes.same_boundary_frame(
+              newest_frame, current), after_gap)
       write(joiner.add(arrays, begins, source), arrays)
       # Episodes ending in the checkpoints before are all written now.
       close([p for p in open_splits if p < position])

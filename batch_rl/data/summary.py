@@ -45,14 +45,14 @@ def _checkpoint_beginnings(items, frame_readers) -> list[str]:
   beginnings = []
   for i, (b, current, _, _) in enumerate(items):
     a, previous, _, _ = items[i - 1] if i else (None, None, None, None)
-    consecutive = (a in frame_readers and b in frame_readers and
-                   episodes.logged_just_before(a, b))
+    previous, after_gap = (episodes.checkpoint_before(a, previous, b)
+                           if b in frame_readers else (None, False))
     beginnings.append(episodes.how_checkpoint_begins(
-        previous if consecutive else None, current,
+        previous, current,
         lambda a=a, b=b, previous=previous, current=current: (
             episodes.same_boundary_frame(
                 episodes.newest_frame(previous, frame_readers[a]()),
-                current, frame_readers[b]()))))
+                current, frame_readers[b]())), after_gap))
   return beginnings
 
 
