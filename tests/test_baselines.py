@@ -296,6 +296,17 @@ def test_a_selection_that_skips_checkpoints_joins_no_episode_across_a_gap(
     assert [(e.slots.tolist(), e.complete)
             for e in replay.episodes()] == want, selected
     assert any(not complete for _, complete in want[:-1]) or len(selected) == 1
+    # A directory holding only these checkpoints: info and export-rlds agree.
+    only = tmp_path / f'only_{len(selected)}'
+    os.makedirs(only)
+    for name in os.listdir(replay_dir):
+      if int(name.split('.')[-2]) in selected:
+        os.link(os.path.join(replay_dir, name), only / name)
+    info = summary.summarize(str(only), stack_size=stack_size)
+    assert info['complete_episodes'] == sum(c for _, c in want), selected
+    path = rlds_io.export_to_rlds(str(only), str(tmp_path / f'{only}_rlds'),
+                                  stack_size=stack_size, progress=False)
+    assert len(list(exported_episodes(path))) == len(want), selected
 
 
 class FakeAgent:
