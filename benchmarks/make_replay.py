@@ -140,14 +140,14 @@ def write_checkpoint(out_dir: str, suffix: int, pool: dict, capacity: int,
   frames = np.concatenate(
       [pool['observation'], np.zeros((1, *FRAME_SHAPE), np.uint8)])
   path = lambda name: dopamine_replay.checkpoint_filename(out_dir, name, suffix)
-  prefix = dopamine_replay.STORE_PREFIX
-  _write_array(path(prefix + 'observation'), (capacity, *FRAME_SHAPE),
+  _write_array(dopamine_replay.store_filename(out_dir, 'observation', suffix),
+               (capacity, *FRAME_SHAPE),
                np.uint8, (frames[rows[i:i + WRITE_CHUNK]]
                           for i in range(0, capacity, WRITE_CHUNK)), level)
   for name in ('action', 'reward', 'terminal'):
     values = column(name)
-    _write_array(path(prefix + name), values.shape, values.dtype, [values],
-                 level)
+    _write_array(dopamine_replay.store_filename(out_dir, name, suffix),
+                 values.shape, values.dtype, [values], level)
   cursor = add_count % capacity
   invalid_range = np.array(
       [(cursor - UPDATE_HORIZON + i) % capacity

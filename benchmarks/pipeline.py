@@ -86,8 +86,7 @@ def open_sampler(layout: str, source: str, checkpoints: int,
     from batch_rl.data import dopamine_replay  # pylint: disable=g-import-not-at-top
     suffix = dopamine_replay.list_checkpoints(source)[0]
     shape, _ = dopamine_replay.read_array_header(
-        dopamine_replay.checkpoint_filename(
-            source, dopamine_replay.STORE_PREFIX + 'observation', suffix))
+        dopamine_replay.store_filename(source, 'observation', suffix))
     buffer = circular_replay_buffer.OutOfGraphReplayBuffer(
         shape[1:], STACK_SIZE, shape[0], BATCH)
     buffer.load(source, suffix)
@@ -237,12 +236,13 @@ def gz_with_copies(gz_dir: str, out_dir: str, copies: int) -> str:
   os.makedirs(out_dir, exist_ok=True)
   for suffix in range(copies):
     source = available[suffix % len(available)]
-    for name in os.listdir(gz_dir):
-      if name.endswith(f'_ckpt.{source}.gz'):
-        target = os.path.join(
-            out_dir, name.replace(f'_ckpt.{source}.gz', f'_ckpt.{suffix}.gz'))
-        if not os.path.exists(target):
-          link(os.path.join(gz_dir, name), target)
+    for name in (*(dopamine_replay.STORE_PREFIX + element
+                   for element in dopamine_replay.STORE_ELEMENTS),
+                 *dopamine_replay.METADATA_ELEMENTS):
+      original = dopamine_replay.checkpoint_filename(gz_dir, name, source)
+      target = dopamine_replay.checkpoint_filename(out_dir, name, suffix)
+      if os.path.exists(original) and not os.path.exists(target):
+        link(original, target)
   return out_dir
 
 
@@ -341,8 +341,7 @@ def main():
   suffixes = dopamine_replay.list_checkpoints(gz_dir)
   gz_bytes = du(gz_dir) / len(suffixes)
   shape, dtype = dopamine_replay.read_array_header(
-      dopamine_replay.checkpoint_filename(
-          gz_dir, dopamine_replay.STORE_PREFIX + 'observation', suffixes[0]))
+      dopamine_replay.store_filename(gz_dir, 'observation', suffixes[0]))
   frame_bytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
   results = {'gz_bytes_per_checkpoint': gz_bytes}
   print(f'source {gz_dir}: {len(suffixes)} checkpoints, '

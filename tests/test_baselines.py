@@ -255,6 +255,60 @@ def test_logged_episodes_are_counted_exported_and_sampled_as_played(
       FRAME_SHAPE + (stack_size,))[..., -1].any() for state, *_ in extra)
 
 
+@pytest.mark.parametrize('stack_size, seed, num_adds', [(1, 0, 150),
+                                                        (4, 3, 170)])
+def test_a_selection_that_skips_checkpoints_joins_no_episode_across_a_gap(
+    tmp_path, stack_size, seed, num_adds):
+  """Checkpoints K - 2 and K of a logger (K its last, partly filled): the
+  episode running at the end of K - 2 stops there, unfinished, and the
+  rest of an episode K begins with (its start is in K - 1) is no episode;
+  K alone is the same. Before, K - 2's newest episode was joined with K's
+  oldest slots, and K alone counted these as an episode (stack 1) or failed
+  on their 'padding' (stack 4)."""
+  capacity, replay_dir = 40, str(tmp_path / 'replay')
+  buffer = LoggedReplayBuffer(replay_dir, FRAME_SHAPE, stack_size,
+                              replay_capacity=capacity)
+  played = []
+  fill(buffer, num_adds, seed, played)
+  last = buffer.log_final_buffer()
+  assert any(e['slots'][0] < last * capacity <= e['slots'][-1]
+             for e in played)  # K begins in the middle of an episode.
+  for selected in ([last - 2, last], [last]):
+    position = {c: i for i, c in enumerate(selected)}
+    # After a checkpoint not selected, the first episode reaching into the
+    # next may have started before it: not counted.
+    unknown_start = [next(e for e in played if e['slots'][-1] >= c * capacity)
+                     for c in selected if c - 1 not in position]
+    want = []
+    for e in played:  # Each started in the selection, as far as it holds it.
+      if (e['slots'][0] // capacity not in position or
+          any(e is u for u in unknown_start)):
+        continue
+      kept = []
+      for slot in e['slots']:
+        if slot // capacity not in position:
+          break
+        kept.append(position[slot // capacity] * capacity + slot % capacity)
+      want.append((kept, e['ending'] != 'running' and
+                   len(kept) == len(e['slots'])))
+    replay = replay_dataset.open_replay(
+        replay_dir, stack_size, 1, GAMMA, DataSelection(checkpoints=selected))
+    assert [(e.slots.tolist(), e.complete)
+            for e in replay.episodes()] == want, selected
+    assert any(not complete for _, complete in want[:-1]) or len(selected) == 1
+    # A directory holding only these checkpoints: info and export-rlds agree.
+    only = tmp_path / f'only_{len(selected)}'
+    os.makedirs(only)
+    for name in os.listdir(replay_dir):
+      if int(name.split('.')[-2]) in selected:
+        os.link(os.path.join(replay_dir, name), only / name)
+    info = summary.summarize(str(only), stack_size=stack_size)
+    assert info['complete_episodes'] == sum(c for _, c in want), selected
+    path = rlds_io.export_to_rlds(str(only), str(tmp_path / f'{only}_rlds'),
+                                  stack_size=stack_size, progress=False)
+    assert len(list(exported_episodes(path))) == len(want), selected
+
+
 class FakeAgent:
   """Acts 0, 1, 2, ...; records the batches it is trained on."""
 

@@ -361,12 +361,13 @@ def test_a_second_process_waits_for_the_cache_and_does_not_convert_again(
                                  workers=1)
   path = cache.cache_path(run_dir)
   opened = {}
-  with gz_cache._Lock(path + '.lock'):  # Another process is converting.
+  with gz_cache.CacheLock(path):  # Another process is converting.
     waiter = threading.Thread(target=lambda: opened.update(
         store=sources.open_store(run_dir, DataSelection(), cache=cache)))
     waiter.start()
     deadline = time.time() + 30
-    while 'waiting for process' not in capsys.readouterr().err:
+    while f'waiting for process {os.getpid()}, which is filling {path}' not in (
+        capsys.readouterr().err):
       assert time.time() < deadline
       time.sleep(0.05)
     assert waiter.is_alive()
@@ -377,7 +378,8 @@ def test_a_second_process_waits_for_the_cache_and_does_not_convert_again(
 
 
 @pytest.mark.parametrize('damage', ['truncated', 'corrupt', 'other_shape'])
-def test_bad_source_is_one_error_naming_the_file(run_dir, tmp_path, damage):
+def test_bad_source_is_one_error_naming_the_file(run_dir, tmp_path, damage,
+                                                 monkeypatch):
   source = tmp_path / 'source'
   os.makedirs(source)
   for name in os.listdir(run_dir):
@@ -400,5 +402,10 @@ def test_bad_source_is_one_error_naming_the_file(run_dir, tmp_path, damage):
   with pytest.raises(ReplayDataError, match=message):
     converted.convert(str(source), str(tmp_path / 'out'), progress=False)
   assert not converted.is_converted(str(tmp_path / 'out'))
+  if damage == 'truncated':  # Found from the gzip trailer, before decoding.
+    monkeypatch.setattr(converted, '_frame_chunks', None)
+    with pytest.raises(ReplayDataError, match=message):
+      converted.convert(str(source), str(tmp_path / 'out2'), suffixes=[1],
+                        progress=False)
   assert compact.finished_checkpoints(str(tmp_path / 'out.partial')) in (
       [], [0])

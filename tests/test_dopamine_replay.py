@@ -1,5 +1,6 @@
 """Our checkpoint reader samples exactly what dopamine-rl's buffer samples."""
 
+import dataclasses
 import gzip
 import os
 
@@ -113,6 +114,36 @@ def test_bad_file_errors_name_the_file(tmp_path, how):
     dopamine_replay.read_arrays(str(tmp_path), 0)
   after = {f: os.stat(tmp_path / f).st_mtime_ns for f in os.listdir(tmp_path)}
   assert before == after  # Reading never writes into the dataset.
+
+
+def test_read_array_into_names_the_file_and_both_shapes_once(tmp_path):
+  fill_dopamine_buffer(50, 60).save(str(tmp_path), 0)
+  path = dopamine_replay.checkpoint_filename(
+      str(tmp_path), '$store$_reward', 0)
+  dtype = dopamine_replay.read_array(path).dtype
+  with pytest.raises(ReplayDataError) as error:
+    dopamine_replay.read_array_into(path, np.empty(49, dtype))
+  assert str(error.value) == (f'{path}: holds a {dtype} array of shape (50,), '
+                              f'expected {dtype} of shape (49,).')
+
+
+def test_without_frames_reads_the_rest_and_finds_a_cut_frame_file(tmp_path):
+  fill_dopamine_buffer(50, 60).save(str(tmp_path), 0)
+  full = dopamine_replay.read_arrays(str(tmp_path), 0)
+  light = dopamine_replay.read_arrays_without_frames(str(tmp_path), 0)
+  for field in dataclasses.fields(full):
+    if field.name != 'observation':
+      np.testing.assert_array_equal(getattr(light, field.name),
+                                    getattr(full, field.name))
+  assert light.observation.shape == full.observation.shape
+  assert light.observation.dtype == full.observation.dtype
+  assert light.observation.strides == (0, 0, 0)  # No memory, no frame read.
+  path = dopamine_replay.checkpoint_filename(
+      str(tmp_path), '$store$_observation', 0)
+  _corrupt(path, 'truncated')
+  with pytest.raises(ReplayDataError,
+                     match='observation_ckpt.0.gz: truncated or corrupt'):
+    dopamine_replay.read_arrays_without_frames(str(tmp_path), 0)
 
 
 def _rewrite(tmp_path, name, array):

@@ -211,6 +211,17 @@ def test_convert_resumes_and_never_writes_into_source(run_dir, tmp_path):
     converted.convert(replay_dir, os.path.join(replay_dir, 'x'))
 
 
+def test_convert_refuses_an_output_reached_through_a_link_into_the_source(
+    run_dir, tmp_path):
+  replay_dir, _ = run_dir
+  before = sorted(os.listdir(replay_dir))
+  link = tmp_path / 'link'
+  os.symlink(replay_dir, link)
+  with pytest.raises(ReplayDataError, match='outside the replay directory'):
+    converted.convert(replay_dir, str(link / 'out'), progress=False)
+  assert sorted(os.listdir(replay_dir)) == before
+
+
 def test_convert_reports_truncated_source(run_dir, tmp_path):
   replay_dir, buffers = run_dir
   broken = tmp_path / 'broken'

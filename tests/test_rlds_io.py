@@ -265,7 +265,7 @@ def test_malformed_steps_are_named(tmp_path, broken, match):
 def test_export_refuses_to_write_into_the_replay_dir(exported):
   replay_dir = exported.replay_dirs[3]
   before = sorted(os.listdir(replay_dir))
-  with pytest.raises(ValueError, match='inside the replay directory'):
+  with pytest.raises(ValueError, match='outside the replay directory'):
     rlds_io.export_to_rlds(replay_dir, replay_dir, progress=False)
   assert sorted(os.listdir(replay_dir)) == before
 

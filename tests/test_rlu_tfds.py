@@ -8,6 +8,8 @@ with a reference that enumerates them straight from the episodes.
 
 import json
 import os
+import threading
+import time
 
 import gin
 import numpy as np
@@ -186,6 +188,26 @@ def test_three_ways_to_name_a_dataset_share_one_conversion(
                         'rlu_atari_checkpoints_ordered', CONFIG, '1.1.0')
   assert len([n for n in os.listdir(caches)
               if os.path.isdir(os.path.join(caches, n))]) == 1
+
+
+def test_a_second_converter_waits_for_the_cache_lock_and_names_its_holder(
+    rlu_data, fresh_options, capsys):
+  replay_dir = f'tfds:rlu_atari_checkpoints_ordered/{CONFIG}'
+  cache = rlu._cache_path(rlu.resolve(replay_dir, rlu_data[1]), STACK,
+                          fresh_options.resolved_cache_dir())
+  converted = {}
+  with gz_cache.CacheLock(cache):  # Another process is converting.
+    waiter = threading.Thread(target=lambda: converted.update(result=rlu.convert(
+        replay_dir, STACK, options=fresh_options, progress=False)))
+    waiter.start()
+    deadline = time.time() + 30
+    while f'waiting for process {os.getpid()}, which is filling {cache}' not in (
+        capsys.readouterr().err):
+      assert time.time() < deadline
+      time.sleep(0.05)
+    assert waiter.is_alive() and not os.path.exists(cache)
+  waiter.join(60)
+  assert converted['result'] == (cache, [0, 1, 2])
 
 
 def test_info_summarizes_episodes_and_transitions(rlu_data, capsys):

@@ -8,7 +8,7 @@ True), and RAM does not grow with the number of checkpoints beyond the small
 arrays.
 """
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -20,9 +20,10 @@ class CompactStore(ReplayStore):
   """Compact checkpoints of one run, addressed by global slot index."""
 
   def __init__(self, checkpoints: Sequence[compact.CompactCheckpoint],
-               names: Sequence[str]):
+               names: Sequence[str],
+               suffixes: Optional[Sequence[int]] = None):
     super().__init__([c.arrays for c in checkpoints], names,
-                     memory_mapped=True)
+                     memory_mapped=True, suffixes=suffixes)
     self._frames = compact.FrameReader([c.frames for c in checkpoints])
     # One array per element over all checkpoints; each checkpoint's arrays
     # become views of it, so the small elements are held once.

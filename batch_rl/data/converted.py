@@ -29,8 +29,6 @@ import tqdm
 from batch_rl import processes
 from batch_rl.data import compact
 from batch_rl.data import dopamine_replay
-from batch_rl.data.dopamine_replay import ReplayArrays
-from batch_rl.data.dopamine_replay import STORE_PREFIX
 from batch_rl.data.errors import ReplayDataError
 from batch_rl.data.selection import DataSelection
 
@@ -43,35 +41,17 @@ def is_converted(path: str) -> bool:
   return os.path.isfile(os.path.join(path, MANIFEST))
 
 
-@contextlib.contextmanager
-def _reading(gz_path: str):
-  """Turns read errors into one line naming the gz file."""
-  if not os.path.exists(gz_path):
-    raise ReplayDataError(f'{gz_path}: file is missing.')
-  try:
-    yield
-  except ReplayDataError:
-    raise
-  except dopamine_replay.GZIP_ERRORS as e:
-    raise ReplayDataError(
-        f'{gz_path}: truncated or corrupt gzip file ({e}).') from None
-  except ValueError as e:
-    raise ReplayDataError(f'{gz_path}: not a valid array file ({e}).') from None
-
-
-def _array_chunks(gz_path: str, chunk_rows: Callable[[int], int]):
-  """Yields (shape, dtype), then the rows of the `np.save` array in `gz_path`
-  in chunks of `chunk_rows(row_bytes)` rows."""
-  with _reading(gz_path), dopamine_replay.fast_gzip.open(gz_path, 'rb') as f:
-    version = np.lib.format.read_magic(f)
-    shape, fortran, dtype = (
-        np.lib.format.read_array_header_1_0(f) if version == (1, 0) else
-        np.lib.format.read_array_header_2_0(f))
+def _frame_chunks(replay_dir: str, suffix: int):
+  """The frames of checkpoint `suffix`, decompressed in chunks of about
+  `_CHUNK_BYTES` (whole compact blocks)."""
+  gz_path = dopamine_replay.store_filename(replay_dir, 'observation', suffix)
+  with dopamine_replay.open_gzip(gz_path) as f:
+    shape, fortran, dtype = dopamine_replay.read_npy_header(f)
     if fortran or dtype.hasobject or not shape:
       raise ReplayDataError(f'{gz_path}: unsupported array layout.')
-    yield shape, dtype
     row_bytes = dtype.itemsize * int(np.prod(shape[1:]))
-    rows = max(1, chunk_rows(row_bytes))
+    rows = (max(1, _CHUNK_BYTES // row_bytes) // compact.BLOCK_FRAMES *
+            compact.BLOCK_FRAMES or compact.BLOCK_FRAMES)
     for begin in range(0, shape[0], rows):
       chunk = np.empty((min(rows, shape[0] - begin), *shape[1:]), dtype)
       if f.readinto(chunk.reshape(-1).view(np.uint8)) != chunk.nbytes:
@@ -79,36 +59,17 @@ def _array_chunks(gz_path: str, chunk_rows: Callable[[int], int]):
       yield chunk
 
 
-def _read_checkpoint_without_frames(replay_dir: str, suffix: int):
-  """(ReplayArrays with a shape-only frame stand-in, frame chunk iterator);
-  validated before any frame is decompressed."""
-  frames = _array_chunks(
-      dopamine_replay.checkpoint_filename(
-          replay_dir, STORE_PREFIX + 'observation', suffix),
-      lambda row_bytes: max(1, _CHUNK_BYTES // row_bytes) //
-      compact.BLOCK_FRAMES * compact.BLOCK_FRAMES or compact.BLOCK_FRAMES)
-  shape, dtype = next(frames)
-  arrays = ReplayArrays(
-      observation=np.broadcast_to(np.zeros((), dtype), shape),
-      **{name: dopamine_replay.read_array(dopamine_replay.checkpoint_filename(
-          replay_dir, STORE_PREFIX + name, suffix))
-         for name in ('action', 'reward', 'terminal')},
-      **dopamine_replay.read_small_elements(replay_dir, suffix))
-  arrays.validate(dopamine_replay.checkpoint_filename(
-      replay_dir, STORE_PREFIX + '*', suffix), check_frames=False)
-  return arrays, frames
-
-
 def _convert_compact(replay_dir: str, suffix: int, work_dir: str,
                      progress: Callable[[int], None]) -> None:
-  arrays, frames = _read_checkpoint_without_frames(replay_dir, suffix)
+  # Checked before a frame is decompressed.
+  arrays = dopamine_replay.read_arrays_without_frames(replay_dir, suffix)
   with compact.CheckpointWriter(
       work_dir, suffix, arrays.capacity, arrays.observation.shape[1:],
       arrays.observation.dtype, action_shape=arrays.action.shape[1:],
       action_dtype=arrays.action.dtype, reward_dtype=arrays.reward.dtype,
       terminal_dtype=arrays.terminal.dtype) as writer:
     begin = 0
-    for chunk in frames:
+    for chunk in _frame_chunks(replay_dir, suffix):
       end = begin + len(chunk)
       writer.append(chunk, arrays.action[begin:end],
                     arrays.reward[begin:end], arrays.terminal[begin:end])
@@ -144,8 +105,7 @@ def frame_bytes(replay_dir: str, suffixes) -> dict[int, int]:
   checkpoints' frame shapes or dtypes differ."""
   sizes, first = {}, None
   for suffix in suffixes:
-    path = dopamine_replay.checkpoint_filename(
-        replay_dir, STORE_PREFIX + 'observation', suffix)
+    path = dopamine_replay.store_filename(replay_dir, 'observation', suffix)
     shape, dtype = dopamine_replay.read_array_header(path)
     if first is None:
       first = (path, shape[1:], dtype)
@@ -173,10 +133,7 @@ def convert(replay_dir: str, out_dir: str, suffixes=None,
   if workers < 1:
     raise ValueError(f'workers={workers}: must be at least 1.')
   replay_dir, out_dir = os.path.abspath(replay_dir), os.path.abspath(out_dir)
-  if out_dir == replay_dir or out_dir.startswith(replay_dir + os.sep):
-    raise ReplayDataError(
-        f'{out_dir}: output must be outside the replay directory {replay_dir} '
-        '(the dataset being read is never written to).')
+  dopamine_replay.check_outside_replay(replay_dir, out_dir, 'output')
   available = dopamine_replay.list_checkpoints(replay_dir)
   suffixes = sorted(suffixes) if suffixes is not None else available
   missing = sorted(set(suffixes) - set(available))
@@ -253,4 +210,4 @@ def open_store(out_dir: str, selection: DataSelection):
     if not os.path.isdir(ckpt_dir):
       raise ReplayDataError(f'{ckpt_dir}: converted checkpoint is missing.')
   return compact_store.CompactStore(
-      [compact.CompactCheckpoint(d) for d in dirs], dirs)
+      [compact.CompactCheckpoint(d) for d in dirs], dirs, suffixes)

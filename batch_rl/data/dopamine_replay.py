@@ -16,6 +16,7 @@ and `sample_transition_batch` return exactly what dopamine-rl's
 `OutOfGraphReplayBuffer` returns for the same files and indices.
 """
 
+import contextlib
 import dataclasses
 import gzip
 import os
@@ -42,12 +43,32 @@ GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error, OSError,
 
 STORE_PREFIX = '$store$_'
 STORE_ELEMENTS = ('observation', 'action', 'reward', 'terminal')
-_CHECKPOINT_RE = re.compile(r'^\$store\$_observation_ckpt\.(\d+)\.gz$')
+# A checkpoint's other files (episode_end_indices: newer Dopamine only).
+METADATA_ELEMENTS = ('add_count', 'invalid_range', 'episode_end_indices')
+_CHECKPOINT_RE = re.compile(
+    '^' + re.escape(STORE_PREFIX + 'observation') + r'_ckpt\.(\d+)\.gz$')
 
 
 def checkpoint_filename(replay_dir: str, name: str, suffix: int) -> str:
   """Path of one element of checkpoint `suffix`, named as Dopamine names it."""
   return os.path.join(replay_dir, f'{name}_ckpt.{suffix}.gz')
+
+
+def store_filename(replay_dir: str, element: str, suffix: int) -> str:
+  """Path of stored element `element` (one of STORE_ELEMENTS; '*' names
+  them all in messages) of checkpoint `suffix`."""
+  return checkpoint_filename(replay_dir, STORE_PREFIX + element, suffix)
+
+
+def check_outside_replay(replay_dir: str, out_dir: str, what: str) -> None:
+  """Raises ReplayDataError unless `out_dir` (`what`: 'output', ...) lies
+  outside `replay_dir`, symlinks resolved: the dataset read is never
+  written to."""
+  replay = os.path.realpath(replay_dir)
+  if os.path.commonpath([os.path.realpath(out_dir), replay]) == replay:
+    raise ReplayDataError(
+        f'{out_dir}: the {what} must be outside the replay directory '
+        f'{replay_dir} (the dataset being read is never written to).')
 
 
 def list_checkpoints(replay_dir: str) -> list[int]:
@@ -82,12 +103,18 @@ class _SetUnpickler(pickle.Unpickler):
     return self._ALLOWED[module, name]
 
 
-def _read_gzip_payload(path: str, reader):
+@contextlib.contextmanager
+def open_gzip(path: str):
+  """The gzip file `path`, open for reading; a missing, truncated or corrupt
+  file or a bad array in it is one ReplayDataError naming `path` (one raised
+  inside passes unchanged)."""
   if not os.path.exists(path):
     raise ReplayDataError(f'{path}: file is missing.')
   try:
     with fast_gzip.open(path, 'rb') as f:
-      return reader(f)
+      yield f
+  except ReplayDataError:
+    raise
   except GZIP_ERRORS as e:
     raise ReplayDataError(
         f'{path}: truncated or corrupt gzip file ({e}).') from None
@@ -95,12 +122,17 @@ def _read_gzip_payload(path: str, reader):
     raise ReplayDataError(f'{path}: not a valid array file ({e}).') from None
 
 
+def _read_gzip_payload(path: str, reader):
+  with open_gzip(path) as f:
+    return reader(f)
+
+
 def read_array(path: str) -> np.ndarray:
   """Reads one `np.save` array from a gzip file, with errors naming the file."""
   return _read_gzip_payload(path, lambda f: np.load(f, allow_pickle=False))
 
 
-def _read_header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
+def read_npy_header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
   """(shape, fortran_order, dtype) of the `np.save` array starting at `f`."""
   version = np.lib.format.read_magic(f)
   read = (np.lib.format.read_array_header_1_0 if version == (1, 0) else
@@ -111,7 +143,7 @@ def _read_header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
 
 def read_array_header(path: str) -> tuple[tuple[int, ...], np.dtype]:
   """(shape, dtype) of the `np.save` array in a gzip file, without its data."""
-  shape, _, dtype = _read_gzip_payload(path, _read_header)
+  shape, _, dtype = _read_gzip_payload(path, read_npy_header)
   return shape, dtype
 
 
@@ -126,7 +158,7 @@ def read_array_into(path: str, out: np.ndarray) -> None:
     raise ValueError(f'read_array_into({path}): `out` is not C-contiguous.')
 
   def read(f):
-    shape, fortran_order, dtype = _read_header(f)
+    shape, fortran_order, dtype = read_npy_header(f)
     if shape != out.shape or dtype != out.dtype or fortran_order:
       raise ReplayDataError(
           f'{path}: holds a {dtype} array of shape {shape}'
@@ -151,10 +183,7 @@ def check_gzip_size(path: str) -> None:
   """
 
   def expected_size(f):
-    version = np.lib.format.read_magic(f)
-    read = (np.lib.format.read_array_header_1_0 if version == (1, 0) else
-            np.lib.format.read_array_header_2_0)
-    shape, _, dtype = read(f)
+    shape, _, dtype = read_npy_header(f)
     return f.tell() + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
 
   expected = _read_gzip_payload(path, expected_size)
@@ -183,10 +212,7 @@ def stream_array(path: str, consume, chunk_bytes: int = 64 << 20) -> None:
   """
 
   def read(f):
-    version = np.lib.format.read_magic(f)
-    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                   else np.lib.format.read_array_header_2_0)
-    shape, _, dtype = read_header(f)
+    shape, _, dtype = read_npy_header(f)
     count = int(np.prod(shape, dtype=np.int64))
     per_chunk = max(1, chunk_bytes // dtype.itemsize)
     for offset in range(0, count, per_chunk):
@@ -194,7 +220,7 @@ def stream_array(path: str, consume, chunk_bytes: int = 64 << 20) -> None:
       data = f.read(size)
       if len(data) != size:
         raise EOFError('array data ends early')
-      consume(np.frombuffer(data, dtype), offset, tuple(shape))
+      consume(np.frombuffer(data, dtype), offset, shape)
     if f.read(1):
       raise ValueError('trailing bytes after the array')
 
@@ -322,25 +348,48 @@ def read_arrays(replay_dir: str, suffix: int,
   """Reads and validates checkpoint `suffix` of `replay_dir` (never writes)."""
   store = {
       name: read_array(
-          checkpoint_filename(replay_dir, STORE_PREFIX + name, suffix))
+          store_filename(replay_dir, name, suffix))
       for name in STORE_ELEMENTS
   }
   small = read_small_elements(replay_dir, suffix)
   arrays = ReplayArrays(**small, **store)
-  source = checkpoint_filename(replay_dir, STORE_PREFIX + '*', suffix)
+  source = store_filename(replay_dir, '*', suffix)
   arrays.validate(source)
   frame_shape = tuple(arrays.observation.shape[1:])
   if observation_shape is not None and frame_shape != tuple(observation_shape):
     raise ReplayDataError(
-        f'{checkpoint_filename(replay_dir, STORE_PREFIX + "observation", suffix)}'
+        f'{store_filename(replay_dir, "observation", suffix)}'
         f': frames have shape {frame_shape}, expected '
         f'{tuple(observation_shape)}.')
   if (observation_dtype is not None and
       arrays.observation.dtype != np.dtype(observation_dtype)):
     raise ReplayDataError(
-        f'{checkpoint_filename(replay_dir, STORE_PREFIX + "observation", suffix)}'
+        f'{store_filename(replay_dir, "observation", suffix)}'
         f': frames have dtype {arrays.observation.dtype}, expected '
         f'{np.dtype(observation_dtype)}.')
+  return arrays
+
+
+def shape_only_frames(shape, dtype) -> np.ndarray:
+  """A stand-in for a checkpoint's frames that holds no memory: their shape
+  and dtype, every value zero."""
+  return np.broadcast_to(np.zeros((), dtype), tuple(shape))
+
+
+def read_arrays_without_frames(replay_dir: str, suffix: int) -> ReplayArrays:
+  """Checkpoint `suffix` of `replay_dir` with `shape_only_frames`, validated
+  but for frame values: an Atari checkpoint's 7 GB of frames stay on disk
+  (a frame file cut short is still found, from its gzip trailer)."""
+  observation_file = store_filename(replay_dir, 'observation', suffix)
+  check_gzip_size(observation_file)
+  arrays = ReplayArrays(
+      observation=shape_only_frames(*read_array_header(observation_file)),
+      **{name: read_array(
+          store_filename(replay_dir, name, suffix))
+         for name in STORE_ELEMENTS if name != 'observation'},
+      **read_small_elements(replay_dir, suffix))
+  arrays.validate(store_filename(replay_dir, '*', suffix),
+                  check_frames=False)
   return arrays
 
 
@@ -357,7 +406,7 @@ def write_checkpoint(replay_dir: str, suffix: int, arrays: ReplayArrays) -> None
   os.makedirs(replay_dir, exist_ok=True)
   for name in STORE_ELEMENTS:
     _write_gzip(
-        checkpoint_filename(replay_dir, STORE_PREFIX + name, suffix),
+        store_filename(replay_dir, name, suffix),
         lambda f, a=getattr(arrays, name): np.save(f, a, allow_pickle=False))
   _write_gzip(
       checkpoint_filename(replay_dir, 'add_count', suffix),

@@ -140,12 +140,45 @@ def continues_episode(previous: ReplayArrays, current: ReplayArrays,
           not previous.terminal[newest] and bool(same_observation()))
 
 
+def checkpoint_before(previous_suffix, previous: Optional[ReplayArrays],
+                      suffix) -> tuple[Optional[ReplayArrays], bool]:
+  """`how_checkpoint_begins`'s (previous, after_gap) for checkpoint `suffix`,
+  read after checkpoint `previous_suffix` (`previous`; None for the first
+  read): `previous` only if it is suffix N - 1 of N, the one a logger wrote
+  just before; else a gap unless `suffix` is 0."""
+  if previous_suffix is not None and int(suffix) == int(previous_suffix) + 1:
+    return previous, False
+  return None, int(suffix) > 0
+
+
+def newest_frame(arrays: ReplayArrays, frames=None) -> np.ndarray:
+  """The newest stored frame of `arrays` (`frames`: its observations, where
+  `arrays.observation` is only a stand-in)."""
+  frames = arrays.observation if frames is None else frames
+  return frames[arrays.chronological_slots()[-1]]
+
+
+def same_boundary_frame(previous_newest_frame: np.ndarray,
+                        current: ReplayArrays, current_frames=None) -> bool:
+  """Whether the newest frame of the checkpoint before (`newest_frame`) is
+  `current`'s oldest: `how_checkpoint_begins`'s `same_observation`."""
+  frames = current.observation if current_frames is None else current_frames
+  return np.array_equal(previous_newest_frame,
+                        frames[current.chronological_slots()[0]])
+
+
 def how_checkpoint_begins(previous: Optional[ReplayArrays],
-                          current: ReplayArrays, same_observation) -> str:
+                          current: ReplayArrays, same_observation,
+                          after_gap: bool = False) -> str:
   """STARTS, CONTINUES or LOST_START: how `current` begins.
 
   `previous`: the checkpoint logged just before `current` (suffix N - 1 of
-  N), or None. A buffer that never wrapped starts at its slot 0, unless it
+  N: `checkpoint_before`), or None. `same_observation()`: see
+  `continues_episode` (`same_boundary_frame`). `after_gap`: `previous` is
+  None though checkpoints were logged before `current` (a selection
+  skipped suffix N - 1); a partly filled `current`, the last a logger
+  wrote, then begins with the rest of an episode whose start is not at
+  hand. A buffer that never wrapped starts at its slot 0, unless it
   continues `previous`'s episode (`continues_episode`); a wrapped one's
   oldest slots start an episode only where Dopamine's logger wrote it
   right after `previous` ended one.
@@ -153,6 +186,8 @@ def how_checkpoint_begins(previous: Optional[ReplayArrays],
   if previous is not None and continues_episode(previous, current,
                                                 same_observation):
     return CONTINUES
+  if after_gap and not current.is_full:
+    return LOST_START
   if (not current.has_wrapped or previous is not None and
       _dopamine_logged_after(previous, current) and
       previous.chronological_episode_ends()[-1]):
@@ -234,7 +269,9 @@ class EpisodeJoiner:
     position, self._fed = self._fed, self._fed + 1
     runs = [
         _Run(run.slots, np.full(len(run.slots), position), None, arrays,
-             run.slots, started=run.started or j == 0 and begins == STARTS,
+             run.slots,
+             started=(begins == STARTS if j == 0 and begins != CONTINUES
+                      else run.started),
              ended=run.complete, terminal=run.terminal,
              source=f'{source} slots '
                     f'{run.slots[:self._padding + 1].tolist()}',

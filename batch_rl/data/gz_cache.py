@@ -31,7 +31,6 @@ from batch_rl.data import compact
 from batch_rl.data import converted
 from batch_rl.data import dopamine_replay
 from batch_rl.data.dopamine_replay import STORE_ELEMENTS
-from batch_rl.data.dopamine_replay import STORE_PREFIX
 from batch_rl.data.errors import ReplayDataError
 from batch_rl.data.replay_store import ReplayStore
 from batch_rl.data.selection import DataSelection
@@ -96,11 +95,13 @@ def _existing_parent(path: str) -> str:
   return path
 
 
-class _Lock:
-  """An exclusive flock on `path`; says whom it waits for."""
+class CacheLock:
+  """An exclusive flock on `<cache>.lock`, held while one process fills the
+  compact cache `cache` (gz or TFDS); says whom it waits for."""
 
-  def __init__(self, path: str):
-    self.path = path
+  def __init__(self, cache: str):
+    self.cache = cache
+    self.path = cache + '.lock'
 
   def __enter__(self):
     os.makedirs(os.path.dirname(self.path), exist_ok=True)
@@ -110,7 +111,7 @@ class _Lock:
     except BlockingIOError:
       holder = os.pread(self._fd, 32, 0).decode(errors='replace').strip()
       print(f'replay: waiting for process {holder or "?"}, which is filling '
-            f'{os.path.dirname(self.path)}', file=sys.stderr, flush=True)
+            f'{self.cache}', file=sys.stderr, flush=True)
       fcntl.flock(self._fd, fcntl.LOCK_EX)
     os.ftruncate(self._fd, 0)
     os.pwrite(self._fd, str(os.getpid()).encode(), 0)
@@ -131,8 +132,8 @@ def open_gz(replay_dir: str, selection: DataSelection,
   sizes = converted.frame_bytes(replay_dir, suffixes)
   frame_bytes = sum(sizes.values())
   slots = sum(dopamine_replay.read_array_header(
-      dopamine_replay.checkpoint_filename(
-          replay_dir, STORE_PREFIX + 'terminal', s))[0][0] for s in suffixes)
+      dopamine_replay.store_filename(replay_dir, 'terminal', s))[0][0]
+      for s in suffixes)
   what = (f'replay: {len(suffixes)} checkpoints of {replay_dir} ({slots:,} '
           f'slots, {_gb(frame_bytes)} of frames)')
   if frame_bytes <= cache.memory_budget_gib * 2**30:
@@ -140,13 +141,12 @@ def open_gz(replay_dir: str, selection: DataSelection,
           f'~{_minutes(frame_bytes / LOAD_BYTES_PER_S)}).', flush=True)
     return ReplayStore.read_dopamine(replay_dir, suffixes)
   path = cache.cache_path(replay_dir)
-  with _Lock(path + '.lock'):
+  with CacheLock(path):
     todo = [s for s in suffixes
             if s not in compact.finished_checkpoints(path)]
     todo_frames = sum(sizes[s] for s in todo)
     disk = COMPACT_TO_GZ * sum(
-        os.path.getsize(dopamine_replay.checkpoint_filename(
-            replay_dir, STORE_PREFIX + name, s))
+        os.path.getsize(dopamine_replay.store_filename(replay_dir, name, s))
         for s in todo for name in STORE_ELEMENTS)
     workers = min(cache.workers or os.cpu_count() or 1, max(1, len(todo)))
     plan = (f'converting {len(todo)} of them once into {path} (~{_gb(disk)} '

@@ -17,6 +17,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
+from batch_rl.data import episodes
 from batch_rl.data import pipeline
 from batch_rl.data import sources
 from batch_rl.data import transitions
@@ -129,14 +130,17 @@ class ReplayDataset:
     """
     # Padding is checked on the small elements: frames are not read.
     joiner = EpisodeJoiner(self.stack_size, ('action', 'reward', 'terminal'))
-    found, previous = [], None
-    for arrays, name in zip(self.store.checkpoints, self.store.names):
+    found, previous, previous_suffix = [], None, None
+    for arrays, name, suffix in zip(self.store.checkpoints, self.store.names,
+                                    self.store.suffixes):
+      before, after_gap = episodes.checkpoint_before(previous_suffix,
+                                                     previous, suffix)
       begins = how_checkpoint_begins(
-          previous, arrays, lambda p=previous, c=arrays: np.array_equal(
-              p.observation[p.chronological_slots()[-1]],
-              c.observation[c.chronological_slots()[0]]))
+          before, arrays, lambda p=before, c=arrays: (
+              episodes.same_boundary_frame(episodes.newest_frame(p), c)),
+          after_gap)
       found += joiner.add(arrays, begins, name)
-      previous = arrays
+      previous, previous_suffix = arrays, suffix
     found += joiner.finish()
     starts = np.asarray(self.store.starts)
     return [StoredEpisode(starts[e.slot_checkpoints] + e.slots, e.terminal,

@@ -18,6 +18,7 @@ the windows of slots a batch of transitions needs:
 
 import atexit
 import dataclasses
+import functools
 import os
 import threading
 import time
@@ -136,8 +137,10 @@ class ReplayStore:
   def __init__(self, checkpoints: Sequence[ReplayArrays],
                names: Sequence[str], memory_mapped: bool = False,
                release_every: int = 2048,
-               slot_arrays: Optional[dict] = None):
-    """`release_every`: transitions read between drops of resident pages
+               slot_arrays: Optional[dict] = None,
+               suffixes: Optional[Sequence[int]] = None):
+    """`suffixes`: the checkpoints' numbers in their run (default 0, 1, ...:
+    logged one after the other). `release_every`: transitions read between drops of resident pages
     (memory-mapped stores; 2048 = 64 batches of 32). `slot_arrays`: in
     memory, per WINDOW_ELEMENTS name, every checkpoint's slots end to end in
     one aligned array (`aligned_empty`), of which `checkpoints` hold views;
@@ -151,6 +154,8 @@ class ReplayStore:
       checkpoints = _views(checkpoints, slot_arrays)
     self.checkpoints = list(checkpoints)
     self.names = list(names)
+    self.suffixes = (list(range(len(checkpoints))) if suffixes is None else
+                     [int(s) for s in suffixes])
     self.memory_mapped = memory_mapped
     self._slot_arrays = slot_arrays
     self._slot_tensors = None
@@ -189,8 +194,7 @@ class ReplayStore:
     too, and TensorFlow shares it.
     """
     names = [os.path.join(replay_dir, f'checkpoint {s}') for s in suffixes]
-    filename = lambda name, suffix: dopamine_replay.checkpoint_filename(
-        replay_dir, dopamine_replay.STORE_PREFIX + name, suffix)
+    filename = functools.partial(dopamine_replay.store_filename, replay_dir)
     specs = [{name: dopamine_replay.read_array_header(filename(name, s))
               for name in WINDOW_ELEMENTS} for s in suffixes]
     for spec, name in zip(specs, names):
@@ -218,7 +222,8 @@ class ReplayStore:
       arrays.validate(filename('*', suffix))
       checkpoints.append(arrays)
       start = end
-    return cls(checkpoints, names, slot_arrays=slot_arrays)
+    return cls(checkpoints, names, slot_arrays=slot_arrays,
+               suffixes=suffixes)
 
   @property
   def frame_shape(self) -> tuple[int, ...]:

@@ -53,6 +53,7 @@ import tensorflow_datasets as tfds
 import tqdm
 
 from batch_rl.data import dopamine_replay
+from batch_rl.data import episodes
 from batch_rl.data.dopamine_replay import ReplayArrays
 from batch_rl.data.episodes import EpisodeJoiner
 from batch_rl.data.episodes import how_checkpoint_begins
@@ -153,8 +154,9 @@ def _rlds_episode(arrays: ReplayArrays, episode: LoggedEpisode,
 def _boundary_view(arrays: ReplayArrays) -> ReplayArrays:
   """`arrays` without its frames: what `how_checkpoint_begins` reads of the
   checkpoint before (its newest frame is kept apart)."""
-  return dataclasses.replace(arrays, observation=np.broadcast_to(
-      np.zeros((), arrays.observation.dtype), arrays.observation.shape))
+  return dataclasses.replace(arrays, observation=(
+      dopamine_replay.shape_only_frames(arrays.observation.shape,
+                                        arrays.observation.dtype)))
 
 
 EXPORT_SOURCE = 'batch_rl_export_source.json'
@@ -169,11 +171,8 @@ def _export_source(replay_dir: str, suffixes) -> dict:
 def _check_output_dir(replay_dir: str, path: str) -> None:
   """Refuses an out_dir inside the replay or holding another source's
   dataset; a complete export of the same replay may be redone."""
+  dopamine_replay.check_outside_replay(replay_dir, path, 'RLDS output')
   replay = os.path.realpath(replay_dir)
-  if os.path.commonpath([os.path.realpath(path), replay]) == replay:
-    raise ReplayDataError(
-        f'{path}: the RLDS output would be inside the replay directory '
-        f'{replay_dir}, which is never written; choose an out_dir elsewhere.')
   if not (os.path.isdir(path) and os.listdir(path)):
     return
   try:
@@ -269,8 +268,7 @@ def export_to_rlds(replay_dir: str, out_dir: str,
     for position, suffix in enumerate(suffixes):
       arrays = dopamine_replay.read_arrays(replay_dir, suffix, frame_shape,
                                            frame_dtype)
-      source = dopamine_replay.checkpoint_filename(
-          replay_dir, dopamine_replay.STORE_PREFIX + '*', suffix)
+      source = dopamine_replay.store_filename(replay_dir, '*', suffix)
       if writer is None:
         frame_shape = arrays.observation.shape[1:]
         frame_dtype = arrays.observation.dtype
@@ -281,15 +279,16 @@ def export_to_rlds(replay_dir: str, out_dir: str,
       open_splits[position] = suffix, 0
       bar.set_description(split_name(suffix))
       bar.total = (bar.total or 0) + arrays.num_stored
-      oldest_frame = arrays.observation[arrays.chronological_slots()[0]]
+      before, after_gap = episodes.checkpoint_before(previous_suffix,
+                                                     previous, suffix)
       begins = how_checkpoint_begins(
-          previous if previous_suffix == suffix - 1 else None, arrays,
-          lambda: np.array_equal(newest_frame, oldest_frame))
+          before, arrays, lambda current=arrays: episodes.same_boundary_frame(
+              newest_frame, current), after_gap)
       write(joiner.add(arrays, begins, source), arrays)
       # Episodes ending in the checkpoints before are all written now.
       close([p for p in open_splits if p < position])
       previous, previous_suffix = _boundary_view(arrays), suffix
-      newest_frame = arrays.observation[arrays.chronological_slots()[-1]]
+      newest_frame = episodes.newest_frame(arrays)
       del arrays  # Before the next checkpoint is read.
     write(joiner.finish(), previous)
     close(list(open_splits))

@@ -24,7 +24,6 @@ $BATCH_RL_CACHE or ~/.cache/batch_rl); later opens read the cache.
 
 import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import json
 import os
@@ -38,6 +37,7 @@ import tqdm
 
 from batch_rl.data import compact
 from batch_rl.data import converted
+from batch_rl.data import dopamine_replay
 from batch_rl.data import gz_cache
 from batch_rl.data.dopamine_replay import ReplayArrays
 from batch_rl.data.errors import ReplayDataError
@@ -192,8 +192,8 @@ class _ArraySink:
              frame_dtype) -> ReplayArrays:
     small = {name: np.concatenate(parts) for name, parts in self.parts.items()}
     return ReplayArrays(
-        observation=np.broadcast_to(np.zeros((), frame_dtype),
-                                    (metadata.add_count,) + frame_shape),
+        observation=dopamine_replay.shape_only_frames(
+            (metadata.add_count,) + frame_shape, frame_dtype),
         add_count=metadata.add_count, invalid_range=metadata.invalid_range,
         episode_end_indices=metadata.episode_end_indices, **small)
 
@@ -257,9 +257,7 @@ def convert(replay_dir: str, stack_size: int = 4,
   selection = selection or DataSelection()
   dataset_dir, builder, source, splits = _open_builder(replay_dir, options)
   cache = _cache_path(dataset_dir, stack_size, options.resolved_cache_dir())
-  os.makedirs(os.path.dirname(cache), exist_ok=True)
-  with open(cache + '.lock', 'w') as lock:
-    fcntl.flock(lock, fcntl.LOCK_EX)  # One converter per cache at a time.
+  with gz_cache.CacheLock(cache):  # One converter per cache at a time.
     # The cache, or its .partial sibling holding an interrupted first run.
     work_dir = compact.begin_output(cache, source=dataset_dir)
     done = compact.finished_checkpoints(work_dir)

@@ -45,21 +45,15 @@ def _checkpoint_beginnings(items, frame_readers) -> list[str]:
   beginnings = []
   for i, (b, current, _, _) in enumerate(items):
     a, previous, _, _ = items[i - 1] if i else (None, None, None, None)
-    consecutive = (a in frame_readers and b in frame_readers and
-                   int(b) == int(a) + 1)
+    previous, after_gap = (episodes.checkpoint_before(a, previous, b)
+                           if b in frame_readers else (None, False))
     beginnings.append(episodes.how_checkpoint_begins(
-        previous if consecutive else None, current, functools.partial(
-            _same_boundary_frame, frame_readers.get(a), previous,
-            frame_readers.get(b), current)))
+        previous, current,
+        lambda a=a, b=b, previous=previous, current=current: (
+            episodes.same_boundary_frame(
+                episodes.newest_frame(previous, frame_readers[a]()),
+                current, frame_readers[b]())), after_gap))
   return beginnings
-
-
-def _same_boundary_frame(previous_frames, previous: ReplayArrays,
-                         current_frames, current: ReplayArrays) -> bool:
-  """Whether `previous`'s newest frame is `current`'s oldest."""
-  return np.array_equal(
-      previous_frames()[previous.chronological_slots()[-1]],
-      current_frames()[current.chronological_slots()[0]])
 
 
 def _return_stats(returns: np.ndarray) -> dict:
@@ -100,28 +94,13 @@ def summarize(replay_dir: str, stack_size: int = 4,
     layout = 'dopamine_gz'
     items = []
     for suffix in dopamine_replay.list_checkpoints(replay_dir):
-      observation_file = dopamine_replay.checkpoint_filename(
-          replay_dir, dopamine_replay.STORE_PREFIX + 'observation', suffix)
-      dopamine_replay.check_gzip_size(observation_file)
-      shape, dtype = dopamine_replay.read_array_header(observation_file)
-      small = {
-          name: dopamine_replay.read_array(
-              dopamine_replay.checkpoint_filename(
-                  replay_dir, dopamine_replay.STORE_PREFIX + name, suffix))
-          for name in ('action', 'reward', 'terminal')
-      }
-      # Frames are not needed for the summary: a shape-only stand-in keeps
-      # the 7 GB observation array of an Atari checkpoint on disk.
-      frames = np.broadcast_to(np.zeros((), dtype), shape)
-      arrays = ReplayArrays(
-          observation=frames,
-          **small, **dopamine_replay.read_small_elements(replay_dir, suffix))
-      arrays.validate(dopamine_replay.checkpoint_filename(
-          replay_dir, dopamine_replay.STORE_PREFIX + '*', suffix),
-                      check_frames=False)
-      items.append((str(suffix), arrays, shape[1:], dtype))
+      # Frames are read only to compare two checkpoints' boundary frames.
+      arrays = dopamine_replay.read_arrays_without_frames(replay_dir, suffix)
+      items.append((str(suffix), arrays, arrays.observation.shape[1:],
+                    arrays.observation.dtype))
       frame_readers[str(suffix)] = functools.partial(
-          dopamine_replay.read_array, observation_file)
+          dopamine_replay.read_array,
+          dopamine_replay.store_filename(replay_dir, 'observation', suffix))
   validation.check_same_specs(
       (f'{replay_dir} checkpoint {suffix}', name,
        np.shape(getattr(arrays, name))[1:], getattr(arrays, name).dtype)
@@ -166,8 +145,8 @@ def verify(replay_dir: str, progress: bool = True) -> int:
   first bad file, element and value.
   """
   suffixes = dopamine_replay.list_checkpoints(replay_dir)
-  paths = {(suffix, name): dopamine_replay.checkpoint_filename(
-      replay_dir, dopamine_replay.STORE_PREFIX + name, suffix)
+  paths = {(suffix, name): dopamine_replay.store_filename(replay_dir, name,
+                                                          suffix)
            for suffix in suffixes for name in dopamine_replay.STORE_ELEMENTS}
   total = sum(map(dopamine_replay.uncompressed_size_hint, paths.values()))
   with tqdm.tqdm(total=total, unit='B', unit_scale=True, desc='verify',
