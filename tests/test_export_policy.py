@@ -115,6 +115,17 @@ def test_export_of_a_run_without_checkpoints_names_the_directory(tmp_path):
     export_policy.load_trained_agent(str(tmp_path))
 
 
+def test_rebuild_without_gin_config_names_the_file_and_the_key(tmp_path):
+  (tmp_path / 'run_info.json').write_text(
+      '{"agent_name": "dqn", "environment": "classic:CartPole-v1", '
+      '"seed": 0}')
+  with pytest.raises(ValueError) as error:
+    experiment.rebuild_agent(str(tmp_path))
+  assert str(error.value).startswith(
+      f"{tmp_path}/run_info.json: missing keys ['gin_config']; rebuilding "
+      "the agent needs ['gin_config', 'agent_name', 'environment', 'seed'].")
+
+
 def test_every_registered_agent_exports_its_evaluation_policy(tmp_path):
   """In-process round trip of every agent (untrained, small networks)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top

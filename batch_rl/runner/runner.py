@@ -33,6 +33,7 @@ import tqdm
 
 from batch_rl import cli
 from batch_rl import storage
+from batch_rl.run_directory import GIN_CONFIG
 from batch_rl.run_directory import RunDirectory
 from batch_rl.runner import evaluation
 from batch_rl.runner import run_state
@@ -96,7 +97,7 @@ class Runner:
     self.summaries = []  # Each row's TensorBoard scalars.
     self.start_iteration = self._restore()
     self.run_directory.write_run_info(
-        {**run_info, 'gin_config': gin.config_str()}, selection)
+        {**run_info, GIN_CONFIG: gin.config_str()}, selection)
 
   def _restore_checkpoint(self, path: str, iteration: int) -> None:
     """Restores agent, rows and summaries from `path`, or raises
