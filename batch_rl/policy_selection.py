@@ -34,7 +34,6 @@ import tensorflow as tf
 from batch_rl import cli
 from batch_rl import command_line
 from batch_rl import experiment
-from batch_rl import storage
 from batch_rl.agents import base
 from batch_rl.agents import dqn_agent
 from batch_rl.agents import losses
@@ -226,15 +225,12 @@ def _load_run(run_dir: str, replay_dir: Optional[str]) -> _RunData:
 def _checkpoints(run_dir: str):
   """The run's checkpoint folders; raises if there is none."""
   run_directory = RunDirectory(run_dir)
-  root = run_directory.checkpoints_path
-  # CheckpointDirectory creates its root: look before building one.
-  checkpoints = (run_directory.checkpoints() if storage.isdir(root)
-                 else None)
+  checkpoints = run_directory.existing_checkpoints()
   if checkpoints is None or not checkpoints.iterations():
     raise AnalysisError(
-        f'{root}: no iteration_N checkpoint. Runs keep only the latest '
-        'Runner.checkpoints_kept (default 3); train with e.g. '
-        '--gin_bindings=Runner.checkpoints_kept=1000 to select '
+        f'{run_directory.checkpoints_path}: no iteration_N checkpoint. Runs '
+        'keep only the latest Runner.checkpoints_kept (default 3); train '
+        'with e.g. --gin_bindings=Runner.checkpoints_kept=1000 to select '
         'among all iterations.')
   return checkpoints
 

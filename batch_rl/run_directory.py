@@ -203,6 +203,13 @@ class RunDirectory:
     """The iteration checkpoints (the folder is created)."""
     return run_state.CheckpointDirectory(self.checkpoints_path, keep)
 
+  def existing_checkpoints(self) -> Optional[run_state.CheckpointDirectory]:
+    """The iteration checkpoints to read, or None without a checkpoints
+    folder (which is not created: readers leave the run as it is)."""
+    if not storage.isdir(self.checkpoints_path):
+      return None
+    return self.checkpoints()
+
 
 def data_selection_fields(value, path: str) -> dict:
   """run_info.json's DATA_SELECTION `value`: DataSelection's fields as a dict,

@@ -113,6 +113,7 @@ def test_export_of_a_run_without_checkpoints_names_the_directory(tmp_path):
       '"seed": 0, "gin_config": ""}')
   with pytest.raises(ValueError, match='checkpoints: no iteration_N'):
     export_policy.load_trained_agent(str(tmp_path))
+  assert not (tmp_path / 'checkpoints').exists()  # Reading created nothing.
 
 
 def test_rebuild_without_gin_config_names_the_file_and_the_key(tmp_path):
