@@ -23,8 +23,9 @@ from batch_rl import storage
 # A name of this module: scripts/fault_campaign.py patches it.
 from batch_rl.storage import fsync_tree
 
-_PREFIX = 'iteration_'
-DAMAGED_SUFFIX = '.damaged'
+ITERATION_PREFIX = 'iteration_'  # Iteration N's folder: iteration_N.
+PARTIAL_SUFFIX = '.partial'  # The folder while it is written.
+DAMAGED_SUFFIX = '.damaged'  # A folder set aside as unreadable.
 
 
 def iteration_seed(seed: int, phase: str, iteration: int) -> int:
@@ -52,12 +53,12 @@ class CheckpointDirectory:
     storage.makedirs(root)
 
   def path(self, iteration: int) -> str:
-    return storage.join(self.root, f'{_PREFIX}{iteration}')
+    return storage.join(self.root, f'{ITERATION_PREFIX}{iteration}')
 
   def iterations(self) -> list[int]:
-    return sorted(
-        int(name[len(_PREFIX):]) for name in storage.listdir(self.root)
-        if name.startswith(_PREFIX) and name[len(_PREFIX):].isdigit())
+    numbers = (name[len(ITERATION_PREFIX):] for name in
+               storage.listdir(self.root) if name.startswith(ITERATION_PREFIX))
+    return sorted(int(number) for number in numbers if number.isdigit())
 
   def latest(self):
     iterations = self.iterations()
@@ -69,7 +70,7 @@ class CheckpointDirectory:
     If `write` raises (a full disk), the published checkpoints are intact.
     """
     final = self.path(iteration)
-    tmp = final + '.partial'
+    tmp = final + PARTIAL_SUFFIX
     storage.rmtree(tmp)
     storage.makedirs(tmp)
     write(tmp)

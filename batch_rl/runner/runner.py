@@ -38,8 +38,9 @@ from batch_rl.run_directory import RunDirectory
 from batch_rl.runner import evaluation
 from batch_rl.runner import run_state
 
-_BUNDLE = 'agent_bundle.pkl'
-_STATE = 'runner_state.json'
+# An iteration's checkpoint folder holds the agent's own files and these.
+BUNDLE_FILE = 'agent_bundle.pkl'  # The agent's bundle (pickled).
+STATE_FILE = 'runner_state.json'  # The metrics rows and summaries so far.
 
 
 @gin.configurable(denylist=['base_dir', 'agent', 'environment', 'training',
@@ -103,16 +104,17 @@ class Runner:
     """Restores agent, rows and summaries from `path`, or raises
     run_state.DamagedCheckpoint naming what cannot be read."""
     try:
-      state = json.loads(storage.read_text(storage.join(path, _STATE)))
+      state = json.loads(storage.read_text(storage.join(path, STATE_FILE)))
       rows = state['rows']
       # Checkpoints written before summaries were kept have none to rewrite.
       summaries = state.get('summaries') or [{} for _ in rows]
     except (OSError, ValueError, KeyError, TypeError) as e:
-      raise run_state.DamagedCheckpoint(f'{_STATE}: {e}') from e
+      raise run_state.DamagedCheckpoint(f'{STATE_FILE}: {e}') from e
     try:
-      bundle = pickle.loads(storage.read_bytes(storage.join(path, _BUNDLE)))
+      bundle = pickle.loads(
+          storage.read_bytes(storage.join(path, BUNDLE_FILE)))
     except Exception as e:  # pylint: disable=broad-except
-      raise run_state.DamagedCheckpoint(f'{_BUNDLE}: {e!r}') from e
+      raise run_state.DamagedCheckpoint(f'{BUNDLE_FILE}: {e!r}') from e
     try:
       restored = self.agent.unbundle(path, iteration, bundle)
     except ValueError:
@@ -203,8 +205,9 @@ class Runner:
     and leaves the previous checkpoint as it was."""
     def write(path):
       bundle = self.agent.bundle_and_checkpoint(path, iteration)
-      storage.write_bytes(storage.join(path, _BUNDLE), pickle.dumps(bundle))
-      run_state.write_json(storage.join(path, _STATE),
+      storage.write_bytes(storage.join(path, BUNDLE_FILE),
+                          pickle.dumps(bundle))
+      run_state.write_json(storage.join(path, STATE_FILE),
                            {'rows': self.rows, 'summaries': self.summaries})
     try:
       self.checkpoints.save(iteration, write)
