@@ -48,6 +48,8 @@ from batch_rl.data.replay_store import ReplayStore
 from batch_rl.data.selection import DataSelection
 from batch_rl.run_directory import AGENT_NAME
 from batch_rl.run_directory import ENVIRONMENT
+from batch_rl.run_directory import EVAL_RETURN_MEAN
+from batch_rl.run_directory import ITERATION
 from batch_rl.run_directory import REPLAY_DIR
 from batch_rl.run_directory import RunDirectory
 
@@ -261,8 +263,8 @@ def evaluate_run(run_dir: str, options: SelectionOptions) -> list[dict]:
     raise AnalysisError(f'--td_loss {options.td_loss!r} is not one of '
                         f'{list(dqn_agent.TD_LOSSES)}.')
   checkpoints = _checkpoints(run_dir)
-  eval_returns = runs.read_metrics(run_dir).set_index('iteration')[
-      'eval_return_mean']
+  eval_returns = runs.read_metrics(run_dir).set_index(ITERATION)[
+      EVAL_RETURN_MEAN]
   data = _load_run(run_dir, options.replay_dir)
   agent = data.agent
   held_out, disjoint, seed = _heldout_indices(data, options)

@@ -36,9 +36,24 @@ CHECKPOINTS = 'checkpoints'
 TENSORBOARD = 'tensorboard'
 REPLAY_LOGS = 'replay_logs'
 LOCK = 'run.lock'
-METRIC_COLUMNS = ('iteration', 'gradient_steps', 'eval_episodes',
-                  'eval_return_mean', 'eval_return_std', 'train_loss',
-                  'wall_time_s')
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricsRow:
+  """One row of metrics.csv: what the runner logs of a finished iteration."""
+  iteration: int
+  gradient_steps: int  # The agent's gradient steps so far.
+  eval_episodes: int
+  eval_return_mean: float
+  eval_return_std: float
+  train_loss: float  # The iteration's mean training loss.
+  wall_time_s: float  # The iteration's duration.
+
+
+# metrics.csv's columns, and a name for each, as MetricsRow has them.
+METRIC_COLUMNS = tuple(field.name for field in dataclasses.fields(MetricsRow))
+(ITERATION, GRADIENT_STEPS, EVAL_EPISODES, EVAL_RETURN_MEAN, EVAL_RETURN_STD,
+ TRAIN_LOSS, WALL_TIME_S) = METRIC_COLUMNS
 
 # run_info.json's keys that other modules read (batch_rl.experiment writes
 # more facts of its own). Offline runs have all of them; logging runs have

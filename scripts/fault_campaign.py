@@ -43,8 +43,10 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)  # This checkout's batch_rl, for the script too.
 # pylint: disable=g-import-not-at-top,wrong-import-position
+from batch_rl.run_directory import ITERATION
 from batch_rl.run_directory import METRIC_COLUMNS
 from batch_rl.run_directory import RunDirectory
+from batch_rl.run_directory import WALL_TIME_S
 from batch_rl.runner import run_state
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
@@ -209,8 +211,8 @@ def run_checks(base_dir, iterations, reference_rows=None):
   problems = []
   run_directory = RunDirectory(base_dir)
   rows = run_directory.read_metrics()
-  if [int(r['iteration']) for r in rows] != list(range(iterations)):
-    problems.append(f'metrics iterations {[r["iteration"] for r in rows]}')
+  if [int(r[ITERATION]) for r in rows] != list(range(iterations)):
+    problems.append(f'metrics iterations {[r[ITERATION] for r in rows]}')
   try:
     checkpoints_load(base_dir)
   except Exception as e:  # pylint: disable=broad-except
@@ -226,10 +228,10 @@ def run_checks(base_dir, iterations, reference_rows=None):
     problems.append(f'tensorboard values written twice: {doubled}')
   if reference_rows is not None:
     # Every column but the wall time, which differs from run to run.
-    columns = [c for c in METRIC_COLUMNS if c != 'wall_time_s']
+    columns = [c for c in METRIC_COLUMNS if c != WALL_TIME_S]
     for row, reference in zip(rows, reference_rows):
       if any(row[c] != reference[c] for c in columns):
-        problems.append(f'iteration {row["iteration"]} differs from the '
+        problems.append(f'iteration {row[ITERATION]} differs from the '
                         f'uninterrupted run: {row} vs {reference}')
         break
   return problems
@@ -254,7 +256,7 @@ def _kill_campaign(replay_dir, work_dir, kills, iterations, rng):
   # tiny run's iterations (tens of ms each) and run out of them early.
   reference_rows = RunDirectory(reference_dir).read_metrics()
   iteration_s = statistics.median(
-      float(row['wall_time_s']) for row in reference_rows[1:])
+      float(row[WALL_TIME_S]) for row in reference_rows[1:])
   base_dir = os.path.join(work_dir, 'killed')
   run = train_command(replay_dir, base_dir,
                       f'Runner.num_iterations={iterations}')

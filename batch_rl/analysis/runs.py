@@ -20,6 +20,8 @@ from batch_rl.analysis.errors import AnalysisError
 from batch_rl.run_directory import AGENT_NAME
 from batch_rl.run_directory import DATA_SELECTION
 from batch_rl.run_directory import ENVIRONMENT
+from batch_rl.run_directory import EVAL_RETURN_MEAN
+from batch_rl.run_directory import ITERATION
 from batch_rl.run_directory import METRIC_COLUMNS
 from batch_rl.run_directory import METRICS
 from batch_rl.run_directory import RUN_INFO
@@ -155,14 +157,14 @@ def read_metrics(run_dir: str) -> pd.DataFrame:
     raise AnalysisError(
         f'{path}: non-numeric value {value!r}'
         f' in column {METRIC_COLUMNS[column]} (data row {row + 1}).')
-  if numeric['eval_return_mean'].isna().any():
-    raise AnalysisError(f'{path}: empty eval_return_mean in some rows.')
-  repeated = numeric['iteration'][numeric['iteration'].duplicated()]
+  if numeric[EVAL_RETURN_MEAN].isna().any():
+    raise AnalysisError(f'{path}: empty {EVAL_RETURN_MEAN} in some rows.')
+  repeated = numeric[ITERATION][numeric[ITERATION].duplicated()]
   if len(repeated):
     raise AnalysisError(
         f'{path}: iteration {int(repeated.iloc[0])} has more than one row; '
         'each iteration must appear once (as the Runner writes it).')
-  return numeric.sort_values('iteration', ignore_index=True)
+  return numeric.sort_values(ITERATION, ignore_index=True)
 
 
 def load_run(run_dir: str) -> Run:

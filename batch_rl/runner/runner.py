@@ -21,6 +21,7 @@ the agent's acting RNG, restored from the checkpoint, so a resumed run
 evaluates exactly as an uninterrupted one.
 """
 
+import dataclasses
 import json
 import pickle
 import signal
@@ -33,8 +34,13 @@ import tqdm
 
 from batch_rl import cli
 from batch_rl import storage
+from batch_rl.run_directory import EVAL_RETURN_MEAN
+from batch_rl.run_directory import EVAL_RETURN_STD
 from batch_rl.run_directory import GIN_CONFIG
+from batch_rl.run_directory import ITERATION
+from batch_rl.run_directory import MetricsRow
 from batch_rl.run_directory import RunDirectory
+from batch_rl.run_directory import TRAIN_LOSS
 from batch_rl.runner import evaluation
 from batch_rl.runner import run_state
 
@@ -136,7 +142,7 @@ class Runner:
     self.run_directory.write_metrics(self.rows)
     self._summarized_before = self._summarized()
     for row, summaries in zip(self.rows, self.summaries):
-      self._write_summaries(row['iteration'], summaries,
+      self._write_summaries(row[ITERATION], summaries,
                             self._summarized_before)
     if latest is None:
       return 0
@@ -236,23 +242,21 @@ class Runner:
                                                           bar)
     bar.close()
     returns = self._evaluate(iteration)
-    row = {
-        'iteration': iteration,
-        'gradient_steps': gradient_steps,
-        'eval_episodes': len(returns),
-        'eval_return_mean': float(returns.mean()),
-        'eval_return_std': float(returns.std()),
-        'train_loss': loss,
-        'wall_time_s': round(time.time() - start, 3),
-    }
+    metrics = MetricsRow(
+        iteration=iteration, gradient_steps=gradient_steps,
+        eval_episodes=len(returns), eval_return_mean=float(returns.mean()),
+        eval_return_std=float(returns.std()), train_loss=loss,
+        wall_time_s=round(time.time() - start, 3))
+    row = dataclasses.asdict(metrics)
     self.rows.append(row)
     self.summaries.append({**summaries, **{
-        name: row[name] for name in ('eval_return_mean', 'eval_return_std',
-                                     'train_loss')}})
+        name: row[name]
+        for name in (EVAL_RETURN_MEAN, EVAL_RETURN_STD, TRAIN_LOSS)}})
     self._publish(iteration)
-    print(f'iteration {iteration}: eval return {row["eval_return_mean"]:.2f}'
-          f' +- {row["eval_return_std"]:.2f} over {len(returns)} episodes, '
-          f'train loss {loss:.4g}, {row["wall_time_s"]:.1f}s', flush=True)
+    print(f'iteration {iteration}: eval return '
+          f'{metrics.eval_return_mean:.2f} +- {metrics.eval_return_std:.2f} '
+          f'over {len(returns)} episodes, train loss {loss:.4g}, '
+          f'{metrics.wall_time_s:.1f}s', flush=True)
     return row
 
   def run_experiment(self) -> list[dict]:
