@@ -21,9 +21,17 @@ from batch_rl.agents import registry
 from batch_rl.data import replay_dataset
 from batch_rl.data.selection import DataSelection
 from batch_rl.environments import factory
+from batch_rl.run_directory import AGENT_NAME
+from batch_rl.run_directory import ENVIRONMENT
+from batch_rl.run_directory import GIN_CONFIG
+from batch_rl.run_directory import REPLAY_DIR
 from batch_rl.run_directory import RunDirectory
+from batch_rl.run_directory import SEED
 from batch_rl.runner import training
 from batch_rl.runner.runner import Runner
+
+# The run_info.json keys `rebuild_agent` reads.
+REBUILD_KEYS = (GIN_CONFIG, AGENT_NAME, ENVIRONMENT, SEED)
 
 
 def register_all_agents() -> None:
@@ -100,8 +108,8 @@ def create_runner(agent_name: Optional[str], replay_dir: str, base_dir: str,
   if getattr(spec, 'num_actions', None) is not None:
     replay.check_actions(spec.num_actions)
   run_info = {
-      'agent_name': agent_name, 'environment': environment_name,
-      'seed': seed, 'replay_dir': replay_dir,
+      AGENT_NAME: agent_name, ENVIRONMENT: environment_name,
+      SEED: seed, REPLAY_DIR: replay_dir,
       'transitions': int(len(replay.training_indices)),
       'batch_size': batch_size,
       'replicas': strategy.num_replicas_in_sync,
@@ -164,8 +172,8 @@ def create_online_runner(agent_name: Optional[str], base_dir: str,
   replay_logs = RunDirectory(base_dir).replay_logs_path
   replay = _logging_replay(agent_name, agent, spec, replay_logs, seed)
   run_info = {
-      'agent_name': agent_name, 'environment': environment_name,
-      'seed': seed, 'replay_capacity': replay.replay_capacity,
+      AGENT_NAME: agent_name, ENVIRONMENT: environment_name,
+      SEED: seed, 'replay_capacity': replay.replay_capacity,
       'replay_logs': replay_logs,
   }
   return Runner(base_dir=base_dir, agent=OnlineAgent(agent, replay),
@@ -180,28 +188,26 @@ def rebuild_agent(run_dir: str, gin_files=(), gin_bindings=(),
   Replaces the process's gin config with the run's own (run_info.json's
   gin_config), then applies `gin_files` and `gin_bindings` on top; the agent
   holds fresh weights until a checkpoint is restored into it. `info` is the
-  run's run_info.json when the caller has read it already.
+  run's run_info.json when the caller has read it already (with
+  `required=REBUILD_KEYS` or more).
 
   Raises:
     ValueError: naming run_info.json when it lacks what a rebuild needs.
   """
-  run_directory = RunDirectory(run_dir)
+  run = RunDirectory(run_dir)
   if info is None:
-    info = run_directory.read_run_info()
-  if 'gin_config' not in info:
-    raise ValueError(f'{run_directory.run_info_path}: no gin_config; the '
-                     'logs of batch_rl.train have one.')
+    info = run.read_run_info(REBUILD_KEYS, 'rebuilding the agent')
   register_all_agents()
   gin.clear_config()
   try:
-    gin.parse_config(info['gin_config'])
+    gin.parse_config(info[GIN_CONFIG])
   except (ValueError, SyntaxError, ImportError) as e:
     message = str(e).strip().splitlines()[0]
-    raise ValueError(f'{run_directory.run_info_path}: gin_config does not '
-                     f'parse: {message}') from None
+    raise ValueError(f'{run.run_info_path}: {GIN_CONFIG} does not parse: '
+                     f'{message}') from None
   command_line.load_gin_configs(gin_files, gin_bindings)
-  env, spec = factory.create_environment(info['environment'])
+  env, spec = factory.create_environment(info[ENVIRONMENT])
   env.close()
-  agent = registry.create_agent(info['agent_name'], spec,
-                                seed=int(info['seed']))
+  agent = registry.create_agent(info[AGENT_NAME], spec,
+                                seed=int(info[SEED]))
   return agent, spec

@@ -29,17 +29,16 @@ def load_trained_agent(base_dir: str, gin_files=(), gin_bindings=()):
   """
   # pylint: disable=g-import-not-at-top
   from batch_rl import experiment
-  from batch_rl import storage
   from batch_rl.run_directory import RunDirectory
   # pylint: enable=g-import-not-at-top
   run_directory = RunDirectory(base_dir)
-  root = run_directory.checkpoints_path
-  iteration = (run_directory.checkpoints().latest()
-               if storage.isdir(root) else None)
+  checkpoints = run_directory.existing_checkpoints()
+  iteration = checkpoints.latest() if checkpoints else None
   if iteration is None:
-    raise ValueError(f'{root}: no iteration_N checkpoint to export.')
+    raise ValueError(f'{run_directory.checkpoints_path}: no iteration_N '
+                     'checkpoint to export.')
   agent, _ = experiment.rebuild_agent(base_dir, gin_files, gin_bindings)
-  path = run_directory.checkpoints().path(iteration)
+  path = checkpoints.path(iteration)
   if not agent.unbundle(path, iteration, None):
     raise ValueError(f'{path}: no agent checkpoint of iteration {iteration}.')
   return agent, iteration

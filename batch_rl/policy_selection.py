@@ -34,7 +34,6 @@ import tensorflow as tf
 from batch_rl import cli
 from batch_rl import command_line
 from batch_rl import experiment
-from batch_rl import storage
 from batch_rl.agents import base
 from batch_rl.agents import dqn_agent
 from batch_rl.agents import losses
@@ -47,6 +46,11 @@ from batch_rl.data.errors import ReplayDataError
 from batch_rl.data.replay_dataset import ReplayDataset
 from batch_rl.data.replay_store import ReplayStore
 from batch_rl.data.selection import DataSelection
+from batch_rl.run_directory import AGENT_NAME
+from batch_rl.run_directory import ENVIRONMENT
+from batch_rl.run_directory import EVAL_RETURN_MEAN
+from batch_rl.run_directory import ITERATION
+from batch_rl.run_directory import REPLAY_DIR
 from batch_rl.run_directory import RunDirectory
 
 SELECTION_CSV = 'selection.csv'
@@ -195,13 +199,10 @@ class _RunData:
 def _load_run(run_dir: str, replay_dir: Optional[str]) -> _RunData:
   """Rebuilds the run's agent and opens its data; replaces the gin config."""
   info_path = RunDirectory(run_dir).run_info_path
-  info = runs.read_run_info(run_dir)
-  missing = [key for key in ('gin_config', 'replay_dir') if key not in info]
-  if missing:
-    raise AnalysisError(
-        f'{info_path}: missing keys {missing}; select rebuilds the agent from '
-        'gin_config and reads replay_dir (logs of batch_rl.train have both).')
-  replay_dir = replay_dir or info['replay_dir']
+  info = runs.read_run_info(
+      run_dir, experiment.REBUILD_KEYS + (REPLAY_DIR,),
+      'policy selection (of runs of batch_rl.train)')
+  replay_dir = replay_dir or info[REPLAY_DIR]
   if not os.path.exists(replay_dir):
     raise AnalysisError(
         f'{info_path}: replay_dir {replay_dir!r} does not exist here (a '
@@ -209,14 +210,14 @@ def _load_run(run_dir: str, replay_dir: Optional[str]) -> _RunData:
   agent, spec = experiment.rebuild_agent(run_dir, info=info)
   if not isinstance(agent.actions, base.DiscreteActions):
     raise AnalysisError(
-        f'{info_path}: agent {info["agent_name"]!r} has continuous actions; '
+        f'{info_path}: agent {info[AGENT_NAME]!r} has continuous actions; '
         'policy selection scores agents with discrete actions.')
   replay = replay_dataset.open_replay(replay_dir, spec.stack_size,
                                       agent.update_horizon, agent.gamma,
                                       DataSelection(**RunDirectory(
                                           run_dir).data_selection(info)))
   try:
-    replay.check_frame_shape(spec.observation_shape, info['environment'])
+    replay.check_frame_shape(spec.observation_shape, info[ENVIRONMENT])
   except ReplayDataError as e:
     raise AnalysisError(f'{e} ({info_path}); pass the run\'s data with '
                         '--replay_dir.') from e
@@ -226,15 +227,12 @@ def _load_run(run_dir: str, replay_dir: Optional[str]) -> _RunData:
 def _checkpoints(run_dir: str):
   """The run's checkpoint folders; raises if there is none."""
   run_directory = RunDirectory(run_dir)
-  root = run_directory.checkpoints_path
-  # CheckpointDirectory creates its root: look before building one.
-  checkpoints = (run_directory.checkpoints() if storage.isdir(root)
-                 else None)
+  checkpoints = run_directory.existing_checkpoints()
   if checkpoints is None or not checkpoints.iterations():
     raise AnalysisError(
-        f'{root}: no iteration_N checkpoint. Runs keep only the latest '
-        'Runner.checkpoints_kept (default 3); train with e.g. '
-        '--gin_bindings=Runner.checkpoints_kept=1000 to select '
+        f'{run_directory.checkpoints_path}: no iteration_N checkpoint. Runs '
+        'keep only the latest Runner.checkpoints_kept (default 3); train '
+        'with e.g. --gin_bindings=Runner.checkpoints_kept=1000 to select '
         'among all iterations.')
   return checkpoints
 
@@ -265,8 +263,8 @@ def evaluate_run(run_dir: str, options: SelectionOptions) -> list[dict]:
     raise AnalysisError(f'--td_loss {options.td_loss!r} is not one of '
                         f'{list(dqn_agent.TD_LOSSES)}.')
   checkpoints = _checkpoints(run_dir)
-  eval_returns = runs.read_metrics(run_dir).set_index('iteration')[
-      'eval_return_mean']
+  eval_returns = runs.read_metrics(run_dir).set_index(ITERATION)[
+      EVAL_RETURN_MEAN]
   data = _load_run(run_dir, options.replay_dir)
   agent = data.agent
   held_out, disjoint, seed = _heldout_indices(data, options)

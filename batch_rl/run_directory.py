@@ -25,7 +25,7 @@ import json
 import os
 import socket
 import sys
-from typing import Optional
+from typing import Optional, Sequence
 
 from batch_rl import storage
 from batch_rl.runner import run_state
@@ -36,10 +36,34 @@ CHECKPOINTS = 'checkpoints'
 TENSORBOARD = 'tensorboard'
 REPLAY_LOGS = 'replay_logs'
 LOCK = 'run.lock'
-METRIC_COLUMNS = ('iteration', 'gradient_steps', 'eval_episodes',
-                  'eval_return_mean', 'eval_return_std', 'train_loss',
-                  'wall_time_s')
-DATA_SELECTION = 'data_selection'
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricsRow:
+  """One row of metrics.csv: what the runner logs of a finished iteration."""
+  iteration: int
+  gradient_steps: int  # The agent's gradient steps so far.
+  eval_episodes: int
+  eval_return_mean: float
+  eval_return_std: float
+  train_loss: float  # The iteration's mean training loss.
+  wall_time_s: float  # The iteration's duration.
+
+
+# metrics.csv's columns, and a name for each, as MetricsRow has them.
+METRIC_COLUMNS = tuple(field.name for field in dataclasses.fields(MetricsRow))
+(ITERATION, GRADIENT_STEPS, EVAL_EPISODES, EVAL_RETURN_MEAN, EVAL_RETURN_STD,
+ TRAIN_LOSS, WALL_TIME_S) = METRIC_COLUMNS
+
+# run_info.json's keys that other modules read (batch_rl.experiment writes
+# more facts of its own). Offline runs have all of them; logging runs have
+# no REPLAY_DIR and no DATA_SELECTION (all data).
+AGENT_NAME = 'agent_name'
+ENVIRONMENT = 'environment'  # '<family>:<game>', e.g. 'atari:Pong'.
+SEED = 'seed'
+REPLAY_DIR = 'replay_dir'
+DATA_SELECTION = 'data_selection'  # A dict of DataSelection's fields.
+GIN_CONFIG = 'gin_config'  # The operative gin config (the runner writes it).
 
 # Locks this process holds, by real path of the lock file (flock locks
 # belong to open files, so a second open in this process would conflict),
@@ -65,25 +89,30 @@ class RunDirectory:
       info = {**info, DATA_SELECTION: dataclasses.asdict(selection)}
     run_state.write_json(self.run_info_path, info)
 
-  def read_run_info(self) -> dict:
-    """run_info.json as a dict; ValueError naming the file if malformed."""
+  def read_run_info(self, required: Sequence[str] = (),
+                    purpose: str = '') -> dict:
+    """run_info.json as a dict.
+
+    Raises ValueError naming the file if it is malformed or lacks a key of
+    `required` (`purpose` names what needs them, e.g. 'policy selection').
+    """
     try:
       info = json.loads(storage.read_text(self.run_info_path))
     except json.JSONDecodeError as e:
       raise ValueError(f'{self.run_info_path}: not valid JSON ({e}).') from e
     if not isinstance(info, dict):
       raise ValueError(f'{self.run_info_path}: expected a JSON object.')
+    missing = [key for key in required if key not in info]
+    if missing:
+      needs = f'{purpose} needs' if purpose else 'expected'
+      raise ValueError(f'{self.run_info_path}: missing keys {missing}; '
+                       f'{needs} {list(required)}.')
     return info
 
   def data_selection(self, info: Optional[dict] = None) -> dict:
     """The run's DataSelection fields ({} for all data)."""
     info = self.read_run_info() if info is None else info
-    value = info.get(DATA_SELECTION) or {}
-    if not isinstance(value, dict):
-      raise ValueError(
-          f'{self.run_info_path}: {DATA_SELECTION} must be a dict of '
-          f'DataSelection fields, got {value!r}.')
-    return value
+    return data_selection_fields(info.get(DATA_SELECTION), self.run_info_path)
 
   def write_metrics(self, rows) -> None:
     """Rewrites metrics.csv atomically from `rows` (dicts with the columns)."""
@@ -188,6 +217,25 @@ class RunDirectory:
   def checkpoints(self, keep: int = 3) -> run_state.CheckpointDirectory:
     """The iteration checkpoints (the folder is created)."""
     return run_state.CheckpointDirectory(self.checkpoints_path, keep)
+
+  def existing_checkpoints(self) -> Optional[run_state.CheckpointDirectory]:
+    """The iteration checkpoints to read, or None without a checkpoints
+    folder (which is not created: readers leave the run as it is)."""
+    if not storage.isdir(self.checkpoints_path):
+      return None
+    return self.checkpoints()
+
+
+def data_selection_fields(value, path: str) -> dict:
+  """run_info.json's DATA_SELECTION `value`: DataSelection's fields as a dict,
+  {} when absent (all data); ValueError naming the file `path` otherwise."""
+  if value is None:
+    return {}
+  if not isinstance(value, dict):
+    raise ValueError(
+        f'{path}: {DATA_SELECTION} must be a dict of DataSelection fields, '
+        f'got {value!r}.')
+  return value
 
 
 def _is_running(pid: int) -> bool:

@@ -28,7 +28,6 @@ killed there), or one that fails with ENOSPC.
 """
 
 import argparse
-import csv
 import errno
 import gzip
 import os
@@ -42,6 +41,16 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)  # This checkout's batch_rl, for the script too.
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from batch_rl import storage
+from batch_rl.run_directory import ITERATION
+from batch_rl.run_directory import METRIC_COLUMNS
+from batch_rl.run_directory import RunDirectory
+from batch_rl.run_directory import WALL_TIME_S
+from batch_rl.runner import run_state
+# pylint: enable=g-import-not-at-top,wrong-import-position
+
 SLOW_WRITE_MARK = 'FAULT: writing iteration_'
 TINY_RUN_GIN_FILES = ['gin/classic/dqn.gin', 'gin/testing/tiny_run.gin']
 
@@ -80,18 +89,19 @@ def wait_for_line(process, prefix, timeout=300):
 
 def _child(module, slow_write_at, fail_write_at, argv):
   """`python -m batch_rl.<module>` with the checkpoint write patched."""
-  sys.path.insert(0, REPO)
   import importlib  # pylint: disable=g-import-not-at-top
   from batch_rl import cli  # pylint: disable=g-import-not-at-top
-  from batch_rl.runner import run_state  # pylint: disable=g-import-not-at-top
+  from batch_rl.runner import runner  # pylint: disable=g-import-not-at-top
   entry_point = importlib.import_module(f'batch_rl.{module}')
   fsync_tree = run_state.fsync_tree
 
   def faulty_fsync_tree(root):
-    iteration = int(root[:-len('.partial')].rsplit('_', 1)[1])
+    # root: .../iteration_N.partial, the checkpoint being written.
+    iteration = int(os.path.basename(root)[
+        len(run_state.ITERATION_PREFIX):-len(storage.PARTIAL)])
     if iteration == fail_write_at:
       raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC),
-                    os.path.join(root, 'agent_bundle.pkl'))
+                    os.path.join(root, runner.BUNDLE_FILE))
     if iteration == slow_write_at:
       print(f'{SLOW_WRITE_MARK}{iteration}', flush=True)
       time.sleep(600)
@@ -154,11 +164,6 @@ BAD_INPUTS = {
 }
 
 
-def metrics_rows(base_dir):
-  with open(os.path.join(base_dir, 'metrics.csv'), newline='') as f:
-    return list(csv.DictReader(f))
-
-
 def summary_values(tensorboard_dir):
   """{(tag, step): number of values} over a run's event files."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -177,35 +182,43 @@ def summary_values(tensorboard_dir):
 
 def checkpoints_load(base_dir):
   """Every kept checkpoint's files read back (TF tensors, pickle, JSON)."""
-  import json  # pylint: disable=g-import-not-at-top
-  import pickle  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  root = os.path.join(base_dir, 'checkpoints')
-  names = [n for n in os.listdir(root) if n.split('_')[-1].isdigit()]
-  for name in names:
-    folder = os.path.join(root, name)
+  # pylint: disable=g-import-not-at-top
+  import json
+  import pickle
+  import tensorflow as tf
+  from batch_rl.agents import base
+  from batch_rl.runner import runner
+  # pylint: enable=g-import-not-at-top
+  run_directory = RunDirectory(base_dir)
+  checkpoints = run_directory.existing_checkpoints()
+  if checkpoints is None:
+    raise FileNotFoundError(f'{run_directory.checkpoints_path}: missing')
+  iterations = checkpoints.iterations()
+  for iteration in iterations:
+    folder = checkpoints.path(iteration)
     reader = tf.train.load_checkpoint(
-        os.path.join(folder, f'tf_ckpt-{name.split("_")[-1]}'))
+        base.checkpoint_prefix(folder, iteration))
     for key in reader.get_variable_to_shape_map():
       reader.get_tensor(key)
-    with open(os.path.join(folder, 'agent_bundle.pkl'), 'rb') as f:
+    with open(os.path.join(folder, runner.BUNDLE_FILE), 'rb') as f:
       pickle.load(f)
-    with open(os.path.join(folder, 'runner_state.json')) as f:
+    with open(os.path.join(folder, runner.STATE_FILE)) as f:
       json.load(f)
-  return sorted(names)
+  return iterations
 
 
 def run_checks(base_dir, iterations, reference_rows=None):
   """Problems found in a finished run directory ([] if none)."""
   problems = []
-  rows = metrics_rows(base_dir)
-  if [int(r['iteration']) for r in rows] != list(range(iterations)):
-    problems.append(f'metrics iterations {[r["iteration"] for r in rows]}')
+  run_directory = RunDirectory(base_dir)
+  rows = run_directory.read_metrics()
+  if [int(r[ITERATION]) for r in rows] != list(range(iterations)):
+    problems.append(f'metrics iterations {[r[ITERATION] for r in rows]}')
   try:
     checkpoints_load(base_dir)
   except Exception as e:  # pylint: disable=broad-except
     problems.append(f'checkpoint does not load: {e!r}')
-  counts = summary_values(os.path.join(base_dir, 'tensorboard'))
+  counts = summary_values(run_directory.tensorboard_path)
   tags = {tag for tag, _ in counts}
   for tag in sorted(tags):
     steps = sorted(step for t, step in counts if t == tag)
@@ -215,11 +228,11 @@ def run_checks(base_dir, iterations, reference_rows=None):
   if doubled:
     problems.append(f'tensorboard values written twice: {doubled}')
   if reference_rows is not None:
-    columns = ('gradient_steps', 'eval_episodes', 'eval_return_mean',
-               'eval_return_std', 'train_loss')
+    # Every column but the wall time, which differs from run to run.
+    columns = [c for c in METRIC_COLUMNS if c != WALL_TIME_S]
     for row, reference in zip(rows, reference_rows):
       if any(row[c] != reference[c] for c in columns):
-        problems.append(f'iteration {row["iteration"]} differs from the '
+        problems.append(f'iteration {row[ITERATION]} differs from the '
                         f'uninterrupted run: {row} vs {reference}')
         break
   return problems
@@ -228,12 +241,10 @@ def run_checks(base_dir, iterations, reference_rows=None):
 def wait_for_iteration(process, base_dir, iteration, timeout=600):
   """Waits until `process` has published `iteration` (metrics.csv row)."""
   deadline = time.time() + timeout
+  run_directory = RunDirectory(base_dir)
   while time.time() < deadline and process.poll() is None:
-    try:
-      if len(metrics_rows(base_dir)) > iteration:
-        return
-    except OSError:
-      pass
+    if run_directory.finished_iterations() > iteration:
+      return
     time.sleep(0.01)
 
 
@@ -244,15 +255,15 @@ def _kill_campaign(replay_dir, work_dir, kills, iterations, rng):
                  cwd=REPO, capture_output=True, check=True)
   # Kills land within one iteration: a fixed 0-1 s would skip many of the
   # tiny run's iterations (tens of ms each) and run out of them early.
+  reference_rows = RunDirectory(reference_dir).read_metrics()
   iteration_s = statistics.median(
-      float(row['wall_time_s']) for row in metrics_rows(reference_dir)[1:])
+      float(row[WALL_TIME_S]) for row in reference_rows[1:])
   base_dir = os.path.join(work_dir, 'killed')
   run = train_command(replay_dir, base_dir,
                       f'Runner.num_iterations={iterations}')
   log, during_write = [], 0
   for kill in range(kills):
-    done = len(metrics_rows(base_dir)) if os.path.exists(
-        os.path.join(base_dir, 'metrics.csv')) else 0
+    done = RunDirectory(base_dir).finished_iterations()
     if done >= iterations - 1:
       break  # Keep the last iteration for the final, uninterrupted resume.
     # Spread the kills over the run: each at a random iteration of its share.
@@ -291,9 +302,9 @@ def _kill_campaign(replay_dir, work_dir, kills, iterations, rng):
                          check=False)
   problems = [] if final.returncode == 0 else [
       f'final resume exit {final.returncode}: {final.stderr[-500:]}']
-  problems += run_checks(base_dir, iterations, metrics_rows(reference_dir))
-  damaged = [n for n in os.listdir(os.path.join(base_dir, 'checkpoints'))
-             if 'damaged' in n]
+  problems += run_checks(base_dir, iterations, reference_rows)
+  damaged = [n for n in os.listdir(RunDirectory(base_dir).checkpoints_path)
+             if run_state.DAMAGED_SUFFIX in n]
   return log, during_write, problems, damaged
 
 

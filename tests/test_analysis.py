@@ -301,11 +301,16 @@ def test_data_selection_written_by_the_run_directory_reads_back(tmp_path):
   assert selection.label == 'last 2 ckpts, 25%'
 
 
-@pytest.mark.parametrize('value', ['first_5_checkpoints', ['all'], 3])
-def test_data_selection_other_than_a_dict_names_the_file(value):
-  with pytest.raises(AnalysisError, match='x/run_info.json: data_selection '
-                     'must be a dict of DataSelection fields'):
+@pytest.mark.parametrize('value', ['first_5_checkpoints', ['all'], 3, [], 0])
+def test_data_selection_other_than_a_dict_names_the_file(value, tmp_path):
+  message = 'run_info.json: data_selection must be a dict of DataSelection'
+  with pytest.raises(AnalysisError, match='x/' + message):
     runs_lib.parse_data_selection(value, 'x/run_info.json')
+  # Policy selection reads it through the run directory: the same rule.
+  run = RunDirectory(str(tmp_path))
+  run.write_run_info({'data_selection': value})
+  with pytest.raises(ValueError, match=f'{tmp_path}/{message}'):
+    run.data_selection()
 
 
 def test_load_runs_finds_nested_runs(fake_runs):

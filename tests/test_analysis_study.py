@@ -8,6 +8,7 @@ import os
 import pandas as pd
 import pytest
 
+from batch_rl import study_directory
 from batch_rl.analysis import random_policy
 from batch_rl.analysis import report
 from batch_rl.analysis import runs as run_logs
@@ -59,7 +60,7 @@ def study_dir(tmp_path):
         write_run(out, offline, f'minatar:{game}', seed, [1.0, 2.0],
                   agent='multi_head_dqn')
   os.makedirs(os.path.join(out, 'offline/breakout/rem/all/seed_1'))
-  with open(os.path.join(out, study.STUDY_FILE), 'w') as f:
+  with open(os.path.join(out, study_directory.STUDY_FILE), 'w') as f:
     json.dump({'name': 'test', 'reference': 'logging',
                'random_policy_episodes': EPISODES, 'runs': entries}, f)
   return out
@@ -109,14 +110,28 @@ def test_report_of_a_study_writes_scores_and_constants(study_dir, tmp_path):
 
 
 def test_study_without_offline_results_says_so(study_dir):
-  with open(os.path.join(study_dir, study.STUDY_FILE)) as f:
+  with open(os.path.join(study_dir, study_directory.STUDY_FILE)) as f:
     description = json.load(f)
   description['runs'] = [r for r in description['runs']
                          if r['kind'] == 'logging']
-  with open(os.path.join(study_dir, study.STUDY_FILE), 'w') as f:
+  with open(os.path.join(study_dir, study_directory.STUDY_FILE), 'w') as f:
     json.dump(description, f)
   with pytest.raises(AnalysisError, match='no offline run of the study'):
     study.resolve([study_dir], None)
+
+
+@pytest.mark.parametrize('content, message', [
+    ('{"runs": [', 'not valid JSON'),
+    ('[]', 'expected a JSON object with a list "runs"'),
+    ('{"name": "test"}', 'expected a JSON object with a list "runs"'),
+])
+def test_a_damaged_study_json_is_named(study_dir, content, message):
+  path = os.path.join(study_dir, study_directory.STUDY_FILE)
+  with open(path, 'w') as f:
+    f.write(content)
+  with pytest.raises(AnalysisError) as error:
+    study.resolve([study_dir], None)
+  assert str(error.value).startswith(f'{path}: {message}')
 
 
 def test_random_policy_score_is_seeded_and_cached(tmp_path):

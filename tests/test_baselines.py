@@ -1,7 +1,6 @@
 """Online logging baselines: replay checkpoints, the online loop, the CLI."""
 
 import collections
-import csv
 import os
 import subprocess
 
@@ -381,11 +380,6 @@ def test_online_agent_stores_and_trains_as_dopamine(tmp_path):
   assert replay.add_count == 12 and agent.gradient_steps == 3
 
 
-def read_metrics(base_dir):
-  with open(os.path.join(base_dir, 'metrics.csv')) as f:
-    return list(csv.DictReader(f))
-
-
 def logged_slots(replay_dir, capacity):
   """Slots logged so far: full checkpoints plus the partial last one."""
   last = dopamine_replay.list_checkpoints(replay_dir)[-1]
@@ -405,7 +399,7 @@ def test_cartpole_dqn_run_logs_replay_and_resumes(tmp_path):
   try:
     log_data.log_data(None, base_dir, [GIN_FILE],
                 bindings + ['Runner.num_iterations = 2'])
-    first_log = read_metrics(base_dir)
+    first_log = run_directory.RunDirectory(base_dir).read_metrics()
     first_slots = logged_slots(replay_dir, 1000)
     gin.clear_config()
     # Resuming with more iterations continues after the last checkpoint.
@@ -415,7 +409,7 @@ def test_cartpole_dqn_run_logs_replay_and_resumes(tmp_path):
     gin.clear_config()
   assert list(first_log[0]) == list(run_directory.METRIC_COLUMNS)
   assert [int(r['iteration']) for r in first_log] == [0, 1]
-  metrics = read_metrics(base_dir)
+  metrics = run_directory.RunDirectory(base_dir).read_metrics()
   assert [int(r['iteration']) for r in metrics] == [0, 1, 2]
   assert metrics[:2] == first_log
 

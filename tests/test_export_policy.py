@@ -113,6 +113,18 @@ def test_export_of_a_run_without_checkpoints_names_the_directory(tmp_path):
       '"seed": 0, "gin_config": ""}')
   with pytest.raises(ValueError, match='checkpoints: no iteration_N'):
     export_policy.load_trained_agent(str(tmp_path))
+  assert not (tmp_path / 'checkpoints').exists()  # Reading created nothing.
+
+
+def test_rebuild_without_gin_config_names_the_file_and_the_key(tmp_path):
+  (tmp_path / 'run_info.json').write_text(
+      '{"agent_name": "dqn", "environment": "classic:CartPole-v1", '
+      '"seed": 0}')
+  with pytest.raises(ValueError) as error:
+    experiment.rebuild_agent(str(tmp_path))
+  assert str(error.value).startswith(
+      f"{tmp_path}/run_info.json: missing keys ['gin_config']; rebuilding "
+      "the agent needs ['gin_config', 'agent_name', 'environment', 'seed'].")
 
 
 def test_every_registered_agent_exports_its_evaluation_policy(tmp_path):

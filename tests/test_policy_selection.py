@@ -266,6 +266,7 @@ def test_select_errors_name_the_run(tiny_run, tmp_path, capsys):
   error = capsys.readouterr().err
   assert f'{bare}/checkpoints: no iteration_N checkpoint' in error
   assert 'checkpoints_kept' in error
+  assert not (bare / 'checkpoints').exists()  # Reading created nothing.
 
   os.symlink(os.path.join(tiny_run, 'checkpoints'), bare / 'checkpoints')
   info = json.loads((bare / 'run_info.json').read_text())

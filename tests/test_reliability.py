@@ -48,7 +48,7 @@ def _runner(replay_dir, base_dir, iterations=ITERATIONS, *bindings):
 
 def _metrics(base_dir):
   return [{c: row[c] for c in COLUMNS}
-          for row in campaign.metrics_rows(base_dir)]
+          for row in RunDirectory(base_dir).read_metrics()]
 
 
 @pytest.fixture(scope='module')
@@ -146,7 +146,7 @@ def test_kills_during_and_between_checkpoint_writes_lose_nothing(
   anywhere.wait()
   _runner(replay, base_dir).run_experiment()
   assert campaign.run_checks(base_dir, ITERATIONS,
-                             campaign.metrics_rows(finished_run)) == []
+                             RunDirectory(finished_run).read_metrics()) == []
 
 
 def _embedded_default(base_dir, seed):

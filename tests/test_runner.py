@@ -1,6 +1,5 @@
 """The Runner and `python -m batch_rl.train`: logs, resume, signals, errors."""
 
-import csv
 import json
 import math
 import os
@@ -49,11 +48,6 @@ def _catches(pid, signum):
   return bool(mask >> (signum - 1) & 1)
 
 
-def _rows(base_dir):
-  with open(os.path.join(base_dir, 'metrics.csv')) as f:
-    return list(csv.DictReader(f))
-
-
 def _wait_for_checkpoint(process, base_dir, iteration):
   """Waits until `process` wrote checkpoint `iteration` of `base_dir`."""
   path = os.path.join(base_dir, 'checkpoints', f'iteration_{iteration}')
@@ -70,7 +64,7 @@ def test_killed_run_resumes_without_lost_rows(cartpole_replay, tmp_path):
   _wait_for_checkpoint(first, base_dir, 1)
   first.send_signal(signal.SIGKILL)
   first.wait()
-  done = [int(r['iteration']) for r in _rows(base_dir)]
+  done = [int(r['iteration']) for r in RunDirectory(base_dir).read_metrics()]
   assert done == list(range(len(done))) and len(done) >= 2
 
   second = _train(cartpole_replay, base_dir,
@@ -78,7 +72,7 @@ def test_killed_run_resumes_without_lost_rows(cartpole_replay, tmp_path):
   output = second.communicate(timeout=240)[0]
   assert second.returncode == 0, output
   assert f'Resuming {base_dir} after iteration {len(done) - 1}' in output
-  rows = _rows(base_dir)
+  rows = RunDirectory(base_dir).read_metrics()
   assert [int(r['iteration']) for r in rows] == list(range(len(done) + 2))
   assert [int(r['gradient_steps']) for r in rows] == [
       50 * (i + 1) for i in range(len(done) + 2)]
@@ -151,7 +145,7 @@ def test_sigterm_stops_at_a_train_call_and_the_rerun_resumes(
   last = output.strip().splitlines()[-1]
   assert last.startswith('stopped by SIGTERM: ') and 'rerun' in last, output
   assert 'Traceback' not in output
-  done = len(_rows(base_dir))
+  done = len(RunDirectory(base_dir).read_metrics())
   assert done >= 1 and f'{done} of 1000 iterations finished' in last
   second = _train(cartpole_replay, base_dir,
                   f'Runner.num_iterations={done + 1}',
@@ -159,7 +153,7 @@ def test_sigterm_stops_at_a_train_call_and_the_rerun_resumes(
   output = second.communicate(timeout=240)[0]
   assert second.returncode == 0, output
   assert f'Resuming {base_dir} after iteration {done - 1}' in output
-  assert [int(r['iteration']) for r in _rows(base_dir)] == list(
+  assert [int(r['iteration']) for r in RunDirectory(base_dir).read_metrics()] == list(
       range(done + 1))
 
 
@@ -297,7 +291,7 @@ def test_hopper_td3_through_the_cli_logs_checkpoints_and_resumes(tmp_path):
   second = train(2)
   assert second.returncode == 0, second.stderr[-3000:]
   assert f'Resuming {base_dir} after iteration 0' in second.stdout
-  rows = _rows(base_dir)
+  rows = RunDirectory(base_dir).read_metrics()
   assert [int(r['iteration']) for r in rows] == [0, 1]
   assert [int(r['gradient_steps']) for r in rows] == [150, 300]
 

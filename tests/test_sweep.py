@@ -18,6 +18,7 @@ import pytest
 import ray
 
 from batch_rl import command_line
+from batch_rl import study_directory
 from batch_rl.analysis import report
 from batch_rl.analysis import runs as run_logs
 from batch_rl.analysis import study as analysis_study
@@ -256,6 +257,17 @@ def test_an_unwritable_out_is_one_error_line(tmp_path):
       2, f"error: [Errno 20] Not a directory: '{not_a_folder}/study'\n")
 
 
+def test_a_damaged_study_json_is_named_in_one_line(tmp_path):
+  study_json = tmp_path / study_directory.STUDY_FILE
+  study_json.write_text('{"runs": [')  # A write cut short.
+  result = run_cli(os.path.join(STUDIES, 'smoke.gin'), f'--out={tmp_path}')
+  assert result.returncode == 2
+  (line,) = result.stderr.splitlines()
+  assert line.startswith(f'error: {study_json}: not valid JSON (')
+  assert 'repair it, or remove it' in line
+  assert study_json.read_text() == '{"runs": ['  # Left as it was.
+
+
 def test_time_left_comes_from_the_runs_measured_here():
   now = [100.0]
   board = progress.Board({'a': 'offline', 'b': 'offline', 'c': 'offline',
@@ -358,7 +370,7 @@ def test_smoke_study_on_ray_survives_a_killed_worker_and_a_failed_run(
   assert sorted(rerun.skipped) == sorted(r.name for r in runs[1:5])
 
   # The analysis reads the study's output as it is.
-  with open(os.path.join(out, study_lib.STUDY_FILE), 'w') as f:
+  with open(os.path.join(out, study_directory.STUDY_FILE), 'w') as f:
     json.dump(study_lib.describe(load('smoke.gin'), runs[:5]), f)
   path = report.write_report([out], str(tmp_path / 'report'))
   with open(os.path.join(os.path.dirname(path), report.SCORES)) as f:

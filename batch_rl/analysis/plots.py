@@ -14,6 +14,8 @@ import pandas as pd
 
 from batch_rl import storage
 from batch_rl.analysis.aggregates import IntervalEstimate
+from batch_rl.run_directory import EVAL_RETURN_MEAN
+from batch_rl.run_directory import ITERATION
 
 _DPI = 100
 
@@ -30,8 +32,8 @@ def _save(fig: Figure, path: str):
   storage.write_atomically(path, png.getvalue())
 
 
-def learning_curves(curves: pd.DataFrame, path: str, x: str = 'iteration',
-                    y: str = 'eval_return_mean', ylabel: str = 'return',
+def learning_curves(curves: pd.DataFrame, path: str, x: str = ITERATION,
+                    y: str = EVAL_RETURN_MEAN, ylabel: str = 'return',
                     colors: Optional[Mapping[str, tuple]] = None):
   """One panel per environment: per variant, the mean over seeds and a
   min-max band.

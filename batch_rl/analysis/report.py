@@ -18,6 +18,9 @@ from batch_rl.analysis import plots
 from batch_rl.analysis import runs as runs_lib
 from batch_rl.analysis import scores as scores_lib
 from batch_rl.analysis import study as study_lib
+from batch_rl.run_directory import EVAL_RETURN_MEAN
+from batch_rl.run_directory import GRADIENT_STEPS
+from batch_rl.run_directory import ITERATION
 
 LEARNING_CURVES = 'learning_curves.png'
 AGGREGATES = 'aggregate_metrics.png'
@@ -242,16 +245,16 @@ class _Report:
       mine = rows[(rows['variant'] == variant) &
                   rows['environment'].isin(environments)]
       points = []
-      for iteration, at in mine.groupby('iteration', sort=True):
+      for iteration, at in mine.groupby(ITERATION, sort=True):
         if set(at['environment']) != set(environments):
           continue
         normalized = at.assign(normalized=[
             float(self.reference.normalize(e, r))
-            for e, r in zip(at['environment'], at['eval_return_mean'])])
+            for e, r in zip(at['environment'], at[EVAL_RETURN_MEAN])])
         matrix, _ = scores_lib.score_matrix(
             normalized.sort_values(['environment', 'seed']), variant)
         iqm = self._estimates(matrix, {'IQM': aggregates.aggregate_iqm})['IQM']
-        points.append({'x': at['gradient_steps'].mean(),
+        points.append({'x': at[GRADIENT_STEPS].mean(),
                        **dataclasses.asdict(_scaled(iqm, 100))})
       if points:
         curves[variant] = pd.DataFrame(points)

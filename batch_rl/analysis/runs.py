@@ -14,14 +14,22 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from batch_rl import run_directory
 from batch_rl import storage
 from batch_rl.analysis.errors import AnalysisError
+from batch_rl.run_directory import AGENT_NAME
+from batch_rl.run_directory import DATA_SELECTION
+from batch_rl.run_directory import ENVIRONMENT
+from batch_rl.run_directory import EVAL_RETURN_MEAN
+from batch_rl.run_directory import ITERATION
 from batch_rl.run_directory import METRIC_COLUMNS
 from batch_rl.run_directory import METRICS
 from batch_rl.run_directory import RUN_INFO
 from batch_rl.run_directory import RunDirectory
+from batch_rl.run_directory import SEED
 
-_REQUIRED_INFO = ('agent_name', 'environment', 'seed')
+# The run_info.json keys a run needs to be analysed.
+REQUIRED_INFO = (AGENT_NAME, ENVIRONMENT, SEED)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,12 +103,10 @@ def parse_data_selection(value, path: str) -> DataSelectionInfo:
   """Reads run_info's data_selection: DataSelection's fields as a dict, or
   absent (all data). A held-out set (for offline model selection) leaves the
   data variant as it is."""
-  if value is None:
-    return DataSelectionInfo()
-  if not isinstance(value, dict):
-    raise AnalysisError(
-        f'{path}: data_selection must be a dict of DataSelection fields, got '
-        f'{value!r}.')
+  try:
+    value = run_directory.data_selection_fields(value, path)
+  except ValueError as e:
+    raise AnalysisError(str(e)) from e
 
   def optional(key, convert):
     return None if value.get(key) is None else convert(value[key])
@@ -116,18 +122,13 @@ def parse_data_selection(value, path: str) -> DataSelectionInfo:
         f'({e}); expected fraction, first_k, last_k, checkpoints.') from e
 
 
-def read_run_info(run_dir: str) -> dict:
-  run_directory = RunDirectory(run_dir)
+def read_run_info(run_dir: str, required=REQUIRED_INFO,
+                  purpose: str = 'the analysis') -> dict:
+  """run_info.json with the keys `required` (AnalysisError otherwise)."""
   try:
-    info = run_directory.read_run_info()
+    return RunDirectory(run_dir).read_run_info(required, purpose)
   except ValueError as e:
     raise AnalysisError(str(e)) from e
-  missing = [key for key in _REQUIRED_INFO if key not in info]
-  if missing:
-    raise AnalysisError(
-        f'{run_directory.run_info_path}: missing keys {missing}; '
-        f'run_info.json needs {list(_REQUIRED_INFO)}.')
-  return info
 
 
 def read_metrics(run_dir: str) -> pd.DataFrame:
@@ -156,34 +157,34 @@ def read_metrics(run_dir: str) -> pd.DataFrame:
     raise AnalysisError(
         f'{path}: non-numeric value {value!r}'
         f' in column {METRIC_COLUMNS[column]} (data row {row + 1}).')
-  if numeric['eval_return_mean'].isna().any():
-    raise AnalysisError(f'{path}: empty eval_return_mean in some rows.')
-  repeated = numeric['iteration'][numeric['iteration'].duplicated()]
+  if numeric[EVAL_RETURN_MEAN].isna().any():
+    raise AnalysisError(f'{path}: empty {EVAL_RETURN_MEAN} in some rows.')
+  repeated = numeric[ITERATION][numeric[ITERATION].duplicated()]
   if len(repeated):
     raise AnalysisError(
         f'{path}: iteration {int(repeated.iloc[0])} has more than one row; '
         'each iteration must appear once (as the Runner writes it).')
-  return numeric.sort_values('iteration', ignore_index=True)
+  return numeric.sort_values(ITERATION, ignore_index=True)
 
 
 def load_run(run_dir: str) -> Run:
   info = read_run_info(run_dir)
   path = RunDirectory(run_dir).run_info_path
-  environment = str(info['environment'])
+  environment = str(info[ENVIRONMENT])
   if ':' not in environment:
     raise AnalysisError(f'{path}: environment {environment!r} must be '
                         '<family>:<game>, e.g. atari:Pong or minatar:breakout.')
   try:
-    seed = int(info['seed'])
+    seed = int(info[SEED])
   except (TypeError, ValueError) as e:
     raise AnalysisError(
-        f'{path}: seed {info["seed"]!r} is not an integer.') from e
+        f'{path}: seed {info[SEED]!r} is not an integer.') from e
   return Run(
       run_dir=run_dir,
-      agent_name=str(info['agent_name']),
+      agent_name=str(info[AGENT_NAME]),
       environment=environment,
       seed=seed,
-      data_selection=parse_data_selection(info.get('data_selection'), path),
+      data_selection=parse_data_selection(info.get(DATA_SELECTION), path),
       metrics=read_metrics(run_dir))
 
 

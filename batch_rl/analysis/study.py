@@ -11,7 +11,6 @@ results), and its reference:
 - anything else: a `--reference` of the analysis ('human', 'dqn', a CSV).
 """
 
-import json
 from typing import Optional, Sequence
 
 import numpy as np
@@ -21,79 +20,94 @@ from batch_rl.analysis import runs as runs_lib
 from batch_rl.analysis import scores
 from batch_rl.analysis.errors import AnalysisError
 from batch_rl.run_directory import RunDirectory
+from batch_rl.study_directory import AGENT
+from batch_rl.study_directory import ENVIRONMENT
+from batch_rl.study_directory import KIND
+from batch_rl.study_directory import LOGGING
+from batch_rl.study_directory import LOGGING_REFERENCE
+from batch_rl.study_directory import MAX_STEPS_PER_EPISODE
+from batch_rl.study_directory import NUM_ITERATIONS
+from batch_rl.study_directory import OFFLINE
+from batch_rl.study_directory import RANDOM_POLICY_EPISODES
+from batch_rl.study_directory import REFERENCE
+from batch_rl.study_directory import RUNS
+from batch_rl.study_directory import SEED
+from batch_rl.study_directory import StudyDirectory
 
-STUDY_FILE = 'study.json'  # batch_rl.sweep.study.STUDY_FILE
-REFERENCE = 'reference.csv'
+REFERENCE_CSV = 'reference.csv'
 PROTOCOL = 'best'  # The logging agent's score: its best iteration.
+_RUN_DIR = 'run_dir'  # Added to the study's run entries here.
 
 
 def is_study(path: str) -> bool:
-  return storage.isfile(storage.join(path, STUDY_FILE))
+  return StudyDirectory(path).exists()
 
 
 def read_study(path: str) -> dict:
-  file = storage.join(path, STUDY_FILE)
   try:
-    return json.loads(storage.read_text(file))
-  except json.JSONDecodeError as e:
-    raise AnalysisError(f'{file}: not valid JSON ({e}).') from e
+    return StudyDirectory(path).read()
+  except ValueError as e:
+    raise AnalysisError(str(e)) from e
 
 
 def _runs(path: str, study: dict, kind: str, complete: bool) -> list[dict]:
   """The runs of `kind` with a run log (every iteration if `complete`)."""
   found = []
-  for run in study['runs']:
-    run_dir = storage.join(path, run['name'])
-    done = RunDirectory(run_dir).finished_iterations()
-    if run['kind'] == kind and storage.isfile(
-        storage.join(run_dir, runs_lib.RUN_INFO)) and done and (
-            not complete or done >= run['num_iterations']):
-      found.append({**run, 'run_dir': run_dir})
+  study_directory = StudyDirectory(path)
+  for run in study[RUNS]:
+    run_directory = RunDirectory(study_directory.run_dir(run))
+    done = run_directory.finished_iterations()
+    if run[KIND] == kind and storage.isfile(
+        run_directory.run_info_path) and done and (
+            not complete or done >= run[NUM_ITERATIONS]):
+      found.append({**run, _RUN_DIR: run_directory.path})
   return found
 
 
 def offline_runs(path: str) -> dict[str, str]:
   """Run directory -> agent label of the study's offline runs that finished
   at least one iteration."""
-  runs = _runs(path, read_study(path), 'offline', complete=False)
+  runs = _runs(path, read_study(path), OFFLINE, complete=False)
   if not runs:
     raise AnalysisError(f'{path}: no offline run of the study has finished '
                         'an iteration yet; nothing to report.')
-  return {storage.normpath(run['run_dir']): run['agent'] for run in runs}
+  return {storage.normpath(run[_RUN_DIR]): run[AGENT] for run in runs}
 
 
 def write_logging_reference(path: str, study: dict) -> str:
   """reference.csv (environment,random,<logging agent>) of the study."""
   # Environments load here only: other references need none of them.
   from batch_rl.analysis import random_policy  # pylint: disable=g-import-not-at-top
-  logging = _runs(path, study, 'logging', complete=True)
+  logging = _runs(path, study, LOGGING, complete=True)
   if not logging:
-    raise AnalysisError(f'{path}: no logging run of the study has finished; '
-                        "its reference 'logging' needs them.")
+    raise AnalysisError(
+        f'{path}: no logging run of the study has finished; its reference '
+        f'{LOGGING_REFERENCE!r} needs them.')
   per_environment = {}
   for run in logging:
-    metrics = runs_lib.read_metrics(run['run_dir'])
-    per_environment.setdefault(run['environment'], []).append(
+    metrics = runs_lib.read_metrics(run[_RUN_DIR])
+    per_environment.setdefault(run[ENVIRONMENT], []).append(
         scores.run_score(metrics, PROTOCOL))
-  caps = {run['max_steps_per_episode'] for run in study['runs']
-          if run['kind'] == 'offline'}
+  caps = {run[MAX_STEPS_PER_EPISODE] for run in study[RUNS]
+          if run[KIND] == OFFLINE}
   if len(caps) != 1 or None in caps:
     raise AnalysisError(
-        f'{path}/{STUDY_FILE}: the offline runs have episode caps {caps}; the '
-        'random policy is measured with the one cap they share.')
+        f'{StudyDirectory(path).study_path}: the offline runs have episode '
+        f'caps {caps}; the random policy is measured with the one cap they '
+        'share.')
   (cap,) = caps
   random = random_policy.random_policy_scores(
-      path, sorted(per_environment), study['random_policy_episodes'],
+      path, sorted(per_environment), study[RANDOM_POLICY_EPISODES],
       int(cap))
-  agent = logging[0]['agent']
-  seeds = sorted({run['seed'] for run in logging})
-  reference = storage.join(path, REFERENCE)
+  agent = logging[0][AGENT]
+  seeds = sorted({run[SEED] for run in logging})
+  reference = storage.join(path, REFERENCE_CSV)
   left_out = scores.write_reference_csv(
       reference, agent,
       [(environment, random[environment], float(np.mean(values)))
        for environment, values in sorted(per_environment.items())],
       [f'random: uniformly random policy (seed {random_policy.SEED}), mean '
-       f'return over {study["random_policy_episodes"]} episodes, episodes '
+       f'return over {study[RANDOM_POLICY_EPISODES]} episodes, episodes '
        f'cut at {cap} steps',
        f'{agent}: the online runs that logged the data, {PROTOCOL} '
        "iteration's eval_return_mean, mean over the finished runs of seeds "
@@ -125,6 +139,7 @@ def resolve(base_dirs: Sequence[str], reference: Optional[str]
       resolved.append(base_dir)
   if reference is None and len(studies) == 1:
     study = read_study(studies[0])
-    reference = (write_logging_reference(studies[0], study)
-                 if study['reference'] == 'logging' else study['reference'])
+    reference = study[REFERENCE]
+    if reference == LOGGING_REFERENCE:
+      reference = write_logging_reference(studies[0], study)
   return resolved, reference or 'human', labels

@@ -23,8 +23,8 @@ from batch_rl import storage
 # A name of this module: scripts/fault_campaign.py patches it.
 from batch_rl.storage import fsync_tree
 
-_PREFIX = 'iteration_'
-DAMAGED_SUFFIX = '.damaged'
+ITERATION_PREFIX = 'iteration_'  # Iteration N's folder: iteration_N.
+DAMAGED_SUFFIX = '.damaged'  # A folder set aside as unreadable.
 
 
 def iteration_seed(seed: int, phase: str, iteration: int) -> int:
@@ -52,10 +52,10 @@ class CheckpointDirectory:
     storage.makedirs(root)
 
   def path(self, iteration: int) -> str:
-    return storage.join(self.root, f'{_PREFIX}{iteration}')
+    return storage.join(self.root, f'{ITERATION_PREFIX}{iteration}')
 
   def iterations(self) -> list[int]:
-    return storage.numbered(storage.listdir(self.root), _PREFIX)
+    return storage.numbered(storage.listdir(self.root), ITERATION_PREFIX)
 
   def latest(self):
     iterations = self.iterations()

@@ -21,6 +21,7 @@ the agent's acting RNG, restored from the checkpoint, so a resumed run
 evaluates exactly as an uninterrupted one.
 """
 
+import dataclasses
 import json
 import pickle
 import signal
@@ -33,12 +34,19 @@ import tqdm
 
 from batch_rl import cli
 from batch_rl import storage
+from batch_rl.run_directory import EVAL_RETURN_MEAN
+from batch_rl.run_directory import EVAL_RETURN_STD
+from batch_rl.run_directory import GIN_CONFIG
+from batch_rl.run_directory import ITERATION
+from batch_rl.run_directory import MetricsRow
 from batch_rl.run_directory import RunDirectory
+from batch_rl.run_directory import TRAIN_LOSS
 from batch_rl.runner import evaluation
 from batch_rl.runner import run_state
 
-_BUNDLE = 'agent_bundle.pkl'
-_STATE = 'runner_state.json'
+# An iteration's checkpoint folder holds the agent's own files and these.
+BUNDLE_FILE = 'agent_bundle.pkl'  # The agent's bundle (pickled).
+STATE_FILE = 'runner_state.json'  # The metrics rows and summaries so far.
 
 
 @gin.configurable(denylist=['base_dir', 'agent', 'environment', 'training',
@@ -96,22 +104,23 @@ class Runner:
     self.summaries = []  # Each row's TensorBoard scalars.
     self.start_iteration = self._restore()
     self.run_directory.write_run_info(
-        {**run_info, 'gin_config': gin.config_str()}, selection)
+        {**run_info, GIN_CONFIG: gin.config_str()}, selection)
 
   def _restore_checkpoint(self, path: str, iteration: int) -> None:
     """Restores agent, rows and summaries from `path`, or raises
     run_state.DamagedCheckpoint naming what cannot be read."""
     try:
-      state = json.loads(storage.read_text(storage.join(path, _STATE)))
+      state = json.loads(storage.read_text(storage.join(path, STATE_FILE)))
       rows = state['rows']
       # Checkpoints written before summaries were kept have none to rewrite.
       summaries = state.get('summaries') or [{} for _ in rows]
     except (OSError, ValueError, KeyError, TypeError) as e:
-      raise run_state.DamagedCheckpoint(f'{_STATE}: {e}') from e
+      raise run_state.DamagedCheckpoint(f'{STATE_FILE}: {e}') from e
     try:
-      bundle = pickle.loads(storage.read_bytes(storage.join(path, _BUNDLE)))
+      bundle = pickle.loads(
+          storage.read_bytes(storage.join(path, BUNDLE_FILE)))
     except Exception as e:  # pylint: disable=broad-except
-      raise run_state.DamagedCheckpoint(f'{_BUNDLE}: {e!r}') from e
+      raise run_state.DamagedCheckpoint(f'{BUNDLE_FILE}: {e!r}') from e
     try:
       restored = self.agent.unbundle(path, iteration, bundle)
     except ValueError:
@@ -133,7 +142,7 @@ class Runner:
     self.run_directory.write_metrics(self.rows)
     self._summarized_before = self._summarized()
     for row, summaries in zip(self.rows, self.summaries):
-      self._write_summaries(row['iteration'], summaries,
+      self._write_summaries(row[ITERATION], summaries,
                             self._summarized_before)
     if latest is None:
       return 0
@@ -202,8 +211,9 @@ class Runner:
     and leaves the previous checkpoint as it was."""
     def write(path):
       bundle = self.agent.bundle_and_checkpoint(path, iteration)
-      storage.write_bytes(storage.join(path, _BUNDLE), pickle.dumps(bundle))
-      run_state.write_json(storage.join(path, _STATE),
+      storage.write_bytes(storage.join(path, BUNDLE_FILE),
+                          pickle.dumps(bundle))
+      run_state.write_json(storage.join(path, STATE_FILE),
                            {'rows': self.rows, 'summaries': self.summaries})
     try:
       self.checkpoints.save(iteration, write)
@@ -232,23 +242,21 @@ class Runner:
                                                           bar)
     bar.close()
     returns = self._evaluate(iteration)
-    row = {
-        'iteration': iteration,
-        'gradient_steps': gradient_steps,
-        'eval_episodes': len(returns),
-        'eval_return_mean': float(returns.mean()),
-        'eval_return_std': float(returns.std()),
-        'train_loss': loss,
-        'wall_time_s': round(time.time() - start, 3),
-    }
+    metrics = MetricsRow(
+        iteration=iteration, gradient_steps=gradient_steps,
+        eval_episodes=len(returns), eval_return_mean=float(returns.mean()),
+        eval_return_std=float(returns.std()), train_loss=loss,
+        wall_time_s=round(time.time() - start, 3))
+    row = dataclasses.asdict(metrics)
     self.rows.append(row)
     self.summaries.append({**summaries, **{
-        name: row[name] for name in ('eval_return_mean', 'eval_return_std',
-                                     'train_loss')}})
+        name: row[name]
+        for name in (EVAL_RETURN_MEAN, EVAL_RETURN_STD, TRAIN_LOSS)}})
     self._publish(iteration)
-    print(f'iteration {iteration}: eval return {row["eval_return_mean"]:.2f}'
-          f' +- {row["eval_return_std"]:.2f} over {len(returns)} episodes, '
-          f'train loss {loss:.4g}, {row["wall_time_s"]:.1f}s', flush=True)
+    print(f'iteration {iteration}: eval return '
+          f'{metrics.eval_return_mean:.2f} +- {metrics.eval_return_std:.2f} '
+          f'over {len(returns)} episodes, train loss {loss:.4g}, '
+          f'{metrics.wall_time_s:.1f}s', flush=True)
     return row
 
   def run_experiment(self) -> list[dict]:

@@ -26,6 +26,7 @@ from batch_rl import cli
 from batch_rl import command_line
 from batch_rl import storage
 from batch_rl.run_directory import RunDirectory
+from batch_rl.study_directory import StudyDirectory
 from batch_rl.sweep import study as study_lib
 
 flags.DEFINE_string('data_root', None, 'Replaces {data_root} in '
@@ -133,11 +134,16 @@ def run_study(argv) -> int:
           f'--out={FLAGS.out} is a URL: pass --run_logs, a directory on a '
           'filesystem every worker can write to.')
     log_dir = storage.join(storage.absolute(FLAGS.out), 'logs')
-  description_path = storage.join(FLAGS.out, study_lib.STUDY_FILE)
-  previous = (json.loads(storage.read_text(description_path))
-              if storage.exists(description_path) else None)
-  storage.write_atomically(description_path, json.dumps(
-      study_lib.describe(study, runs, previous), indent=1))
+  description = StudyDirectory(FLAGS.out)
+  previous = None
+  if description.exists():
+    try:
+      previous = description.read()
+    except ValueError as e:
+      raise study_lib.StudyError(
+          f'{e} The sweep adds its runs to it: repair it, or remove it to '
+          'describe only the runs of this command.') from e
+  description.write(study_lib.describe(study, runs, previous))
   if not study_lib.runs_to_start(runs):
     print(f'All {sum(r.kind != study_lib.STAGING for r in runs)} runs of the '
           'study are finished.')

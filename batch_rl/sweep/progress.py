@@ -10,7 +10,7 @@ finished, its estimate is unknown.
 import time
 from typing import Mapping, Optional
 
-KINDS = ('logging', 'staging', 'offline')
+from batch_rl.study_directory import KINDS
 
 
 def format_duration(seconds: float) -> str:

@@ -31,16 +31,18 @@ import gin
 from gin import config_parser
 
 from batch_rl import command_line
-from batch_rl.run_directory import RunDirectory
-from batch_rl.run_directory import REPLAY_LOGS
 from batch_rl import storage
+from batch_rl import study_directory
+from batch_rl.run_directory import REPLAY_LOGS
+from batch_rl.run_directory import RunDirectory
+from batch_rl.study_directory import LOGGING
+from batch_rl.study_directory import OFFLINE
+from batch_rl.study_directory import STAGING
 
-LOGGING, STAGING, OFFLINE = 'logging', 'staging', 'offline'
 # The commands and the gin names of their runners: one place to follow when
 # the command lines change.
 OFFLINE_MODULE, OFFLINE_RUNNER = 'batch_rl.train', 'Runner'
 LOGGING_MODULE, LOGGING_RUNNER = 'batch_rl.log_data', 'Runner'
-STUDY_FILE = 'study.json'
 PYTHON = 'python'  # Replaced by the worker's interpreter when a run starts.
 
 
@@ -136,9 +138,10 @@ class Study:
           'Study.logging_agent (a logging stage); got '
           f'replay_dir={self.replay_dir!r}, '
           f'logging_agent={self.logging_agent!r}.')
-    if self.reference == 'logging' and self.logging_agent is None:
-      raise StudyError("Study.reference = 'logging' needs a logging stage "
-                       '(Study.logging_agent).')
+    logging_reference = study_directory.LOGGING_REFERENCE
+    if self.reference == logging_reference and self.logging_agent is None:
+      raise StudyError(f'Study.reference = {logging_reference!r} needs a '
+                       'logging stage (Study.logging_agent).')
     for label, multiple in self.budgets.items():
       if multiple <= 0:
         raise StudyError(f'Study.budgets[{label!r}] = {multiple:g}: a budget '
@@ -313,8 +316,10 @@ def plan(study: Study, out: str) -> list[Run]:
             logging_command(study.logging_agent, run_dir,
                             study.logging_gin_files, environment, seed),
             run_dir, logging_iterations,
-            labels={'game': game, 'environment': environment, 'seed': seed,
-                    'agent': study.logging_agent}))
+            labels={study_directory.GAME: game,
+                    study_directory.ENVIRONMENT: environment,
+                    study_directory.SEED: seed,
+                    study_directory.AGENT: study.logging_agent}))
         replay_dir, source = storage.join(run_dir, REPLAY_LOGS), name
       else:
         replay_dir = storage.absolute(
@@ -330,7 +335,8 @@ def plan(study: Study, out: str) -> list[Run]:
           staging.append(Run(
               staged_by[staged], STAGING, staging_command(replay_dir, staged),
               staged, requires=(source,) if source else (),
-              labels={'game': game, 'seed': seed}))
+              labels={study_directory.GAME: game,
+                      study_directory.SEED: seed}))
         replay_dir, source = staged, staged_by[staged]
       data[game, seed] = replay_dir, source
   for seed in study.seeds:
@@ -365,32 +371,38 @@ def plan(study: Study, out: str) -> list[Run]:
                                 bindings),
                 run_dir, iterations,
                 requires=(source,) if source else (),
-                labels={'game': game, 'environment': environment,
-                        'seed': seed, 'agent': agent_label,
-                        'selection': selection, 'budget': budget,
-                        'max_steps_per_episode': literals.get(
-                            f'{OFFLINE_RUNNER}.max_steps_per_episode')}))
+                labels={
+                    study_directory.GAME: game,
+                    study_directory.ENVIRONMENT: environment,
+                    study_directory.SEED: seed,
+                    study_directory.AGENT: agent_label,
+                    study_directory.SELECTION: selection,
+                    study_directory.BUDGET: budget,
+                    study_directory.MAX_STEPS_PER_EPISODE: literals.get(
+                        f'{OFFLINE_RUNNER}.max_steps_per_episode')}))
   return logging + staging + offline
 
 
 def describe(study: Study, runs: Sequence[Run],
              previous: Optional[dict] = None) -> dict:
-  """study.json: what the analysis needs to read the study's output.
+  """study.json (batch_rl.study_directory): what the analysis needs to read
+  the study's output.
 
   Runs of `previous` (the study.json already in the output) that this plan
   does not have are kept, so that parts of a study run one after another
   (--gin_bindings="Study.seeds=[2]") add up to the whole.
   """
-  entries = {entry['name']: entry
-             for entry in (previous or {}).get('runs', ())}
+  entries = {entry[study_directory.NAME]: entry
+             for entry in (previous or {}).get(study_directory.RUNS, ())}
   for run in runs:
     if run.kind != STAGING:
-      entries[run.name] = {'name': run.name, 'kind': run.kind,
-                           'num_iterations': run.num_iterations,
+      entries[run.name] = {study_directory.NAME: run.name,
+                           study_directory.KIND: run.kind,
+                           study_directory.NUM_ITERATIONS: run.num_iterations,
                            **run.labels}
   return {
-      'name': study.name,
-      'reference': study.reference,
-      'random_policy_episodes': study.random_policy_episodes,
-      'runs': list(entries.values()),
+      study_directory.NAME: study.name,
+      study_directory.REFERENCE: study.reference,
+      study_directory.RANDOM_POLICY_EPISODES: study.random_policy_episodes,
+      study_directory.RUNS: list(entries.values()),
   }
