@@ -54,8 +54,8 @@ from batch_rl.run_directory import REPLAY_DIR
 from batch_rl.run_directory import RunDirectory
 
 SELECTION_CSV = 'selection.csv'
-COLUMNS = ('run', 'iteration', 'heldout_td_error', 'fqe_estimate',
-           'eval_return_mean', 'heldout_disjoint', 'fqe_in_bounds')
+COLUMNS = ('run', ITERATION, 'heldout_td_error', 'fqe_estimate',
+           EVAL_RETURN_MEAN, 'heldout_disjoint', 'fqe_in_bounds')
 # Held out when the run itself held nothing out (then not disjoint).
 DEFAULT_HOLDOUT_FRACTION = 0.1
 _EVAL_BATCH_SIZE = replay_dataset.READ_BATCH_SIZE
@@ -299,10 +299,10 @@ def evaluate_run(run_dir: str, options: SelectionOptions) -> list[dict]:
         fqe_dataset, initial_states, agent.gamma, options.fqe_steps,
         options.fqe_learning_rate, options.fqe_target_update_period)
     rows.append({
-        'run': run_dir, 'iteration': iteration,
+        'run': run_dir, ITERATION: iteration,
         'heldout_td_error': mean_td_error(agent, heldout_dataset, td_loss),
         'fqe_estimate': fqe,
-        'eval_return_mean': float(eval_returns.get(iteration, float('nan'))),
+        EVAL_RETURN_MEAN: float(eval_returns.get(iteration, float('nan'))),
         'heldout_disjoint': disjoint,
         'fqe_in_bounds': low <= fqe <= high,
     })
@@ -317,7 +317,7 @@ def spearman(rows: Sequence[dict], column: str) -> float:
 
   nan where undefined: fewer than 3 finite pairs, or a constant column.
   """
-  pairs = np.array([(r[column], r['eval_return_mean']) for r in rows],
+  pairs = np.array([(r[column], r[EVAL_RETURN_MEAN]) for r in rows],
                    dtype=np.float64)
   pairs = pairs[np.isfinite(pairs).all(axis=1)]
   if len(pairs) < 3 or (pairs.std(axis=0) == 0).any():
@@ -343,9 +343,9 @@ def summary(rows: Sequence[dict]) -> str:
     ranked = sorted(run_rows,
                     key=lambda r: (not r['fqe_in_bounds'], -r['fqe_estimate']))
     for rank, r in enumerate(ranked, 1):
-      lines.append(f'  {rank:4d}  {r["iteration"]:9d}  '
+      lines.append(f'  {rank:4d}  {r[ITERATION]:9d}  '
                    f'{r["fqe_estimate"]:12.4g}  {r["heldout_td_error"]:16.4g}'
-                   f'  {r["eval_return_mean"]:16.4g}' +
+                   f'  {r[EVAL_RETURN_MEAN]:16.4g}' +
                    ('' if r['fqe_in_bounds'] else
                     '  (FQE outside the feasible returns: diverged)'))
     in_bounds = [r for r in run_rows if r['fqe_in_bounds']]

@@ -18,6 +18,7 @@ import pandas as pd
 
 from batch_rl.analysis import scores
 from batch_rl.analysis.errors import AnalysisError
+from batch_rl.run_directory import EVAL_RETURN_MEAN
 
 AGENT = 'DQN'  # The agent whose curves give the paper's reference.
 
@@ -57,7 +58,7 @@ def dopamine_runs(path: str, agent: str = AGENT) -> list[np.ndarray]:
 def reference_score(runs: Sequence[np.ndarray], protocol: str = 'best'):
   """Mean over runs of each run's score (scores.run_score's protocol)."""
   return float(np.mean([
-      scores.run_score(pd.DataFrame({'eval_return_mean': run}), protocol)
+      scores.run_score(pd.DataFrame({EVAL_RETURN_MEAN: run}), protocol)
       for run in runs]))
 
 

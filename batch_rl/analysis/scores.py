@@ -19,6 +19,7 @@ import pandas as pd
 from batch_rl import storage
 from batch_rl.analysis.errors import AnalysisError
 from batch_rl.analysis.runs import Run
+from batch_rl.run_directory import EVAL_RETURN_MEAN
 
 _DATA = os.path.join(os.path.dirname(__file__), 'data')
 # --reference keywords -> bundled tables (their headers name the sources).
@@ -165,9 +166,9 @@ def load_reference(spec: str) -> ReferenceTable:
 def run_score(metrics: pd.DataFrame, protocol: str = 'best') -> float:
   """A run's raw score: its best iteration (the paper's protocol) or last."""
   if protocol == 'best':
-    return float(metrics['eval_return_mean'].max())
+    return float(metrics[EVAL_RETURN_MEAN].max())
   if protocol == 'final':
-    return float(metrics['eval_return_mean'].iloc[-1])
+    return float(metrics[EVAL_RETURN_MEAN].iloc[-1])
   raise AnalysisError(f'--protocol {protocol!r}: expected one of {PROTOCOLS}.')
 
 

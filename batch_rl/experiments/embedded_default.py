@@ -14,6 +14,7 @@ import os
 from batch_rl import command_line
 from batch_rl import experiment
 from batch_rl.data import summary
+from batch_rl.run_directory import EVAL_RETURN_MEAN
 
 REPLAY_DIR = os.path.join(os.path.dirname(__file__), 'data',
                           'cartpole_dqn_replay')
@@ -41,7 +42,7 @@ def run(base_dir=None, gin_bindings=()) -> list[dict]:
       gin_bindings)
   rows = experiment.create_runner(None, REPLAY_DIR,
                                   base_dir).run_experiment()
-  best = max(row['eval_return_mean'] for row in rows)
+  best = max(row[EVAL_RETURN_MEAN] for row in rows)
   verdict = 'above' if best > data_return else 'not above'
   print(f'\nBest offline REM evaluation return {best:.1f}, {verdict} the '
         f'behaviour data\'s {data_return:.1f}, learned without any '
