@@ -21,7 +21,6 @@ import csv
 import dataclasses
 import fcntl
 import io
-import json
 import os
 import socket
 import sys
@@ -96,10 +95,7 @@ class RunDirectory:
     Raises ValueError naming the file if it is malformed or lacks a key of
     `required` (`purpose` names what needs them, e.g. 'policy selection').
     """
-    try:
-      info = json.loads(storage.read_text(self.run_info_path))
-    except json.JSONDecodeError as e:
-      raise ValueError(f'{self.run_info_path}: not valid JSON ({e}).') from e
+    info = run_state.read_json(self.run_info_path)
     if not isinstance(info, dict):
       raise ValueError(f'{self.run_info_path}: expected a JSON object.')
     missing = [key for key in required if key not in info]

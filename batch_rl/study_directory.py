@@ -18,8 +18,6 @@ their labels and its reference. It holds
 Each run directory is a `batch_rl.run_directory.RunDirectory`.
 """
 
-import json
-
 from batch_rl import storage
 from batch_rl.runner import run_state
 
@@ -65,10 +63,7 @@ class StudyDirectory:
   def read(self) -> dict:
     """study.json as a dict; ValueError (one line) naming the file if it is
     not a JSON object with a list of runs."""
-    try:
-      study = json.loads(storage.read_text(self.study_path))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-      raise ValueError(f'{self.study_path}: not valid JSON ({e}).') from e
+    study = run_state.read_json(self.study_path)
     if not isinstance(study, dict) or not isinstance(study.get(RUNS), list):
       raise ValueError(f'{self.study_path}: expected a JSON object with a '
                        f'list "{RUNS}" (as batch_rl.sweep writes it).')

@@ -351,6 +351,11 @@ def test_malformed_run_info_is_named(tmp_path):
     json.dump({'agent_name': 'dqn', 'environment': 'Pong', 'seed': 0}, f)
   with pytest.raises(AnalysisError, match='<family>:<game>'):
     runs_lib.load_runs([str(tmp_path)])
+  for damaged in (b'{"agent_name": ', b'\xff\xfe'):  # Cut short; not text.
+    with open(path, 'wb') as f:
+      f.write(damaged)
+    with pytest.raises(AnalysisError, match=f'{path}: not valid JSON'):
+      runs_lib.load_runs([str(tmp_path)])
 
 
 # Report and command line.

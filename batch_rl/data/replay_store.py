@@ -139,9 +139,10 @@ class ReplayStore:
                release_every: int = 2048,
                slot_arrays: Optional[dict] = None,
                suffixes: Optional[Sequence[int]] = None):
-    """`suffixes`: the checkpoints' numbers in their run (default 0, 1, ...:
-    logged one after the other). `release_every`: transitions read between drops of resident pages
-    (memory-mapped stores; 2048 = 64 batches of 32). `slot_arrays`: in
+    """`suffixes`: the checkpoints' numbers in their run (default 0, 1,
+    ...: logged one after the other). `release_every`: transitions read
+    between drops of resident pages (memory-mapped stores; 2048 = 64
+    batches of 32). `slot_arrays`: in
     memory, per WINDOW_ELEMENTS name, every checkpoint's slots end to end in
     one aligned array (`aligned_empty`), of which `checkpoints` hold views;
     when not given, built by copying `checkpoints` once (a single checkpoint

@@ -39,6 +39,15 @@ def write_json(path: str, value) -> None:
       path, json.dumps(value, indent=2, sort_keys=True) + '\n')
 
 
+def read_json(path: str):
+  """The JSON value `write_json` wrote to `path`; ValueError naming the
+  file if it holds no JSON (bytes that are no text read as U+FFFD)."""
+  try:
+    return json.loads(storage.read_text(path))
+  except json.JSONDecodeError as e:
+    raise ValueError(f'{path}: not valid JSON ({e}).') from e
+
+
 class DamagedCheckpoint(Exception):
   """A checkpoint folder that cannot be restored; the message says why."""
 
