@@ -2,6 +2,7 @@
 
 import importlib.util
 import os
+import time
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 
@@ -51,6 +52,16 @@ def load_fault_campaign():
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
+
+
+def wait_until_told_to_wait_for_the_lock(capsys, cache, seconds=30):
+  """Waits until a reader (another thread) says it waits for this process,
+  which holds gz_cache.CacheLock(cache); fails after `seconds`."""
+  deadline = time.time() + seconds
+  while f'waiting for process {os.getpid()}, which is filling {cache}' not in (
+      capsys.readouterr().err):
+    assert time.time() < deadline
+    time.sleep(0.05)
 
 
 @pytest.fixture(autouse=True)

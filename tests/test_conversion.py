@@ -8,7 +8,6 @@ parallel workers, a full disk, another source, the cache and its lock.
 import errno
 import os
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -24,6 +23,7 @@ from batch_rl.data.errors import ReplayDataError
 from batch_rl.data.replay_store import ReplayStore
 from batch_rl.data.selection import DataSelection
 from conftest import fill_dopamine_buffer
+from conftest import wait_until_told_to_wait_for_the_lock
 
 
 @pytest.fixture(scope='module')
@@ -365,11 +365,7 @@ def test_a_second_process_waits_for_the_cache_and_does_not_convert_again(
     waiter = threading.Thread(target=lambda: opened.update(
         store=sources.open_store(run_dir, DataSelection(), cache=cache)))
     waiter.start()
-    deadline = time.time() + 30
-    while f'waiting for process {os.getpid()}, which is filling {path}' not in (
-        capsys.readouterr().err):
-      assert time.time() < deadline
-      time.sleep(0.05)
+    wait_until_told_to_wait_for_the_lock(capsys, path)
     assert waiter.is_alive()
     converted.convert(run_dir, path, progress=False)
   waiter.join(60)

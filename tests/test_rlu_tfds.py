@@ -9,7 +9,6 @@ with a reference that enumerates them straight from the episodes.
 import json
 import os
 import threading
-import time
 
 import gin
 import numpy as np
@@ -25,6 +24,7 @@ from batch_rl.data.errors import ReplayDataError
 from batch_rl.data.selection import DataSelection
 from conftest import reference_transitions
 from conftest import sampled_transitions
+from conftest import wait_until_told_to_wait_for_the_lock
 import rlu_builders
 
 STACK = 4
@@ -200,11 +200,7 @@ def test_a_second_converter_waits_for_the_cache_lock_and_names_its_holder(
     waiter = threading.Thread(target=lambda: converted.update(result=rlu.convert(
         replay_dir, STACK, options=fresh_options, progress=False)))
     waiter.start()
-    deadline = time.time() + 30
-    while f'waiting for process {os.getpid()}, which is filling {cache}' not in (
-        capsys.readouterr().err):
-      assert time.time() < deadline
-      time.sleep(0.05)
+    wait_until_told_to_wait_for_the_lock(capsys, cache)
     assert waiter.is_alive() and not os.path.exists(cache)
   waiter.join(60)
   assert converted['result'] == (cache, [0, 1, 2])
