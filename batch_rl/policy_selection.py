@@ -45,7 +45,6 @@ from batch_rl.data import transitions
 from batch_rl.data.errors import ReplayDataError
 from batch_rl.data.replay_dataset import ReplayDataset
 from batch_rl.data.replay_store import ReplayStore
-from batch_rl.data.selection import DataSelection
 from batch_rl.run_directory import AGENT_NAME
 from batch_rl.run_directory import ENVIRONMENT
 from batch_rl.run_directory import EVAL_RETURN_MEAN
@@ -212,10 +211,9 @@ def _load_run(run_dir: str, replay_dir: Optional[str]) -> _RunData:
     raise AnalysisError(
         f'{info_path}: agent {info[AGENT_NAME]!r} has continuous actions; '
         'policy selection scores agents with discrete actions.')
-  replay = replay_dataset.open_replay(replay_dir, spec.stack_size,
-                                      agent.update_horizon, agent.gamma,
-                                      DataSelection(**RunDirectory(
-                                          run_dir).data_selection(info)))
+  replay = replay_dataset.open_replay(
+      replay_dir, spec.stack_size, agent.update_horizon, agent.gamma,
+      RunDirectory(run_dir).data_selection(info))
   try:
     replay.check_frame_shape(spec.observation_shape, info[ENVIRONMENT])
   except ReplayDataError as e:

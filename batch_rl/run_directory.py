@@ -27,6 +27,7 @@ import sys
 from typing import Optional, Sequence
 
 from batch_rl import storage
+from batch_rl.data.selection import DataSelection
 from batch_rl.runner import run_state
 
 RUN_INFO = 'run_info.json'
@@ -82,8 +83,9 @@ class RunDirectory:
     self.replay_logs_path = storage.join(path, REPLAY_LOGS)
     self.lock_path = storage.join(path, LOCK)
 
-  def write_run_info(self, info: dict, selection=None) -> None:
-    """Writes `info`, with the DataSelection dataclass `selection` as a dict."""
+  def write_run_info(self, info: dict,
+                     selection: Optional[DataSelection] = None) -> None:
+    """Writes `info`, with `selection` as a dict of its fields."""
     if selection is not None:
       info = {**info, DATA_SELECTION: dataclasses.asdict(selection)}
     run_state.write_json(self.run_info_path, info)
@@ -105,10 +107,10 @@ class RunDirectory:
                        f'{needs} {list(required)}.')
     return info
 
-  def data_selection(self, info: Optional[dict] = None) -> dict:
-    """The run's DataSelection fields ({} for all data)."""
+  def data_selection(self, info: Optional[dict] = None) -> DataSelection:
+    """The run's DataSelection (all data if run_info.json has none)."""
     info = self.read_run_info() if info is None else info
-    return data_selection_fields(info.get(DATA_SELECTION), self.run_info_path)
+    return parse_data_selection(info.get(DATA_SELECTION), self.run_info_path)
 
   def write_metrics(self, rows) -> None:
     """Rewrites metrics.csv atomically from `rows` (dicts with the columns)."""
@@ -222,16 +224,26 @@ class RunDirectory:
     return self.checkpoints()
 
 
-def data_selection_fields(value, path: str) -> dict:
-  """run_info.json's DATA_SELECTION `value`: DataSelection's fields as a dict,
-  {} when absent (all data); ValueError naming the file `path` otherwise."""
+def parse_data_selection(value, path: str) -> DataSelection:
+  """run_info.json's DATA_SELECTION `value` (a dict of DataSelection's
+  fields; absent: all data) as a DataSelection; ValueError naming the file
+  `path` if it is not one."""
   if value is None:
-    return {}
+    return DataSelection()
   if not isinstance(value, dict):
     raise ValueError(
         f'{path}: {DATA_SELECTION} must be a dict of DataSelection fields, '
         f'got {value!r}.')
-  return value
+  fields = [field.name for field in dataclasses.fields(DataSelection)]
+  unknown = sorted(set(value) - set(fields))
+  if unknown:
+    raise ValueError(f'{path}: {DATA_SELECTION} has unknown fields {unknown}; '
+                     f'DataSelection has {fields}.')
+  try:
+    return DataSelection(**value)
+  except (TypeError, ValueError) as e:
+    raise ValueError(f'{path}: {DATA_SELECTION} {value!r} is not a data '
+                     f'selection: {e}') from e
 
 
 def _is_running(pid: int) -> bool:

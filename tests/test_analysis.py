@@ -18,6 +18,7 @@ from batch_rl.analysis import runs as runs_lib
 from batch_rl.analysis import scores
 from batch_rl.analysis.errors import AnalysisError
 from batch_rl.data.selection import DataSelection
+from batch_rl import run_directory
 from batch_rl.run_directory import RunDirectory
 
 _HEADER = ('iteration,gradient_steps,eval_episodes,eval_return_mean,'
@@ -287,30 +288,43 @@ def test_aggregates_reject_empty_or_non_finite_matrices():
     ({'fraction': 0.5, 'holdout_fraction': 0.1}, '50%', 0.5),
 ])
 def test_data_selection_from_its_fields(value, label, fraction):
-  selection = runs_lib.parse_data_selection(value, 'run_info.json')
+  selection = run_directory.parse_data_selection(value, 'run_info.json')
   assert (selection.label, selection.fraction) == (label, fraction)
   assert selection.is_full == (label == 'all')
 
 
 def test_data_selection_written_by_the_run_directory_reads_back(tmp_path):
   run = RunDirectory(str(tmp_path))
+  written = DataSelection(last_k=2, fraction=0.25, seed=3,
+                          holdout_fraction=0.1)
   run.write_run_info({'agent_name': 'rem', 'environment': 'minatar:asterix',
-                      'seed': 1}, DataSelection(last_k=2, fraction=0.25))
-  selection = runs_lib.parse_data_selection(run.data_selection(),
-                                            run.run_info_path)
-  assert selection.label == 'last 2 ckpts, 25%'
+                      'seed': 1}, written)
+  assert run.data_selection() == written
+  assert run.data_selection().label == 'last 2 ckpts, 25%'
 
 
-@pytest.mark.parametrize('value', ['first_5_checkpoints', ['all'], 3, [], 0])
-def test_data_selection_other_than_a_dict_names_the_file(value, tmp_path):
-  message = 'run_info.json: data_selection must be a dict of DataSelection'
-  with pytest.raises(AnalysisError, match='x/' + message):
-    runs_lib.parse_data_selection(value, 'x/run_info.json')
-  # Policy selection reads it through the run directory: the same rule.
+@pytest.mark.parametrize('value, message', [
+    ('first_5_checkpoints', 'must be a dict of DataSelection fields'),
+    (['all'], 'must be a dict of DataSelection fields'),
+    (3, 'must be a dict of DataSelection fields'),
+    ([], 'must be a dict of DataSelection fields'),
+    (0, 'must be a dict of DataSelection fields'),
+    ({'fraction': 0.1, 'last': 2}, r"unknown fields \['last'\]"),
+    ({'fraction': 2.0}, r'is not a data selection: .*fraction must be in'),
+    ({'first_k': 1, 'last_k': 1}, 'set first_k or last_k, not both'),
+])
+def test_a_data_selection_that_is_not_one_names_the_file(value, message,
+                                                         tmp_path):
   run = RunDirectory(str(tmp_path))
-  run.write_run_info({'data_selection': value})
-  with pytest.raises(ValueError, match=f'{tmp_path}/{message}'):
+  run.write_run_info({'agent_name': 'rem', 'environment': 'minatar:asterix',
+                      'seed': 1, 'data_selection': value})
+  pattern = f'{re.escape(run.run_info_path)}: data_selection .*{message}'
+  # Policy selection reads it through the run directory, the analysis
+  # through load_run: the same rule, one line naming the file.
+  with pytest.raises(ValueError, match=pattern):
     run.data_selection()
+  with pytest.raises(AnalysisError, match=pattern):
+    runs_lib.load_run(run.path)
 
 
 def test_load_runs_finds_nested_runs(fake_runs):

@@ -9,16 +9,15 @@ iteration. Run directories may be local or tf.io.gfile URLs
 
 import dataclasses
 import io
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from batch_rl import run_directory
 from batch_rl import storage
 from batch_rl.analysis.errors import AnalysisError
+from batch_rl.data.selection import DataSelection
 from batch_rl.run_directory import AGENT_NAME
-from batch_rl.run_directory import DATA_SELECTION
 from batch_rl.run_directory import ENVIRONMENT
 from batch_rl.run_directory import EVAL_RETURN_MEAN
 from batch_rl.run_directory import ITERATION
@@ -33,41 +32,13 @@ REQUIRED_INFO = (AGENT_NAME, ENVIRONMENT, SEED)
 
 
 @dataclasses.dataclass(frozen=True)
-class DataSelectionInfo:
-  """What part of the dataset a run trained on (see data.DataSelection)."""
-  fraction: float = 1.0
-  first_k: Optional[int] = None
-  last_k: Optional[int] = None
-  checkpoints: Optional[tuple[int, ...]] = None
-
-  @property
-  def is_full(self) -> bool:
-    return (self.fraction >= 1.0 and self.first_k is None and
-            self.last_k is None and self.checkpoints is None)
-
-  @property
-  def label(self) -> str:
-    """Short human-readable name, e.g. 'all', '10%', 'first 5 ckpts, 1%'."""
-    parts = []
-    if self.checkpoints is not None:
-      parts.append(f'ckpts {",".join(map(str, self.checkpoints))}')
-    if self.first_k is not None:
-      parts.append(f'first {self.first_k} ckpts')
-    if self.last_k is not None:
-      parts.append(f'last {self.last_k} ckpts')
-    if self.fraction < 1.0:
-      parts.append(f'{100 * self.fraction:g}%')
-    return ', '.join(parts) or 'all'
-
-
-@dataclasses.dataclass(frozen=True)
 class Run:
   """One run: identity from run_info.json, per-iteration rows of metrics.csv."""
   run_dir: str
   agent_name: str
   environment: str
   seed: int
-  data_selection: DataSelectionInfo
+  data_selection: DataSelection
   metrics: pd.DataFrame
 
   @property
@@ -97,29 +68,6 @@ def find_run_dirs(base_dirs: Sequence[str]) -> list[str]:
         'subdirectory (each run directory needs run_info.json and '
         'metrics.csv).')
   return sorted(found)
-
-
-def parse_data_selection(value, path: str) -> DataSelectionInfo:
-  """Reads run_info's data_selection: DataSelection's fields as a dict, or
-  absent (all data). A held-out set (for offline model selection) leaves the
-  data variant as it is."""
-  try:
-    value = run_directory.data_selection_fields(value, path)
-  except ValueError as e:
-    raise AnalysisError(str(e)) from e
-
-  def optional(key, convert):
-    return None if value.get(key) is None else convert(value[key])
-  try:
-    return DataSelectionInfo(
-        fraction=float(value.get('fraction', 1.0)),
-        first_k=optional('first_k', int),
-        last_k=optional('last_k', int),
-        checkpoints=optional('checkpoints', lambda c: tuple(map(int, c))))
-  except (TypeError, ValueError) as e:
-    raise AnalysisError(
-        f'{path}: data_selection {value!r} has a non-numeric field '
-        f'({e}); expected fraction, first_k, last_k, checkpoints.') from e
 
 
 def read_run_info(run_dir: str, required=REQUIRED_INFO,
@@ -169,7 +117,8 @@ def read_metrics(run_dir: str) -> pd.DataFrame:
 
 def load_run(run_dir: str) -> Run:
   info = read_run_info(run_dir)
-  path = RunDirectory(run_dir).run_info_path
+  directory = RunDirectory(run_dir)
+  path = directory.run_info_path
   environment = str(info[ENVIRONMENT])
   if ':' not in environment:
     raise AnalysisError(f'{path}: environment {environment!r} must be '
@@ -179,12 +128,16 @@ def load_run(run_dir: str) -> Run:
   except (TypeError, ValueError) as e:
     raise AnalysisError(
         f'{path}: seed {info[SEED]!r} is not an integer.') from e
+  try:
+    data_selection = directory.data_selection(info)
+  except ValueError as e:
+    raise AnalysisError(str(e)) from e
   return Run(
       run_dir=run_dir,
       agent_name=str(info[AGENT_NAME]),
       environment=environment,
       seed=seed,
-      data_selection=parse_data_selection(info.get(DATA_SELECTION), path),
+      data_selection=data_selection,
       metrics=read_metrics(run_dir))
 
 

@@ -49,6 +49,30 @@ class DataSelection:
       raise ValueError('DataSelection.holdout_fraction must be in [0, 1), '
                        f'got {self.holdout_fraction}.')
 
+  @property
+  def is_full(self) -> bool:
+    """Whether the data variant is all the data (a held-out set aside)."""
+    return (self.checkpoints is None and self.first_k is None and
+            self.last_k is None and self.fraction >= 1.0)
+
+  @property
+  def label(self) -> str:
+    """The data variant, e.g. 'all', '10%', 'first 5 ckpts, 1%'.
+
+    The seed and the held-out set do not change it: runs that differ only
+    in them are seeds of one variant.
+    """
+    parts = []
+    if self.checkpoints is not None:
+      parts.append(f'ckpts {",".join(map(str, self.checkpoints))}')
+    if self.first_k is not None:
+      parts.append(f'first {self.first_k} ckpts')
+    if self.last_k is not None:
+      parts.append(f'last {self.last_k} ckpts')
+    if self.fraction < 1.0:
+      parts.append(f'{100 * self.fraction:g}%')
+    return ', '.join(parts) or 'all'
+
   def select_checkpoints(self, available: Sequence[int]) -> list[int]:
     """The chosen suffixes among `available` (sorted), with clear errors."""
     available = sorted(available)
