@@ -24,7 +24,6 @@ about 7x faster and 3% larger, level 1 15x faster and 1.5x larger.
 """
 
 import argparse
-import gzip
 import os
 import pickle
 import sys
@@ -111,20 +110,14 @@ def buffer_rows(pool: dict, capacity: int, add_count: int,
   return np.roll(newest, add_count % capacity)
 
 
-def _open_gzip(path: str, level: int):
-  return gzip.GzipFile(path, mode='wb', compresslevel=level)
-
-
 def _write_array(path: str, shape, dtype, chunks, level: int) -> None:
   """Writes what `np.save(f, array)` writes into gzip, from row chunks."""
-  tmp = path + '.tmp'
-  with _open_gzip(tmp, level) as f:
+  with dopamine_replay.gzip_written_atomically(path, level) as f:
     np.lib.format.write_array_header_1_0(f, {
         'descr': np.lib.format.dtype_to_descr(np.dtype(dtype)),
         'fortran_order': False, 'shape': tuple(shape)})
     for chunk in chunks:
       f.write(np.ascontiguousarray(chunk, dtype=dtype).data)
-  os.replace(tmp, path)
 
 
 def write_checkpoint(out_dir: str, suffix: int, pool: dict, capacity: int,
@@ -155,7 +148,8 @@ def write_checkpoint(out_dir: str, suffix: int, pool: dict, capacity: int,
   for name, value in (('add_count', np.array(add_count)),
                       ('invalid_range', invalid_range)):
     _write_array(path(name), value.shape, value.dtype, [value], level)
-  with _open_gzip(path('episode_end_indices'), level) as f:
+  with dopamine_replay.gzip_written_atomically(
+      path('episode_end_indices'), level) as f:
     pickle.dump({int(i) for i in np.flatnonzero(column('episode_end'))}, f)
 
 

@@ -27,6 +27,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from batch_rl import storage
 from batch_rl.data import validation
 from batch_rl.data.errors import ReplayDataError
 
@@ -393,11 +394,20 @@ def read_arrays_without_frames(replay_dir: str, suffix: int) -> ReplayArrays:
   return arrays
 
 
-def _write_gzip(path: str, write) -> None:
-  tmp = path + '.tmp'
-  with open(tmp, 'wb') as raw, gzip.GzipFile(fileobj=raw, mode='wb') as f:
-    write(f)
+@contextlib.contextmanager
+def gzip_written_atomically(path: str, level: int = 9):
+  """A gzip file to write (level 9, as Dopamine's); it becomes `path` when
+  the block ends without error (it is written as `path` + storage.TMP)."""
+  tmp = path + storage.TMP
+  with open(tmp, 'wb') as raw, gzip.GzipFile(
+      fileobj=raw, mode='wb', compresslevel=level) as f:
+    yield f
   os.replace(tmp, path)
+
+
+def _write_gzip(path: str, write) -> None:
+  with gzip_written_atomically(path) as f:
+    write(f)
 
 
 def write_checkpoint(replay_dir: str, suffix: int, arrays: ReplayArrays) -> None:

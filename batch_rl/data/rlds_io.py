@@ -52,6 +52,7 @@ from PIL import Image
 import tensorflow_datasets as tfds
 import tqdm
 
+from batch_rl import storage
 from batch_rl.data import dopamine_replay
 from batch_rl.data import episodes
 from batch_rl.data.dopamine_replay import ReplayArrays
@@ -160,7 +161,6 @@ def _boundary_view(arrays: ReplayArrays) -> ReplayArrays:
 
 
 EXPORT_SOURCE = 'batch_rl_export_source.json'
-_PARTIAL = '.partial'
 
 
 def _export_source(replay_dir: str, suffixes) -> dict:
@@ -237,7 +237,7 @@ def export_to_rlds(replay_dir: str, out_dir: str,
   _check_output_dir(replay_dir, path)
   # Written aside and renamed when complete: a failed export leaves only
   # `<path>.partial`, which the next export removes.
-  tmp = path + _PARTIAL
+  tmp = path + storage.PARTIAL
   shutil.rmtree(tmp, ignore_errors=True)
   writer = encode_frames = frame_shape = frame_dtype = None
   joiner = EpisodeJoiner(stack_size)
