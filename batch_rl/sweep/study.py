@@ -297,30 +297,15 @@ def plan(study: Study, out: str) -> list[Run]:
     raise StudyError(f'Study.replay_dir {study.replay_dir!r} needs the data '
                      'root: pass --data_root=DIR (the directory holding '
                      '<game>/<run>/replay_logs).')
-  labels_multiple_budgets = len(study.budgets) > 1
-  logging, staging, offline = [], [], []
+  logging, staging = [], []
   data = {}  # (game, seed) -> (replay_dir, the run producing it or None)
-  staged_by = {}  # staged copy -> the staging run that prepares it
   for seed in study.seeds:
     for game in study.games:
-      environment = study.environment.format(game=game)
-      source = None
+      replay_dir, source = None, None
       if study.logging_agent:
-        name = f'{LOGGING}/{game}/seed_{seed}'
-        run_dir = storage.join(out, name)
-        logging_iterations = num_iterations(
-            gin_literals(study.logging_gin_files), study.logging_gin_files,
-            LOGGING_RUNNER)
-        logging.append(Run(
-            name, LOGGING,
-            logging_command(study.logging_agent, run_dir,
-                            study.logging_gin_files, environment, seed),
-            run_dir, logging_iterations,
-            labels={study_directory.GAME: game,
-                    study_directory.ENVIRONMENT: environment,
-                    study_directory.SEED: seed,
-                    study_directory.AGENT: study.logging_agent}))
-        replay_dir, source = storage.join(run_dir, REPLAY_LOGS), name
+        logging.append(_logging_run(study, out, game, seed))
+        replay_dir = storage.join(logging[-1].run_dir, REPLAY_LOGS)
+        source = logging[-1].name
       else:
         replay_dir = storage.absolute(
             study.replay_dir.format(game=game, seed=seed, **fields))
@@ -330,57 +315,84 @@ def plan(study: Study, out: str) -> list[Run]:
         staged = storage.absolute(
             study.staged_dir.format(game=game, seed=seed, **fields))
         _check_local_data(staged, 'Study.staged_dir')
-        if staged not in staged_by:  # One staging run per prepared copy.
-          staged_by[staged] = f'{STAGING}/{game}/seed_{seed}'
+        if staged not in (run.run_dir for run in staging):  # One per copy.
           staging.append(Run(
-              staged_by[staged], STAGING, staging_command(replay_dir, staged),
-              staged, requires=(source,) if source else (),
+              f'{STAGING}/{game}/seed_{seed}', STAGING,
+              staging_command(replay_dir, staged), staged,
+              requires=(source,) if source else (),
               labels={study_directory.GAME: game,
                       study_directory.SEED: seed}))
-        replay_dir, source = staged, staged_by[staged]
+        source = next(run.name for run in staging if run.run_dir == staged)
+        replay_dir = staged
       data[game, seed] = replay_dir, source
-  for seed in study.seeds:
-    for game in study.games:
-      environment = study.environment.format(game=game)
-      replay_dir, source = data[game, seed]
-      for label, (agent_name, agent_gin) in study.agents.items():
-        for selection, selection_bindings in study.selections.items():
-          for budget, multiple in study.budgets.items():
-            parts = [OFFLINE, game, label, selection]
-            if labels_multiple_budgets:
-              parts.append(budget)
-            name = '/'.join(parts + [f'seed_{seed}'])
-            run_dir = storage.join(out, name)
-            agent_label = (f'{label} {budget}' if labels_multiple_budgets
-                           else label)
-            gin_files = agent_gin + study.gin_files
-            bindings = (
-                f'create_runner.environment_name="{environment}"',
-                f'create_runner.seed={seed}',
-                'create_runner.selection=@DataSelection()',
-                f'DataSelection.seed={seed}',
-                *selection_bindings, *study.gin_bindings)
-            literals = gin_literals(gin_files, bindings)
-            iterations = num_iterations(literals, gin_files, OFFLINE_RUNNER)
-            if multiple != 1:
-              iterations = max(1, round(multiple * iterations))
-              bindings += (f'{OFFLINE_RUNNER}.num_iterations={iterations}',)
-            offline.append(Run(
-                name, OFFLINE,
-                offline_command(agent_name, replay_dir, run_dir, gin_files,
-                                bindings),
-                run_dir, iterations,
-                requires=(source,) if source else (),
-                labels={
-                    study_directory.GAME: game,
-                    study_directory.ENVIRONMENT: environment,
-                    study_directory.SEED: seed,
-                    study_directory.AGENT: agent_label,
-                    study_directory.SELECTION: selection,
-                    study_directory.BUDGET: budget,
-                    study_directory.MAX_STEPS_PER_EPISODE: literals.get(
-                        f'{OFFLINE_RUNNER}.max_steps_per_episode')}))
+  offline = [run for seed in study.seeds for game in study.games
+             for run in _offline_runs(study, out, game, seed,
+                                      *data[game, seed])]
   return logging + staging + offline
+
+
+def _logging_run(study: Study, out: str, game: str, seed: int) -> Run:
+  """The run of `study.logging_agent` that logs `game`'s data for `seed`."""
+  name = f'{LOGGING}/{game}/seed_{seed}'
+  run_dir = storage.join(out, name)
+  environment = study.environment.format(game=game)
+  iterations = num_iterations(gin_literals(study.logging_gin_files),
+                              study.logging_gin_files, LOGGING_RUNNER)
+  return Run(
+      name, LOGGING,
+      logging_command(study.logging_agent, run_dir, study.logging_gin_files,
+                      environment, seed),
+      run_dir, iterations,
+      labels={study_directory.GAME: game,
+              study_directory.ENVIRONMENT: environment,
+              study_directory.SEED: seed,
+              study_directory.AGENT: study.logging_agent})
+
+
+def _offline_runs(study: Study, out: str, game: str, seed: int,
+                  replay_dir: str, source: Optional[str]) -> list[Run]:
+  """`study`'s offline runs of `game` and `seed` on `replay_dir` (which the
+  run named `source` produces, if any): agents x selections x budgets."""
+  environment = study.environment.format(game=game)
+  labels_budgets = len(study.budgets) > 1
+  runs = []
+  for label, (agent_name, agent_gin) in study.agents.items():
+    for selection, selection_bindings in study.selections.items():
+      for budget, multiple in study.budgets.items():
+        parts = [OFFLINE, game, label, selection]
+        if labels_budgets:
+          parts.append(budget)
+        name = '/'.join(parts + [f'seed_{seed}'])
+        run_dir = storage.join(out, name)
+        gin_files = agent_gin + study.gin_files
+        bindings = (
+            f'create_runner.environment_name="{environment}"',
+            f'create_runner.seed={seed}',
+            'create_runner.selection=@DataSelection()',
+            f'DataSelection.seed={seed}',
+            *selection_bindings, *study.gin_bindings)
+        literals = gin_literals(gin_files, bindings)
+        iterations = num_iterations(literals, gin_files, OFFLINE_RUNNER)
+        if multiple != 1:
+          iterations = max(1, round(multiple * iterations))
+          bindings += (f'{OFFLINE_RUNNER}.num_iterations={iterations}',)
+        runs.append(Run(
+            name, OFFLINE,
+            offline_command(agent_name, replay_dir, run_dir, gin_files,
+                            bindings),
+            run_dir, iterations,
+            requires=(source,) if source else (),
+            labels={
+                study_directory.GAME: game,
+                study_directory.ENVIRONMENT: environment,
+                study_directory.SEED: seed,
+                study_directory.AGENT: (f'{label} {budget}' if labels_budgets
+                                        else label),
+                study_directory.SELECTION: selection,
+                study_directory.BUDGET: budget,
+                study_directory.MAX_STEPS_PER_EPISODE: literals.get(
+                    f'{OFFLINE_RUNNER}.max_steps_per_episode')}))
+  return runs
 
 
 def describe(study: Study, runs: Sequence[Run],
