@@ -222,10 +222,11 @@ def export_to_rlds(replay_dir: str, out_dir: str,
   """Writes checkpoints `suffixes` (default: all) of `replay_dir` as RLDS.
 
   Holds one checkpoint in memory at a time (and the steps of the episode
-  running on into the next) and never writes into `replay_dir`. The dataset is written to a `.partial` sibling and renamed
-  when complete, with `EXPORT_SOURCE` naming the replay it came from: a
-  rerun after a failure starts over, an export of the same replay replaces
-  it, and an out_dir holding another source's export is refused.
+  running on into the next) and never writes into `replay_dir`. The dataset
+  is written to a `.partial` sibling and renamed when complete, with
+  `EXPORT_SOURCE` naming the replay it came from: a rerun after a failure
+  starts over, an export of the same replay replaces it, and an out_dir
+  holding another source's export is refused.
   `stack_size` must be the one the replay was written with: a larger one is
   reported (its padding is missing), a smaller one would export padding
   slots as steps. Returns the dataset directory `builder_dir(out_dir)`
