@@ -1,4 +1,4 @@
-"""batch_rl: offline reinforcement learning on logged replay data (TensorFlow 2).
+"""batch_rl: offline reinforcement learning on logged replay data (TF 2).
 
 Layers, each a subpackage, imports flowing one way:
 data -> agents -> runner -> analysis (plus environments, baselines, continuous).

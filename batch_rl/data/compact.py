@@ -106,7 +106,8 @@ def write_json(path: str, value) -> None:
   try:
     storage.write_atomically(path, json.dumps(value))
   except OSError as e:
-    raise ReplayDataError(f'{path}: cannot write ({e.strerror or e}).') from None
+    raise ReplayDataError(
+        f'{path}: cannot write ({e.strerror or e}).') from None
 
 
 def finished_checkpoints(out_dir: str) -> list[int]:
@@ -145,7 +146,8 @@ def begin_output(out_dir: str, source: str) -> str:
   try:
     os.makedirs(work_dir, exist_ok=True)
   except OSError as e:
-    raise ReplayDataError(f'{work_dir}: cannot create ({e.strerror}).') from None
+    raise ReplayDataError(
+        f'{work_dir}: cannot create ({e.strerror}).') from None
   write_json(os.path.join(work_dir, MANIFEST),
               {'format': FORMAT, 'source': source, 'checkpoints': []})
   return work_dir

@@ -73,7 +73,7 @@ def check_outside_replay(replay_dir: str, out_dir: str, what: str) -> None:
 
 
 def list_checkpoints(replay_dir: str) -> list[int]:
-  """Sorted checkpoint suffixes found in `replay_dir`; raises if there are none."""
+  """Sorted checkpoint suffixes found in `replay_dir`; raises if none."""
   if not os.path.isdir(replay_dir):
     raise ReplayDataError(f'{replay_dir}: replay directory does not exist.')
   suffixes = sorted(
@@ -208,8 +208,9 @@ def stream_array(path: str, consume, chunk_bytes: int = 64 << 20) -> None:
   """Decompresses the `np.save` array in `path` chunk by chunk.
 
   Calls consume(chunk, offset, shape) with flat arrays of whole elements,
-  `offset` the flat index of the chunk's first element, `shape` the array's; gzip verifies the CRC and
-  length at the end. Errors name the file.
+  `offset` the flat index of the chunk's first element, `shape` the
+  array's; gzip verifies the CRC and length at the end. Errors name the
+  file.
   """
 
   def read(f):
@@ -410,7 +411,8 @@ def _write_gzip(path: str, write) -> None:
     write(f)
 
 
-def write_checkpoint(replay_dir: str, suffix: int, arrays: ReplayArrays) -> None:
+def write_checkpoint(replay_dir: str, suffix: int,
+                     arrays: ReplayArrays) -> None:
   """Writes `arrays` as checkpoint `suffix`, file for file as Dopamine does."""
   arrays.validate(replay_dir)
   os.makedirs(replay_dir, exist_ok=True)
@@ -465,7 +467,8 @@ class ReplayCheckpoint:
       indices = rng.choice(self.valid_indices, size=batch_size)
     indices = np.asarray(indices, dtype=np.int64)
     if len(indices) != batch_size:
-      raise ValueError(f'got {len(indices)} indices for batch_size {batch_size}')
+      raise ValueError(
+          f'got {len(indices)} indices for batch_size {batch_size}')
     batch = self._transitions.gather_from_arrays(
         self.arrays, indices, self.stack_size, self.update_horizon, self.gamma)
     return tuple(batch[name]

@@ -1,4 +1,4 @@
-"""RL Unplugged Atari (and any RLDS dataset laid out like it), as TFDS prepares it.
+"""RL Unplugged Atari as TFDS prepares it, and RLDS datasets laid out alike.
 
 A dataset is named in one of three ways (`--replay_dir`, `python -m
 batch_rl.data info`):

@@ -100,8 +100,10 @@ def transitions_from_windows(windows, indices, stack_size: int,
       'action': windows['action'][:, k - 1],
       'reward': discounted_return,
       'next_state': next_state,
-      'next_action': tf.gather(windows['action'], next_slot, batch_dims=1)[:, 0],
-      'next_reward': tf.gather(windows['reward'], next_slot, batch_dims=1)[:, 0],
+      'next_action': tf.gather(
+          windows['action'], next_slot, batch_dims=1)[:, 0],
+      'next_reward': tf.gather(
+          windows['reward'], next_slot, batch_dims=1)[:, 0],
       'terminal': tf.cast(is_terminal, windows['terminal'].dtype),
       'indices': tf.cast(indices, tf.int32),
   }

@@ -58,10 +58,11 @@ def check_in_range(source: str, element: str, array, low: int,
 def check_replay_values(arrays, source: str, check_frames: bool = True) -> None:
   """Checks the values of one checkpoint's `ReplayArrays`.
 
-  In the stored slots: rewards finite, terminals 0 or 1, integer actions non-negative and float
-  actions finite, float frames finite (when `check_frames`), indices inside
-  the buffer, and the write cursor (add_count modulo capacity) inside
-  `invalid_range`, where Dopamine always puts it.
+  In the stored slots: rewards finite, terminals 0 or 1, integer actions
+  non-negative and float actions finite, float frames finite (when
+  `check_frames`), indices inside the buffer, and the write cursor
+  (add_count modulo capacity) inside `invalid_range`, where Dopamine always
+  puts it.
   """
   capacity, stored = arrays.capacity, arrays.num_stored
   # Slots past the cursor of a buffer that never filled hold whatever

@@ -1,1 +1,1 @@
-"""Bridges to neighbouring libraries: TF-Agents experience, exported policies."""
+"""Bridges to neighbouring libraries: TF-Agents experience, saved policies."""
