@@ -325,11 +325,10 @@ def check_rlds_layout(builder, source: str) -> None:
 
 
 def step_chunks(builder, split: str, observations: bool = True,
-                episode_features: Sequence[str] = (),
-                chunk_steps: int = READ_CHUNK_STEPS) -> Iterator[dict]:
+                episode_features: Sequence[str] = ()) -> Iterator[dict]:
   """The split's steps in play order, as dicts of numpy arrays [T, ...].
 
-  A chunk holds up to `chunk_steps` consecutive steps of one episode, so
+  A chunk holds up to READ_CHUNK_STEPS consecutive steps of one episode, so
   memory is bounded whatever the episode or split length. Episodes are read
   undecoded (one tensor per step feature, not TFDS's per-step nested
   dataset, which costs ~100 us a step) and frames are decoded chunk by chunk
@@ -349,12 +348,12 @@ def step_chunks(builder, split: str, observations: bool = True,
     length = tf.shape(steps['action'], out_type=tf.int64)[0]
 
     def chunk(begin):
-      end = tf.minimum(begin + chunk_steps, length)
+      end = tf.minimum(begin + READ_CHUNK_STEPS, length)
       return {**{n: value[begin:end] for n, value in steps.items()},
               **{n: tf.fill([end - begin], episode[n])
                  for n in episode_features}}
 
-    return tf.data.Dataset.range(0, length, chunk_steps).map(chunk)
+    return tf.data.Dataset.range(0, length, READ_CHUNK_STEPS).map(chunk)
 
   squeeze = observation.shape[-1:] == (1,) and len(observation.shape) == 3
 
