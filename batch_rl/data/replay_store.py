@@ -181,9 +181,9 @@ class ReplayStore:
     return slot_arrays
 
   @classmethod
-  def from_arrays(cls, checkpoints: Sequence[ReplayArrays], names=None):
-    names = names or [f'checkpoint {i}' for i in range(len(checkpoints))]
-    return cls(checkpoints, names)
+  def from_arrays(cls, checkpoints: Sequence[ReplayArrays]):
+    return cls(checkpoints,
+               [f'checkpoint {i}' for i in range(len(checkpoints))])
 
   @classmethod
   def read_dopamine(cls, replay_dir: str, suffixes: Sequence[int]):
