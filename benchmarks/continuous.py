@@ -27,7 +27,6 @@ without training, is printed first.
 
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -43,6 +42,7 @@ from batch_rl.data import pipeline  # pylint: disable=g-import-not-at-top
 from batch_rl.data import transitions  # pylint: disable=g-import-not-at-top
 from batch_rl.data.dopamine_replay import ReplayArrays  # pylint: disable=g-import-not-at-top
 from batch_rl.data.replay_store import ReplayStore  # pylint: disable=g-import-not-at-top
+import timing  # pylint: disable=g-import-not-at-top
 
 GIN_DIR = os.path.join(os.path.dirname(__file__), '..', 'gin', 'mujoco')
 
@@ -78,14 +78,6 @@ def synthetic_replay(num: int, observation_dim: int, action_dim: int,
       invalid_range=np.zeros(0, np.int64))])
 
 
-def seconds_per_step(step_fn, calls: int, steps_per_call: int = 1) -> float:
-  start = time.perf_counter()
-  for _ in range(calls):
-    result = step_fn()
-  tf.nest.map_structure(np.asarray, result)  # Waits for asynchronous devices.
-  return (time.perf_counter() - start) / (calls * steps_per_call)
-
-
 def batch_iterator(store: ReplayStore, stacked: bool = False):
   """The pipeline's stacks of batches (or its batches) at the flags'
   settings."""
@@ -115,20 +107,19 @@ def time_agent(name: str, store: ReplayStore) -> tuple[float, ...]:
   no_input = iter(tf.data.Dataset.from_tensors(tf.zeros([steps])).repeat())
   timed = {
       'isolated': lambda: isolated_steps(no_input, tf.constant(steps)),
-      'pipeline': lambda: agent.train_steps(stacks, steps),
+      timing.PIPELINE: lambda: agent.train_steps(stacks, steps),
       'python': lambda: [agent.train_step(next(batches))
                          for _ in range(steps)][-1],
   }
   for run in timed.values():  # Traces and warms up every kind of call.
     run()
-  times = {kind: [] for kind in timed}
-  while (len(times['pipeline']) < FLAGS.rounds or
-         sum(times['pipeline']) * steps < FLAGS.seconds):
-    for kind, run in timed.items():
-      times[kind].append(seconds_per_step(run, 1, steps))
-  overhead = np.median(np.array(times['pipeline']) / times['isolated'])
+  blocks = timing.alternating_blocks(
+      lambda kind: timing.seconds_per_step(timed[kind], steps), list(timed),
+      steps, FLAGS.rounds, FLAGS.seconds)
+  times = {kind: [wall for wall, _ in blocks[kind]] for kind in timed}
+  overhead = np.median(np.array(times[timing.PIPELINE]) / times['isolated'])
   return (*(float(np.median(times[kind])) for kind in timed),
-          float(overhead), len(times['pipeline']))
+          float(overhead), len(times[timing.PIPELINE]))
 
 
 def pipeline_rate(store: ReplayStore,
@@ -140,9 +131,9 @@ def pipeline_rate(store: ReplayStore,
   read_all = train_loop.make_train_steps(
       lambda batch: {'reward': batch['reward'][0]})
   read_all(stacks, tf.constant(num_batches))
-  rate = 1 / seconds_per_step(
-      lambda: read_all(stacks, tf.constant(num_batches)), 1,
-      num_batches)
+  wall, _ = timing.seconds_per_step(
+      lambda: read_all(stacks, tf.constant(num_batches)), num_batches)
+  rate = 1 / wall
   return rate, stacks.element_spec['reward'].shape[0]
 
 
