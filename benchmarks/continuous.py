@@ -45,6 +45,9 @@ from batch_rl.data.replay_store import ReplayStore  # pylint: disable=g-import-n
 import timing  # pylint: disable=g-import-not-at-top
 
 GIN_DIR = os.path.join(os.path.dirname(__file__), '..', 'gin', 'mujoco')
+EPISODE_LENGTH = 1000  # Steps of a synthetic episode (Hopper's time limit).
+# Batches the pipeline alone is timed on (rounded up to whole stacks).
+PIPELINE_BATCHES = 2000
 
 flags.DEFINE_list('agents', sorted(CONTINUOUS_AGENTS), 'Agents to time.')
 flags.DEFINE_integer('steps', 100, 'Gradient steps per call and timed block '
@@ -63,12 +66,13 @@ flags.DEFINE_integer('action_dim', 3, 'Hopper: 3.')
 FLAGS = flags.FLAGS
 
 
-def synthetic_replay(num: int, observation_dim: int, action_dim: int,
-                     episode_length: int = 1000) -> ReplayStore:
-  """A full replay checkpoint of random transitions in 1000-step episodes."""
+def synthetic_replay(num: int, observation_dim: int,
+                     action_dim: int) -> ReplayStore:
+  """A full replay checkpoint of random transitions in EPISODE_LENGTH-step
+  episodes."""
   rng = np.random.default_rng(0)
   terminal = np.zeros(num, np.uint8)
-  terminal[episode_length - 1::episode_length] = 1
+  terminal[EPISODE_LENGTH - 1::EPISODE_LENGTH] = 1
   return ReplayStore.from_arrays([ReplayArrays(
       observation=rng.normal(size=(num, observation_dim)).astype(np.float32),
       action=rng.uniform(-1, 1, (num, action_dim)).astype(np.float32),
@@ -122,12 +126,12 @@ def time_agent(name: str, store: ReplayStore) -> tuple[float, ...]:
           float(overhead), len(times[timing.PIPELINE]))
 
 
-def pipeline_rate(store: ReplayStore,
-                  num_batches: int = 2000) -> tuple[float, int]:
+def pipeline_rate(store: ReplayStore) -> tuple[float, int]:
   """(batches per second, batches per stack): the pipeline's stacks read
   in-graph without training, as the runner reads them."""
   stacks = batch_iterator(store, stacked=True)
-  num_batches = train_loop.whole_stacks(num_batches, stacks.element_spec)
+  num_batches = train_loop.whole_stacks(PIPELINE_BATCHES,
+                                        stacks.element_spec)
   read_all = train_loop.make_train_steps(
       lambda batch: {'reward': batch['reward'][0]})
   read_all(stacks, tf.constant(num_batches))

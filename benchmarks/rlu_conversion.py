@@ -32,14 +32,16 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 
 import replay_copies  # pylint: disable=g-import-not-at-top
 
+SEED = 0  # Of the random policy and the environment.
 
-def play(game: str, steps: int, max_episode_steps: int, seed: int = 0):
+
+def play(game: str, steps: int, max_episode_steps: int):
   """Episodes (frames, actions, rewards, ending) of a random policy."""
   from batch_rl.environments import create_environment  # pylint: disable=g-import-not-at-top
   env, spec = create_environment(f'atari:{game}')
-  rng = np.random.default_rng(seed)
+  rng = np.random.default_rng(SEED)
   episodes, total = [], 0
-  observation, _ = env.reset(seed=seed)
+  observation, _ = env.reset(seed=SEED)
   while total < steps:
     frames, actions, rewards = [observation], [], []
     while True:
