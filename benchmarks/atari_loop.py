@@ -36,7 +36,6 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -56,6 +55,7 @@ from batch_rl.environments.environment_spec import EnvironmentSpec  # pylint: di
 from batch_rl.runner.runner import Runner  # pylint: disable=g-import-not-at-top
 from batch_rl.runner.training import OfflineTraining  # pylint: disable=g-import-not-at-top
 from process_memory import memory  # pylint: disable=g-import-not-at-top
+import timing  # pylint: disable=g-import-not-at-top
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 STACK_SIZE = 4
@@ -73,15 +73,6 @@ flags.DEFINE_integer('batch_size', 32, 'Transitions per batch.')
 flags.DEFINE_integer('num_actions', 18, "Q-network outputs (Atari's full "
                      'action set: 18).')
 FLAGS = flags.FLAGS
-
-
-def seconds_per_step(step_fn, steps: int) -> tuple[float, float]:
-  """Wall-clock and CPU (this process, all threads) seconds per step."""
-  start, cpu = time.perf_counter(), time.process_time()
-  result = step_fn()
-  tf.nest.map_structure(np.asarray, result)  # Waits for asynchronous devices.
-  return ((time.perf_counter() - start) / steps,
-          (time.process_time() - cpu) / steps)
 
 
 def open_data(work: str, agent) -> replay_dataset.ReplayDataset:
@@ -132,8 +123,8 @@ def measure(work: str) -> None:
                    lambda: isolated_steps(no_input, tf.constant(steps))),
       'one_stack': (lambda: agent.train_steps(one_stack, warmup),
                     lambda: agent.train_steps(one_stack, steps)),
-      'pipeline': (lambda: agent.train_steps(stacks, warmup),
-                   lambda: agent.train_steps(stacks, steps)),
+      timing.PIPELINE: (lambda: agent.train_steps(stacks, warmup),
+                        lambda: agent.train_steps(stacks, steps)),
       # The Runner's training phase of one iteration.
       'runner': (lambda: agent.train_steps(runner_batches, warmup),
                  lambda: training.train(runner, next(iteration), bar)),
@@ -142,29 +133,32 @@ def measure(work: str) -> None:
     warm()
     run()
   kinds = list(timed)
-  times = {kind: [] for kind in kinds}
-  cpu_times = {kind: [] for kind in kinds}
   peak_anon = 0
-  while (len(times['pipeline']) < FLAGS.rounds or
-         sum(times['pipeline']) * steps < FLAGS.seconds):
-    first = len(times['pipeline'])
-    for i in range(len(kinds)):
-      kind = kinds[(first + i) % len(kinds)]
-      warm, run = timed[kind]
-      seconds_per_step(warm, warmup)
-      wall, cpu = seconds_per_step(run, steps)
-      times[kind].append(wall)
-      cpu_times[kind].append(cpu)
-      peak_anon = max(peak_anon, memory()['anon_rss'])
-    print(f'  round {len(times["pipeline"])} (load average '
+
+  def time_block(kind):
+    nonlocal peak_anon
+    warm, run = timed[kind]
+    timing.seconds_per_step(warm, warmup)
+    result = timing.seconds_per_step(run, steps)
+    peak_anon = max(peak_anon, memory()['anon_rss'])
+    return result
+
+  def print_round(blocks):
+    print(f'  round {len(blocks[timing.PIPELINE])} (load average '
           f'{os.getloadavg()[0]:.1f}): ' + ', '.join(
-              f'{kind} {1 / times[kind][-1]:.1f}' for kind in kinds),
+              f'{kind} {1 / blocks[kind][-1][0]:.1f}' for kind in kinds),
           flush=True)
+
+  blocks = timing.alternating_blocks(time_block, kinds, steps, FLAGS.rounds,
+                                     FLAGS.seconds, rotate=True,
+                                     after_round=print_round)
+  times = {kind: [wall for wall, _ in blocks[kind]] for kind in kinds}
+  cpu_times = {kind: [cpu for _, cpu in blocks[kind]] for kind in kinds}
   print(f'{tf.config.list_logical_devices()[-1].name}, {os.cpu_count()} cores,'
         f' load average {os.getloadavg()[0]:.1f} at the end; Nature DQN, '
         f'batch {FLAGS.batch_size}, {len(replay.training_indices):,} '
         f'transitions, stacks of {per_stack} batches, {steps} steps per '
-        f'block after {warmup} untimed, {len(times["pipeline"])} rounds')
+        f'block after {warmup} untimed, {len(times[timing.PIPELINE])} rounds')
   for kind in kinds:
     print(f'{kind:10s} {1 / np.median(times[kind]):9.1f} steps/s, '
           f'{1000 * np.median(cpu_times[kind]):7.1f} CPU ms per step '

@@ -27,7 +27,6 @@ without training, is printed first.
 
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -43,8 +42,12 @@ from batch_rl.data import pipeline  # pylint: disable=g-import-not-at-top
 from batch_rl.data import transitions  # pylint: disable=g-import-not-at-top
 from batch_rl.data.dopamine_replay import ReplayArrays  # pylint: disable=g-import-not-at-top
 from batch_rl.data.replay_store import ReplayStore  # pylint: disable=g-import-not-at-top
+import timing  # pylint: disable=g-import-not-at-top
 
 GIN_DIR = os.path.join(os.path.dirname(__file__), '..', 'gin', 'mujoco')
+EPISODE_LENGTH = 1000  # Steps of a synthetic episode (Hopper's time limit).
+# Batches the pipeline alone is timed on (rounded up to whole stacks).
+PIPELINE_BATCHES = 2000
 
 flags.DEFINE_list('agents', sorted(CONTINUOUS_AGENTS), 'Agents to time.')
 flags.DEFINE_integer('steps', 100, 'Gradient steps per call and timed block '
@@ -63,12 +66,13 @@ flags.DEFINE_integer('action_dim', 3, 'Hopper: 3.')
 FLAGS = flags.FLAGS
 
 
-def synthetic_replay(num: int, observation_dim: int, action_dim: int,
-                     episode_length: int = 1000) -> ReplayStore:
-  """A full replay checkpoint of random transitions in 1000-step episodes."""
+def synthetic_replay(num: int, observation_dim: int,
+                     action_dim: int) -> ReplayStore:
+  """A full replay checkpoint of random transitions in EPISODE_LENGTH-step
+  episodes."""
   rng = np.random.default_rng(0)
   terminal = np.zeros(num, np.uint8)
-  terminal[episode_length - 1::episode_length] = 1
+  terminal[EPISODE_LENGTH - 1::EPISODE_LENGTH] = 1
   return ReplayStore.from_arrays([ReplayArrays(
       observation=rng.normal(size=(num, observation_dim)).astype(np.float32),
       action=rng.uniform(-1, 1, (num, action_dim)).astype(np.float32),
@@ -76,14 +80,6 @@ def synthetic_replay(num: int, observation_dim: int, action_dim: int,
       terminal=terminal,
       add_count=num,
       invalid_range=np.zeros(0, np.int64))])
-
-
-def seconds_per_step(step_fn, calls: int, steps_per_call: int = 1) -> float:
-  start = time.perf_counter()
-  for _ in range(calls):
-    result = step_fn()
-  tf.nest.map_structure(np.asarray, result)  # Waits for asynchronous devices.
-  return (time.perf_counter() - start) / (calls * steps_per_call)
 
 
 def batch_iterator(store: ReplayStore, stacked: bool = False):
@@ -115,34 +111,33 @@ def time_agent(name: str, store: ReplayStore) -> tuple[float, ...]:
   no_input = iter(tf.data.Dataset.from_tensors(tf.zeros([steps])).repeat())
   timed = {
       'isolated': lambda: isolated_steps(no_input, tf.constant(steps)),
-      'pipeline': lambda: agent.train_steps(stacks, steps),
+      timing.PIPELINE: lambda: agent.train_steps(stacks, steps),
       'python': lambda: [agent.train_step(next(batches))
                          for _ in range(steps)][-1],
   }
   for run in timed.values():  # Traces and warms up every kind of call.
     run()
-  times = {kind: [] for kind in timed}
-  while (len(times['pipeline']) < FLAGS.rounds or
-         sum(times['pipeline']) * steps < FLAGS.seconds):
-    for kind, run in timed.items():
-      times[kind].append(seconds_per_step(run, 1, steps))
-  overhead = np.median(np.array(times['pipeline']) / times['isolated'])
+  blocks = timing.alternating_blocks(
+      lambda kind: timing.seconds_per_step(timed[kind], steps), list(timed),
+      steps, FLAGS.rounds, FLAGS.seconds)
+  times = {kind: [wall for wall, _ in blocks[kind]] for kind in timed}
+  overhead = np.median(np.array(times[timing.PIPELINE]) / times['isolated'])
   return (*(float(np.median(times[kind])) for kind in timed),
-          float(overhead), len(times['pipeline']))
+          float(overhead), len(times[timing.PIPELINE]))
 
 
-def pipeline_rate(store: ReplayStore,
-                  num_batches: int = 2000) -> tuple[float, int]:
+def pipeline_rate(store: ReplayStore) -> tuple[float, int]:
   """(batches per second, batches per stack): the pipeline's stacks read
   in-graph without training, as the runner reads them."""
   stacks = batch_iterator(store, stacked=True)
-  num_batches = train_loop.whole_stacks(num_batches, stacks.element_spec)
+  num_batches = train_loop.whole_stacks(PIPELINE_BATCHES,
+                                        stacks.element_spec)
   read_all = train_loop.make_train_steps(
       lambda batch: {'reward': batch['reward'][0]})
   read_all(stacks, tf.constant(num_batches))
-  rate = 1 / seconds_per_step(
-      lambda: read_all(stacks, tf.constant(num_batches)), 1,
-      num_batches)
+  wall, _ = timing.seconds_per_step(
+      lambda: read_all(stacks, tf.constant(num_batches)), num_batches)
+  rate = 1 / wall
   return rate, stacks.element_spec['reward'].shape[0]
 
 

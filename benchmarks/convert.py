@@ -16,9 +16,9 @@ process, and prints one line:
              after a warm-up, per second and per CPU second of the process
              (a figure other load on the machine changes less), and the
              reader's peak RSS, with 1 and with `--copies` checkpoints (the
-             converted ones repeated through symlinks: RAM would grow with
-             the checkpoint count; the page cache holds only the distinct
-             files).
+             converted ones repeated through links, replay_copies.py: RAM
+             would grow with the checkpoint count; the page cache holds
+             only the distinct files).
 
 WORK_DIR receives the outputs.
 """
@@ -26,10 +26,14 @@ WORK_DIR receives the outputs.
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+import replay_copies  # pylint: disable=g-import-not-at-top
 
 _READ = r'''
 import json, os, resource, sys, time
@@ -72,26 +76,13 @@ def _measured(command):
   return float(seconds), float(cpu_seconds), int(rss_kib) / 2**20, out[1]
 
 
-def _size(path):
-  return sum(os.path.getsize(os.path.join(root, name))
-             for root, _, names in os.walk(path) for name in names)
-
-
 def _with_copies(compact_dir, copies):
-  """A converted directory listing `copies` checkpoints, symlinked."""
-  with open(os.path.join(compact_dir, 'manifest.json')) as f:
-    manifest = json.load(f)
-  real = manifest['checkpoints']
-  out = compact_dir + f'_x{copies}'
-  os.makedirs(out, exist_ok=True)
-  for i in range(copies):
-    link = os.path.join(out, f'ckpt_{i}')
-    if not os.path.islink(link):
-      os.symlink(os.path.join(compact_dir, f'ckpt_{real[i % len(real)]}'),
-                 link)
-  with open(os.path.join(out, 'manifest.json'), 'w') as f:
-    json.dump({**manifest, 'checkpoints': list(range(copies))}, f)
-  return out
+  """A converted directory of `copies` checkpoints linking `compact_dir`'s,
+  made anew each time (links made before would keep the files of a
+  `compact_dir` converted again since)."""
+  out = f'{compact_dir}_x{copies}'
+  shutil.rmtree(out, ignore_errors=True)
+  return replay_copies.converted_with_copies(compact_dir, out, copies)
 
 
 def main():
@@ -103,7 +94,6 @@ def main():
   parser.add_argument('--read_only', action='store_true',
                       help='reuse WORK_DIR/compact_w1 from an earlier run')
   args = parser.parse_args()
-  sys.path.insert(0, REPO)
   from batch_rl.data import dopamine_replay  # pylint: disable=g-import-not-at-top
   suffixes = dopamine_replay.list_checkpoints(args.replay_dir)
   gz = sum(os.path.getsize(os.path.join(args.replay_dir, name))
@@ -119,8 +109,8 @@ def main():
     print(f'convert --workers {workers}: {seconds / len(suffixes):.1f} s per '
           f'checkpoint ({seconds:.1f} s for {len(suffixes)}; CPU '
           f'{cpu_seconds / len(suffixes):.1f} s per checkpoint), peak RSS '
-          f'{rss:.2f} GiB; disk {_size(out) / 1e9:.3f} GB '
-          f'({_size(out) / gz:.2f}x gz)', flush=True)
+          f'{rss:.2f} GiB; disk {replay_copies.du(out) / 1e9:.3f} GB '
+          f'({replay_copies.du(out) / gz:.2f}x gz)', flush=True)
   out = os.path.join(args.work_dir, 'compact_w1')
   for count in (1, args.copies):
     _, _, _, stdout = _measured([sys.executable, '-c', _READ, REPO,

@@ -222,48 +222,13 @@ def interleave(children: dict, seconds: float, block_seconds: float,
   return blocks
 
 
-def link(src: str, dst: str) -> None:
-  try:
-    os.link(src, dst)
-  except OSError:
-    os.symlink(os.path.abspath(src), dst)
-
-
-def gz_with_copies(gz_dir: str, out_dir: str, copies: int) -> str:
-  """`out_dir` holding `copies` checkpoints: links of `gz_dir`'s, cycled."""
-  from batch_rl.data import dopamine_replay  # pylint: disable=g-import-not-at-top
-  available = dopamine_replay.list_checkpoints(gz_dir)
-  os.makedirs(out_dir, exist_ok=True)
-  for suffix in range(copies):
-    source = available[suffix % len(available)]
-    for name in (*(dopamine_replay.STORE_PREFIX + element
-                   for element in dopamine_replay.STORE_ELEMENTS),
-                 *dopamine_replay.METADATA_ELEMENTS):
-      original = dopamine_replay.checkpoint_filename(gz_dir, name, source)
-      target = dopamine_replay.checkpoint_filename(out_dir, name, suffix)
-      if os.path.exists(original) and not os.path.exists(target):
-        link(original, target)
-  return out_dir
-
-
-def du(path: str) -> int:
-  """Bytes of the files under `path` (each hard link counted once)."""
-  seen, total = set(), 0
-  for root, _, files in os.walk(path):
-    for name in files:
-      stat = os.lstat(os.path.join(root, name))
-      if stat.st_ino not in seen:
-        seen.add(stat.st_ino)
-        total += stat.st_size
-  return total
-
-
 def converted_copies(gz10: str, converted10: str) -> dict:
   """`converted10`: checkpoints 0 and 1 of `gz10` converted (0 timed),
   2..9 links of them. A complete one from an earlier run with the same
   --workdir is reused (delete it to time the conversion again)."""
   from batch_rl.data import compact  # pylint: disable=g-import-not-at-top
   from batch_rl.data import converted  # pylint: disable=g-import-not-at-top
+  import replay_copies  # pylint: disable=g-import-not-at-top
   manifest = compact.read_manifest(converted10)
   if manifest and manifest.get('checkpoints') == list(range(10)):
     print(f'reusing {converted10} (conversion not timed: delete it to '
@@ -273,16 +238,10 @@ def converted_copies(gz10: str, converted10: str) -> dict:
   start = time.perf_counter()
   converted.convert(gz10, converted10, [0], progress=False)
   results = {'convert_s': time.perf_counter() - start,
-             'converted_bytes_per_checkpoint': du(
-                 os.path.join(converted10, 'ckpt_0'))}
+             'converted_bytes_per_checkpoint': replay_copies.du(
+                 compact.checkpoint_dir(converted10, 0))}
   converted.convert(gz10, converted10, [1], progress=False)
-  for suffix in range(2, 10):  # Links of checkpoints 0 and 1.
-    os.makedirs(os.path.join(converted10, f'ckpt_{suffix}'))
-    for name in os.listdir(os.path.join(converted10, f'ckpt_{suffix % 2}')):
-      link(os.path.join(converted10, f'ckpt_{suffix % 2}', name),
-           os.path.join(converted10, f'ckpt_{suffix}', name))
-  compact.write_json(os.path.join(converted10, compact.MANIFEST), {
-      **compact.read_manifest(converted10), 'checkpoints': list(range(10))})
+  replay_copies.converted_with_copies(converted10, converted10, 10)
   return results
 
 
@@ -327,6 +286,7 @@ def main():
                 f'in (0, --seconds={args.seconds}].\n')
 
   from batch_rl.data import dopamine_replay  # pylint: disable=g-import-not-at-top
+  import replay_copies  # pylint: disable=g-import-not-at-top
   work = args.workdir or tempfile.mkdtemp(prefix='batch_rl_bench_')
   os.makedirs(work, exist_ok=True)
   gz_dir = args.replay_dir
@@ -339,7 +299,7 @@ def main():
                         '--pool_steps', str(min(args.capacity, 100_000)),
                         '--gzip_level', '1'])
   suffixes = dopamine_replay.list_checkpoints(gz_dir)
-  gz_bytes = du(gz_dir) / len(suffixes)
+  gz_bytes = replay_copies.du(gz_dir) / len(suffixes)
   shape, dtype = dopamine_replay.read_array_header(
       dopamine_replay.store_filename(gz_dir, 'observation', suffixes[0]))
   frame_bytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
@@ -357,8 +317,8 @@ def main():
     plan['in_memory (1 ckpt)'] = ('in_memory', gz_dir, 1, 0)
     if 10 * frame_bytes < psutil.virtual_memory().available / 3:
       plan['in_memory (10 ckpts)'] = (
-          'in_memory', gz_with_copies(gz_dir, os.path.join(work, 'gz10'), 10),
-          10, 0)
+          'in_memory', replay_copies.gz_with_copies(
+              gz_dir, os.path.join(work, 'gz10'), 10), 10, 0)
   converted10 = os.path.join(work, 'converted10')
   if 'converted' in layouts:
     for k in (1, 10):
@@ -378,8 +338,8 @@ def main():
                 f'{_gib(available):.1f} GiB is available; measure fewer at '
                 'once (--layouts converted, --skip_dopamine).\n')
   if 'converted' in layouts:
-    results.update(converted_copies(
-        gz_with_copies(gz_dir, os.path.join(work, 'gz10'), 10), converted10))
+    results.update(converted_copies(replay_copies.gz_with_copies(
+        gz_dir, os.path.join(work, 'gz10'), 10), converted10))
 
   children = {}
   try:

@@ -30,14 +30,18 @@ sys.path.insert(0, REPO)
 
 import numpy as np  # pylint: disable=g-import-not-at-top
 
+import replay_copies  # pylint: disable=g-import-not-at-top
 
-def play(game: str, steps: int, max_episode_steps: int, seed: int = 0):
+SEED = 0  # Of the random policy and the environment.
+
+
+def play(game: str, steps: int, max_episode_steps: int):
   """Episodes (frames, actions, rewards, ending) of a random policy."""
   from batch_rl.environments import create_environment  # pylint: disable=g-import-not-at-top
   env, spec = create_environment(f'atari:{game}')
-  rng = np.random.default_rng(seed)
+  rng = np.random.default_rng(SEED)
   episodes, total = [], 0
-  observation, _ = env.reset(seed=seed)
+  observation, _ = env.reset(seed=SEED)
   while total < steps:
     frames, actions, rewards = [observation], [], []
     while True:
@@ -60,11 +64,6 @@ def play(game: str, steps: int, max_episode_steps: int, seed: int = 0):
                      np.array(rewards, np.float32), ending))
     observation, _ = env.reset()
   return episodes
-
-
-def _size(path: str) -> int:
-  return sum(os.path.getsize(os.path.join(d, f))
-             for d, _, files in os.walk(path) for f in files)
 
 
 def measure(data_dir: str, cache_dir: str) -> dict:
@@ -91,7 +90,7 @@ def measure(data_dir: str, cache_dir: str) -> dict:
   reopen = time.perf_counter() - start
   return {**decode, 'convert_wall_s': round(wall, 1), 'convert_cpu_s': round(cpu, 1),
           'reopen_s': round(reopen, 2), 'slots': store.num_slots,
-          'cache_bytes': _size(cache),
+          'cache_bytes': replay_copies.du(cache),
           'peak_rss_mib': round(resource.getrusage(
               resource.RUSAGE_SELF).ru_maxrss / 1024)}
 
@@ -124,8 +123,8 @@ def main():
         'game': args.game, 'steps': steps, 'episodes': len(episodes),
         'truncated_episodes': sum(e[3] == 'truncated' for e in episodes),
         'play_s': round(play_s, 1),
-        'tfds_split_bytes': _size(os.path.join(data_dir,
-                                               'rlu_atari_checkpoints_ordered')),
+        'tfds_split_bytes': replay_copies.du(
+            os.path.join(data_dir, 'rlu_atari_checkpoints_ordered')),
         'frame_bytes': steps * 84 * 84,
         'convert_steps_per_s': round(steps / result['convert_wall_s']),
         'convert_wall_s_per_1M_steps': round(

@@ -32,18 +32,14 @@ def _save(fig: Figure, path: str):
   storage.write_atomically(path, png.getvalue())
 
 
-def learning_curves(curves: pd.DataFrame, path: str, x: str = ITERATION,
-                    y: str = EVAL_RETURN_MEAN, ylabel: str = 'return',
+def learning_curves(curves: pd.DataFrame, path: str,
                     colors: Optional[Mapping[str, tuple]] = None):
-  """One panel per environment: per variant, the mean over seeds and a
-  min-max band.
+  """One panel per environment: per variant, the mean evaluation return over
+  seeds by iteration and a min-max band.
 
   Args:
-    curves: rows of (variant, environment, seed, `x`, `y`).
+    curves: rows of (variant, environment, seed, ITERATION, EVAL_RETURN_MEAN).
     path: PNG to write.
-    x: column for the horizontal axis.
-    y: column for the vertical axis.
-    ylabel: vertical axis label.
     colors: variant -> color (default: `color_map` of the variants).
   """
   environments = sorted(curves['environment'].unique())
@@ -55,14 +51,15 @@ def learning_curves(curves: pd.DataFrame, path: str, x: str = ITERATION,
   for ax, environment in zip(axes, environments):
     rows = curves[curves['environment'] == environment]
     for variant, group in rows.groupby('variant', sort=True):
-      stats = group.groupby(x)[y].agg(['mean', 'min', 'max'])
+      stats = group.groupby(ITERATION)[EVAL_RETURN_MEAN].agg(
+          ['mean', 'min', 'max'])
       ax.plot(stats.index, stats['mean'], color=colors[variant],
               label=f'{variant} ({group["seed"].nunique()} seeds)')
       ax.fill_between(stats.index, stats['min'], stats['max'],
                       color=colors[variant], alpha=0.2, linewidth=0)
     ax.set_title(environment)
-    ax.set_xlabel(x.replace('_', ' '))
-    ax.set_ylabel(ylabel)
+    ax.set_xlabel(ITERATION)
+    ax.set_ylabel('return')
     ax.grid(alpha=0.3)
   for ax in axes[len(environments):]:
     ax.set_visible(False)

@@ -63,8 +63,8 @@ def reference_score(runs: Sequence[np.ndarray], protocol: str = 'best'):
 
 
 def write_reference_csv(json_paths: Sequence[str], out: str,
-                        agent: str = AGENT, protocol: str = 'best',
-                        family: str = 'atari') -> pd.DataFrame:
+                        agent: str = AGENT, protocol: str = 'best'
+                        ) -> pd.DataFrame:
   """Writes `environment,random,<agent>` for the games of `json_paths`.
 
   A game is named by its file (`bank_heist.json` -> `atari:bank_heist`);
@@ -77,7 +77,7 @@ def write_reference_csv(json_paths: Sequence[str], out: str,
   rows, missing = [], []
   for path in sorted(json_paths):
     game = os.path.splitext(os.path.basename(path))[0]
-    environment = f'{family}:{game}'
+    environment = f'atari:{game}'
     key = scores.environment_key(environment)
     if key not in randoms:
       missing.append(game)

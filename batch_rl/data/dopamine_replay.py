@@ -204,7 +204,11 @@ def uncompressed_size_hint(path: str) -> int:
     return int.from_bytes(f.read(4), 'little')
 
 
-def stream_array(path: str, consume, chunk_bytes: int = 64 << 20) -> None:
+# Bytes of array data per chunk `stream_array` hands over.
+_STREAM_CHUNK_BYTES = 64 << 20
+
+
+def stream_array(path: str, consume) -> None:
   """Decompresses the `np.save` array in `path` chunk by chunk.
 
   Calls consume(chunk, offset, shape) with flat arrays of whole elements,
@@ -216,7 +220,7 @@ def stream_array(path: str, consume, chunk_bytes: int = 64 << 20) -> None:
   def read(f):
     shape, _, dtype = read_npy_header(f)
     count = int(np.prod(shape, dtype=np.int64))
-    per_chunk = max(1, chunk_bytes // dtype.itemsize)
+    per_chunk = max(1, _STREAM_CHUNK_BYTES // dtype.itemsize)
     for offset in range(0, count, per_chunk):
       size = min(per_chunk, count - offset) * dtype.itemsize
       data = f.read(size)

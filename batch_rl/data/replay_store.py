@@ -35,6 +35,9 @@ from batch_rl.data.dopamine_replay import ReplayArrays
 from batch_rl.data.errors import ReplayDataError
 
 WINDOW_ELEMENTS = ('observation', 'action', 'reward', 'terminal')
+# Transitions a memory-mapped store reads between drops of its resident
+# pages (`release_pages`): 2048 = 64 batches of 32.
+RELEASE_EVERY = 2048
 
 
 def _shares_with_tensorflow(array: np.ndarray) -> bool:
@@ -136,17 +139,14 @@ class ReplayStore:
 
   def __init__(self, checkpoints: Sequence[ReplayArrays],
                names: Sequence[str], memory_mapped: bool = False,
-               release_every: int = 2048,
                slot_arrays: Optional[dict] = None,
                suffixes: Optional[Sequence[int]] = None):
     """`suffixes`: the checkpoints' numbers in their run (default 0, 1,
-    ...: logged one after the other). `release_every`: transitions read
-    between drops of resident pages (memory-mapped stores; 2048 = 64
-    batches of 32). `slot_arrays`: in
-    memory, per WINDOW_ELEMENTS name, every checkpoint's slots end to end in
-    one aligned array (`aligned_empty`), of which `checkpoints` hold views;
-    when not given, built by copying `checkpoints` once (a single checkpoint
-    already laid out so is used as it is)."""
+    ...: logged one after the other). `slot_arrays`: in memory, per
+    WINDOW_ELEMENTS name, every checkpoint's slots end to end in one aligned
+    array (`aligned_empty`), of which `checkpoints` hold views; when not
+    given, built by copying `checkpoints` once (a single checkpoint already
+    laid out so is used as it is)."""
     if not checkpoints:
       raise ReplayDataError('no replay checkpoint selected.')
     _check_same_layout([_layout(a) for a in checkpoints], names)
@@ -165,7 +165,6 @@ class ReplayStore:
     self.capacities = capacities
     self.starts = np.concatenate([[0], np.cumsum(capacities)[:-1]])
     self.num_slots = int(capacities.sum())
-    self._release_every = release_every
     self._reads_since_release = 0
 
   @staticmethod
@@ -182,9 +181,9 @@ class ReplayStore:
     return slot_arrays
 
   @classmethod
-  def from_arrays(cls, checkpoints: Sequence[ReplayArrays], names=None):
-    names = names or [f'checkpoint {i}' for i in range(len(checkpoints))]
-    return cls(checkpoints, names)
+  def from_arrays(cls, checkpoints: Sequence[ReplayArrays]):
+    return cls(checkpoints,
+               [f'checkpoint {i}' for i in range(len(checkpoints))])
 
   @classmethod
   def read_dopamine(cls, replay_dir: str, suffixes: Sequence[int]):
@@ -300,11 +299,11 @@ class ReplayStore:
         'define _read_windows.')
 
   def _read_and_release(self, ckpt, local, offsets, specs):
-    """`_read_windows`, releasing resident pages every `release_every`
+    """`_read_windows`, releasing resident pages every RELEASE_EVERY
     transitions read."""
     out = self._read_windows(ckpt, local, offsets, specs)
     self._reads_since_release += len(local)
-    if self._reads_since_release >= self._release_every:
+    if self._reads_since_release >= RELEASE_EVERY:
       self.release_pages()
     return out
 

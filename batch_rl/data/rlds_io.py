@@ -75,9 +75,9 @@ def split_name(suffix: int) -> str:
   return f'checkpoint_{suffix:02d}'
 
 
-def builder_dir(out_dir: str, dataset_name: str = DATASET_NAME) -> str:
+def builder_dir(out_dir: str) -> str:
   """Where `export_to_rlds` writes: pass it to `tfds.builder_from_directory`."""
-  return os.path.join(out_dir, dataset_name, VERSION)
+  return os.path.join(out_dir, DATASET_NAME, VERSION)
 
 
 def _png(frame: np.ndarray) -> bytes:
@@ -201,11 +201,11 @@ def _publish(tmp: str, path: str, source: dict) -> None:
   os.replace(tmp, path)
 
 
-def _new_writer(path: str, dataset_name: str, features):
+def _new_writer(path: str, features):
   os.makedirs(path, exist_ok=True)
   info = tfds.core.DatasetInfo(
       builder=tfds.core.DatasetIdentity(
-          name=dataset_name, version=tfds.core.Version(VERSION),
+          name=DATASET_NAME, version=tfds.core.Version(VERSION),
           data_dir=path, module_name=__name__),
       description='Dopamine replay checkpoints as RLDS episodes (rlu_atari '
                   'layout), one split per checkpoint.',
@@ -217,8 +217,7 @@ def _new_writer(path: str, dataset_name: str, features):
 
 def export_to_rlds(replay_dir: str, out_dir: str,
                    suffixes: Optional[Sequence[int]] = None,
-                   stack_size: int = 4, progress: bool = True,
-                   dataset_name: str = DATASET_NAME) -> str:
+                   stack_size: int = 4, progress: bool = True) -> str:
   """Writes checkpoints `suffixes` (default: all) of `replay_dir` as RLDS.
 
   Holds one checkpoint in memory at a time (and the steps of the episode
@@ -234,7 +233,7 @@ def export_to_rlds(replay_dir: str, out_dir: str,
   """
   if suffixes is None:
     suffixes = dopamine_replay.list_checkpoints(replay_dir)
-  path = builder_dir(out_dir, dataset_name)
+  path = builder_dir(out_dir)
   _check_output_dir(replay_dir, path)
   # Written aside and renamed when complete: a failed export leaves only
   # `<path>.partial`, which the next export removes.
@@ -275,7 +274,7 @@ def export_to_rlds(replay_dir: str, out_dir: str,
         frame_dtype = arrays.observation.dtype
         observation_feature, encode_frames = _observation_codec(frame_shape,
                                                                 frame_dtype)
-        writer = _new_writer(tmp, dataset_name,
+        writer = _new_writer(tmp,
                              _episode_features(arrays, observation_feature))
       open_splits[position] = suffix, 0
       bar.set_description(split_name(suffix))
@@ -327,11 +326,10 @@ def check_rlds_layout(builder, source: str) -> None:
 
 
 def step_chunks(builder, split: str, observations: bool = True,
-                episode_features: Sequence[str] = (),
-                chunk_steps: int = READ_CHUNK_STEPS) -> Iterator[dict]:
+                episode_features: Sequence[str] = ()) -> Iterator[dict]:
   """The split's steps in play order, as dicts of numpy arrays [T, ...].
 
-  A chunk holds up to `chunk_steps` consecutive steps of one episode, so
+  A chunk holds up to READ_CHUNK_STEPS consecutive steps of one episode, so
   memory is bounded whatever the episode or split length. Episodes are read
   undecoded (one tensor per step feature, not TFDS's per-step nested
   dataset, which costs ~100 us a step) and frames are decoded chunk by chunk
@@ -351,12 +349,12 @@ def step_chunks(builder, split: str, observations: bool = True,
     length = tf.shape(steps['action'], out_type=tf.int64)[0]
 
     def chunk(begin):
-      end = tf.minimum(begin + chunk_steps, length)
+      end = tf.minimum(begin + READ_CHUNK_STEPS, length)
       return {**{n: value[begin:end] for n, value in steps.items()},
               **{n: tf.fill([end - begin], episode[n])
                  for n in episode_features}}
 
-    return tf.data.Dataset.range(0, length, chunk_steps).map(chunk)
+    return tf.data.Dataset.range(0, length, READ_CHUNK_STEPS).map(chunk)
 
   squeeze = observation.shape[-1:] == (1,) and len(observation.shape) == 3
 

@@ -57,11 +57,11 @@ def log_path(log_dir: str, run_name: str) -> str:
   return os.path.join(log_dir, run_name.replace('/', '__') + '.log')
 
 
-def log_tail(path: str, lines: int = LOG_TAIL_LINES) -> str:
+def log_tail(path: str) -> str:
   if not os.path.isfile(path):
     return '(no log)\n'
   with open(path, errors='replace') as f:
-    return ''.join(f.readlines()[-lines:])
+    return ''.join(f.readlines()[-LOG_TAIL_LINES:])
 
 
 def _package_root() -> str:
