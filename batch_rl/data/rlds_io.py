@@ -274,8 +274,8 @@ def export_to_rlds(replay_dir: str, out_dir: str,
         frame_dtype = arrays.observation.dtype
         observation_feature, encode_frames = _observation_codec(frame_shape,
                                                                 frame_dtype)
-        writer = _new_writer(tmp,
-                             _episode_features(arrays, observation_feature))
+        writer = _new_writer(
+            tmp, _episode_features(arrays, observation_feature))
       open_splits[position] = suffix, 0
       bar.set_description(split_name(suffix))
       bar.total = (bar.total or 0) + arrays.num_stored
