@@ -77,16 +77,6 @@ def child_command(module, argv, slow_write_at=None, fail_write_at=None):
           'child', f'--module={module}', *faults, '--', *argv]
 
 
-def wait_for_line(process, prefix, timeout=300):
-  """The first line of `process`'s stdout starting with `prefix` (or the
-  line read when `timeout` seconds have passed; '' at the end of output)."""
-  deadline = time.time() + timeout
-  for line in process.stdout:
-    if line.startswith(prefix) or time.time() > deadline:
-      return line
-  return ''
-
-
 def _child(module, slow_write_at, fail_write_at, argv):
   """`python -m batch_rl.<module>` with the checkpoint write patched."""
   import importlib  # pylint: disable=g-import-not-at-top

@@ -64,6 +64,16 @@ def wait_until_told_to_wait_for_the_lock(capsys, cache, seconds=30):
     time.sleep(0.05)
 
 
+def wait_for_line(process, prefix, timeout=300):
+  """The first line of `process`'s stdout starting with `prefix` (or the
+  line read when `timeout` seconds have passed; '' at the end of output)."""
+  deadline = time.time() + timeout
+  for line in process.stdout:
+    if line.startswith(prefix) or time.time() > deadline:
+      return line
+  return ''
+
+
 @pytest.fixture(autouse=True)
 def _batch_rl_cache_in_tmp(tmp_path, monkeypatch):
   """Replay caches go to the test's directory, not ~/.cache."""

@@ -30,6 +30,7 @@ from batch_rl.data.errors import ReplayDataError
 from batch_rl.data.selection import DataSelection
 from conftest import assert_same_logging_run
 from conftest import load_fault_campaign
+from conftest import wait_for_line
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRAME_SHAPE = (5, 4)
@@ -519,7 +520,7 @@ def test_a_killed_discrete_logging_run_resumes_as_an_uninterrupted_one(
                        *[f'--gin_bindings={b}' for b in RESUMED_RUN_BINDINGS]],
           slow_write_at=1),
       cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-  line = campaign.wait_for_line(killed, campaign.SLOW_WRITE_MARK)
+  line = wait_for_line(killed, campaign.SLOW_WRITE_MARK)
   killed.kill()
   killed.wait()
   assert line.strip() == f'{campaign.SLOW_WRITE_MARK}1'

@@ -28,6 +28,7 @@ from batch_rl import run_directory
 from batch_rl.run_directory import RunDirectory
 from batch_rl.runner import runner as runner_lib
 from conftest import load_fault_campaign
+from conftest import wait_for_line
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 campaign = load_fault_campaign()
@@ -129,7 +130,7 @@ def test_kills_during_and_between_checkpoint_writes_lose_nothing(
                              f'Runner.num_iterations={ITERATIONS}',
                              slow_write_at=1),
       cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-  line = campaign.wait_for_line(during_write, campaign.SLOW_WRITE_MARK)
+  line = wait_for_line(during_write, campaign.SLOW_WRITE_MARK)
   assert line.strip() == f'{campaign.SLOW_WRITE_MARK}1'
   assert os.path.isdir(os.path.join(base_dir, 'checkpoints',
                                     'iteration_1.partial'))
