@@ -6,7 +6,10 @@ parallel workers, a full disk, another source, the cache and its lock.
 """
 
 import errno
+import json
 import os
+import re
+import shutil
 import threading
 
 import numpy as np
@@ -17,6 +20,7 @@ import zstandard
 from batch_rl.data import __main__ as cli
 from batch_rl.data import compact
 from batch_rl.data import converted
+from batch_rl.data import dopamine_replay
 from batch_rl.data import gz_cache
 from batch_rl.data import sources
 from batch_rl.data.errors import ReplayDataError
@@ -87,6 +91,8 @@ def test_writer_accepts_chunks_of_any_length(tmp_path):
   np.testing.assert_array_equal(checkpoint.frames[:], data[0])
   np.testing.assert_array_equal(checkpoint.frames[[44, 0, 5]],
                                 data[0][[44, 0, 5]])
+  np.testing.assert_array_equal(np.asarray(checkpoint.frames, np.int16),
+                                data[0].astype(np.int16))
   assert checkpoint.arrays.action.dtype == np.int32
   np.testing.assert_array_equal(checkpoint.arrays.action, data[1])
   np.testing.assert_array_equal(checkpoint.arrays.episode_end_indices,
@@ -180,6 +186,17 @@ def test_damaged_frame_blocks_are_named_when_read(tmp_path, monkeypatch,
     reader.read(np.zeros(1, np.int64), np.array([[1, 13, 14]]))
 
 
+def test_checkpoints_of_other_block_sizes_are_not_read_together(tmp_path):
+  frames = np.zeros((20, 3, 2), np.uint8)
+  with pytest.raises(ReplayDataError) as error:
+    compact.FrameReader([_write_frames(tmp_path / 'a', frames, 4),
+                         _write_frames(tmp_path / 'b', frames, 8)])
+  assert str(error.value) == (
+      f'{tmp_path}/b/ckpt_0/frames.zst: blocks of 8 frames, but '
+      f'{tmp_path}/a/ckpt_0/frames.zst has blocks of 4; checkpoints read '
+      'together must be converted with one block size.')
+
+
 def test_reused_read_buffers_never_change_a_batch_still_held(tmp_path):
   rng = np.random.default_rng(0)
   capacity = 64
@@ -206,16 +223,33 @@ def test_reused_read_buffers_never_change_a_batch_still_held(tmp_path):
   np.testing.assert_array_equal(reader.read(ckpt, slots), frames[slots])
 
 
+def _fill(writer):
+  """Appends the writer's 10 slots of (3, 2) frames."""
+  writer.append(np.zeros((10, 3, 2), np.uint8), [0] * 10, [0.] * 10, [0] * 10)
+
+
 @pytest.mark.parametrize('problem, message', [
     (lambda w: w.append(np.zeros((2, 3, 3), np.uint8), [0, 0], [0., 0.],
                         [0, 0]), r'observation chunk has shape \(3, 3\)'),
     (lambda w: w.append(np.zeros((1, 3, 2), np.uint8), [0.5], [0.], [0]),
      'action chunk .* dtype float64'),
+    (lambda w: w.append(np.zeros((1, 3, 2), np.uint8), [0], [0.], [256]),
+     'terminal of slot 0 is 256, which uint8 cannot hold'),
+    (lambda w: w.append(np.zeros((2, 3, 2), np.uint8), [0], [0.], [0]),
+     r"chunk arrays have different lengths \{'observation': 2, 'action': 1"),
+    (lambda w: w.append(np.zeros((11, 3, 2), np.uint8), [0] * 11, [0.] * 11,
+                        [0] * 11), '11 slots appended, more than the capacity'),
     (lambda w: w.close(10, [0]), '0 slots appended, expected the capacity 10'),
+    (lambda w: (_fill(w), w.close(10, [10])),
+     r'invalid_range holds 10, outside \[0, 10\)'),
+    (lambda w: (_fill(w), w.close(10, [], {3, -1})),
+     r'episode_end_indices holds -1, outside \[0, 10\)'),
+    (lambda w: (_fill(w), w.close(-1, [])), 'add_count -1 < 0'),
+    (lambda w: None, 'CheckpointWriter left without close'),
 ])
 def test_writer_errors_name_the_checkpoint_and_publish_nothing(
     tmp_path, problem, message):
-  with pytest.raises(ReplayDataError, match=message):
+  with pytest.raises(ReplayDataError, match=f'ckpt_3: {message}'):
     with compact.CheckpointWriter(str(tmp_path), 3, 10, (3, 2)) as writer:
       problem(writer)
   assert os.listdir(tmp_path) == []
@@ -264,7 +298,8 @@ def test_full_disk_is_one_line_and_leaves_nothing_complete(
   real_open = open
 
   class FullDisk:
-    """A frames file on a disk that fills after a few blocks."""
+    """A frames file on a disk that fills after a few blocks (closing it
+    then fails too, as flushing a buffered file does)."""
 
     def __init__(self, path, mode):
       self._file = real_open(path, mode)
@@ -276,6 +311,11 @@ def test_full_disk_is_one_line_and_leaves_nothing_complete(
       if self._room < 0:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
       return self._file.write(data)
+
+    def close(self):
+      self._file.close()
+      if self._room < 0:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     def __getattr__(self, name):
       return getattr(self._file, name)
@@ -373,16 +413,18 @@ def test_a_second_process_waits_for_the_cache_and_does_not_convert_again(
   assert opened['store'].num_slots == 1600
 
 
+def _copy(run_dir, source):
+  """A copy of `run_dir`'s files in `source` (created)."""
+  os.makedirs(source)
+  for name in os.listdir(run_dir):
+    shutil.copyfile(os.path.join(run_dir, name), source / name)
+
+
 @pytest.mark.parametrize('damage', ['truncated', 'corrupt', 'other_shape'])
 def test_bad_source_is_one_error_naming_the_file(run_dir, tmp_path, damage,
                                                  monkeypatch):
   source = tmp_path / 'source'
-  os.makedirs(source)
-  for name in os.listdir(run_dir):
-    with open(os.path.join(run_dir, name), 'rb') as f:
-      data = f.read()
-    with open(source / name, 'wb') as f:
-      f.write(data)
+  _copy(run_dir, source)
   bad = source / '$store$_observation_ckpt.1.gz'
   if damage == 'other_shape':
     fill_dopamine_buffer(50, 70, frame_shape=(84, 83)).save(str(source), 1)
@@ -405,3 +447,165 @@ def test_bad_source_is_one_error_naming_the_file(run_dir, tmp_path, damage,
                         progress=False)
   assert compact.finished_checkpoints(str(tmp_path / 'out.partial')) in (
       [], [0])
+
+
+@pytest.fixture(scope='module')
+def converted_dir(run_dir, tmp_path_factory):
+  path = str(tmp_path_factory.mktemp('converted') / 'out')
+  converted.convert(run_dir, path, progress=False)
+  return path
+
+
+def _cut_short(path):
+  with open(path, 'rb') as f:
+    data = f.read()
+  with open(path, 'wb') as f:
+    f.write(data[:len(data) // 2])
+
+
+def _write_bytes(path, data):
+  with open(path, 'wb') as f:
+    f.write(data)
+
+
+def _other_checkpoints_offsets(out):
+  np.save(os.path.join(out, 'ckpt_1', 'frame_offsets.npy'),
+          np.load(os.path.join(out, 'ckpt_0', 'frame_offsets.npy')))
+
+
+def _without_add_count(out):
+  path = os.path.join(out, 'ckpt_1', 'meta.json')
+  with open(path) as f:
+    meta = json.load(f)
+  del meta['add_count']
+  _write_bytes(path, json.dumps(meta).encode())
+
+
+@pytest.mark.parametrize('damage, message', [
+    (lambda out: _cut_short(os.path.join(out, 'manifest.json')),
+     r'manifest.json: unreadable manifest \(.*\); convert the replay again '
+     'into a new directory.'),
+    (lambda out: _write_bytes(os.path.join(out, 'manifest.json'), b'[0, 1]'),
+     r"manifest.json: not a manifest of a converted replay \(lacks "
+     r"\['format', 'source', 'checkpoints'\]\)"),
+    (lambda out: shutil.rmtree(os.path.join(out, 'ckpt_1')),
+     'ckpt_1: converted checkpoint is missing; remove .*ckpt_1 and convert'),
+    (lambda out: os.remove(os.path.join(out, 'ckpt_1', 'action.npy')),
+     'ckpt_1/action.npy: No such file or directory; remove'),
+    (lambda out: _write_bytes(os.path.join(out, 'ckpt_1', 'action.npy'),
+                              b'\x00' * 100),
+     r'ckpt_1/action.npy: truncated or not a .npy array \('),
+    (lambda out: _cut_short(os.path.join(out, 'ckpt_1', 'reward.npy')),
+     r'ckpt_1/reward.npy: truncated or not a .npy array \('),
+    (_without_add_count,
+     r"ckpt_1/meta.json: not a meta.json of a converted replay \(lacks "
+     r"\['add_count'\]\)"),
+    (_other_checkpoints_offsets,
+     r'ckpt_1/frame_offsets.npy: offsets of shape \(126,\), expected \(76,\) '
+     'for 600 frames in blocks of 8'),
+    (lambda out: _cut_short(os.path.join(out, 'ckpt_1', 'frames.zst')),
+     r'ckpt_1/frames.zst: \d+ bytes, the index expects \d+ \(truncated or '
+     r'corrupt\); remove .*/ckpt_1 and convert the replay again into .*out '
+     r'\(the other checkpoints are kept\).'),
+], ids=['manifest_cut_short', 'foreign_manifest', 'checkpoint_missing',
+        'action_missing', 'action_garbage', 'reward_cut_short',
+        'meta_lacks_a_key', 'offsets_of_another_checkpoint',
+        'frames_cut_short'])
+def test_damaged_converted_directory_is_one_line_naming_the_file(
+    run_dir, converted_dir, tmp_path, capsys, damage, message):
+  """A converted directory damaged by a partial copy or a full disk; where
+  one checkpoint is damaged, doing what the message says repairs it."""
+  out = str(tmp_path / 'out')
+  shutil.copytree(converted_dir, out)
+  damage(out)
+  assert cli.main(['info', out]) == 2
+  error = capsys.readouterr().err
+  assert error.count('\n') == 1
+  assert re.match(f'error: {re.escape(out)}/{message}', error), error
+  if 'convert the replay again into' in error and 'new directory' not in error:
+    shutil.rmtree(os.path.join(out, 'ckpt_1'), ignore_errors=True)
+    assert cli.main(['convert', run_dir, out]) == 0
+    assert cli.main(['info', out]) == 0
+    assert _tree(out) == _tree(converted_dir)
+
+
+def test_output_of_another_format_is_refused(run_dir, other_run_dir, tmp_path,
+                                             capsys):
+  out = str(tmp_path / 'out')
+  converted.convert(other_run_dir, out, progress=False)
+  manifest = compact.read_manifest(out)
+  compact.write_json(os.path.join(out, 'manifest.json'),
+                     {**manifest, 'format': 'batch_rl.compact.v0'})
+  assert cli.main(['info', out]) == 2
+  assert capsys.readouterr().err == (
+      f"error: {out}/manifest.json: format 'batch_rl.compact.v0', expected "
+      f"'{compact.FORMAT}'; convert {other_run_dir} again into a new "
+      'directory.\n')
+  assert cli.main(['convert', other_run_dir, out]) == 2
+  assert capsys.readouterr().err.splitlines()[-1] == (
+      f'error: {out} holds format batch_rl.compact.v0, not {compact.FORMAT}; '
+      'choose another output directory.')
+
+
+def test_an_existing_empty_directory_becomes_the_output(other_run_dir,
+                                                        tmp_path):
+  os.makedirs(tmp_path / 'out')
+  assert converted.convert(other_run_dir, str(tmp_path / 'out'),
+                           progress=False) == [0]
+  assert os.listdir(tmp_path) == ['out']
+  assert converted.is_converted(str(tmp_path / 'out'))
+
+
+def test_output_that_cannot_be_created_is_one_line(other_run_dir, tmp_path,
+                                                   capsys):
+  _write_bytes(str(tmp_path / 'file'), b'')
+  out = tmp_path / 'file' / 'out'
+  assert cli.main(['convert', other_run_dir, str(out)]) == 2
+  assert capsys.readouterr().err.splitlines()[-1] == (
+      f'error: {out}.partial: cannot create (Not a directory).')
+
+
+def test_full_disk_writing_the_manifest_is_one_line(other_run_dir, tmp_path,
+                                                    monkeypatch, capsys):
+  def full_disk(path, text):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+  monkeypatch.setattr(compact.storage, 'write_atomically', full_disk)
+  out = tmp_path / 'out'
+  assert cli.main(['convert', other_run_dir, str(out)]) == 2
+  assert capsys.readouterr().err.splitlines()[-1] == (
+      f'error: {out}.partial/manifest.json: cannot write (No space left on '
+      'device).')
+
+
+def test_a_worker_error_is_one_line_and_publishes_nothing(run_dir, tmp_path,
+                                                          capsys):
+  source = tmp_path / 'source'
+  _copy(run_dir, source)
+  _cut_short(str(source / '$store$_observation_ckpt.1.gz'))
+  out = str(tmp_path / 'out')
+  assert cli.main(['convert', str(source), out, '--workers=2']) == 2
+  assert capsys.readouterr().err.splitlines()[-1].startswith(
+      f'error: {source}/$store$_observation_ckpt.1.gz: truncated or corrupt '
+      'gzip file')
+  assert not converted.is_converted(out)
+  assert compact.finished_checkpoints(out + '.partial') in ([], [0])
+
+
+def test_frames_in_fortran_order_are_refused_naming_the_file(
+    other_run_dir, tmp_path, capsys):
+  source = tmp_path / 'source'
+  _copy(other_run_dir, source)
+  path = dopamine_replay.store_filename(str(source), 'observation', 0)
+  frames = dopamine_replay.read_array(path)
+  with dopamine_replay.gzip_written_atomically(path) as f:
+    np.save(f, np.asfortranarray(frames))
+  assert cli.main(['convert', str(source), str(tmp_path / 'out')]) == 2
+  assert capsys.readouterr().err.splitlines()[-1] == (
+      f'error: {path}: frames in Fortran order; expected C order (np.save of '
+      'a C-contiguous array, as Dopamine writes them).')
+
+
+def test_workers_must_be_at_least_one(other_run_dir, tmp_path):
+  with pytest.raises(ValueError, match='workers=0: must be at least 1'):
+    converted.convert(other_run_dir, str(tmp_path / 'out'), workers=0)

@@ -89,16 +89,43 @@ def checkpoint_suffix(ckpt_dir: str) -> int:
   return int(os.path.basename(ckpt_dir)[len(_CHECKPOINT_PREFIX):])
 
 
+MANIFEST_KEYS = ('format', 'source', 'checkpoints')
+META_KEYS = ('capacity', 'frame_shape', 'frame_dtype', 'block_frames',
+             'add_count', 'invalid_range', 'episode_end_indices')
+
+
+def redo_hint(ckpt_dir: str) -> str:
+  """What to do about a damaged or missing converted checkpoint."""
+  return (f'remove {ckpt_dir} and convert the replay again into '
+          f'{os.path.dirname(ckpt_dir)} (the other checkpoints are kept)')
+
+
+def _read_json_object(path: str, keys: Sequence[str], what: str,
+                      hint: str) -> dict:
+  """The JSON object in `path`, which must hold `keys`; ReplayDataError
+  naming `path` (`what` it is) and saying what to do (`hint`) otherwise."""
+  try:
+    with open(path) as f:
+      value = json.load(f)
+  except (OSError, ValueError) as e:
+    raise ReplayDataError(f'{path}: unreadable {what} ({e}); {hint}.'
+                          ) from None
+  missing = ([] if isinstance(value, dict) else list(keys)) or [
+      key for key in keys if key not in value]
+  if missing:
+    raise ReplayDataError(
+        f'{path}: not a {what} of a converted replay (lacks {missing}); '
+        f'{hint}.')
+  return value
+
+
 def read_manifest(out_dir: str) -> Optional[dict]:
   """The manifest of a converted directory, or None if it has none."""
   path = os.path.join(out_dir, MANIFEST)
   if not os.path.isfile(path):
     return None
-  try:
-    with open(path) as f:
-      return json.load(f)
-  except (OSError, ValueError) as e:
-    raise ReplayDataError(f'{path}: unreadable manifest ({e}).') from None
+  return _read_json_object(path, MANIFEST_KEYS, 'manifest',
+                           'convert the replay again into a new directory')
 
 
 def write_json(path: str, value) -> None:
@@ -177,6 +204,30 @@ def writing(path: str):
     raise ReplayDataError(
         f'{path}: {e.strerror or e} (nothing incomplete was published; '
         'rerunning resumes).') from None
+
+
+@contextlib.contextmanager
+def reading(path: str):
+  """Turns an OSError reading a converted file (a partial copy) into one
+  line naming it."""
+  try:
+    yield
+  except OSError as e:
+    raise ReplayDataError(
+        f'{path}: {e.strerror or e}; {redo_hint(os.path.dirname(path))}.'
+    ) from None
+
+
+def load_array(path: str) -> np.ndarray:
+  """The `.npy` array in `path`; ReplayDataError naming it if it is missing,
+  cut short or not an array."""
+  with reading(path):
+    try:
+      return np.load(path)
+    except ValueError as e:
+      raise ReplayDataError(
+          f'{path}: truncated or not a .npy array ({e}); '
+          f'{redo_hint(os.path.dirname(path))}.') from None
 
 
 def npy_header(shape, dtype) -> bytes:
@@ -364,19 +415,22 @@ class CompactFrames:
     self.dtype = np.dtype(meta['frame_dtype'])
     self.ndim = len(self.shape)
     self.block_frames = meta['block_frames']
-    self.offsets = np.load(os.path.join(ckpt_dir, 'frame_offsets.npy'))
+    offsets_path = os.path.join(ckpt_dir, 'frame_offsets.npy')
+    self.offsets = load_array(offsets_path)
     num_blocks = -(-self.shape[0] // self.block_frames)
     if self.offsets.shape != (num_blocks + 1,):
       raise ReplayDataError(
-          f'{ckpt_dir}/frame_offsets.npy: {len(self.offsets)} offsets, '
-          f'expected {num_blocks + 1}.')
-    size = os.path.getsize(self.path)
-    if int(self.offsets[-1]) != size:
-      raise ReplayDataError(
-          f'{self.path}: {size} bytes, the index expects {self.offsets[-1]} '
-          '(truncated or corrupt).')
-    with open(self.path, 'rb') as f:
-      self._mmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+          f'{offsets_path}: offsets of shape {self.offsets.shape}, expected '
+          f'({num_blocks + 1},) for {self.shape[0]} frames in blocks of '
+          f'{self.block_frames}; {redo_hint(ckpt_dir)}.')
+    with reading(self.path):
+      size = os.path.getsize(self.path)
+      if int(self.offsets[-1]) != size:
+        raise ReplayDataError(
+            f'{self.path}: {size} bytes, the index expects {self.offsets[-1]} '
+            f'(truncated or corrupt); {redo_hint(ckpt_dir)}.')
+      with open(self.path, 'rb') as f:
+        self._mmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     self.view = memoryview(self._mmap)
 
   def __len__(self):
@@ -401,15 +455,11 @@ class CompactCheckpoint:
   """One published checkpoint: frames decoded on demand, the rest in RAM."""
 
   def __init__(self, ckpt_dir: str):
-    try:
-      with open(os.path.join(ckpt_dir, 'meta.json')) as f:
-        meta = json.load(f)
-      self.frames = CompactFrames(ckpt_dir, meta)
-      small = {name: np.load(os.path.join(ckpt_dir, f'{name}.npy'))
-               for name in SMALL_ELEMENTS}
-    except (OSError, ValueError, KeyError) as e:
-      raise ReplayDataError(
-          f'{ckpt_dir}: unreadable converted checkpoint ({e}).') from None
+    meta = _read_json_object(os.path.join(ckpt_dir, 'meta.json'), META_KEYS,
+                             'meta.json', redo_hint(ckpt_dir))
+    self.frames = CompactFrames(ckpt_dir, meta)
+    small = {name: load_array(os.path.join(ckpt_dir, f'{name}.npy'))
+             for name in SMALL_ELEMENTS}
     ends = meta['episode_end_indices']
     self.arrays = ReplayArrays(
         observation=self.frames,
@@ -465,13 +515,14 @@ class FrameReader:
 
   def __init__(self, frames: Sequence[CompactFrames]):
     self.frames = list(frames)
-    block_frames = {f.block_frames for f in self.frames}
-    if len(block_frames) != 1:
-      raise ReplayDataError(
-          f'checkpoints have different block sizes {sorted(block_frames)}; '
-          'convert them again with one setting.')
-    self.block_frames = block_frames.pop()
     first = self.frames[0]
+    for other in self.frames[1:]:
+      if other.block_frames != first.block_frames:
+        raise ReplayDataError(
+            f'{other.path}: blocks of {other.block_frames} frames, but '
+            f'{first.path} has blocks of {first.block_frames}; checkpoints '
+            'read together must be converted with one block size.')
+    self.block_frames = first.block_frames
     self.frame_shape, self.dtype = first.shape[1:], first.dtype
     self.frame_bytes = int(np.prod(self.frame_shape)) * self.dtype.itemsize
     # Block b of checkpoint c: bytes offsets[c, b]:offsets[c, b + 1] of its

@@ -46,14 +46,19 @@ def _frame_chunks(replay_dir: str, suffix: int):
   `_CHUNK_BYTES` (whole compact blocks)."""
   gz_path = dopamine_replay.store_filename(replay_dir, 'observation', suffix)
   with dopamine_replay.open_gzip(gz_path) as f:
+    # Shape and dtype were validated (read_arrays_without_frames).
     shape, fortran, dtype = dopamine_replay.read_npy_header(f)
-    if fortran or dtype.hasobject or not shape:
-      raise ReplayDataError(f'{gz_path}: unsupported array layout.')
+    if fortran:
+      raise ReplayDataError(
+          f'{gz_path}: frames in Fortran order; expected C order (np.save of '
+          'a C-contiguous array, as Dopamine writes them).')
     row_bytes = dtype.itemsize * int(np.prod(shape[1:]))
     rows = (max(1, _CHUNK_BYTES // row_bytes) // compact.BLOCK_FRAMES *
             compact.BLOCK_FRAMES or compact.BLOCK_FRAMES)
     for begin in range(0, shape[0], rows):
       chunk = np.empty((min(rows, shape[0] - begin), *shape[1:]), dtype)
+      # A file cut short was found from its gzip trailer, unless its size
+      # agrees modulo 2**32 by chance: never leave frames unread.
       if f.readinto(chunk.reshape(-1).view(np.uint8)) != chunk.nbytes:
         raise EOFError('array data ends early')
       yield chunk
@@ -208,6 +213,7 @@ def open_store(out_dir: str, selection: DataSelection):
   dirs = [compact.checkpoint_dir(out_dir, s) for s in suffixes]
   for ckpt_dir in dirs:
     if not os.path.isdir(ckpt_dir):
-      raise ReplayDataError(f'{ckpt_dir}: converted checkpoint is missing.')
+      raise ReplayDataError(f'{ckpt_dir}: converted checkpoint is missing; '
+                            f'{compact.redo_hint(ckpt_dir)}.')
   return compact_store.CompactStore(
       [compact.CompactCheckpoint(d) for d in dirs], dirs, suffixes)
