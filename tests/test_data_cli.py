@@ -7,8 +7,10 @@ import sys
 
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 
 from batch_rl.data import __main__ as cli
+from batch_rl.data import converted
 from batch_rl.data import dopamine_replay
 from batch_rl.data import episodes
 from conftest import fill_dopamine_buffer
@@ -94,6 +96,54 @@ def test_cli_errors_are_one_line_and_nonzero(tmp_path, argv, message):
   assert result.returncode == 2
   assert message in result.stderr
   assert 'Traceback' not in result.stderr
+
+
+@pytest.mark.parametrize('argv, message', [
+    ([], 'expected a command, one of info, convert, export-rlds; got none.'),
+    (['infos', '{run}'], "expected a command, one of info, convert, "
+                         "export-rlds; got ['infos']."),
+    (['info'], 'info takes REPLAY_DIR, got 0 arguments.'),
+    (['convert', '{run}', '{out}', '--checkpoints=0,x'],
+     '--checkpoints=0,x: expected integer suffixes, e.g. --checkpoints=0,3.'),
+    (['convert', '{run}', '{out}', '--checkpoints=0,7'],
+     '{run}: checkpoints [7] not found (it has [0, 1]).'),
+    (['export-rlds', '{run}', '{out}', '--checkpoints=1'],
+     '{run}: no episode to export in checkpoints [1] (only the rest of '
+     'episodes whose start is in no checkpoint given).'),
+    (['export-rlds', '{run}', '{foreign}'],
+     '{foreign}/dopamine_replay/1.0.0: already holds a dataset not exported '
+     'by batch_rl (no readable batch_rl_export_source.json); remove it or '
+     'choose another out_dir.'),
+])
+def test_usage_and_data_errors_are_one_line(tmp_path, capsys, argv, message):
+  run, foreign = tmp_path / 'run', tmp_path / 'foreign'
+  os.makedirs(run)
+  fill_dopamine_buffer(40, 50).save(str(run), 0)
+  # Checkpoint 1: the middle of one long episode, begun in no checkpoint.
+  fill_dopamine_buffer(40, 70, terminal_prob=0).save(str(run), 1)
+  os.makedirs(foreign / 'dopamine_replay' / '1.0.0')
+  open(foreign / 'dopamine_replay' / '1.0.0' / 'features.json', 'w').close()
+  paths = {'run': run, 'out': tmp_path / 'out', 'foreign': foreign}
+  assert cli.main([a.format(**paths) for a in argv]) == 2
+  errors = [line for line in capsys.readouterr().err.splitlines()
+            if 'error' in line]  # The rest is a progress bar.
+  assert errors == ['error: ' + message.format(**paths)]
+  assert not os.path.exists(tmp_path / 'out' / 'dopamine_replay' / '1.0.0')
+  assert not converted.is_converted(str(tmp_path / 'out'))
+
+
+def test_export_rlds_writes_the_checkpoints_given(tmp_path, capsys):
+  os.makedirs(tmp_path / 'run')
+  fill_dopamine_buffer(40, 50).save(str(tmp_path / 'run'), 0)
+  fill_dopamine_buffer(40, 30, seed=1).save(str(tmp_path / 'run'), 1)
+  assert cli.main(['export-rlds', str(tmp_path / 'run'), str(tmp_path / 'out'),
+                   '--checkpoints=1', '--stack_size=4']) == 0
+  path = tmp_path / 'out' / 'dopamine_replay' / '1.0.0'
+  assert capsys.readouterr().out == (
+      'wrote RLDS dataset; read it with tfds.builder_from_directory('
+      f"'{path}')\n")
+  assert list(tfds.builder_from_directory(str(path)).info.splits) == [
+      'checkpoint_01']
 
 
 def test_cli_reports_truncated_file(tmp_path, capsys):

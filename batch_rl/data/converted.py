@@ -143,7 +143,8 @@ def convert(replay_dir: str, out_dir: str, suffixes=None,
   suffixes = sorted(suffixes) if suffixes is not None else available
   missing = sorted(set(suffixes) - set(available))
   if missing:
-    raise ReplayDataError(f'{replay_dir}: checkpoints {missing} not found.')
+    raise ReplayDataError(f'{replay_dir}: checkpoints {missing} not found '
+                          f'(it has {available}).')
   sizes = frame_bytes(replay_dir, suffixes)
   work_dir = compact.begin_output(out_dir, replay_dir)
   done = set(compact.finished_checkpoints(work_dir))
