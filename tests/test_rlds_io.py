@@ -13,6 +13,7 @@ import pytest
 import tensorflow_datasets as tfds
 from dopamine.replay_memory import circular_replay_buffer
 
+from batch_rl.data import __main__ as data_cli
 from batch_rl.data import dopamine_replay
 from batch_rl.data import rlds_io
 from batch_rl.data import rlu
@@ -189,18 +190,21 @@ def test_reimport_differs_from_dopamine_only_where_dopamine_is_wrong(
   assert set(dopamine) < set(reimported)
 
 
-def _write_rlds(path, episodes, step_features):
-  """A one-split RLDS dataset written with TFDS's own writer."""
+def _write_rlds(path, episodes, step_features, nested=True):
+  """A one-split RLDS dataset written with TFDS's own writer (with
+  `nested=False`, a TFDS dataset of the steps as examples: not RLDS)."""
   os.makedirs(path)
   info = tfds.core.DatasetInfo(
       builder=tfds.core.DatasetIdentity(
           name='hand_made', version=tfds.core.Version('1.0.0'),
           data_dir=path, module_name=__name__),
       features=tfds.features.FeaturesDict(
-          {'steps': tfds.features.Dataset(step_features)}))
+          {'steps': tfds.features.Dataset(step_features)} if nested else
+          step_features))
   writer = tfds.core.SequentialWriter(info, max_examples_per_shard=10)
   writer.initialize_splits(['checkpoint_00'])
-  writer.add_examples({'checkpoint_00': [{'steps': e} for e in episodes]})
+  writer.add_examples({'checkpoint_00': [{'steps': e} for e in episodes]
+                                        if nested else episodes})
   writer.close_all()
 
 
@@ -238,28 +242,61 @@ def test_import_builds_hand_computed_layout(tmp_path):
   np.testing.assert_array_equal(arrays.invalid_range, [0, 3])
 
 
-@pytest.mark.parametrize('broken, match', [
-    ('is_terminal', r"\['is_terminal'\]"),
-    ('is_first', 'step 3 .* breaks the episode structure'),
-])
-def test_malformed_steps_are_named(tmp_path, broken, match):
+def _without_is_terminal(episodes, features):
+  for episode in episodes:
+    del episode['is_terminal']
+  del features['is_terminal']
+
+
+def _terminal_only(episodes, unused_features):
+  episodes[:] = [_hand_made_episode(10, 1, terminal=True)]
+
+
+@pytest.mark.parametrize('break_steps, message', [
+    (_without_is_terminal,
+     "steps lack the required feature(s) ['is_terminal']; steps laid out like "
+     "rlu_atari have ['observation', 'action', 'reward', 'is_first', "
+     "'is_last', 'is_terminal']."),
+    (lambda episodes, _: episodes[1]['is_first'].fill(False),
+     'step 3 (counting all steps of the checkpoint) breaks the episode '
+     'structure: is_first must mark exactly the step after each is_last '
+     'step.'),
+    (lambda episodes, _: episodes[0]['is_terminal'].__setitem__(1, True),
+     'step 1 has is_terminal without is_last.'),
+    (lambda episodes, _: episodes[1]['is_last'].fill(False),
+     'the last episode has no is_last step (the data ends mid-episode).'),
+    (_terminal_only,
+     'no step that is a transition (no episode, or only terminal '
+     'observations).'),
+], ids=['no_is_terminal', 'is_first_misplaced', 'terminal_not_last',
+        'ends_mid_episode', 'terminal_observation_only'])
+def test_malformed_steps_are_named(tmp_path, break_steps, message):
   episodes = [_hand_made_episode(10, 3, terminal=False),
               _hand_made_episode(20, 2, terminal=False)]
   features = {'observation': tfds.features.Tensor(shape=FRAME,
                                                   dtype=np.uint8),
               'action': np.int64, 'reward': np.float32, 'is_first': np.bool_,
               'is_last': np.bool_, 'is_terminal': np.bool_}
-  if broken == 'is_terminal':
-    for episode in episodes:
-      del episode['is_terminal']
-    del features['is_terminal']
-  else:
-    episodes[1]['is_first'][:] = False
+  break_steps(episodes, features)
   _write_rlds(str(tmp_path / 'ds'), episodes, features)
-  with pytest.raises(ReplayDataError, match=match):
+  with pytest.raises(ReplayDataError) as error:
     rlu.open_store(str(tmp_path / 'ds'), DataSelection())
+  assert str(error.value).endswith(message)
+  assert str(tmp_path / 'ds') in str(error.value)
   assert not any('ckpt_0' in dirs for _, dirs, _ in os.walk(
       os.environ['BATCH_RL_CACHE']))  # Nothing that looks converted.
+
+
+def test_a_tfds_dataset_without_episodes_is_one_line(tmp_path, capsys):
+  path = str(tmp_path / 'ds')
+  _write_rlds(path, [{'observation': np.zeros(FRAME, np.uint8), 'action': 1}],
+              {'observation': tfds.features.Tensor(shape=FRAME,
+                                                   dtype=np.uint8),
+               'action': np.int64}, nested=False)
+  assert data_cli.main(['info', path]) == 2
+  assert capsys.readouterr().err == (
+      f'error: TFDS dataset {path}: not an RLDS dataset (no nested "steps" '
+      "dataset feature; it has ['action', 'observation']).\n")
 
 
 def test_export_refuses_to_write_into_the_replay_dir(exported):
