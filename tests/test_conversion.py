@@ -473,12 +473,15 @@ def _other_checkpoints_offsets(out):
           np.load(os.path.join(out, 'ckpt_0', 'frame_offsets.npy')))
 
 
-def _without_add_count(out):
-  path = os.path.join(out, 'ckpt_1', 'meta.json')
-  with open(path) as f:
-    meta = json.load(f)
-  del meta['add_count']
-  _write_bytes(path, json.dumps(meta).encode())
+def _edit_meta(edit):
+  """A damage: checkpoint 1's meta.json rewritten with edit(meta)."""
+  def damage(out):
+    path = os.path.join(out, 'ckpt_1', 'meta.json')
+    with open(path) as f:
+      meta = json.load(f)
+    edit(meta)
+    _write_bytes(path, json.dumps(meta).encode())
+  return damage
 
 
 @pytest.mark.parametrize('damage, message', [
@@ -497,9 +500,11 @@ def _without_add_count(out):
      r'ckpt_1/action.npy: truncated or not a .npy array \('),
     (lambda out: _cut_short(os.path.join(out, 'ckpt_1', 'reward.npy')),
      r'ckpt_1/reward.npy: truncated or not a .npy array \('),
-    (_without_add_count,
+    (_edit_meta(lambda meta: meta.pop('add_count')),
      r"ckpt_1/meta.json: not a meta.json of a converted replay \(lacks "
      r"\['add_count'\]\)"),
+    (_edit_meta(lambda meta: meta.update(add_count=-1)),
+     r'ckpt_1: add_count=-1, expected >= 0 \(the transitions ever added\).'),
     (_other_checkpoints_offsets,
      r'ckpt_1/frame_offsets.npy: offsets of shape \(126,\), expected \(76,\) '
      'for 600 frames in blocks of 8'),
@@ -509,7 +514,8 @@ def _without_add_count(out):
      r'\(the other checkpoints are kept\).'),
 ], ids=['manifest_cut_short', 'foreign_manifest', 'checkpoint_missing',
         'action_missing', 'action_garbage', 'reward_cut_short',
-        'meta_lacks_a_key', 'offsets_of_another_checkpoint',
+        'meta_lacks_a_key', 'meta_add_count_negative',
+        'offsets_of_another_checkpoint',
         'frames_cut_short'])
 def test_damaged_converted_directory_is_one_line_naming_the_file(
     run_dir, converted_dir, tmp_path, capsys, damage, message):

@@ -3,6 +3,8 @@
 import dataclasses
 import gzip
 import os
+import pickle
+import re
 
 import numpy as np
 import pytest
@@ -125,6 +127,96 @@ def test_read_array_into_names_the_file_and_both_shapes_once(tmp_path):
     dopamine_replay.read_array_into(path, np.empty(49, dtype))
   assert str(error.value) == (f'{path}: holds a {dtype} array of shape (50,), '
                               f'expected {dtype} of shape (49,).')
+  with pytest.raises(ValueError, match='`out` is not C-contiguous'):
+    dopamine_replay.read_array_into(path, np.empty(100, dtype)[::2])
+
+
+def _gzip_npy_bytes(path, edit):
+  """Rewrites the gzip file `path` (a complete gzip stream) with
+  edit(its np.save bytes)."""
+  with gzip.open(path, 'rb') as f:
+    data = f.read()
+  with gzip.open(path, 'wb') as f:
+    f.write(edit(data))
+
+
+_READERS = {
+    'read_array': dopamine_replay.read_array,
+    'read_array_into': lambda path: dopamine_replay.read_array_into(
+        path, np.empty(50, np.float32)),
+    'stream_array': lambda path: dopamine_replay.stream_array(
+        path, lambda *unused: None),
+    'check_gzip_size': dopamine_replay.check_gzip_size,
+}
+
+
+@pytest.mark.parametrize('reader, message', [
+    ('read_array', 'not an np.save array, or cut short (EOF: reading array '
+     'data, expected 200 bytes got 160).'),
+    ('read_array_into', 'truncated or corrupt gzip file (data ends after 160 '
+     'of 200 bytes).'),
+    ('stream_array', 'truncated or corrupt gzip file (array data ends '
+     'early).'),
+    ('check_gzip_size', 'truncated or corrupt gzip file (its trailer records '
+     '288 bytes modulo 2**32, the array needs 328).'),
+])
+def test_array_data_cut_short_inside_the_gzip_stream_is_named(
+    tmp_path, reader, message):
+  """A writer that died while producing the np.save bytes but closed its
+  gzip stream: every reader names the file (the gzip CRC is intact)."""
+  fill_dopamine_buffer(50, 60).save(str(tmp_path), 0)
+  path = dopamine_replay.store_filename(str(tmp_path), 'reward', 0)
+  _gzip_npy_bytes(path, lambda data: data[:-40])
+  with pytest.raises(ReplayDataError) as error:
+    _READERS[reader](path)
+  assert str(error.value) == f'{path}: {message}'
+
+
+def test_bytes_after_the_array_are_found_by_verify_and_the_trailer(tmp_path):
+  fill_dopamine_buffer(50, 60).save(str(tmp_path), 0)
+  path = dopamine_replay.store_filename(str(tmp_path), 'reward', 0)
+  _gzip_npy_bytes(path, lambda data: data + b'xx')
+  with pytest.raises(ReplayDataError, match=re.escape(
+      f'{path}: holds bytes after its float32 array of shape (50,) (corrupt, '
+      'or not written by np.save).')):
+    _READERS['stream_array'](path)
+  with pytest.raises(ReplayDataError, match=re.escape(
+      f'{path}: truncated or corrupt gzip file (its trailer records 330 bytes '
+      'modulo 2**32, the array needs 328).')):
+    dopamine_replay.check_gzip_size(path)
+
+
+@pytest.mark.parametrize('indices, message', [
+    ([3, 9], 'holds a pickled list, not a pickled set of slot indices, as '
+     'Dopamine writes.'),
+    (np.array([3, 9]), 'not a pickled set of slot indices, as Dopamine '
+     'writes, or cut short (refusing to unpickle numpy.core.multiarray._reconstruct).'),
+])
+def test_episode_end_indices_other_than_a_set_are_named(tmp_path, indices,
+                                                        message):
+  fill_dopamine_buffer(50, 60, episode_end_prob=0.1).save(str(tmp_path), 0)
+  path = dopamine_replay.checkpoint_filename(str(tmp_path),
+                                             'episode_end_indices', 0)
+  with gzip.open(path, 'wb') as f:
+    pickle.dump(indices, f)
+  with pytest.raises(ReplayDataError) as error:
+    dopamine_replay.read_arrays(str(tmp_path), 0)
+  assert str(error.value) == f'{path}: {message}'
+
+
+def test_sampling_errors_name_the_checkpoint_and_the_sizes(tmp_path):
+  fill_dopamine_buffer(50, 0).save(str(tmp_path), 0)
+  empty = dopamine_replay.load_checkpoint(str(tmp_path), 0)
+  with pytest.raises(ReplayDataError) as error:
+    empty.sample_transition_batch(4)
+  assert str(error.value) == (
+      f'{dopamine_replay.store_filename(str(tmp_path), "*", 0)}: no valid '
+      'transition to sample for stack_size=4, update_horizon=1 '
+      '(add_count=0).')
+  fill_dopamine_buffer(50, 60).save(str(tmp_path), 1)
+  full = dopamine_replay.load_checkpoint(str(tmp_path), 1)
+  with pytest.raises(ValueError, match='got 3 indices for batch_size 4'):
+    full.sample_transition_batch(4, indices=full.valid_indices[:3])
 
 
 def test_without_frames_reads_the_rest_and_finds_a_cut_frame_file(tmp_path):
@@ -156,8 +248,18 @@ def _rewrite(tmp_path, name, array):
     ('$store$_action', np.zeros(49, np.int32), 'mismatched lengths'),
     ('$store$_reward', np.zeros(50, np.complex64), 'unexpected dtype'),
     ('$store$_terminal', np.zeros((50, 2), np.uint8), 'has shape'),
-    ('add_count', np.zeros(3, np.int64), 'integer scalar'),
+    ('add_count', np.zeros(3, np.int64),
+     r'add_count_ckpt.0.gz: expected an integer scalar >= 0 \(the transitions '
+     r'ever added\), got int64 \(3,\)'),
+    ('add_count', np.array(-3), 'add_count_ckpt.0.gz: expected an integer '
+     'scalar >= 0 .* got int64 -3'),
     ('invalid_range', np.array([60]), 'invalid_range'),
+    ('invalid_range', np.zeros((2, 2), np.int64),
+     r'ckpt.0.gz: invalid_range has shape \(2, 2\), expected a list of '
+     r'indices in \[0, 50\)'),
+    ('$store$_observation', np.zeros(50, np.uint8),
+     r'ckpt.0.gz: \$store\$_observation has shape \(50,\), expected '
+     r'\(capacity, \*frame_shape\)'),
 ])
 def test_inconsistent_arrays_are_reported(tmp_path, name, array, message):
   fill_dopamine_buffer(50, 60).save(str(tmp_path), 0)

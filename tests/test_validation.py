@@ -116,6 +116,16 @@ def test_verify_reads_everything_and_finds_a_late_nan(tmp_path, capsys):
   assert 'values must be finite' in capsys.readouterr().err
 
 
+def test_verify_names_a_missing_file(tmp_path, capsys):
+  replay_dir = _saved(tmp_path)
+  path = dopamine_replay.checkpoint_filename(replay_dir, '$store$_action', 0)
+  os.remove(path)
+  assert cli.main(['info', '--verify', replay_dir]) == 2
+  errors = [line for line in capsys.readouterr().err.splitlines()
+            if 'error' in line]  # The rest is the progress bar.
+  assert errors == [f'error: {path}: file is missing.']
+
+
 def test_verify_detects_a_corrupt_byte(tmp_path):
   replay_dir = _saved(tmp_path)
   path = dopamine_replay.checkpoint_filename(replay_dir, '$store$_reward', 0)

@@ -105,10 +105,10 @@ class _SetUnpickler(pickle.Unpickler):
 
 
 @contextlib.contextmanager
-def open_gzip(path: str):
+def open_gzip(path: str, content: str = 'an np.save array'):
   """The gzip file `path`, open for reading; a missing, truncated or corrupt
-  file or a bad array in it is one ReplayDataError naming `path` (one raised
-  inside passes unchanged)."""
+  file, or one whose payload is not `content`, is one ReplayDataError naming
+  `path` (one raised inside passes unchanged)."""
   if not os.path.exists(path):
     raise ReplayDataError(f'{path}: file is missing.')
   try:
@@ -120,11 +120,12 @@ def open_gzip(path: str):
     raise ReplayDataError(
         f'{path}: truncated or corrupt gzip file ({e}).') from None
   except (ValueError, pickle.UnpicklingError) as e:
-    raise ReplayDataError(f'{path}: not a valid array file ({e}).') from None
+    raise ReplayDataError(f'{path}: not {content}, or cut short ({e}).'
+                          ) from None
 
 
-def _read_gzip_payload(path: str, reader):
-  with open_gzip(path) as f:
+def _read_gzip_payload(path: str, reader, content: str = 'an np.save array'):
+  with open_gzip(path, content) as f:
     return reader(f)
 
 
@@ -228,15 +229,23 @@ def stream_array(path: str, consume) -> None:
         raise EOFError('array data ends early')
       consume(np.frombuffer(data, dtype), offset, shape)
     if f.read(1):
-      raise ValueError('trailing bytes after the array')
+      raise ReplayDataError(
+          f'{path}: holds bytes after its {dtype} array of shape {shape} '
+          '(corrupt, or not written by np.save).')
 
   _read_gzip_payload(path, read)
 
 
+_INDEX_SET = 'a pickled set of slot indices, as Dopamine writes'
+
+
 def _read_index_set(path: str) -> np.ndarray:
-  indices = _read_gzip_payload(path, lambda f: _SetUnpickler(f).load())
+  indices = _read_gzip_payload(path, lambda f: _SetUnpickler(f).load(),
+                               _INDEX_SET)
   if not isinstance(indices, (set, frozenset)):
-    raise ReplayDataError(f'{path}: expected a pickled set of indices.')
+    raise ReplayDataError(
+        f'{path}: holds a pickled {type(indices).__name__}, not '
+        f'{_INDEX_SET}.')
   return np.array(sorted(indices), dtype=np.int64)
 
 
@@ -321,10 +330,13 @@ class ReplayArrays:
           f'{source}: {STORE_PREFIX}observation has shape '
           f'{self.observation.shape}, expected (capacity, *frame_shape).')
     if self.add_count < 0:
-      raise ReplayDataError(f'{source}: add_count is negative.')
+      raise ReplayDataError(
+          f'{source}: add_count={self.add_count}, expected >= 0 (the '
+          'transitions ever added).')
     if self.invalid_range.ndim != 1:
       raise ReplayDataError(
-          f'{source}: invalid_range must be indices in [0, {self.capacity}).')
+          f'{source}: invalid_range has shape {self.invalid_range.shape}, '
+          f'expected a list of indices in [0, {self.capacity}).')
     validation.check_replay_values(self, source, check_frames)
 
 
@@ -332,10 +344,12 @@ def read_small_elements(replay_dir: str, suffix: int) -> dict:
   """add_count, invalid_range and episode_end_indices (None when absent)."""
   add_count_file = checkpoint_filename(replay_dir, 'add_count', suffix)
   add_count = read_array(add_count_file)
-  if add_count.shape != () or add_count.dtype.kind not in 'iu':
+  if add_count.shape != () or add_count.dtype.kind not in 'iu' or (
+      add_count < 0):
     raise ReplayDataError(
-        f'{add_count_file}: expected an integer scalar, got {add_count.dtype} '
-        f'of shape {add_count.shape}.')
+        f'{add_count_file}: expected an integer scalar >= 0 (the transitions '
+        f'ever added), got {add_count.dtype} '
+        f'{add_count if add_count.shape == () else add_count.shape}.')
   invalid_range = read_array(
       checkpoint_filename(replay_dir, 'invalid_range', suffix))
   episode_end_file = checkpoint_filename(replay_dir, 'episode_end_indices',
@@ -441,7 +455,9 @@ class ReplayCheckpoint:
   """One checkpoint with Dopamine's sampling semantics (numpy in, numpy out)."""
 
   def __init__(self, arrays: ReplayArrays, stack_size: int = 4,
-               update_horizon: int = 1, gamma: float = 0.99):
+               update_horizon: int = 1, gamma: float = 0.99,
+               source: str = 'replay checkpoint'):
+    """`source` names the checkpoint in errors."""
     # Imported here: the file format above stays free of TensorFlow, so
     # conversion worker processes start in a second, not fifteen.
     from batch_rl.data import transitions  # pylint: disable=g-import-not-at-top
@@ -450,6 +466,7 @@ class ReplayCheckpoint:
     self.stack_size = stack_size
     self.update_horizon = update_horizon
     self.gamma = gamma
+    self.source = source
     self.valid_mask = transitions.valid_mask(arrays, stack_size, update_horizon)
     self.valid_indices = np.flatnonzero(self.valid_mask)
 
@@ -466,7 +483,10 @@ class ReplayCheckpoint:
     valid indices when `indices` is None."""
     if indices is None:
       if not len(self.valid_indices):
-        raise ReplayDataError('checkpoint has no valid transition to sample.')
+        raise ReplayDataError(
+            f'{self.source}: no valid transition to sample for stack_size='
+            f'{self.stack_size}, update_horizon={self.update_horizon} '
+            f'(add_count={self.arrays.add_count}).')
       rng = rng or np.random.default_rng()
       indices = rng.choice(self.valid_indices, size=batch_size)
     indices = np.asarray(indices, dtype=np.int64)
@@ -485,4 +505,4 @@ def load_checkpoint(replay_dir: str, suffix: int, stack_size: int = 4,
   """Reads checkpoint `suffix` of `replay_dir` for Dopamine-style sampling."""
   return ReplayCheckpoint(
       read_arrays(replay_dir, suffix, **read_kwargs), stack_size,
-      update_horizon, gamma)
+      update_horizon, gamma, store_filename(replay_dir, '*', suffix))
