@@ -13,6 +13,7 @@ from batch_rl.data import converted
 from batch_rl.data import dopamine_replay
 from batch_rl.data import pipeline
 from batch_rl.data import replay_dataset
+from batch_rl.data import replay_store
 from batch_rl.data import sources
 from batch_rl.data import transitions
 from batch_rl.data.errors import ReplayDataError
@@ -195,6 +196,33 @@ def test_selection_of_missing_checkpoint(run_dir):
     sources.open_store(run_dir[0], DataSelection(checkpoints=[0, 9]))
 
 
+@pytest.mark.parametrize('layout', ['gz', 'compact'])
+def test_selection_of_no_checkpoint_names_the_directory(converted_dirs,
+                                                        layout):
+  path = converted_dirs[layout]
+  with pytest.raises(ReplayDataError) as error:
+    replay_dataset.open_replay(path, 4, 3, GAMMA,
+                               DataSelection(checkpoints=[]))
+  assert str(error.value) == (
+      f'{path}: no checkpoint selected (DataSelection.checkpoints is empty); '
+      'name at least one, or None for all.')
+
+
+def test_data_without_a_valid_transition_is_named(tmp_path):
+  fill_dopamine_buffer(50, 0).save(str(tmp_path), 0)
+  fill_dopamine_buffer(50, 0).save(str(tmp_path), 1)
+  message = (f'{tmp_path}/checkpoint 0 and 1 more: no valid '
+             'transition for stack_size=4, update_horizon=1 (too few steps '
+             'stored, or a selection that keeps none).')
+  with pytest.raises(ReplayDataError) as error:
+    replay_dataset.open_replay(str(tmp_path), 4, 1, GAMMA)
+  assert str(error.value) == message
+  with pytest.raises(ReplayDataError) as error:
+    pipeline.transition_dataset(
+        sources.open_store(str(tmp_path), DataSelection()), 8)
+  assert str(error.value) == message
+
+
 def test_convert_resumes_and_never_writes_into_source(run_dir, tmp_path):
   replay_dir, _ = run_dir
   before = sorted(os.listdir(replay_dir))
@@ -355,6 +383,23 @@ def test_parallel_host_reads_give_the_same_batches(converted_dirs):
     for name in a:
       np.testing.assert_array_equal(a[name], b[name], err_msg=name)
   assert pipeline.default_read_parallel_calls() >= 1
+
+
+def test_host_reads_release_resident_pages_every_release_every_reads(
+    converted_dirs, monkeypatch):
+  store = sources.open_store(converted_dirs['compact'], DataSelection())
+  indices = tf.constant(store.valid_indices(4, 3)[:6], tf.int64)
+  read = store.window_reader(4, 3)
+  monkeypatch.setattr(replay_store, 'RELEASE_EVERY', 10)
+  released = []
+  release_pages = store.release_pages
+  monkeypatch.setattr(store, 'release_pages',
+                      lambda: released.append(release_pages()))
+  for reads in range(1, 6):
+    windows, _ = read(indices)
+    assert len(released) == reads // 2, reads  # At 12 reads, not 6.
+  np.testing.assert_array_equal(  # Released pages read again alike.
+      windows['observation'], read(indices)[0]['observation'])
 
 
 def test_a_pipeline_that_waits_reads_ahead_a_bounded_number_of_calls(

@@ -12,6 +12,8 @@ import pytest
 from batch_rl.data import converted
 from batch_rl.data import dopamine_replay
 from batch_rl.data import pipeline
+from batch_rl.data import replay_store
+from batch_rl.data.aligned import aligned_empty
 from batch_rl.data.errors import ReplayDataError
 from batch_rl.data.replay_store import ReplayStore
 from conftest import fill_dopamine_buffer
@@ -113,6 +115,25 @@ def test_read_dopamine_names_the_inconsistent_checkpoint(tmp_path):
   with pytest.raises(ReplayDataError, match=r'checkpoint 0: stored arrays '
                      r"have lengths \{'observation': 50, 'action': 49"):
     ReplayStore.read_dopamine(str(tmp_path), [0])
+
+
+def test_shared_tensors_equal_their_arrays_shared_or_copied():
+  """Aligned writable arrays are shared with TensorFlow; bool, read-only,
+  strided and unaligned ones are copied: the values are the same."""
+  aligned = aligned_empty((6, 4), np.uint8)
+  aligned[...] = np.arange(24).reshape(6, 4)
+  read_only = aligned.copy()
+  read_only.flags.writeable = False
+  unaligned = np.frombuffer(bytearray(b'x' + aligned.tobytes()), np.uint8, 24,
+                            1).reshape(6, 4)
+  assert unaligned.flags.writeable and unaligned.ctypes.data % 2
+  for array, shared in ((aligned, True), (aligned[:, ::2], False),
+                        (aligned.astype(bool), False), (read_only, False),
+                        (unaligned, False)):
+    assert replay_store._shares_with_tensorflow(array) == shared
+    tensor = replay_store.shared_tensor(array)
+    assert tensor.dtype.as_numpy_dtype == array.dtype
+    np.testing.assert_array_equal(tensor.numpy(), array)
 
 
 _ITERATE_AND_EXIT = r'''

@@ -77,6 +77,19 @@ def auto_batches_per_call(store: ReplayStore, batch_size: int,
   return min(MAX_BATCHES_PER_CALL, 2**(int(fitting).bit_length() - 1))
 
 
+def check_transitions(store: ReplayStore, indices, stack_size: int,
+                      update_horizon: int) -> None:
+  """Raises ReplayDataError naming the store's checkpoints if `indices`,
+  the transitions to sample, is empty."""
+  if not len(indices):
+    more = len(store.names) - 1
+    raise ReplayDataError(
+        f'{store.names[0]}{f" and {more} more" if more else ""}: '
+        f'no valid transition for stack_size={stack_size}, update_horizon='
+        f'{update_horizon} (too few steps stored, or a selection that keeps '
+        'none).')
+
+
 def transition_dataset(store: ReplayStore, batch_size: int,
                        stack_size: int = 4, update_horizon: int = 1,
                        gamma: float = 0.99, seed: int = 0,
@@ -118,10 +131,7 @@ def transition_dataset(store: ReplayStore, batch_size: int,
       raise ValueError(f'{name}={value}: must be at least 1.')
   if indices is None:
     indices = store.valid_indices(stack_size, update_horizon)
-  if not len(indices):
-    raise ReplayDataError(
-        f'{store.names[0]}...: no valid transition for stack_size='
-        f'{stack_size}, update_horizon={update_horizon}.')
+  check_transitions(store, indices, stack_size, update_horizon)
   batches_per_call = batches_per_call or auto_batches_per_call(
       store, batch_size, stack_size, update_horizon)
   table = tf.constant(indices)

@@ -54,10 +54,8 @@ class ReplayDataset:
     valid = store.valid_indices(stack_size, update_horizon)
     self.held_out_indices = self.selection.split_holdout(valid)[1]
     self.training_indices = self.selection.subsample(valid)
-    if not len(self.training_indices):
-      raise ReplayDataError(
-          f'{store.names[0]}...: no valid transition for stack_size='
-          f'{stack_size}, update_horizon={update_horizon}.')
+    pipeline.check_transitions(store, self.training_indices, stack_size,
+                               update_horizon)
 
   @property
   def frame_shape(self) -> tuple[int, ...]:
