@@ -156,7 +156,7 @@ class ReplayStore:
     array (`aligned_empty`), of which `checkpoints` hold views; when not
     given, built by copying `checkpoints` once (a single checkpoint already
     laid out so is used as it is)."""
-    if not checkpoints:  # The openers above name the directory.
+    if not checkpoints:  # Openers name the directory first (check_selected).
       raise ReplayDataError('no replay checkpoint selected.')
     _check_same_layout([_layout(a) for a in checkpoints], names)
     if not memory_mapped and slot_arrays is None:
