@@ -185,6 +185,8 @@ def owner_of(replay, indices):
     ({'first_k': 1, 'last_k': 1}, 'not both'),
     ({'fraction': 0.0}, 'fraction'),
     ({'first_k': 0}, 'first_k'),
+    ({'checkpoints': []}, 'DataSelection.checkpoints is empty: name at least '
+     'one checkpoint, or None for all.'),
 ])
 def test_selection_rejects_bad_values(kwargs, message):
   with pytest.raises(ValueError, match=message):
@@ -194,18 +196,6 @@ def test_selection_rejects_bad_values(kwargs, message):
 def test_selection_of_missing_checkpoint(run_dir):
   with pytest.raises(ValueError, match=r'\[9\] not found'):
     sources.open_store(run_dir[0], DataSelection(checkpoints=[0, 9]))
-
-
-@pytest.mark.parametrize('layout', ['gz', 'compact'])
-def test_selection_of_no_checkpoint_names_the_directory(converted_dirs,
-                                                        layout):
-  path = converted_dirs[layout]
-  with pytest.raises(ReplayDataError) as error:
-    replay_dataset.open_replay(path, 4, 3, GAMMA,
-                               DataSelection(checkpoints=[]))
-  assert str(error.value) == (
-      f'{path}: no checkpoint selected (DataSelection.checkpoints is empty); '
-      'name at least one, or None for all.')
 
 
 def test_data_without_a_valid_transition_is_named(tmp_path):

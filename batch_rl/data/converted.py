@@ -203,7 +203,6 @@ def open_store(out_dir: str, selection: DataSelection):
   """
   # TensorFlow only for reading: conversion workers never import it.
   from batch_rl.data import compact_store  # pylint: disable=g-import-not-at-top
-  from batch_rl.data import replay_store  # pylint: disable=g-import-not-at-top
   manifest = compact.read_manifest(out_dir)
   if manifest.get('format') != compact.FORMAT:
     raise ReplayDataError(
@@ -212,7 +211,6 @@ def open_store(out_dir: str, selection: DataSelection):
         f'{manifest.get("source", "the replay directory")} again into a new '
         'directory.')
   suffixes = selection.select_checkpoints(manifest['checkpoints'])
-  replay_store.check_selected(out_dir, suffixes)
   dirs = [compact.checkpoint_dir(out_dir, s) for s in suffixes]
   for ckpt_dir in dirs:
     if not os.path.isdir(ckpt_dir):

@@ -53,15 +53,6 @@ def shared_tensor(array: np.ndarray) -> tf.Tensor:
   return tf.constant(array)
 
 
-def check_selected(replay_dir: str, suffixes: Sequence[int]) -> None:
-  """Raises ReplayDataError if no checkpoint of `replay_dir` is selected
-  (DataSelection.checkpoints=[]: its other fields always keep one)."""
-  if not len(suffixes):
-    raise ReplayDataError(
-        f'{replay_dir}: no checkpoint selected (DataSelection.checkpoints is '
-        'empty); name at least one, or None for all.')
-
-
 def _check_same_layout(specs: Sequence[dict], names: Sequence[str]) -> None:
   """`specs[i][element]` = (shape, dtype) of checkpoint `names[i]`'s
   element; every checkpoint must match the first but for its capacity."""
@@ -156,7 +147,7 @@ class ReplayStore:
     array (`aligned_empty`), of which `checkpoints` hold views; when not
     given, built by copying `checkpoints` once (a single checkpoint already
     laid out so is used as it is)."""
-    if not checkpoints:  # Openers name the directory first (check_selected).
+    if not checkpoints:
       raise ReplayDataError('no replay checkpoint selected.')
     _check_same_layout([_layout(a) for a in checkpoints], names)
     if not memory_mapped and slot_arrays is None:
@@ -202,7 +193,6 @@ class ReplayStore:
     one preallocated array per element: RAM holds the data once, at peak
     too, and TensorFlow shares it.
     """
-    check_selected(replay_dir, suffixes)
     names = [os.path.join(replay_dir, f'checkpoint {s}') for s in suffixes]
     filename = functools.partial(dopamine_replay.store_filename, replay_dir)
     specs = [{name: dopamine_replay.read_array_header(filename(name, s))

@@ -38,6 +38,9 @@ class DataSelection:
   def __post_init__(self):
     if self.first_k is not None and self.last_k is not None:
       raise ValueError('DataSelection: set first_k or last_k, not both.')
+    if self.checkpoints is not None and not len(self.checkpoints):
+      raise ValueError('DataSelection.checkpoints is empty: name at least one '
+                       'checkpoint, or None for all.')
     for name in ('first_k', 'last_k'):
       value = getattr(self, name)
       if value is not None and value < 1:
