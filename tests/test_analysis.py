@@ -431,6 +431,19 @@ def test_compared_pairs_are_reported_within_each_data_selection(
                         report.ReportOptions(comparisons=(('rem', 'bcq'),)))
 
 
+def test_a_compared_pair_without_common_normalized_games_is_named(tmp_path):
+  base = tmp_path / 'runs'
+  write_run(base, 'rem', 'atari:Pong', 0, [-20.0, 0.0])
+  write_run(base, 'dqn', 'minatar:breakout', 0, [1.0, 2.0])
+  text = open(report.write_report(
+      [str(base)], str(tmp_path / 'report'),
+      report.ReportOptions(bootstrap_reps=100,
+                           comparisons=(('rem', 'dqn'),)))).read()
+  section = text.split('## Probability of improvement')[1].split('##')[0]
+  assert section.strip() == ('Not compared (no common game with a human '
+                             'reference score): rem vs dqn.')
+
+
 def test_report_without_reference_scores_keeps_raw_scores(tmp_path):
   base = tmp_path / 'runs'
   for seed in range(2):

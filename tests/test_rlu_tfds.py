@@ -240,6 +240,17 @@ def test_unknown_dataset_is_named(rlu_data, options, replay_dir, match):
     replay_dataset.open_replay(replay_dir, STACK, 1, 0.99)
 
 
+@pytest.mark.parametrize('name, build', [
+    ('rlu_atari/Pong_run_1', 'tfds build rlu_atari --config Pong_run_1'),
+    ('rlu_atari_checkpoints_ordered/Breakout_run_2',
+     'tfds build rlu_atari_checkpoints_ordered --config Breakout_run_2'),
+])
+def test_an_unprepared_dataset_names_the_command_that_prepares_it(
+    tmp_path, name, build):
+  with pytest.raises(ReplayDataError, match=f'no prepared TFDS.*`{build}`'):
+    rlu.resolve(f'tfds:{name}', str(tmp_path))
+
+
 def test_missing_data_dir_is_named(tmp_path):
   missing = str(tmp_path / 'nowhere')
   with pytest.raises(ReplayDataError, match=f'{missing} does not exist'):

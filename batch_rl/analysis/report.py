@@ -180,15 +180,22 @@ class _Report:
             if (x, label) in variants and (y, label) in variants]
 
   def improvement_section(self):
-    pairs = []
+    pairs, uncomparable = [], []
     for x, y in self._compared_pairs():
-      if x not in self.matrices or y not in self.matrices:
-        continue
-      common = sorted(set(self.matrices[x][1]) & set(self.matrices[y][1]))
+      common = (sorted(set(self.matrices[x][1]) & set(self.matrices[y][1]))
+                if x in self.matrices and y in self.matrices else [])
       if common:
         pairs.append((x, y, common))
+      else:
+        uncomparable.append(f'{x} vs {y}')
+    # Pairs the user asked for are named when they cannot be compared.
+    unreported = ([f'Not compared (no common game with a '
+                   f'{self.reference.name} reference score): '
+                   f'{", ".join(uncomparable)}.', '']
+                  if self.options.comparisons and uncomparable else [])
     if not pairs:
-      return []
+      return (['## Probability of improvement', ''] + unreported
+              if unreported else [])
     rows = []
     for x, y, common in pairs:
       estimate = aggregates.probability_of_improvement_estimate(
@@ -202,7 +209,8 @@ class _Report:
     return ['## Probability of improvement', '',
             'P(X > Y): chance that a run of X beats a run of Y on a game, '
             'averaged over their common games.', '',
-            _markdown_table(['X', 'Y', 'games', 'P(X > Y)'], rows), '']
+            _markdown_table(['X', 'Y', 'games', 'P(X > Y)'], rows), ''
+            ] + unreported
 
   def per_game_section(self):
     rows = []

@@ -106,6 +106,7 @@ def resolve(replay_dir: str, data_dir: Optional[str] = None) -> str:
           f'{replay_dir}: the TFDS data directory {data_dir} does not exist; '
           'set it with --tfds_data_dir or tfds_replay.data_dir (gin).')
     config_dir = os.path.join(data_dir, *name.split('/'))
+    tfds_name = name
     if version:
       path = os.path.join(config_dir, version)
       if not _is_dataset_dir(path):
@@ -115,15 +116,17 @@ def resolve(replay_dir: str, data_dir: Optional[str] = None) -> str:
       return path
   else:
     config_dir = replay_dir
+    tfds_name = 'rlu_atari_checkpoints_ordered/Pong_run_1'  # an example
     if _is_dataset_dir(replay_dir):
       return replay_dir
   versions = _versions(config_dir)
   if not versions:
+    dataset, _, config = tfds_name.partition('/')
+    build = f'tfds build {dataset}' + (f' --config {config}' if config else '')
     raise ReplayDataError(
         f'{replay_dir}: no prepared TFDS dataset at {config_dir} (expected '
         f'VERSION/{DATASET_INFO} inside, e.g. 1.1.0/); prepare it with TFDS '
-        '(`tfds build rlu_atari_checkpoints_ordered --config Pong_run_1`) '
-        'or name another data directory.')
+        f'(`{build}`) or name another data directory.')
   return os.path.join(config_dir, versions[-1])
 
 
