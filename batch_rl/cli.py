@@ -32,6 +32,7 @@ from absl import flags
 
 TRACEBACK_ENV = 'BATCH_RL_TRACEBACK'
 USAGE_ERROR = 2
+HELP_FLAGS = frozenset({'-h', '--help', '--helpshort', '--helpfull'})
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -138,7 +139,7 @@ def main_with_flags(main, flag_values: flags.FlagValues, doc: str,
   """main(positional arguments) after parsing `flag_values`; --help prints
   `doc` and the flags. Returns the exit code (2 for bad flags)."""
   argv = list(sys.argv[1:] if argv is None else argv)
-  if {'-h', '--help', '--helpshort', '--helpfull'} & set(argv):
+  if HELP_FLAGS & set(argv):
     print(doc.strip() + '\n\nflags:\n' + flag_values.get_help())
     return 0
   try:
@@ -155,7 +156,16 @@ def run_with_flags(main, flag_values: flags.FlagValues, doc: str) -> None:
   sys.exit(main_with_flags(main, flag_values, doc))
 
 
+def run_app(main) -> None:
+  """absl's app.run(main), `main` returning the exit code; a help flag
+  prints absl's usage and exits 0 (absl's own exits 1)."""
+  if HELP_FLAGS & set(sys.argv[1:]):
+    app.usage(shorthelp='--helpfull' not in sys.argv[1:], writeto_stdout=True)
+    sys.exit(0)
+  app.run(lambda argv: sys.exit(main(argv)))
+
+
 def run(main) -> None:
-  """absl's app.run(main) with signals handled and one-line user errors."""
+  """`run_app(main)` with signals handled and one-line user errors."""
   install_signal_handlers()
-  app.run(lambda argv: sys.exit(call(main, argv)))
+  run_app(lambda argv: call(main, argv))

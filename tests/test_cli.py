@@ -33,6 +33,7 @@ def _run(*argv, env=None):
 ])
 def test_help_lists_the_flags_of_every_entry_point(module, flags):
   result = _run(module, '--help')
+  assert result.returncode == 0, result.stderr
   for flag in flags:
     assert flag in result.stdout, (module, result.stdout + result.stderr)
 

@@ -18,7 +18,6 @@ import shlex
 import signal
 import sys
 
-from absl import app
 from absl import flags
 import gin
 
@@ -195,4 +194,4 @@ def main(argv) -> int:
 
 
 if __name__ == '__main__':
-  app.run(lambda argv: sys.exit(main(argv)))
+  cli.run_app(main)
