@@ -15,6 +15,7 @@ from conftest import exported_episodes
 from batch_rl.continuous import d4rl_import
 from batch_rl.continuous import environments
 from batch_rl.continuous.replay_writer import EpisodeReplayWriter
+from batch_rl.continuous.replay_writer import LoggedEpisodeReplay
 from batch_rl.data import dopamine_replay
 from batch_rl.data import pipeline
 from batch_rl.data import rlds_io
@@ -241,6 +242,35 @@ def test_a_restored_writer_continues_as_an_uninterrupted_one(split):
   with pytest.raises(ValueError, match=r'observation is float32\[7, 3\], '
                      r'this one.s float32\[8, 3\]'):
     EpisodeReplayWriter(8, OBS_DIM, ACTION_DIM, print).restore(first.state())
+
+
+def test_a_damaged_saved_replay_is_named(tmp_path):
+  replay = LoggedEpisodeReplay(str(tmp_path / 'logs'), OBS_DIM, ACTION_DIM,
+                               seed=0, replay_capacity=8)
+  replay.add(np.zeros(OBS_DIM), np.zeros(ACTION_DIM), 0., False)
+  replay.save(str(tmp_path), 0)
+  path = tmp_path / 'episode_replay-0.npz'
+  with np.load(path) as saved:
+    arrays = dict(saved)
+  with pytest.raises(OSError, match=re.escape(
+      f'{tmp_path}/episode_replay-1.npz: unreadable ([Errno 2]')):
+    replay.load(str(tmp_path), 1)  # Never saved.
+  path.write_bytes(path.read_bytes()[:100])  # Cut short.
+  with pytest.raises(OSError, match=re.escape(f'{path}: unreadable (')):
+    replay.load(str(tmp_path), 0)
+  del arrays['reward']
+  np.savez(path, **arrays)
+  with pytest.raises(OSError, match=re.escape(f"{path}: lacks 'reward'")):
+    replay.load(str(tmp_path), 0)
+  with pytest.raises(ValueError, match=re.escape(
+      "a cut episode's final observation is needed")):
+    replay.truncate_episode(None)
+
+
+def test_writer_capacity_of_one_slot_is_refused():
+  with pytest.raises(ValueError, match=re.escape(
+      'replay capacity must be at least 2, got 1.')):
+    EpisodeReplayWriter(1, OBS_DIM, ACTION_DIM, print)
 
 
 def test_writer_close_refuses_a_running_episode():

@@ -178,3 +178,30 @@ def test_logging_refuses_offline_only_agents(tmp_path):
   with pytest.raises(ValueError, match='--agent_name=bcq: continuous logging'):
     log_continuous_replay(tmp_path, 'Pendulum-v1', 10, 256,
                           agent_name='bcq')
+
+
+def test_training_before_any_complete_transition_names_the_binding(
+    tmp_path):
+  # min_replay_history = RANDOM_STEPS = 0: a gradient step after the first
+  # agent step, whose transition awaits its next state.
+  with pytest.raises(ValueError, match=re.escape(
+      'The replay holds no complete transition yet (1 slot(s) await their '
+      'next state); sample after more steps, e.g. with '
+      'OnlineAgent.min_replay_history >= 1.')):
+    log_continuous_replay(tmp_path / 'zero', 'Pendulum-v1', 10, 256,
+                          random_steps=0)
+  runner = log_continuous_replay(tmp_path / 'one', 'Pendulum-v1', 10, 256,
+                                 random_steps=1, max_episode_steps=10)
+  assert runner.agent.gradient_steps > 0
+
+
+def test_resuming_with_another_replay_capacity_names_the_saved_replay(
+    tmp_path):
+  log_continuous_replay(tmp_path, 'Pendulum-v1', 10, 64, max_episode_steps=10)
+  saved = tmp_path / 'checkpoints' / 'iteration_0' / 'episode_replay-0.npz'
+  with pytest.raises(ValueError, match=re.escape(
+      f"{saved}: the saved replay's observation is float32[64, 3], this "
+      "one's float32[32, 3] (capacity, observation_dim, action_dim); was it "
+      'saved with other settings?')):
+    log_continuous_replay(tmp_path, 'Pendulum-v1', 10, 32, iterations=2,
+                          max_episode_steps=10)
