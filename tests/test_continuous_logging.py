@@ -178,6 +178,11 @@ def test_logging_refuses_offline_only_agents(tmp_path):
   with pytest.raises(ValueError, match='--agent_name=bcq: continuous logging'):
     log_continuous_replay(tmp_path, 'Pendulum-v1', 10, 256,
                           agent_name='bcq')
+  with pytest.raises(ValueError, match=re.escape(
+      'DDPGAgent.update_horizon=3: a continuous logging run samples one-step '
+      'transitions; use 1.')):
+    log_continuous_replay(tmp_path, 'Pendulum-v1', 10, 256,
+                          bindings=['DDPGAgent.update_horizon=3'])
 
 
 def test_training_before_any_complete_transition_names_the_binding(

@@ -8,10 +8,12 @@ import signal
 import subprocess
 import sys
 import time
+import types
 
 import gin
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from batch_rl import command_line
 from batch_rl import experiment
@@ -429,3 +431,18 @@ def test_a_resumed_run_rewrites_the_summaries_cut_off_its_event_file(
   expected = {(tag, 0) for tag in resumed.summaries[0]}
   assert len(expected) > 1 and expected <= resumed._summarized()  # pylint: disable=protected-access
   assert len(os.listdir(tensorboard)) == 2  # The rewritten ones: a new file.
+
+
+def test_distribution_and_batch_size_bindings_are_checked(tmp_path,
+                                                         monkeypatch):
+  assert isinstance(experiment.make_strategy('mirrored'),
+                    tf.distribute.MirroredStrategy)
+  with pytest.raises(ValueError, match=re.escape(
+      "create_runner.distribution must be 'default' or 'mirrored', got "
+      "'tpu'.")):
+    _runner('dqn', str(tmp_path), "create_runner.distribution='tpu'")
+  monkeypatch.setattr(experiment, 'make_strategy',
+                      lambda _: types.SimpleNamespace(num_replicas_in_sync=2))
+  with pytest.raises(ValueError, match=re.escape(
+      'create_runner.batch_size=17 must be a multiple of the 2 replicas.')):
+    _runner('dqn', str(tmp_path), 'create_runner.batch_size=17')
