@@ -147,6 +147,8 @@ def test_user_reference_csv_uses_the_guarded_formula(tmp_path):
     ('environment,random,dqn\natari:Pong,1,2\natari:pong,1,3\n',
      r"listed twice: \['atari:pong'\]"),
     ('environment,random,dqn\natari:pong,2,2\n', 'divide by zero'),
+    ('', r'not a readable CSV \(No columns to parse from file\)'),
+    ('environment,random,dqn\n"atari:pong,1,2\n', 'not a readable CSV'),
 ])
 def test_reference_csv_errors_name_the_file(tmp_path, text, message):
   path = tmp_path / 'reference.csv'
@@ -343,12 +345,18 @@ def test_load_runs_finds_nested_runs(fake_runs):
     (_HEADER + '\n', 'no rows'),
     (_HEADER + '\n0,100,5,oops,1,0.1,0\n',
      "non-numeric value 'oops' in column eval_return_mean"),
+    (_HEADER + '\n0,100,5,,1,0.1,0\n1,200,5,2.0,1,0.1,0\n',
+     'empty eval_return_mean in some rows'),
+    (None, r'missing \(every run directory with run_info.json needs '
+     r'metrics.csv\)'),
 ])
 def test_malformed_metrics_csv_is_named(tmp_path, content, message):
   run_dir = write_run(tmp_path, 'dqn', 'atari:Pong', 0, [1.0])
   path = os.path.join(run_dir, 'metrics.csv')
-  with open(path, 'w') as f:
-    f.write(content)
+  os.remove(path)
+  if content is not None:
+    with open(path, 'w') as f:
+      f.write(content)
   with pytest.raises(AnalysisError, match=message) as error:
     runs_lib.load_runs([str(tmp_path)])
   assert path in str(error.value)
@@ -364,6 +372,16 @@ def test_malformed_run_info_is_named(tmp_path):
   with open(path, 'w') as f:
     json.dump({'agent_name': 'dqn', 'environment': 'Pong', 'seed': 0}, f)
   with pytest.raises(AnalysisError, match='<family>:<game>'):
+    runs_lib.load_runs([str(tmp_path)])
+  with open(path, 'w') as f:
+    json.dump({'agent_name': 'dqn', 'environment': 'atari:Pong',
+               'seed': 'zero'}, f)
+  with pytest.raises(AnalysisError, match=f"{path}: seed 'zero' is not an "
+                     'integer.'):
+    runs_lib.load_runs([str(tmp_path)])
+  with open(path, 'w') as f:
+    json.dump([{'agent_name': 'dqn'}], f)
+  with pytest.raises(AnalysisError, match=f'{path}: expected a JSON object.'):
     runs_lib.load_runs([str(tmp_path)])
   for damaged in (b'{"agent_name": ', b'\xff\xfe'):  # Cut short; not text.
     with open(path, 'wb') as f:
