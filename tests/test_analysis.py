@@ -275,6 +275,9 @@ def test_aggregates_reject_empty_or_non_finite_matrices():
     aggregates.interval_estimates(np.zeros((0, 3)))
   with pytest.raises(ValueError, match='non-finite'):
     aggregates.interval_estimates(np.array([[np.nan, 1.0]]))
+  with pytest.raises(ValueError, match=re.escape(
+      'bootstrap reps must be >= 1, got 0.')):
+    aggregates.interval_estimates(np.ones((2, 3)), reps=0)
 
 
 # Run logs.
@@ -449,13 +452,51 @@ def test_compared_pairs_are_reported_within_each_data_selection(
                         report.ReportOptions(comparisons=(('rem', 'bcq'),)))
 
 
+def test_report_over_runs_of_partly_covered_games_and_lengths(
+    tmp_path, monkeypatch):
+  # rem stopped early on Breakout; bc ran only on games without a human
+  # score; five games leave three of the 2 x 4 learning-curve panels empty.
+  base = tmp_path / 'runs'
+  for seed in range(2):
+    for agent, env, reference, fractions in (
+        ('dqn', 'atari:Pong', _PONG, (0.1, 0.2, 0.3)),
+        ('dqn', 'atari:Breakout', _BREAKOUT, (0.1, 0.2, 0.3)),
+        ('rem', 'atari:Pong', _PONG, (0.2, 0.3, 0.4)),
+        ('rem', 'atari:Breakout', _BREAKOUT, (0.2, 0.3))):
+      write_run(base, agent, env, seed,
+                [_human_scores(f, reference) for f in fractions])
+    for game in ('asterix', 'breakout', 'freeway'):
+      write_run(base, 'bc', f'minatar:{game}', seed, [1.0, 2.0])
+  curves = {}
+  interval_curves = report.plots.interval_curves
+  def record(named_curves, path, *args, **kwargs):
+    if path.endswith(report.SCORE_VS_STEPS):
+      curves.update(named_curves)
+    interval_curves(named_curves, path, *args, **kwargs)
+  monkeypatch.setattr(report.plots, 'interval_curves', record)
+  out = tmp_path / 'report'
+  text = open(report.write_report([str(base)], str(out), report.ReportOptions(
+      bootstrap_reps=50, comparisons=(('bc', 'rem'), ('dqn', 'rem'))))).read()
+  section = text.split('## Probability of improvement')[1].split('##')[0]
+  assert [line.split(' | ')[:2] for line in section.splitlines()
+          if line.startswith('| ')][2:] == [['| dqn', 'rem']]
+  # Score vs gradient steps: rem's iterations on both games only; no bc.
+  assert sorted(curves) == ['dqn', 'rem']
+  assert curves['dqn']['x'].tolist() == [100, 200, 300]
+  assert curves['rem']['x'].tolist() == [100, 200]
+  _assert_png(out / report.LEARNING_CURVES)
+
+
 def test_report_without_reference_scores_keeps_raw_scores(tmp_path):
   base = tmp_path / 'runs'
   for seed in range(2):
     write_run(base, 'dqn', 'minatar:breakout', seed, [1.0, 2.0 + seed])
+  write_run(base, 'dqn', 'minatar:breakout', 0, [1.0],
+            data_selection={'fraction': 0.1, 'seed': 0})
   out = tmp_path / 'report'
   text = open(report.write_report([str(base)], str(out))).read()
   assert 'No environment of these runs has a human reference score' in text
+  assert 'No normalized scores for the ablation runs.' in text
   assert '| minatar:breakout | 2.5 ± 0.5 n=2 |' in text
   _assert_png(out / report.LEARNING_CURVES)
   assert not (out / report.AGGREGATES).exists()
@@ -499,6 +540,18 @@ def test_cli_rejects_bad_options_in_one_line(argv, message, capsys):
   error = capsys.readouterr().err
   assert error.startswith('error: ') and len(error.strip().splitlines()) == 1
   assert message in error, error
+
+
+@pytest.mark.parametrize('confidence', ['0', '1'])
+def test_cli_rejects_a_confidence_that_is_no_interval(fake_runs, tmp_path,
+                                                      capsys, confidence):
+  # Within the flag's bounds [0, 1], but no interval has confidence 0 or 1.
+  out = tmp_path / 'out'
+  assert cli.main(['--base_dirs', fake_runs, '--out', str(out),
+                   '--confidence', confidence]) == 2
+  assert capsys.readouterr().err == (
+      f'error: confidence must be in (0, 1), got {float(confidence)}.\n')
+  assert not (out / 'report.md').exists()
 
 
 def test_cli_does_not_import_tensorflow():
