@@ -636,3 +636,25 @@ def test_reference_from_malformed_dopamine_file_is_named(tmp_path, capsys,
                    str(tmp_path / 'dqn.csv')]) == 2
   error = capsys.readouterr().err
   assert str(path) in error and message in error
+
+
+def test_reference_from_unreadable_or_unknown_game_files_is_named(tmp_path,
+                                                                  capsys):
+  out = str(tmp_path / 'dqn.csv')
+  missing = str(tmp_path / 'pong.json')
+  assert cli.main(['reference', '--dopamine_json', missing, '--out',
+                   out]) == 2
+  assert capsys.readouterr().err.startswith(
+      f'error: {missing}: not a readable JSON file ([Errno 2]')
+  (tmp_path / 'pong.json').write_text('[{"Iteration": 0,')  # Cut short.
+  assert cli.main(['reference', '--dopamine_json', missing, '--out',
+                   out]) == 2
+  assert capsys.readouterr().err.startswith(
+      f'error: {missing}: not a readable JSON file (Expecting')
+  unknown = _dopamine_json(tmp_path / 'air_raid.json', [[1.0, 2.0]])
+  assert cli.main(['reference', '--dopamine_json', unknown, '--out',
+                   out]) == 2
+  assert capsys.readouterr().err == (
+      f"error: none of ['{unknown}'] names a game of the bundled "
+      'random-score table.\n')
+  assert not os.path.exists(out)
