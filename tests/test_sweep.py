@@ -450,6 +450,9 @@ def test_runs_killed_or_ending_early_are_reported_with_their_logs(
   assert report.rstrip().endswith('about to die')
   assert outcome.failed[early.name].startswith(
       'exited normally after 0 of 2 iterations')
+  # A task that failed before its run wrote a log (e.g. on a node that
+  # cannot import batch_rl) says so.
+  assert execution.log_tail(str(tmp_path / 'never.log')) == '(no log)\n'
 
 
 def test_a_study_whose_runs_failed_exits_1_naming_them(
