@@ -7,6 +7,7 @@ lists them.
 """
 
 import os
+import tokenize
 
 from absl import flags
 from absl import logging
@@ -52,6 +53,18 @@ def find_gin_file(name: str) -> str:
                    "directory and the repository's gin/ and root).")
 
 
+# What gin raises on a file or binding that does not parse; an unclosed
+# bracket or quote reaches Python's tokenizer, which raises TokenError.
+GIN_PARSE_ERRORS = (ValueError, OSError, SyntaxError, tokenize.TokenError)
+
+
+def gin_error_line(error: Exception) -> str:
+  """One line saying why gin could not parse a configuration."""
+  if isinstance(error, tokenize.TokenError):
+    return f'{error.args[0]} (an unclosed bracket or quote)'
+  return str(error).strip().splitlines()[0]
+
+
 def load_gin_configs(gin_files, gin_bindings) -> None:
   """Parses gin files (searched also under the repository's gin/) and bindings.
 
@@ -66,9 +79,8 @@ def load_gin_configs(gin_files, gin_bindings) -> None:
     gin.add_config_file_search_path(path)
   try:
     gin.parse_config_files_and_bindings(paths, list(gin_bindings))
-  except (ValueError, OSError, SyntaxError) as e:
-    message = str(e).strip().splitlines()[0]
-    raise ValueError(f'bad gin configuration: {message}') from None
+  except GIN_PARSE_ERRORS as e:
+    raise ValueError(f'bad gin configuration: {gin_error_line(e)}') from None
 
 
 def require_flags(*names, flag_values: flags.FlagValues = FLAGS) -> None:

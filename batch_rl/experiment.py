@@ -201,10 +201,9 @@ def rebuild_agent(run_dir: str, gin_files=(), gin_bindings=(),
   gin.clear_config()
   try:
     gin.parse_config(info[GIN_CONFIG])
-  except (ValueError, SyntaxError, ImportError) as e:
-    message = str(e).strip().splitlines()[0]
+  except command_line.GIN_PARSE_ERRORS + (ImportError,) as e:
     raise ValueError(f'{run.run_info_path}: {GIN_CONFIG} does not parse: '
-                     f'{message}') from None
+                     f'{command_line.gin_error_line(e)}') from None
   command_line.load_gin_configs(gin_files, gin_bindings)
   env, spec = factory.create_environment(info[ENVIRONMENT])
   env.close()

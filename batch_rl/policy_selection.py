@@ -316,7 +316,7 @@ def spearman(rows: Sequence[dict], column: str) -> float:
   nan where undefined: fewer than 3 finite pairs, or a constant column.
   """
   pairs = np.array([(r[column], r[EVAL_RETURN_MEAN]) for r in rows],
-                   dtype=np.float64)
+                   dtype=np.float64).reshape(-1, 2)
   pairs = pairs[np.isfinite(pairs).all(axis=1)]
   if len(pairs) < 3 or (pairs.std(axis=0) == 0).any():
     return float('nan')

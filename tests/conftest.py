@@ -165,14 +165,15 @@ gin.bind_parameter('MLPTorso.hidden_units', (16,))
 def continuous_logging_config(environment, steps_per_iteration,
                               replay_capacity, random_steps=None,
                               iterations=1, agent_name='ddpg',
-                              max_episode_steps=None):
+                              max_episode_steps=None, bindings=()):
   """(gin files, bindings) of a small continuous logging run.
 
   gin/mujoco/<agent>.gin and gin/baselines/mujoco.gin with `iterations` of
   at least `steps_per_iteration` agent steps, each evaluated on one
   episode; uniformly random actions (and no training) for the first
   `random_steps` agent steps, all of them if None; batches of 32, 16-unit
-  networks; the task's own time limit unless `max_episode_steps` is given.
+  networks; the task's own time limit unless `max_episode_steps` is given;
+  `bindings` last.
   """
   if random_steps is None:
     random_steps = iterations * steps_per_iteration * 2
@@ -185,8 +186,8 @@ def continuous_logging_config(environment, steps_per_iteration,
            f'LoggedEpisodeReplay.replay_capacity={replay_capacity}',
            'LoggedEpisodeReplay.batch_size=32',
            'DDPGAgent.hidden_sizes=(16,)',
-           f'make_continuous_environment.max_episode_steps={max_episode_steps}'
-           ])
+           f'make_continuous_environment.max_episode_steps={max_episode_steps}',
+           *bindings])
 
 
 def log_continuous_replay(base_dir, *args, agent_name='ddpg', **kwargs):

@@ -147,6 +147,8 @@ def test_user_reference_csv_uses_the_guarded_formula(tmp_path):
     ('environment,random,dqn\natari:Pong,1,2\natari:pong,1,3\n',
      r"listed twice: \['atari:pong'\]"),
     ('environment,random,dqn\natari:pong,2,2\n', 'divide by zero'),
+    ('', r'not a readable CSV \(No columns to parse from file\)'),
+    ('environment,random,dqn\n"atari:pong,1,2\n', 'not a readable CSV'),
 ])
 def test_reference_csv_errors_name_the_file(tmp_path, text, message):
   path = tmp_path / 'reference.csv'
@@ -273,6 +275,9 @@ def test_aggregates_reject_empty_or_non_finite_matrices():
     aggregates.interval_estimates(np.zeros((0, 3)))
   with pytest.raises(ValueError, match='non-finite'):
     aggregates.interval_estimates(np.array([[np.nan, 1.0]]))
+  with pytest.raises(ValueError, match=re.escape(
+      'bootstrap reps must be >= 1, got 0.')):
+    aggregates.interval_estimates(np.ones((2, 3)), reps=0)
 
 
 # Run logs.
@@ -343,12 +348,18 @@ def test_load_runs_finds_nested_runs(fake_runs):
     (_HEADER + '\n', 'no rows'),
     (_HEADER + '\n0,100,5,oops,1,0.1,0\n',
      "non-numeric value 'oops' in column eval_return_mean"),
+    (_HEADER + '\n0,100,5,,1,0.1,0\n1,200,5,2.0,1,0.1,0\n',
+     'empty eval_return_mean in some rows'),
+    (None, r'missing \(every run directory with run_info.json needs '
+     r'metrics.csv\)'),
 ])
 def test_malformed_metrics_csv_is_named(tmp_path, content, message):
   run_dir = write_run(tmp_path, 'dqn', 'atari:Pong', 0, [1.0])
   path = os.path.join(run_dir, 'metrics.csv')
-  with open(path, 'w') as f:
-    f.write(content)
+  os.remove(path)
+  if content is not None:
+    with open(path, 'w') as f:
+      f.write(content)
   with pytest.raises(AnalysisError, match=message) as error:
     runs_lib.load_runs([str(tmp_path)])
   assert path in str(error.value)
@@ -364,6 +375,16 @@ def test_malformed_run_info_is_named(tmp_path):
   with open(path, 'w') as f:
     json.dump({'agent_name': 'dqn', 'environment': 'Pong', 'seed': 0}, f)
   with pytest.raises(AnalysisError, match='<family>:<game>'):
+    runs_lib.load_runs([str(tmp_path)])
+  with open(path, 'w') as f:
+    json.dump({'agent_name': 'dqn', 'environment': 'atari:Pong',
+               'seed': 'zero'}, f)
+  with pytest.raises(AnalysisError, match=f"{path}: seed 'zero' is not an "
+                     'integer.'):
+    runs_lib.load_runs([str(tmp_path)])
+  with open(path, 'w') as f:
+    json.dump([{'agent_name': 'dqn'}], f)
+  with pytest.raises(AnalysisError, match=f'{path}: expected a JSON object.'):
     runs_lib.load_runs([str(tmp_path)])
   for damaged in (b'{"agent_name": ', b'\xff\xfe'):  # Cut short; not text.
     with open(path, 'wb') as f:
@@ -444,13 +465,51 @@ def test_a_compared_pair_without_common_normalized_games_is_named(tmp_path):
                              'reference score): rem vs dqn.')
 
 
+def test_report_over_runs_of_partly_covered_games_and_lengths(
+    tmp_path, monkeypatch):
+  # rem stopped early on Breakout; bc ran only on games without a human
+  # score; five games leave three of the 2 x 4 learning-curve panels empty.
+  base = tmp_path / 'runs'
+  for seed in range(2):
+    for agent, env, reference, fractions in (
+        ('dqn', 'atari:Pong', _PONG, (0.1, 0.2, 0.3)),
+        ('dqn', 'atari:Breakout', _BREAKOUT, (0.1, 0.2, 0.3)),
+        ('rem', 'atari:Pong', _PONG, (0.2, 0.3, 0.4)),
+        ('rem', 'atari:Breakout', _BREAKOUT, (0.2, 0.3))):
+      write_run(base, agent, env, seed,
+                [_human_scores(f, reference) for f in fractions])
+    for game in ('asterix', 'breakout', 'freeway'):
+      write_run(base, 'bc', f'minatar:{game}', seed, [1.0, 2.0])
+  curves = {}
+  interval_curves = report.plots.interval_curves
+  def record(named_curves, path, *args, **kwargs):
+    if path.endswith(report.SCORE_VS_STEPS):
+      curves.update(named_curves)
+    interval_curves(named_curves, path, *args, **kwargs)
+  monkeypatch.setattr(report.plots, 'interval_curves', record)
+  out = tmp_path / 'report'
+  text = open(report.write_report([str(base)], str(out), report.ReportOptions(
+      bootstrap_reps=50, comparisons=(('bc', 'rem'), ('dqn', 'rem'))))).read()
+  section = text.split('## Probability of improvement')[1].split('##')[0]
+  assert [line.split(' | ')[:2] for line in section.splitlines()
+          if line.startswith('| ')][2:] == [['| dqn', 'rem']]
+  # Score vs gradient steps: rem's iterations on both games only; no bc.
+  assert sorted(curves) == ['dqn', 'rem']
+  assert curves['dqn']['x'].tolist() == [100, 200, 300]
+  assert curves['rem']['x'].tolist() == [100, 200]
+  _assert_png(out / report.LEARNING_CURVES)
+
+
 def test_report_without_reference_scores_keeps_raw_scores(tmp_path):
   base = tmp_path / 'runs'
   for seed in range(2):
     write_run(base, 'dqn', 'minatar:breakout', seed, [1.0, 2.0 + seed])
+  write_run(base, 'dqn', 'minatar:breakout', 0, [1.0],
+            data_selection={'fraction': 0.1, 'seed': 0})
   out = tmp_path / 'report'
   text = open(report.write_report([str(base)], str(out))).read()
   assert 'No environment of these runs has a human reference score' in text
+  assert 'No normalized scores for the ablation runs.' in text
   assert '| minatar:breakout | 2.5 ± 0.5 n=2 |' in text
   _assert_png(out / report.LEARNING_CURVES)
   assert not (out / report.AGGREGATES).exists()
@@ -494,6 +553,18 @@ def test_cli_rejects_bad_options_in_one_line(argv, message, capsys):
   error = capsys.readouterr().err
   assert error.startswith('error: ') and len(error.strip().splitlines()) == 1
   assert message in error, error
+
+
+@pytest.mark.parametrize('confidence', ['0', '1'])
+def test_cli_rejects_a_confidence_that_is_no_interval(fake_runs, tmp_path,
+                                                      capsys, confidence):
+  # Within the flag's bounds [0, 1], but no interval has confidence 0 or 1.
+  out = tmp_path / 'out'
+  assert cli.main(['--base_dirs', fake_runs, '--out', str(out),
+                   '--confidence', confidence]) == 2
+  assert capsys.readouterr().err == (
+      f'error: confidence must be in (0, 1), got {float(confidence)}.\n')
+  assert not (out / 'report.md').exists()
 
 
 def test_cli_does_not_import_tensorflow():
@@ -578,3 +649,25 @@ def test_reference_from_malformed_dopamine_file_is_named(tmp_path, capsys,
                    str(tmp_path / 'dqn.csv')]) == 2
   error = capsys.readouterr().err
   assert str(path) in error and message in error
+
+
+def test_reference_from_unreadable_or_unknown_game_files_is_named(tmp_path,
+                                                                  capsys):
+  out = str(tmp_path / 'dqn.csv')
+  missing = str(tmp_path / 'pong.json')
+  assert cli.main(['reference', '--dopamine_json', missing, '--out',
+                   out]) == 2
+  assert capsys.readouterr().err.startswith(
+      f'error: {missing}: not a readable JSON file ([Errno 2]')
+  (tmp_path / 'pong.json').write_text('[{"Iteration": 0,')  # Cut short.
+  assert cli.main(['reference', '--dopamine_json', missing, '--out',
+                   out]) == 2
+  assert capsys.readouterr().err.startswith(
+      f'error: {missing}: not a readable JSON file (Expecting')
+  unknown = _dopamine_json(tmp_path / 'air_raid.json', [[1.0, 2.0]])
+  assert cli.main(['reference', '--dopamine_json', unknown, '--out',
+                   out]) == 2
+  assert capsys.readouterr().err == (
+      f"error: none of ['{unknown}'] names a game of the bundled "
+      'random-score table.\n')
+  assert not os.path.exists(out)

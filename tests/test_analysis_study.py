@@ -4,6 +4,7 @@ score tables as CSV, and the random policy's score."""
 import csv
 import json
 import os
+import re
 
 import pandas as pd
 import pytest
@@ -120,6 +121,57 @@ def test_study_without_offline_results_says_so(study_dir):
     study.resolve([study_dir], None)
 
 
+def _rewrite_study(study_dir, change):
+  path = os.path.join(study_dir, study_directory.STUDY_FILE)
+  with open(path) as f:
+    description = json.load(f)
+  for run in description['runs']:
+    change(run)
+  with open(path, 'w') as f:
+    json.dump(description, f)
+  return path
+
+
+def test_a_logging_reference_without_finished_logging_runs_says_so(
+    study_dir):
+  for game in ('breakout', 'freeway'):
+    for seed in (0, 1):
+      write_run(study_dir, f'logging/{game}/seed_{seed}', f'minatar:{game}',
+                seed, [1.0])
+  with pytest.raises(AnalysisError, match=re.escape(
+      f"{study_dir}: no logging run of the study has finished; its reference "
+      "'logging' needs them.")):
+    study.resolve([study_dir], None)
+
+
+def test_a_logging_reference_needs_one_episode_cap(study_dir):
+  def change(run):
+    if run['name'] == 'offline/freeway/rem/all/seed_0':
+      run['max_steps_per_episode'] = 2 * CAP
+  path = _rewrite_study(study_dir, change)
+  with pytest.raises(AnalysisError, match=re.escape(
+      f'{path}: the offline runs have episode caps {CAP}, {2 * CAP}; the '
+      'random policy is measured with the one cap they share.')):
+    study.resolve([study_dir], None)
+  _rewrite_study(study_dir, lambda run: run.update(max_steps_per_episode=None))
+  with pytest.raises(AnalysisError, match='have episode caps none; the'):
+    study.resolve([study_dir], None)
+
+
+def test_a_game_where_the_logging_agent_scores_as_random_is_left_out(
+    study_dir, capsys):
+  random = random_policy.random_policy_score(
+      'minatar:freeway', EPISODES, random_policy.SEED, CAP)
+  write_run(study_dir, 'logging/freeway/seed_0', 'minatar:freeway', 0,
+            [random] * 3)
+  reference = study.resolve([study_dir], None)[1]
+  assert (f'minatar:freeway: the logging dqn scores what a random policy '
+          f'does ({random:g}); left out of the normalized scores.'
+          in capsys.readouterr().out)
+  assert pd.read_csv(reference, comment='#')['environment'].tolist() == [
+      'minatar:breakout']
+
+
 @pytest.mark.parametrize('content, message', [
     ('{"runs": [', 'not valid JSON'),
     ('[]', 'expected a JSON object with a list "runs"'),
@@ -134,7 +186,7 @@ def test_a_damaged_study_json_is_named(study_dir, content, message):
   assert str(error.value).startswith(f'{path}: {message}')
 
 
-def test_random_policy_score_is_seeded_and_cached(tmp_path):
+def test_random_policy_score_is_seeded_and_cached(tmp_path, capsys):
   score = random_policy.random_policy_score('minatar:breakout', 30, 0, 500)
   assert score == random_policy.random_policy_score(
       'minatar:breakout', 30, 0, 500)
@@ -147,3 +199,20 @@ def test_random_policy_score_is_seeded_and_cached(tmp_path):
   with open(os.path.join(tmp_path, random_policy.RANDOM_SCORES)) as f:
     (row,) = csv.DictReader(f)
   assert row['episodes'] == '30'
+  # Read back, not measured again, for the same settings; remeasured for
+  # others.
+  capsys.readouterr()
+  row['random'] = '123.5'
+  with open(os.path.join(tmp_path, random_policy.RANDOM_SCORES), 'w') as f:
+    writer = csv.DictWriter(f, list(row))
+    writer.writeheader()
+    writer.writerow(row)
+  assert random_policy.random_policy_scores(
+      str(tmp_path), ['minatar:breakout'], 30, 500) == {
+          'minatar:breakout': 123.5}
+  assert 'measuring' not in capsys.readouterr().out
+  assert random_policy.random_policy_scores(
+      str(tmp_path), ['minatar:breakout'], 30, 400)['minatar:breakout'] != (
+          123.5)
+  assert 'measuring a random policy on minatar:breakout' in (
+      capsys.readouterr().out)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 from absl import flags
+import gin
 import pytest
 
 from batch_rl import cli
@@ -67,6 +68,19 @@ def test_a_missing_required_gin_binding_is_one_line(tmp_path):
   # The environment variable shows the traceback instead.
   result = _run(*argv, env={cli.TRACEBACK_ENV: '1'})
   assert result.returncode == 1 and 'Traceback' in result.stderr
+
+
+def test_a_binding_cut_inside_brackets_is_a_bad_gin_configuration(capsys):
+  # Python's tokenizer, not gin, sees the unclosed bracket (TokenError).
+  def load(_):
+    command_line.load_gin_configs([], ['Runner.num_iterations = (1,'])
+  try:
+    assert cli.call(load, []) == 2
+  finally:
+    gin.clear_config()
+  assert capsys.readouterr().err == (
+      'error: bad gin configuration: EOF in multi-line statement (an '
+      'unclosed bracket or quote)\n')
 
 
 def test_call_maps_user_errors_and_lets_bugs_through(capsys):

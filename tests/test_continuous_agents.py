@@ -2,6 +2,7 @@
 
 import glob
 import os
+import re
 import types
 
 import gin
@@ -166,6 +167,25 @@ def test_agents_refuse_stacked_or_integer_observations_and_replicas():
     registry.create_agent('bc', spec_of(3, (11,)), strategy=two_replicas)
   assert registry.create_agent('bc', spec_of(3, (11,)),
                                strategy=tf.distribute.get_strategy())
+
+
+@pytest.mark.parametrize('binding, message', [
+    ("DDPGAgent.target_combination = 'best'",
+     "DDPGAgent.target_combination='best'; valid: independent, min, rem."),
+    ("DDPGAgent.actor_objective = 'max'",
+     "DDPGAgent.actor_objective='max'; valid: 'first', 'mean'."),
+    ("DDPGAgent.target_combination = 'min'",
+     "DDPGAgent.target_combination='min' needs DDPGAgent.num_critics >= 2, "
+     'got 1.'),
+])
+def test_actor_critic_bindings_name_the_binding_and_valid_values(binding,
+                                                                 message):
+  gin.parse_config(binding)
+  try:
+    with pytest.raises(ValueError, match=re.escape(message)):
+      make_agent('ddpg')
+  finally:
+    gin.clear_config()
 
 
 def test_td3_target_is_clipped_double_q_of_the_target_actor():

@@ -4,6 +4,7 @@ The logging run that writes it: tests/test_continuous_logging.py.
 """
 
 import collections
+import re
 
 import gymnasium as gym
 import h5py
@@ -14,6 +15,7 @@ from conftest import exported_episodes
 from batch_rl.continuous import d4rl_import
 from batch_rl.continuous import environments
 from batch_rl.continuous.replay_writer import EpisodeReplayWriter
+from batch_rl.continuous.replay_writer import LoggedEpisodeReplay
 from batch_rl.data import dopamine_replay
 from batch_rl.data import pipeline
 from batch_rl.data import rlds_io
@@ -242,6 +244,35 @@ def test_a_restored_writer_continues_as_an_uninterrupted_one(split):
     EpisodeReplayWriter(8, OBS_DIM, ACTION_DIM, print).restore(first.state())
 
 
+def test_a_damaged_saved_replay_is_named(tmp_path):
+  replay = LoggedEpisodeReplay(str(tmp_path / 'logs'), OBS_DIM, ACTION_DIM,
+                               seed=0, replay_capacity=8)
+  replay.add(np.zeros(OBS_DIM), np.zeros(ACTION_DIM), 0., False)
+  replay.save(str(tmp_path), 0)
+  path = tmp_path / 'episode_replay-0.npz'
+  with np.load(path) as saved:
+    arrays = dict(saved)
+  with pytest.raises(OSError, match=re.escape(
+      f'{tmp_path}/episode_replay-1.npz: unreadable ([Errno 2]')):
+    replay.load(str(tmp_path), 1)  # Never saved.
+  path.write_bytes(path.read_bytes()[:100])  # Cut short.
+  with pytest.raises(OSError, match=re.escape(f'{path}: unreadable (')):
+    replay.load(str(tmp_path), 0)
+  del arrays['reward']
+  np.savez(path, **arrays)
+  with pytest.raises(OSError, match=re.escape(f"{path}: lacks 'reward'")):
+    replay.load(str(tmp_path), 0)
+  with pytest.raises(ValueError, match=re.escape(
+      "a cut episode's final observation is needed")):
+    replay.truncate_episode(None)
+
+
+def test_writer_capacity_of_one_slot_is_refused():
+  with pytest.raises(ValueError, match=re.escape(
+      'replay capacity must be at least 2, got 1.')):
+    EpisodeReplayWriter(1, OBS_DIM, ACTION_DIM, print)
+
+
 def test_writer_close_refuses_a_running_episode():
   writer = EpisodeReplayWriter(5, OBS_DIM, ACTION_DIM, lambda *_: None)
   writer.add_transition(np.zeros(OBS_DIM), np.zeros(ACTION_DIM), 0., False)
@@ -387,6 +418,69 @@ def test_import_errors_name_file_and_key(tmp_path):
   with pytest.raises(ReplayDataError, match=r'garbage\.hdf5: not a readable '
                      'HDF5 file'):
     d4rl_import.import_hdf5(str(garbage))
+
+
+def test_import_errors_name_the_array_and_its_expected_shape(tmp_path):
+  path = str(tmp_path / 'data.hdf5')
+  write_d4rl(path, EPISODES)
+  with h5py.File(path, 'a') as f:
+    del f['observations']
+    f.create_group('observations')['position'] = np.zeros((28, 3))
+  with pytest.raises(ReplayDataError, match=re.escape(
+      f'{path}: /observations is a group, expected an array (dict '
+      'observations are not supported).')):
+    d4rl_import.import_hdf5(path)
+
+  write_d4rl(path, EPISODES)
+  with h5py.File(path, 'a') as f:
+    actions = f['actions'][:, 0]
+    del f['actions']
+    f['actions'] = actions
+  with pytest.raises(ReplayDataError, match=re.escape(
+      f'{path}: actions has shape (28,), expected (steps, dim).')):
+    d4rl_import.import_hdf5(path)
+
+  with h5py.File(path, 'w') as f:
+    for key in d4rl_import.D4RL_KEYS:
+      f[key] = np.zeros({'observations': (0, OBS_DIM),
+                         'actions': (0, ACTION_DIM)}.get(key, 0))
+  with pytest.raises(ReplayDataError, match=re.escape(
+      f'{path}: holds no episode.')):
+    d4rl_import.import_hdf5(path)
+
+  minari = str(tmp_path / 'minari.hdf5')
+  write_minari(minari, EPISODES[:2])
+  with h5py.File(minari, 'a') as f:
+    observations = f['episode_1/observations'][:-1]
+    del f['episode_1/observations']
+    f['episode_1/observations'] = observations
+  with pytest.raises(ReplayDataError, match=re.escape(
+      f'{minari}: episode_1/observations has 4 rows, expected 5 (steps + '
+      'final observation).')):
+    d4rl_import.import_hdf5(minari)
+
+
+def test_import_command_line(tmp_path, capsys):
+  path = str(tmp_path / 'data.hdf5')
+  replay_dir = str(tmp_path / 'replay')
+  write_d4rl(path, EPISODES)
+  assert d4rl_import.main([path]) == 2
+  assert capsys.readouterr().err == (
+      f"error: expected HDF5_FILE REPLAY_DIR, got ['{path}'].\n")
+  # Hopper-v5's actions have 3 dimensions, these 2.
+  assert d4rl_import.main([path, replay_dir, '--task=Hopper-v5']) == 2
+  assert capsys.readouterr().err == (
+      f'error: {path}: actions have 2 dimensions, the action bounds (3,); '
+      "are they the bounds of the data's task (--task)?\n")
+  assert d4rl_import.main([path, replay_dir, '--capacity=10']) == 0
+  assert capsys.readouterr().out == (
+      f'wrote checkpoints [0, 1, 2, 3] to {replay_dir}\n')
+  hopper = [dict(e, actions=np.tile(e['actions'][:, :1], 3))
+            for e in EPISODES]
+  write_d4rl(path, hopper)
+  assert d4rl_import.main([path, replay_dir, '--task=Hopper-v5']) == 0
+  read = dopamine_replay.read_arrays(replay_dir, 0)
+  np.testing.assert_array_equal(read.action[:5], hopper[0]['actions'])
 
 
 # Environments and the online logger.

@@ -17,7 +17,9 @@ import gin
 import numpy as np
 import pytest
 
+from batch_rl import cli
 from batch_rl import log_data
+from batch_rl import train
 from batch_rl.data import dopamine_replay
 from batch_rl.data import rlds_io
 from batch_rl.data import summary
@@ -86,15 +88,21 @@ def test_the_logging_run_writes_every_transition_it_plays(tmp_path):
 
 
 def test_one_logging_command_runs_continuous_agents(tmp_path, capsys):
-  """`python -m batch_rl.log_data` (its function): the agent from the gin
-  file, the run's settings from gin bindings."""
+  """`python -m batch_rl.log_data` (its main, in this process): the agent
+  from the gin file, the run's settings from gin bindings."""
   gin_files, bindings = continuous_logging_config('Pendulum-v1', 400, 256)
   gin.clear_config()
+  argv = log_data.FLAGS(
+      ['log_data', f'--base_dir={tmp_path}']
+      + [f'--gin_files={name}' for name in gin_files]
+      + [f'--gin_bindings={binding}' for binding in bindings])
   try:
-    rows = log_data.log_data(None, str(tmp_path), gin_files, bindings)
+    assert log_data.main(argv) == 0
   finally:
+    log_data.FLAGS.unparse_flags()
     gin.clear_config()
-  assert [row['iteration'] for row in rows] == [0]
+  assert [row['iteration'] for row in RunDirectory(
+      str(tmp_path)).read_metrics()] == ['0']
   assert RunDirectory(str(tmp_path)).read_run_info()['agent_name'] == 'ddpg'
   replay_dir = RunDirectory(str(tmp_path)).replay_logs_path
   assert dopamine_replay.list_checkpoints(replay_dir) == [0, 1]
@@ -178,3 +186,42 @@ def test_logging_refuses_offline_only_agents(tmp_path):
   with pytest.raises(ValueError, match='--agent_name=bcq: continuous logging'):
     log_continuous_replay(tmp_path, 'Pendulum-v1', 10, 256,
                           agent_name='bcq')
+  with pytest.raises(ValueError, match=re.escape(
+      'DDPGAgent.update_horizon=3: a continuous logging run samples one-step '
+      'transitions; use 1.')):
+    log_continuous_replay(tmp_path, 'Pendulum-v1', 10, 256,
+                          bindings=['DDPGAgent.update_horizon=3'])
+
+
+def test_training_before_any_complete_transition_names_the_binding(
+    tmp_path):
+  # min_replay_history = RANDOM_STEPS = 0: a gradient step after the first
+  # agent step, whose transition awaits its next state.
+  with pytest.raises(ValueError, match=re.escape(
+      'The replay holds no complete transition yet (1 slot(s) await their '
+      'next state); sample after more steps, e.g. with '
+      'OnlineAgent.min_replay_history >= 1.')):
+    log_continuous_replay(tmp_path / 'zero', 'Pendulum-v1', 10, 256,
+                          random_steps=0)
+  runner = log_continuous_replay(tmp_path / 'one', 'Pendulum-v1', 10, 256,
+                                 random_steps=1, max_episode_steps=10)
+  assert runner.agent.gradient_steps > 0
+
+
+def test_resuming_with_another_replay_capacity_names_the_saved_replay(
+    tmp_path):
+  log_continuous_replay(tmp_path, 'Pendulum-v1', 10, 64, max_episode_steps=10)
+  saved = tmp_path / 'checkpoints' / 'iteration_0' / 'episode_replay-0.npz'
+  with pytest.raises(ValueError, match=re.escape(
+      f"{saved}: the saved replay's observation is float32[64, 3], this "
+      "one's float32[32, 3] (capacity, observation_dim, action_dim); was it "
+      'saved with other settings?')):
+    log_continuous_replay(tmp_path, 'Pendulum-v1', 10, 32, iterations=2,
+                          max_episode_steps=10)
+
+
+@pytest.mark.parametrize('main', [log_data.main, train.main])
+def test_positional_arguments_are_refused_naming_them(main, capsys):
+  assert cli.call(main, ['prog', 'Pendulum-v1']) == 2
+  assert capsys.readouterr().err == (
+      "error: unexpected arguments ['Pendulum-v1']; flags are --name=value.\n")

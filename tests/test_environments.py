@@ -1,12 +1,16 @@
 """Environment makers: shapes, the Atari protocol, sticky actions, seeding."""
 
+import re
+
 import cv2
 import gin
+import gymnasium as gym
 import numpy as np
 import pytest
 
 from batch_rl.environments import create_environment
 from batch_rl.environments.atari import make_atari_environment
+from batch_rl.environments.environment_spec import spec_of
 from batch_rl.environments.minatar import make_minatar_environment
 
 
@@ -53,6 +57,13 @@ def test_spec_matches_observations(name, num_actions, shape, dtype, stack_size):
 def test_unknown_names_list_valid_ones(name, fragment):
   with pytest.raises(ValueError, match=fragment):
     create_environment(name)
+
+
+def test_the_discrete_spec_refuses_continuous_actions():
+  env = gym.make('Pendulum-v1')
+  with pytest.raises(ValueError, match=re.escape(
+      f'{env}: action space is {env.action_space}, expected Discrete.')):
+    spec_of(env, stack_size=1)
 
 
 def test_create_environment_takes_its_name_and_protocol_from_gin():

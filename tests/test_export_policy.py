@@ -1,6 +1,7 @@
 """Exported policies load and act in a Python that cannot import batch_rl."""
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -114,6 +115,27 @@ def test_export_of_a_run_without_checkpoints_names_the_directory(tmp_path):
   with pytest.raises(ValueError, match='checkpoints: no iteration_N'):
     export_policy.load_trained_agent(str(tmp_path))
   assert not (tmp_path / 'checkpoints').exists()  # Reading created nothing.
+
+
+def test_export_of_a_checkpoint_without_the_agent_names_it(tmp_path):
+  (tmp_path / 'run_info.json').write_text(
+      '{"agent_name": "dqn", "environment": "classic:CartPole-v1", '
+      '"seed": 0, "gin_config": "QHeadsNetwork.torso = @MLPTorso"}')
+  (tmp_path / 'checkpoints' / 'iteration_0').mkdir(parents=True)
+  with pytest.raises(ValueError, match=re.escape(
+      f'{tmp_path}/checkpoints/iteration_0: no agent checkpoint of iteration '
+      '0.')):
+    export_policy.load_trained_agent(str(tmp_path))
+
+
+def test_rebuild_of_a_damaged_gin_config_names_the_file(tmp_path):
+  (tmp_path / 'run_info.json').write_text(
+      '{"agent_name": "dqn", "environment": "classic:CartPole-v1", '
+      '"seed": 0, "gin_config": "Runner.num_iterations = (1,"}')
+  with pytest.raises(ValueError, match=re.escape(
+      f'{tmp_path}/run_info.json: gin_config does not parse: EOF in '
+      'multi-line statement (an unclosed bracket or quote)')):
+    experiment.rebuild_agent(str(tmp_path))
 
 
 def test_rebuild_without_gin_config_names_the_file_and_the_key(tmp_path):

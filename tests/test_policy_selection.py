@@ -1,9 +1,12 @@
 """Offline policy selection: held-out split, held-out TD error, FQE, the CLI."""
 
 import csv
+import dataclasses
 import functools
+import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -301,3 +304,96 @@ def test_analysis_imports_no_agents_or_experiments():
           '"tensorflow", "batch_rl.agents", "batch_rl.experiment"))]; '
           'assert not loaded, loaded')
   subprocess.run([sys.executable, '-c', code], check=True, cwd=REPO)
+
+
+def _copy_of_run(run_dir, copy, **info_changes):
+  """`copy`: run_dir's run_info.json (with `info_changes`), metrics.csv and
+  a copy of its checkpoints."""
+  shutil.copytree(os.path.join(run_dir, 'checkpoints'), copy / 'checkpoints')
+  shutil.copy(os.path.join(run_dir, 'metrics.csv'), copy / 'metrics.csv')
+  with open(os.path.join(run_dir, 'run_info.json')) as f:
+    info = json.load(f)
+  (copy / 'run_info.json').write_text(json.dumps({**info, **info_changes}))
+  return str(copy)
+
+
+def _error_of(run_dirs, out, options, capsys):
+  assert cli.call(lambda _: policy_selection.run(run_dirs, out, options),
+                  []) == 2
+  (line,) = capsys.readouterr().err.splitlines()
+  return line
+
+
+def test_select_errors_name_the_file_and_what_is_wrong(tiny_run, tmp_path,
+                                                       capsys):
+  out = str(tmp_path / 'out')
+  options = policy_selection.SelectionOptions(fqe_steps=1, max_heldout=50)
+  assert _error_of([tiny_run], out, dataclasses.replace(
+      options, td_loss='l1'), capsys) == (
+          "error: --td_loss 'l1' is not one of ['huber', 'mse'].")
+
+  moved = _copy_of_run(tiny_run, tmp_path / 'moved',
+                       replay_dir='elsewhere/replay')
+  assert _error_of([moved], out, options, capsys) == (
+      f"error: {moved}/run_info.json: replay_dir 'elsewhere/replay' does not "
+      'exist here (a relative path is relative to where training ran); pass '
+      '--replay_dir.')
+
+  # A run of a continuous-action agent (its gin_config binds nothing else).
+  continuous = _copy_of_run(tiny_run, tmp_path / 'continuous',
+                            agent_name='ddpg', environment='mujoco:Hopper-v5',
+                            gin_config="create_agent.agent_name = 'ddpg'")
+  assert _error_of([continuous], out, options, capsys) == (
+      f"error: {continuous}/run_info.json: agent 'ddpg' has continuous "
+      'actions; policy selection scores agents with discrete actions.')
+
+  other_data = str(tmp_path / 'other_data')
+  os.makedirs(other_data)
+  fill_dopamine_buffer(100, 60, stack_size=1, frame_shape=(5,)).save(
+      other_data, 0)
+  line = _error_of([tiny_run], out, dataclasses.replace(
+      options, replay_dir=other_data), capsys)
+  assert line.startswith(f'error: {other_data}/')
+  assert line.endswith(
+      'frames have shape (5,), but classic:CartPole-v1 emits (4,); is this '
+      f'the replay of that environment? ({tiny_run}/run_info.json); pass the '
+      "run's data with --replay_dir.")
+
+  incomplete = _copy_of_run(tiny_run, tmp_path / 'incomplete')
+  (index,) = glob.glob(f'{incomplete}/checkpoints/iteration_1/*.index')
+  os.remove(index)
+  assert _error_of([incomplete], out, options, capsys) == (
+      f'error: {incomplete}/checkpoints/iteration_1: no tf_ckpt-1.index; the '
+      'checkpoint is incomplete.')
+
+
+def test_select_warns_when_the_held_out_set_was_trained_on(tiny_run, tmp_path,
+                                                          capsys):
+  # Another --holdout_fraction than the run's: its held-out set overlaps the
+  # training data. Two runs are also ranked together.
+  twin = _copy_of_run(tiny_run, tmp_path / 'twin')
+  argv = policy_selection.FLAGS([
+      'policy_selection', f'--base_dirs={tiny_run},{twin}',
+      f'--out={tmp_path / "out"}', '--holdout_fraction=0.3', '--fqe_steps=1',
+      '--max_heldout=50'])
+  try:
+    assert policy_selection.main(argv) == 0
+  finally:
+    policy_selection.FLAGS.unparse_flags()
+  printed = capsys.readouterr().out
+  for run_dir in (tiny_run, twin):
+    assert (f'warning: {run_dir} trained on the held-out transitions; bind '
+            'DataSelection.holdout_fraction when training for an honest '
+            'held-out TD error.') in printed
+  assert printed.count('checkpoints ranked by FQE estimate') == 3
+  assert 'all runs: checkpoints ranked by FQE estimate' in printed
+
+
+def test_summary_of_checkpoints_whose_fqe_all_diverged():
+  rows = [{'run': 'r', 'iteration': i, 'fqe_estimate': 1e9 * i,
+           'heldout_td_error': 0.1 * i, 'eval_return_mean': float(i),
+           'fqe_in_bounds': False} for i in range(3)]
+  assert np.isnan(policy_selection.spearman([], 'fqe_estimate'))
+  text = policy_selection.summary(rows)
+  assert 'FQE 1.000 (in bounds only, 0 of 3: nan)' in text
+  assert text.count('(FQE outside the feasible returns: diverged)') == 3

@@ -110,6 +110,22 @@ def test_damaged_latest_checkpoint_is_set_aside_and_an_older_one_resumed(
       range(ITERATIONS + 1))
 
 
+def test_a_checkpoint_damaged_again_is_set_aside_next_to_the_first(
+    replay, finished_run, tmp_path, capsys):
+  base_dir = str(tmp_path / 'run')
+  shutil.copytree(finished_run, base_dir)
+  latest = os.path.join(base_dir, 'checkpoints', 'iteration_2')
+  shutil.copytree(latest, latest + '.damaged')  # Set aside by an earlier run.
+  DAMAGES['missing .index'][0](latest)
+  assert _runner(replay, base_dir, ITERATIONS + 1).start_iteration == 2
+  assert f'{latest} is damaged' in capsys.readouterr().err
+  assert sorted(os.listdir(os.path.dirname(latest))) == [
+      'iteration_0', 'iteration_1', 'iteration_2.damaged',
+      'iteration_2.damaged.1']
+  assert glob.glob(f'{latest}.damaged/*.index')  # The earlier one, as it was.
+  assert not glob.glob(f'{latest}.damaged.1/*.index')
+
+
 def test_resumed_run_trains_and_evaluates_as_an_uninterrupted_one(
     replay, finished_run, tmp_path):
   _runner(replay, tmp_path, 1).run_experiment()

@@ -3,13 +3,20 @@
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import types
 
+import gin
 import numpy as np
 import pytest
+import tensorflow as tf
+
+from batch_rl import command_line
+from batch_rl import experiment
 
 from batch_rl.data import replay_dataset
 from batch_rl.data.selection import DataSelection
@@ -22,6 +29,8 @@ from conftest import log_continuous_replay
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_RUN = 'gin/testing/tiny_run.gin'
+SHIPPED_CARTPOLE_REPLAY = os.path.join(REPO, 'batch_rl', 'experiments',
+                                       'data', 'cartpole_dqn_replay')
 
 
 @pytest.fixture(scope='module')
@@ -385,3 +394,55 @@ def test_resumed_run_reads_the_batches_of_an_uninterrupted_run(
   # Training only sees the selected half of the transitions.
   assert set(np.concatenate(whole.used)) <= set(
       cartpole_dataset.training_indices % 2000)
+
+
+def _runner(agent, base_dir, *bindings):
+  gin.clear_config()
+  experiment.register_all_agents()
+  command_line.load_gin_configs([f'gin/classic/{agent}.gin', TINY_RUN],
+                                bindings)
+  try:
+    return experiment.create_runner(agent, SHIPPED_CARTPOLE_REPLAY, base_dir)
+  finally:
+    gin.clear_config()
+
+
+def test_a_run_directory_of_another_agent_is_refused(tmp_path):
+  base_dir = str(tmp_path / 'run')
+  _runner('dqn', base_dir, 'Runner.num_iterations=1').run_experiment()
+  prefix = os.path.join(base_dir, 'checkpoints', 'iteration_0', 'tf_ckpt-0')
+  with pytest.raises(ValueError, match=re.escape(
+      f'{prefix} is not a checkpoint of this C51Agent (its networks or '
+      'optimizers differ)')):
+    _runner('c51', base_dir, 'Runner.num_iterations=2')
+  # Refused, not set aside as damaged.
+  assert os.listdir(os.path.join(base_dir, 'checkpoints')) == ['iteration_0']
+
+
+def test_a_resumed_run_rewrites_the_summaries_cut_off_its_event_file(
+    tmp_path):
+  base_dir = str(tmp_path / 'run')
+  _runner('dqn', base_dir, 'Runner.num_iterations=1').run_experiment()
+  tensorboard = RunDirectory(base_dir).tensorboard_path
+  (events,) = os.listdir(tensorboard)
+  path = os.path.join(tensorboard, events)
+  os.truncate(path, os.path.getsize(path) - 5)  # A kill cut the last record.
+  resumed = _runner('dqn', base_dir, 'Runner.num_iterations=1')
+  expected = {(tag, 0) for tag in resumed.summaries[0]}
+  assert len(expected) > 1 and expected <= resumed._summarized()  # pylint: disable=protected-access
+  assert len(os.listdir(tensorboard)) == 2  # The rewritten ones: a new file.
+
+
+def test_distribution_and_batch_size_bindings_are_checked(tmp_path,
+                                                         monkeypatch):
+  assert isinstance(experiment.make_strategy('mirrored'),
+                    tf.distribute.MirroredStrategy)
+  with pytest.raises(ValueError, match=re.escape(
+      "create_runner.distribution must be 'default' or 'mirrored', got "
+      "'tpu'.")):
+    _runner('dqn', str(tmp_path), "create_runner.distribution='tpu'")
+  monkeypatch.setattr(experiment, 'make_strategy',
+                      lambda _: types.SimpleNamespace(num_replicas_in_sync=2))
+  with pytest.raises(ValueError, match=re.escape(
+      'create_runner.batch_size=17 must be a multiple of the 2 replicas.')):
+    _runner('dqn', str(tmp_path), 'create_runner.batch_size=17')

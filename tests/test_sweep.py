@@ -26,6 +26,7 @@ from batch_rl.run_directory import RunDirectory
 from batch_rl.sweep import execution
 from batch_rl.sweep import progress
 from batch_rl.sweep import study as study_lib
+from batch_rl.sweep import __main__ as sweep_main
 
 STUDIES = os.path.join(command_line.GIN_DIR, 'studies')
 
@@ -248,6 +249,44 @@ def test_cli_errors_exit_2_with_one_line(tmp_path):
       'both.\n')
 
 
+def sweep_in_process(*args):
+  """`python -m batch_rl.sweep ARGS` in this process: its exit code."""
+  argv = sweep_main.FLAGS(['sweep', *args])
+  try:
+    return sweep_main.main(argv)
+  finally:
+    sweep_main.FLAGS.unparse_flags()
+
+
+@pytest.mark.parametrize('args, message', [
+    (['smoke.gin', 'atari_paper.gin', '--out=OUT'],
+     'expected one study file, e.g. python -m batch_rl.sweep '
+     'gin/studies/minatar_replication.gin --out=DIR; got '
+     "['STUDIES/smoke.gin', 'STUDIES/atari_paper.gin']."),
+    (['smoke.gin', '--out=OUT', '--cpus_per_run=0'],
+     '--cpus_per_run=0 --gpus_per_run=0: expected a positive CPU share and a '
+     'non-negative GPU share.'),
+    (['smoke.gin', '--out=gs://bucket/study',
+      '--gin_bindings=Study.convert_data=False'],
+     '--out=gs://bucket/study is a URL: pass --run_logs, a directory on a '
+     'filesystem every worker can write to.'),
+])
+def test_cli_flag_errors_name_the_flag(tmp_path, capsys, args, message):
+  args = [os.path.join(STUDIES, a) if a.endswith('.gin') else
+          a.replace('OUT', str(tmp_path)) for a in args]
+  assert sweep_in_process(*args) == 2
+  assert capsys.readouterr().err == (
+      f'error: {message.replace("STUDIES", STUDIES)}\n')
+
+
+def test_data_root_flag_fills_the_pattern(tmp_path, capsys):
+  assert sweep_in_process(os.path.join(STUDIES, 'atari_paper.gin'),
+                          f'--out={tmp_path}', '--data_root=/data/dqn',
+                          '--dry_run') == 0
+  assert (f'python -m batch_rl.data convert /data/dqn/Pong/1/replay_logs '
+          f'{tmp_path}/staged_data/Pong/seed_1\n') in capsys.readouterr().out
+
+
 def test_an_unwritable_out_is_one_error_line(tmp_path):
   not_a_folder = tmp_path / 'file'
   not_a_folder.write_text('')
@@ -291,6 +330,13 @@ def test_time_left_comes_from_the_runs_measured_here():
   assert table.endswith('elapsed 30s, time left: about 18s')
 
 
+@pytest.mark.parametrize('seconds, printed', [
+    (44.6, '45s'), (59.4, '59s'), (60, '1m00s'), (725, '12m05s'),
+    (3599.6, '1h00m'), (11220, '3h07m'), (90061, '25h01m')])
+def test_durations_print_in_the_two_largest_units(seconds, printed):
+  assert progress.format_duration(seconds) == printed
+
+
 # A local Ray instance with two CPUs and one (logical) GPU, shared by the
 # tests below.
 @pytest.fixture(scope='module')
@@ -306,7 +352,7 @@ def worker_pids(log_file):
 
 
 def test_smoke_study_on_ray_survives_a_killed_worker_and_a_failed_run(
-    tmp_path, local_ray):
+    tmp_path, local_ray, monkeypatch, capsys):
   out = str(tmp_path / 'study')
   log_dir = os.path.join(out, 'logs')
   runs = study_lib.plan(load('smoke.gin'), out)
@@ -369,14 +415,69 @@ def test_smoke_study_on_ray_survives_a_killed_worker_and_a_failed_run(
   assert (rerun.finished, rerun.failed) == ([], {})
   assert sorted(rerun.skipped) == sorted(r.name for r in runs[1:5])
 
-  # The analysis reads the study's output as it is.
-  with open(os.path.join(out, study_directory.STUDY_FILE), 'w') as f:
-    json.dump(study_lib.describe(load('smoke.gin'), runs[:5]), f)
-  path = report.write_report([out], str(tmp_path / 'report'))
+  # The CLI on the finished study starts nothing and writes the report of
+  # the study's output as it is.
+  monkeypatch.setattr(execution, 'init_ray', None)  # Ray is not needed.
+  capsys.readouterr()
+  assert sweep_in_process(os.path.join(STUDIES, 'smoke.gin'),
+                          f'--out={out}') == 0
+  printed = capsys.readouterr().out.splitlines()
+  assert printed[0] == 'All 4 runs of the study are finished.'
+  path = os.path.join(out, 'report', report.REPORT)
+  assert printed[-1] == f'wrote {path}'
   with open(os.path.join(os.path.dirname(path), report.SCORES)) as f:
     rows = list(csv.DictReader(f))
   assert sorted(row['run_dir'] for row in rows) == sorted(
       r.run_dir for r in runs[1:5])
+
+
+def test_runs_killed_or_ending_early_are_reported_with_their_logs(
+    tmp_path, local_ray):
+  log_dir = str(tmp_path / 'logs')
+  killed = study_lib.Run(
+      'offline/killed', 'offline',
+      ('python', '-c', "import os; print('about to die', flush=True); "
+       'os.kill(os.getpid(), 9)'), str(tmp_path / 'killed'))
+  early = study_lib.Run('offline/early', 'offline', ('python', '-c', ''),
+                        str(tmp_path / 'early'), num_iterations=2)
+  outcome = execution.execute([killed, early], log_dir, max_retries=0,
+                              printer=lambda _: None)
+  killed_log = execution.log_path(log_dir, killed.name)
+  report = outcome.failed[killed.name]
+  assert report.startswith(
+      f'RunInterrupted: offline/killed: killed by signal 9; {killed_log} '
+      'ends:\n')
+  assert report.rstrip().endswith('about to die')
+  assert outcome.failed[early.name].startswith(
+      'exited normally after 0 of 2 iterations')
+  # A task that failed before its run wrote a log (e.g. on a node that
+  # cannot import batch_rl) says so.
+  assert execution.log_tail(str(tmp_path / 'never.log')) == '(no log)\n'
+
+
+def test_a_study_whose_runs_failed_exits_1_naming_them(
+    tmp_path, local_ray, monkeypatch, capsys):
+  monkeypatch.setattr(execution, 'init_ray', lambda *_: None)  # Ray is up.
+  sigterm = signal.getsignal(signal.SIGTERM)
+  missing = tmp_path / 'missing'
+  try:
+    code = sweep_in_process(
+        os.path.join(STUDIES, 'smoke.gin'), f'--out={tmp_path / "study"}',
+        f'--gin_bindings=Study.replay_dir="{missing}"', '--max_retries=0')
+  finally:
+    signal.signal(signal.SIGTERM, sigterm)
+  assert code == 1
+  printed = capsys.readouterr()
+  assert printed.out.endswith('0 run(s) done, 0 finished before, 5 failed.\n')
+  lines = printed.err.splitlines()
+  assert lines[0] == '5 run(s) failed:'
+  assert lines[1].startswith(
+      '- staging/CartPole-v1/seed_0: exited with status 2; ')
+  assert any(str(missing) in line and line.startswith('error: ')
+             for line in lines)
+  assert ('- offline/CartPole-v1/dqn/all/seed_0: not run: '
+          'staging/CartPole-v1/seed_0 failed (exited with status 2).') in lines
+  assert not os.path.exists(tmp_path / 'study' / 'report')
 
 
 def test_study_json_of_parts_adds_up_to_the_whole(tmp_path):

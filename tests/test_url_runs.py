@@ -192,6 +192,8 @@ def test_the_lock_object_refuses_a_live_holder_of_this_host(url, capsys):
   run.unlock()
   assert not storage.exists(run.lock_path)
   storage.write_atomically(run.lock_path, '12 on elsewhere\n')
+  run.unlock()  # Not held here: another's lock stays.
+  assert storage.read_text(run.lock_path) == '12 on elsewhere\n'
   run.lock()  # Another host cannot be checked: taken over, with a warning.
   assert capsys.readouterr().err == (
       f'warning: {run.lock_path} names process 12 on elsewhere, which cannot '

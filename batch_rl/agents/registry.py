@@ -51,11 +51,6 @@ def agent_names() -> list[str]:
   return sorted(_AGENTS)
 
 
-def agent_class(agent_name: str):
-  """The class registered as `agent_name`."""
-  return _entry(agent_name)[0]
-
-
 def _entry(agent_name: str):
   if agent_name not in _AGENTS:
     raise ValueError(f"Unknown agent_name '{agent_name}'; valid names: "

@@ -91,9 +91,11 @@ def write_logging_reference(path: str, study: dict) -> str:
   caps = {run[MAX_STEPS_PER_EPISODE] for run in study[RUNS]
           if run[KIND] == OFFLINE}
   if len(caps) != 1 or None in caps:
+    listed = ', '.join('none' if cap is None else str(cap) for cap in sorted(
+        caps, key=lambda cap: (cap is None, cap or 0)))
     raise AnalysisError(
         f'{StudyDirectory(path).study_path}: the offline runs have episode '
-        f'caps {caps}; the random policy is measured with the one cap they '
+        f'caps {listed}; the random policy is measured with the one cap they '
         'share.')
   (cap,) = caps
   random = random_policy.random_policy_scores(

@@ -78,16 +78,18 @@ class DDPGAgent(ContinuousAgent):
                policy_delay: int = 1,
                **kwargs):
     super().__init__(action_dim, observation_shape, **kwargs)
+    name = type(self).__name__
     if target_combination not in losses.TARGET_COMBINATIONS:
       raise ValueError(
-          f'target_combination={target_combination!r}; valid: '
+          f'{name}.target_combination={target_combination!r}; valid: '
           f'{", ".join(losses.TARGET_COMBINATIONS)}.')
     if actor_objective not in (FIRST_CRITIC, MEAN_OF_CRITICS):
-      raise ValueError(f'actor_objective={actor_objective!r}; valid: '
+      raise ValueError(f'{name}.actor_objective={actor_objective!r}; valid: '
                        f'{FIRST_CRITIC!r}, {MEAN_OF_CRITICS!r}.')
     if target_combination != losses.INDEPENDENT and num_critics < 2:
-      raise ValueError(f'target_combination={target_combination!r} needs '
-                       f'num_critics >= 2, got {num_critics}.')
+      raise ValueError(
+          f'{name}.target_combination={target_combination!r} needs '
+          f'{name}.num_critics >= 2, got {num_critics}.')
     self.num_critics = num_critics
     self.target_combination = target_combination
     self.actor_objective = actor_objective

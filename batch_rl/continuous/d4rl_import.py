@@ -92,6 +92,8 @@ def _d4rl_episodes(f: h5py.File, path: str) -> Iterator[_Episode]:
   for key in ('observations', 'actions', 'next_observations'):
     if key in data:
       _check_2d(path, key, data[key])
+  if not num_steps:
+    return
   observations = data['observations']
   terminals = data['terminals'].astype(bool)
   ends = terminals | data['timeouts'].astype(bool)
@@ -140,6 +142,11 @@ def _scaled_actions(path: str, actions: np.ndarray,
   actions = np.asarray(actions, np.float64)
   if action_bounds is not None:
     low, high = (np.asarray(b, np.float64) for b in action_bounds)
+    if low.shape != actions.shape[1:]:
+      raise ReplayDataError(
+          f'{path}: actions have {actions.shape[1]} dimensions, the action '
+          f'bounds {low.shape}; are they the bounds of the data\'s task '
+          '(--task)?')
     actions = 2.0 * (actions - low) / (high - low) - 1.0
   if len(actions) and np.abs(actions).max() > 1.0 + _ACTION_TOLERANCE:
     raise ReplayDataError(

@@ -131,7 +131,10 @@ class EpisodeReplayWriter:
     else:
       candidates = np.flatnonzero(self._is_sampleable(np.arange(stored)))
       if not len(candidates):
-        raise ValueError('The replay holds no complete transition yet.')
+        raise ValueError(
+            f'The replay holds no complete transition yet ({stored} slot(s) '
+            'await their next state); sample after more steps, e.g. with '
+            'OnlineAgent.min_replay_history >= 1.')
       indices = rng.choice(candidates, size=batch_size)
     following = (indices + 1) % self.capacity
     return {
