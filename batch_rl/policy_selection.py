@@ -30,6 +30,7 @@ from absl import flags
 import numpy as np
 from scipy import stats
 import tensorflow as tf
+import tqdm
 
 from batch_rl import cli
 from batch_rl import command_line
@@ -108,7 +109,8 @@ def fitted_q_evaluation(policy: Callable, make_network: Callable,
                         dataset: tf.data.Dataset, initial_states: np.ndarray,
                         gamma: float, steps: int,
                         learning_rate: float = 3e-4,
-                        target_update_period: int = 100) -> float:
+                        target_update_period: int = 100,
+                        progress: Optional[str] = None) -> float:
   """FQE: mean over s0 of Q(s0, pi(s0)) after `steps` TD steps towards pi.
 
   Q is trained with the Huber loss on L(y - Q(s, a)),
@@ -124,6 +126,7 @@ def fitted_q_evaluation(policy: Callable, make_network: Callable,
     steps: gradient steps.
     learning_rate: Adam's step size.
     target_update_period: steps between copies of Q into Q_target.
+    progress: the label of a step counter shown on terminals (None: none).
   """
   q_network = make_network('fqe_online')
   target_network = make_network('fqe_target')
@@ -152,7 +155,8 @@ def fitted_q_evaluation(policy: Callable, make_network: Callable,
     optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
 
   batches = iter(dataset)
-  for step in range(steps):
+  for step in tqdm.trange(steps, desc=progress, unit='step', leave=False,
+                          disable=None if progress else True):
     if step % target_update_period == 0:
       sync_target()
     train_step(next(batches))
@@ -295,7 +299,8 @@ def evaluate_run(run_dir: str, options: SelectionOptions) -> list[dict]:
         agent.greedy_actions,
         lambda name: networks.QHeadsNetwork(agent.num_actions, 1, name=name),
         fqe_dataset, initial_states, agent.gamma, options.fqe_steps,
-        options.fqe_learning_rate, options.fqe_target_update_period)
+        options.fqe_learning_rate, options.fqe_target_update_period,
+        progress=f'{run_dir} iteration {iteration}: FQE')
     rows.append({
         'run': run_dir, ITERATION: iteration,
         'heldout_td_error': mean_td_error(agent, heldout_dataset, td_loss),
