@@ -10,8 +10,9 @@ writes, and the cache that training fills from a gz directory) holds
   OUT/ckpt_N/frame_offsets.npy  int64 [num_blocks + 1]: byte offsets of the
                               blocks in frames.zst
   OUT/ckpt_N/action.npy, reward.npy, terminal.npy   plain arrays [capacity]
-  OUT/ckpt_N/meta.json        capacity, frame shape and dtype, block_frames,
-                              add_count, invalid_range, episode_end_indices
+  OUT/ckpt_N/meta.json        CheckpointMeta: capacity, frame shape and
+                              dtype, block_frames, add_count, invalid_range,
+                              episode_end_indices
 
 Atari frames take about 1.1x their gz size (docs/PERFORMANCE.md); a
 transition's window of K+N slots touches one or two blocks, which the reader
@@ -44,6 +45,7 @@ disk or any other OSError becomes a ReplayDataError naming the file.
 """
 
 import contextlib
+import dataclasses
 import io
 import json
 import mmap
@@ -90,8 +92,22 @@ def checkpoint_suffix(ckpt_dir: str) -> int:
 
 
 MANIFEST_KEYS = ('format', 'source', 'checkpoints')
-META_KEYS = ('capacity', 'frame_shape', 'frame_dtype', 'block_frames',
-             'add_count', 'invalid_range', 'episode_end_indices')
+META = 'meta.json'
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointMeta:
+  """OUT/ckpt_N/meta.json: what a checkpoint's array files do not hold."""
+  capacity: int
+  frame_shape: list  # One frame's, e.g. [84, 84].
+  frame_dtype: str  # numpy's dtype.str, e.g. '|u1'.
+  block_frames: int  # Consecutive slots per zstd block.
+  add_count: int
+  invalid_range: list
+  episode_end_indices: Optional[list]  # None: the data has no record.
+
+
+META_KEYS = tuple(field.name for field in dataclasses.fields(CheckpointMeta))
 
 
 def redo_hint(ckpt_dir: str) -> str:
@@ -366,17 +382,15 @@ class CheckpointWriter:
     self._guard(offsets_path, np.save, offsets_path,
                 np.array(self._offsets, dtype=np.int64))
     shape, dtype = self.specs['observation']
-    meta = {
-        'capacity': self.capacity, 'frame_shape': list(shape),
-        'frame_dtype': dtype.str, 'block_frames': self.block_frames,
-        'add_count': int(add_count),
-        'invalid_range': invalid_range.tolist(),
-        'episode_end_indices': None if ends is None else ends.tolist(),
-    }
+    meta = CheckpointMeta(
+        capacity=self.capacity, frame_shape=list(shape),
+        frame_dtype=dtype.str, block_frames=self.block_frames,
+        add_count=int(add_count), invalid_range=invalid_range.tolist(),
+        episode_end_indices=None if ends is None else ends.tolist())
     for f in self._files.values():
       self._guard(f.name, os.fsync, f.fileno())
       self._guard(f.name, f.close)
-    write_json(os.path.join(self.partial_dir, 'meta.json'), meta)
+    write_json(os.path.join(self.partial_dir, META), dataclasses.asdict(meta))
     self._guard(self.final_dir, os.replace, self.partial_dir, self.final_dir)
     fsync_path(os.path.dirname(self.final_dir))
     return self.final_dir
@@ -409,12 +423,12 @@ class CompactFrames:
   needs; `FrameReader` is the batched path the replay store uses.
   """
 
-  def __init__(self, ckpt_dir: str, meta: dict):
+  def __init__(self, ckpt_dir: str, meta: CheckpointMeta):
     self.path = os.path.join(ckpt_dir, 'frames.zst')
-    self.shape = (meta['capacity'], *meta['frame_shape'])
-    self.dtype = np.dtype(meta['frame_dtype'])
+    self.shape = (meta.capacity, *meta.frame_shape)
+    self.dtype = np.dtype(meta.frame_dtype)
     self.ndim = len(self.shape)
-    self.block_frames = meta['block_frames']
+    self.block_frames = meta.block_frames
     offsets_path = os.path.join(ckpt_dir, 'frame_offsets.npy')
     self.offsets = load_array(offsets_path)
     num_blocks = -(-self.shape[0] // self.block_frames)
@@ -455,16 +469,17 @@ class CompactCheckpoint:
   """One published checkpoint: frames decoded on demand, the rest in RAM."""
 
   def __init__(self, ckpt_dir: str):
-    meta = _read_json_object(os.path.join(ckpt_dir, 'meta.json'), META_KEYS,
-                             'meta.json', redo_hint(ckpt_dir))
+    fields = _read_json_object(os.path.join(ckpt_dir, META), META_KEYS, META,
+                               redo_hint(ckpt_dir))
+    meta = CheckpointMeta(**{key: fields[key] for key in META_KEYS})
     self.frames = CompactFrames(ckpt_dir, meta)
     small = {name: load_array(os.path.join(ckpt_dir, f'{name}.npy'))
              for name in SMALL_ELEMENTS}
-    ends = meta['episode_end_indices']
+    ends = meta.episode_end_indices
     self.arrays = ReplayArrays(
         observation=self.frames,
-        add_count=int(meta['add_count']),
-        invalid_range=np.array(meta['invalid_range'], dtype=np.int64),
+        add_count=int(meta.add_count),
+        invalid_range=np.array(meta.invalid_range, dtype=np.int64),
         episode_end_indices=(None if ends is None else
                              np.array(ends, dtype=np.int64)),
         **small)
