@@ -297,11 +297,12 @@ def plan(study: Study, out: str) -> list[Run]:
     raise StudyError(f'Study.replay_dir {study.replay_dir!r} needs the data '
                      'root: pass --data_root=DIR (the directory holding '
                      '<game>/<run>/replay_logs).')
-  logging, staging = [], []
+  logging = []
+  staging = {}  # Staged copy -> the one staging run that prepares it.
   data = {}  # (game, seed) -> (replay_dir, the run producing it or None)
   for seed in study.seeds:
     for game in study.games:
-      replay_dir, source = None, None
+      source = None
       if study.logging_agent:
         logging.append(_logging_run(study, out, game, seed))
         replay_dir = storage.join(logging[-1].run_dir, REPLAY_LOGS)
@@ -315,20 +316,19 @@ def plan(study: Study, out: str) -> list[Run]:
         staged = storage.absolute(
             study.staged_dir.format(game=game, seed=seed, **fields))
         _check_local_data(staged, 'Study.staged_dir')
-        if staged not in (run.run_dir for run in staging):  # One per copy.
-          staging.append(Run(
+        if staged not in staging:
+          staging[staged] = Run(
               f'{STAGING}/{game}/seed_{seed}', STAGING,
               staging_command(replay_dir, staged), staged,
               requires=(source,) if source else (),
               labels={study_directory.GAME: game,
-                      study_directory.SEED: seed}))
-        source = next(run.name for run in staging if run.run_dir == staged)
-        replay_dir = staged
+                      study_directory.SEED: seed})
+        replay_dir, source = staged, staging[staged].name
       data[game, seed] = replay_dir, source
   offline = [run for seed in study.seeds for game in study.games
              for run in _offline_runs(study, out, game, seed,
                                       *data[game, seed])]
-  return logging + staging + offline
+  return logging + list(staging.values()) + offline
 
 
 def _logging_run(study: Study, out: str, game: str, seed: int) -> Run:
