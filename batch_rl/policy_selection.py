@@ -201,7 +201,8 @@ class _RunData:
 
 def _load_run(run_dir: str, replay_dir: Optional[str]) -> _RunData:
   """Rebuilds the run's agent and opens its data; replaces the gin config."""
-  info_path = RunDirectory(run_dir).run_info_path
+  run = RunDirectory(run_dir)
+  info_path = run.run_info_path
   info = runs.read_run_info(
       run_dir, experiment.REBUILD_KEYS + (REPLAY_DIR,),
       'policy selection (of runs of batch_rl.train)')
@@ -217,7 +218,7 @@ def _load_run(run_dir: str, replay_dir: Optional[str]) -> _RunData:
         'policy selection scores agents with discrete actions.')
   replay = replay_dataset.open_replay(
       replay_dir, spec.stack_size, agent.update_horizon, agent.gamma,
-      RunDirectory(run_dir).data_selection(info))
+      run.data_selection(info))
   try:
     replay.check_frame_shape(spec.observation_shape, info[ENVIRONMENT])
   except ReplayDataError as e:
